@@ -1,0 +1,34 @@
+GO  ?= go
+BUF := $(GO) tool -modfile=tools/go.mod buf
+
+.PHONY: test deps vet generate check-generate lint bench build
+
+# The one command that runs every test; CI calls it too.
+test: deps vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+deps:
+	bash test/deps.sh
+
+vet:
+	$(GO) vet ./...
+
+build:
+	$(GO) build -o bin/chaperone ./cmd/chaperone
+
+# Regenerates the Go code from proto/ (offline once the tools module is downloaded).
+generate:
+	$(BUF) format -w proto
+	$(BUF) generate
+
+# Fails when the committed generated code or proto formatting differs from a fresh run.
+check-generate: generate
+	$(BUF) lint
+	git diff --exit-code -- proto
+
+lint:
+	$(BUF) lint
+	$(BUF) format -d --exit-code proto
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./bench/...
