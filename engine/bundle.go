@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// ManifestFile is the name of a policy directory's manifest.
+const ManifestFile = "manifest.yaml"
+
+// Combining rules a manifest may declare.
+const (
+	DenyOverrides = "deny-overrides"
+)
+
+// What a bundle declares a NO_CONSENT result to mean.
+const (
+	// NoConsentPolicy leaves the decision to the policies (HIPAA allows
+	// treatment, payment and operations disclosures without consent).
+	NoConsentPolicy = "policy"
+	// NoConsentDeny denies every request about a patient without an
+	// applicable consent.
+	NoConsentDeny = "deny"
+)
+
+// Manifest describes a policy bundle.
+type Manifest struct {
+	// Name of the bundle, e.g. "reference".
+	Name string `json:"name"`
+	// Revision names this version of the bundle; every response carries it.
+	Revision string `json:"revision"`
+	// Combining rule of the layers; only deny-overrides is supported.
+	Combining string `json:"combining,omitempty"`
+	// NoConsent says what a request without an applicable consent means:
+	// "policy" (default) or "deny".
+	NoConsent string `json:"noConsent,omitempty"`
+	// ConsentRule picks among several applicable consents: "most-recent"
+	// (default) or "deny-overrides".
+	ConsentRule string `json:"consentRule,omitempty"`
+	// CacheTTL is how long callers may reuse an answer, e.g. "0s" or "30s".
+	CacheTTL string `json:"cacheTtl,omitempty"`
+	// Timezone in which context.hour is computed for policies (IANA name,
+	// default UTC).
+	Timezone string `json:"timezone,omitempty"`
+}
+
+// Bundle is a compiled policy directory, ready to decide. It is immutable.
+type Bundle struct {
+	manifest Manifest
+	cacheTTL time.Duration
+	location *time.Location
+	layers   []layer
+	files    []string
+}
+
+// Manifest returns the bundle's manifest.
+func (b *Bundle) Manifest() Manifest { return b.manifest }
+
+// Revision returns the bundle's revision.
+func (b *Bundle) Revision() string { return b.manifest.Revision }
+
+// Files lists the policy sources compiled into the bundle.
+func (b *Bundle) Files() []string { return b.files }
+
+// PolicyIDs lists the ids of every policy in the bundle, by layer.
+func (b *Bundle) PolicyIDs() []string {
+	var ids []string
+	for _, l := range b.layers {
+		ids = append(ids, l.policyIDs()...)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// CompileError reports a policy source that does not compile.
+type CompileError struct {
+	File string
+	Err  error
+}
+
+func (e *CompileError) Error() string { return fmt.Sprintf("%s: %v", e.File, e.Err) }
+func (e *CompileError) Unwrap() error { return e.Err }
+
+// ErrNoPolicies is returned for a policy directory with no Cedar or Rego source.
+var ErrNoPolicies = errors.New("no .cedar or .rego policy files")
+
+// LoadBundle compiles the policy directory fsys: its manifest.yaml, every
+// *.cedar file and every *.rego file (OPA v1 syntax), and JSON documents
+// under data/ (available to Rego as data.<file name without .json>).
+func LoadBundle(fsys fs.FS) (*Bundle, error) {
+	raw, err := fs.ReadFile(fsys, ManifestFile)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	var m Manifest
+	if err := yaml.UnmarshalStrict(raw, &m); err != nil {
+		return nil, &CompileError{File: ManifestFile, Err: err}
+	}
+	b := &Bundle{manifest: m}
+	if err := b.applyManifest(); err != nil {
+		return nil, &CompileError{File: ManifestFile, Err: err}
+	}
+
+	var cedarFiles, regoFiles, dataFiles []string
+	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if p != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		switch {
+		case strings.HasSuffix(p, ".cedar"):
+			cedarFiles = append(cedarFiles, p)
+		case strings.HasSuffix(p, ".rego"):
+			regoFiles = append(regoFiles, p)
+		case strings.HasSuffix(p, ".json") && path.Dir(p) == "data":
+			dataFiles = append(dataFiles, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walk policy directory: %w", err)
+	}
+	if len(cedarFiles)+len(regoFiles) == 0 {
+		return nil, ErrNoPolicies
+	}
+	if len(cedarFiles) > 0 {
+		l, err := compileCedar(fsys, cedarFiles)
+		if err != nil {
+			return nil, err
+		}
+		b.layers = append(b.layers, l)
+	}
+	if len(regoFiles) > 0 {
+		l, err := compileRego(fsys, regoFiles, dataFiles)
+		if err != nil {
+			return nil, err
+		}
+		if l != nil {
+			b.layers = append(b.layers, l)
+		}
+	}
+	b.files = append(append(cedarFiles, regoFiles...), dataFiles...)
+	return b, nil
+}
+
+func (b *Bundle) applyManifest() error {
+	m := &b.manifest
+	if m.Revision == "" {
+		return errors.New("revision is required")
+	}
+	switch m.Combining {
+	case "":
+		m.Combining = DenyOverrides
+	case DenyOverrides:
+	default:
+		return fmt.Errorf("combining %q is not supported (use %s)", m.Combining, DenyOverrides)
+	}
+	switch m.NoConsent {
+	case "":
+		m.NoConsent = NoConsentPolicy
+	case NoConsentPolicy, NoConsentDeny:
+	default:
+		return fmt.Errorf("noConsent %q: want %q or %q", m.NoConsent, NoConsentPolicy, NoConsentDeny)
+	}
+	switch m.ConsentRule {
+	case "":
+		m.ConsentRule = "most-recent"
+	case "most-recent", "deny-overrides":
+	default:
+		return fmt.Errorf("consentRule %q: want most-recent or deny-overrides", m.ConsentRule)
+	}
+	if m.CacheTTL != "" {
+		d, err := time.ParseDuration(m.CacheTTL)
+		if err != nil || d < 0 {
+			return fmt.Errorf("cacheTtl %q is not a duration", m.CacheTTL)
+		}
+		b.cacheTTL = d
+	}
+	b.location = time.UTC
+	if m.Timezone != "" {
+		loc, err := time.LoadLocation(m.Timezone)
+		if err != nil {
+			return fmt.Errorf("timezone %q: %w", m.Timezone, err)
+		}
+		b.location = loc
+	}
+	return nil
+}

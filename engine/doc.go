@@ -1,0 +1,46 @@
+// Package engine is Chaperone's decision pipeline: it takes one
+// [chaperonev1.CheckRequest], gathers the facts the request depends on (the
+// patient's FHIR consents through a [ConsentSource]), evaluates the policy
+// layers of the active [Bundle] (Cedar and Rego), combines their answers and
+// returns a [chaperonev1.CheckResponse] with obligations and reasons.
+//
+// A [Bundle] is compiled once from a policy directory ([LoadBundle]): Cedar
+// policy sets are parsed and indexed by resource type and action, Rego
+// modules compiled into one prepared query. An [Engine] holds the active
+// bundle behind an atomic pointer, so a new bundle is swapped in without
+// stopping decisions ([Engine.Activate]).
+//
+// # Combining
+//
+// Each layer answers permit, deny or not-applicable. The bundle's combining
+// rule is deny-overrides: the decision is ALLOW only if some layer permits
+// and none denies; when nothing applies the answer is DENY NO_PERMIT. A
+// consent DENY makes the decision DENY (CONSENT_DENY) unless a permitting
+// policy is marked as overriding consent (break-glass rules). Any evaluation
+// error, a consent store that cannot answer, or a missing bundle is a DENY
+// with a reason code (POLICY_ERROR, CONSENT_UNAVAILABLE, NO_BUNDLE): the
+// engine fails closed.
+//
+// # What policies see
+//
+// Cedar: principal is Subject::"<subject.id>" with parents Role::"<role>"
+// and attributes kind, roles, organization, clientId, scopes, identifiers;
+// action is Action::"<interaction>" (read, vread, search, history and export
+// are also in Action::"access"; create, update, patch and delete in
+// Action::"correct"); resource is <resource.type>::"<resource.id>" with
+// attributes type, id, patient, organization, author, labels (security label
+// codes), securityLabels, codes and categories ("system|code"), and date when
+// known; context has purposeOfUse, time, hour, breakGlassReason, ip (when
+// given), networkZone, deviceTrust, correlationId and consent ("PERMIT",
+// "DENY" or "NO_CONSENT"). Annotations carry ids and obligations:
+// @id("policy-id"), @mask("Patient.telecom,Patient.address"),
+// @audit_tag("BREAK_GLASS"), @redact_label("system|code"),
+// @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
+//
+// Rego: input is the request in its proto3 JSON shape plus input.consent
+// ({"decision": ...}). Every package of the bundle that defines one of the
+// rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
+// deny (a set of ids or of objects {"id", "code", "message"}) and
+// obligations (an object {"maskPaths", "redactLabels", "auditTags"}, applied
+// when the package permits) takes part in the decision.
+package engine

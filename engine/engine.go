@@ -1,0 +1,312 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// Consent decisions, as policies see them in context.consent.
+const (
+	ConsentPermit    = "PERMIT"
+	ConsentDeny      = "DENY"
+	ConsentNoConsent = "NO_CONSENT"
+)
+
+// ConsentResult is the consent layer's answer for one request.
+type ConsentResult struct {
+	// Decision is ConsentPermit, ConsentDeny or ConsentNoConsent.
+	Decision string
+	// Consents are the consent records evaluated, with their versions.
+	Consents []*chaperonev1.ConsentRef
+	// Provisions name the consent provisions that decided, e.g.
+	// "Consent/c1#provision.provision[0]".
+	Provisions []string
+	// RedactLabels are residual obligations of a permitted search.
+	RedactLabels []*chaperonev1.Coding
+}
+
+// ConsentEvaluator answers the consent question for one request. rule is
+// the bundle's consent rule ("most-recent" or "deny-overrides"). An error
+// means the consent state is unknown; the engine then denies with
+// CONSENT_UNAVAILABLE.
+type ConsentEvaluator interface {
+	EvaluateConsent(ctx context.Context, req *chaperonev1.CheckRequest, at time.Time, rule string) (ConsentResult, error)
+}
+
+// Engine decides requests against the active bundle. It is safe for
+// concurrent use; [Engine.Activate] swaps the bundle atomically.
+type Engine struct {
+	bundle   atomic.Pointer[Bundle]
+	consents ConsentEvaluator
+	logger   *slog.Logger
+	now      func() time.Time
+	newID    func() string
+}
+
+// Option configures an [Engine].
+type Option func(*Engine)
+
+// WithLogger sets the logger for evaluation errors (identifiers only, no PHI).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
+
+// WithClock sets the clock used when a request has no context.time.
+func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithDecisionIDs sets the generator of decision ids (tests pin them).
+func WithDecisionIDs(f func() string) Option { return func(e *Engine) { e.newID = f } }
+
+// New returns an engine that asks consents for the consent decision of
+// every request about a patient. It has no bundle until [Engine.Activate].
+func New(consents ConsentEvaluator, opts ...Option) *Engine {
+	e := &Engine{
+		consents: consents,
+		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		now:      time.Now,
+		newID:    newDecisionID,
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+func newDecisionID() string {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return uuid.NewString()
+	}
+	return id.String()
+}
+
+// Activate makes b the bundle every later decision uses.
+func (e *Engine) Activate(b *Bundle) { e.bundle.Store(b) }
+
+// Bundle returns the active bundle, or nil.
+func (e *Engine) Bundle() *Bundle { return e.bundle.Load() }
+
+// Check decides one request. The request must have been validated
+// ([ValidateRequest]). Check never fails: every problem is a DENY with a
+// reason code.
+func (e *Engine) Check(ctx context.Context, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+	return e.decide(ctx, req, nil)
+}
+
+// Explain decides one request like [Engine.Check] and also returns the trace
+// of how each layer answered.
+func (e *Engine) Explain(ctx context.Context, req *chaperonev1.CheckRequest) (*chaperonev1.CheckResponse, *Trace) {
+	t := &Trace{}
+	return e.decide(ctx, req, t), t
+}
+
+// Trace is the record of how a decision was reached.
+type Trace struct {
+	Revision string       `json:"revision"`
+	Consent  *ConsentStep `json:"consent,omitempty"`
+	Layers   []LayerStep  `json:"layers"`
+	Outcome  string       `json:"outcome"`
+}
+
+// ConsentStep is the consent layer's part of a [Trace].
+type ConsentStep struct {
+	Decision   string   `json:"decision"`
+	Consents   []string `json:"consents,omitempty"`
+	Provisions []string `json:"provisions,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
+// LayerStep is one policy layer's part of a [Trace].
+type LayerStep struct {
+	Layer   string   `json:"layer"`
+	Effect  string   `json:"effect"`
+	Permits []string `json:"permits,omitempty"`
+	Denies  []string `json:"denies,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// String renders the trace for a person.
+func (t *Trace) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bundle revision %s\n", t.Revision)
+	if c := t.Consent; c != nil {
+		fmt.Fprintf(&b, "consent: %s", c.Decision)
+		if len(c.Consents) > 0 {
+			fmt.Fprintf(&b, " (consents %s)", strings.Join(c.Consents, ", "))
+		}
+		if len(c.Provisions) > 0 {
+			fmt.Fprintf(&b, " by %s", strings.Join(c.Provisions, ", "))
+		}
+		if c.Error != "" {
+			fmt.Fprintf(&b, " error: %s", c.Error)
+		}
+		b.WriteString("\n")
+	}
+	for _, l := range t.Layers {
+		fmt.Fprintf(&b, "layer %s: %s", l.Layer, l.Effect)
+		if len(l.Permits) > 0 {
+			fmt.Fprintf(&b, "; permitted by %s", strings.Join(l.Permits, ", "))
+		}
+		if len(l.Denies) > 0 {
+			fmt.Fprintf(&b, "; denied by %s", strings.Join(l.Denies, ", "))
+		}
+		if l.Error != "" {
+			fmt.Fprintf(&b, "; error: %s", l.Error)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "outcome: %s\n", t.Outcome)
+	return b.String()
+}
+
+func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trace *Trace) *chaperonev1.CheckResponse {
+	resp := &chaperonev1.CheckResponse{DecisionId: e.newID()}
+	b := e.bundle.Load()
+	if b == nil {
+		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_BUNDLE", Message: "no policy bundle is active"})
+	}
+	resp.BundleRevision = b.manifest.Revision
+	resp.CacheTtl = durationpb.New(b.cacheTTL)
+	if trace != nil {
+		trace.Revision = b.manifest.Revision
+	}
+
+	f := facts{req: req, at: e.now(), consent: ConsentNoConsent}
+	if t := req.GetContext().GetTime(); t != nil {
+		f.at = t.AsTime()
+	}
+	f.hour = f.at.In(b.location).Hour()
+
+	var consent ConsentResult
+	if req.GetResource().GetPatient() != "" {
+		var err error
+		consent, err = e.consents.EvaluateConsent(ctx, req, f.at, b.manifest.ConsentRule)
+		if err != nil {
+			e.logger.LogAttrs(ctx, slog.LevelError, "consent unavailable",
+				slog.String("decision_id", resp.DecisionId), slog.String("error", err.Error()))
+			if trace != nil {
+				trace.Consent = &ConsentStep{Decision: "UNAVAILABLE", Error: err.Error()}
+			}
+			return denyWith(resp, trace, &chaperonev1.Reason{Code: "CONSENT_UNAVAILABLE", Message: "consent state is unknown"})
+		}
+		f.consent = consent.Decision
+		resp.Consents = consent.Consents
+		if trace != nil {
+			step := &ConsentStep{Decision: consent.Decision, Provisions: consent.Provisions}
+			for _, c := range consent.Consents {
+				step.Consents = append(step.Consents, c.GetId()+"@"+c.GetVersion())
+			}
+			trace.Consent = step
+		}
+	}
+
+	var (
+		permits []permitHit
+		denies  []denyHit
+		obl     obligations
+	)
+	for _, l := range b.layers {
+		r, err := l.evaluate(ctx, &f)
+		if err != nil {
+			e.logger.LogAttrs(ctx, slog.LevelError, "policy evaluation failed",
+				slog.String("decision_id", resp.DecisionId), slog.String("layer", l.name()),
+				slog.String("revision", b.manifest.Revision), slog.String("error", err.Error()))
+			if trace != nil {
+				trace.Layers = append(trace.Layers, LayerStep{Layer: l.name(), Effect: "error", Error: err.Error()})
+			}
+			return denyWith(resp, trace, &chaperonev1.Reason{Code: "POLICY_ERROR", Message: "a policy failed to evaluate"})
+		}
+		if trace != nil {
+			step := LayerStep{Layer: l.name(), Effect: r.effect.String()}
+			for _, p := range r.permits {
+				step.Permits = append(step.Permits, p.id)
+			}
+			for _, d := range r.denies {
+				step.Denies = append(step.Denies, d.id+" ("+d.code+")")
+			}
+			trace.Layers = append(trace.Layers, step)
+		}
+		switch r.effect {
+		case deny:
+			denies = append(denies, r.denies...)
+		case permit:
+			permits = append(permits, r.permits...)
+			obl.merge(&r.obligations)
+		}
+	}
+
+	// Deny-overrides.
+	if len(denies) > 0 {
+		reasons := make([]*chaperonev1.Reason, len(denies))
+		for i, d := range denies {
+			reasons[i] = &chaperonev1.Reason{Code: d.code, PolicyId: d.id, Message: d.message}
+		}
+		return denyWith(resp, trace, reasons...)
+	}
+	overridden := false
+	for _, p := range permits {
+		overridden = overridden || p.overridesConsent
+	}
+	if f.consent == ConsentDeny && !overridden {
+		return denyWith(resp, trace, consentReasons("CONSENT_DENY", consent)...)
+	}
+	if f.consent == ConsentNoConsent && b.manifest.NoConsent == NoConsentDeny &&
+		req.GetResource().GetPatient() != "" && !overridden {
+		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_CONSENT", Message: "no applicable consent and the bundle requires one"})
+	}
+	if len(permits) == 0 {
+		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_PERMIT", Message: "no policy permits this request"})
+	}
+
+	resp.Decision = chaperonev1.Decision_DECISION_ALLOW
+	for _, l := range consent.RedactLabels {
+		obl.addLabel(label{l.GetSystem(), l.GetCode()})
+	}
+	resp.Obligations = obl.proto()
+	for _, p := range permits {
+		resp.Reasons = append(resp.Reasons, &chaperonev1.Reason{Code: "POLICY_PERMIT", PolicyId: p.id})
+	}
+	switch f.consent {
+	case ConsentPermit:
+		resp.Reasons = append(resp.Reasons, consentReasons("CONSENT_PERMIT", consent)...)
+	case ConsentDeny:
+		resp.Reasons = append(resp.Reasons, consentReasons("CONSENT_OVERRIDDEN", consent)...)
+	}
+	if trace != nil {
+		trace.Outcome = "ALLOW"
+	}
+	return resp
+}
+
+func consentReasons(code string, c ConsentResult) []*chaperonev1.Reason {
+	if len(c.Provisions) == 0 {
+		return []*chaperonev1.Reason{{Code: code}}
+	}
+	out := make([]*chaperonev1.Reason, len(c.Provisions))
+	for i, p := range c.Provisions {
+		out[i] = &chaperonev1.Reason{Code: code, PolicyId: p}
+	}
+	return out
+}
+
+func denyWith(resp *chaperonev1.CheckResponse, trace *Trace, reasons ...*chaperonev1.Reason) *chaperonev1.CheckResponse {
+	resp.Decision = chaperonev1.Decision_DECISION_DENY
+	resp.Reasons = reasons
+	resp.Obligations = &chaperonev1.Obligations{}
+	if trace != nil {
+		codes := make([]string, len(reasons))
+		for i, r := range reasons {
+			codes[i] = r.Code
+		}
+		trace.Outcome = "DENY " + strings.Join(codes, ", ")
+	}
+	return resp
+}

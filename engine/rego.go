@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// The rules a Rego package defines to take part in decisions.
+const (
+	regoPermit      = "permit"
+	regoDeny        = "deny"
+	regoObligations = "obligations"
+)
+
+// combinePackage is the package of the module the engine generates to read
+// every participating package's rules in one query.
+const combinePackage = "chaperoneinternal"
+
+// regoLayer evaluates the bundle's Rego modules through one prepared query.
+type regoLayer struct {
+	query    rego.PreparedEvalQuery
+	packages []string
+	ids      []string
+}
+
+func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
+	modules := map[string]*ast.Module{}
+	rules := map[string]map[string]bool{} // package → participating rules defined
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.rego") {
+			continue
+		}
+		src, err := fs.ReadFile(fsys, file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		m, err := ast.ParseModuleWithOpts(file, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, &CompileError{File: file, Err: err}
+		}
+		pkg := strings.TrimPrefix(m.Package.Path.String(), "data.")
+		if pkg == combinePackage {
+			return nil, &CompileError{File: file, Err: fmt.Errorf("package %s is reserved", combinePackage)}
+		}
+		modules[file] = m
+		for _, r := range m.Rules {
+			ref := r.Head.Ref()
+			if len(ref) != 1 {
+				continue
+			}
+			name := ref[0].Value.(ast.Var).String()
+			if name == regoPermit || name == regoDeny || name == regoObligations {
+				if rules[pkg] == nil {
+					rules[pkg] = map[string]bool{}
+				}
+				rules[pkg][name] = true
+			}
+		}
+	}
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	pkgs := make([]string, 0, len(rules))
+	for p := range rules {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+
+	// The generated module: one entry per package, empty where a rule is absent.
+	var b strings.Builder
+	fmt.Fprintf(&b, "package %s\n\n", combinePackage)
+	for i, p := range pkgs {
+		ref := "data." + p
+		if rules[p][regoObligations] {
+			fmt.Fprintf(&b, "default o%d := {}\n\no%d := %s.%s\n\n", i, i, ref, regoObligations)
+		}
+	}
+	b.WriteString("result := [\n")
+	for i, p := range pkgs {
+		permitRef, denyRef, oblRef := "set()", "set()", "{}"
+		if rules[p][regoPermit] {
+			permitRef = "data." + p + "." + regoPermit
+		}
+		if rules[p][regoDeny] {
+			denyRef = "data." + p + "." + regoDeny
+		}
+		if rules[p][regoObligations] {
+			oblRef = fmt.Sprintf("o%d", i)
+		}
+		fmt.Fprintf(&b, "\t[%s, %s, %s],\n", permitRef, denyRef, oblRef)
+	}
+	b.WriteString("]\n")
+	combine, err := ast.ParseModuleWithOpts("chaperone-combine.rego", b.String(), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("generate rego combining module: %w", err)
+	}
+
+	data := map[string]any{}
+	for _, file := range dataFiles {
+		raw, err := fs.ReadFile(fsys, file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		var doc any
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			return nil, &CompileError{File: file, Err: err}
+		}
+		data[strings.TrimSuffix(path.Base(file), ".json")] = doc
+	}
+
+	opts := []func(*rego.Rego){
+		rego.Query("data." + combinePackage + ".result"),
+		rego.ParsedModule(combine),
+		rego.Store(inmem.NewFromObject(data)),
+		rego.StrictBuiltinErrors(true),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }),
+	}
+	for _, m := range modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	pq, err := rego.New(opts...).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, &CompileError{File: "rego", Err: err}
+	}
+	return &regoLayer{query: pq, packages: pkgs, ids: pkgs}, nil
+}
+
+func (l *regoLayer) name() string { return "rego" }
+
+func (l *regoLayer) policyIDs() []string { return l.ids }
+
+func (l *regoLayer) evaluate(ctx context.Context, f *facts) (layerResult, error) {
+	rs, err := l.query.Eval(ctx, rego.EvalParsedInput(regoInput(f)))
+	if err != nil {
+		return layerResult{}, fmt.Errorf("rego: %w", err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return layerResult{}, fmt.Errorf("rego: query was undefined")
+	}
+	arr, ok := rs[0].Expressions[0].Value.(*ast.Array)
+	if !ok || arr.Len() != len(l.packages) {
+		return layerResult{}, fmt.Errorf("rego: unexpected result %v", rs[0].Expressions[0].Value)
+	}
+	var r layerResult
+	for i, pkg := range l.packages {
+		entry := arr.Elem(i).Value.(*ast.Array)
+		permits, err := regoPermits(pkg, entry.Elem(0).Value)
+		if err != nil {
+			return layerResult{}, err
+		}
+		denies, err := regoDenies(pkg, entry.Elem(1).Value)
+		if err != nil {
+			return layerResult{}, err
+		}
+		r.denies = append(r.denies, denies...)
+		if len(permits) > 0 {
+			r.permits = append(r.permits, permits...)
+			if err := regoObligationsInto(&r.obligations, pkg, entry.Elem(2).Value); err != nil {
+				return layerResult{}, err
+			}
+		}
+	}
+	switch {
+	case len(r.denies) > 0:
+		r.effect = deny
+		r.permits, r.obligations = nil, obligations{}
+	case len(r.permits) > 0:
+		r.effect = permit
+	}
+	return r, nil
+}
+
+func regoPermits(pkg string, v ast.Value) ([]permitHit, error) {
+	set, ok := v.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("rego: %s.permit must be a set, got %s", pkg, ast.ValueName(v))
+	}
+	var out []permitHit
+	var err error
+	set.Foreach(func(t *ast.Term) {
+		switch e := t.Value.(type) {
+		case ast.String:
+			out = append(out, permitHit{id: string(e)})
+		case ast.Object:
+			h := permitHit{id: objString(e, "id"), overridesConsent: objBool(e, "overridesConsent")}
+			if h.id == "" {
+				err = fmt.Errorf("rego: %s.permit entry %v has no id", pkg, e)
+			}
+			out = append(out, h)
+		default:
+			err = fmt.Errorf("rego: %s.permit entries must be ids or objects, got %s", pkg, ast.ValueName(t.Value))
+		}
+	})
+	sortHits(out)
+	return out, err
+}
+
+func regoDenies(pkg string, v ast.Value) ([]denyHit, error) {
+	set, ok := v.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("rego: %s.deny must be a set, got %s", pkg, ast.ValueName(v))
+	}
+	var out []denyHit
+	var err error
+	set.Foreach(func(t *ast.Term) {
+		switch e := t.Value.(type) {
+		case ast.String:
+			out = append(out, denyHit{id: string(e), code: "POLICY_FORBID"})
+		case ast.Object:
+			h := denyHit{id: objString(e, "id"), code: objString(e, "code"), message: objString(e, "message")}
+			if h.id == "" {
+				err = fmt.Errorf("rego: %s.deny entry %v has no id", pkg, e)
+			}
+			if h.code == "" {
+				h.code = "POLICY_FORBID"
+			}
+			out = append(out, h)
+		default:
+			err = fmt.Errorf("rego: %s.deny entries must be ids or objects, got %s", pkg, ast.ValueName(t.Value))
+		}
+	})
+	return out, err
+}
+
+func regoObligationsInto(o *obligations, pkg string, v ast.Value) error {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return fmt.Errorf("rego: %s.obligations must be an object, got %s", pkg, ast.ValueName(v))
+	}
+	var err error
+	each := func(key string, fn func(*ast.Term)) {
+		t := obj.Get(ast.StringTerm(key))
+		if t == nil {
+			return
+		}
+		switch c := t.Value.(type) {
+		case *ast.Array:
+			c.Foreach(fn)
+		case ast.Set:
+			c.Foreach(fn)
+		default:
+			err = fmt.Errorf("rego: %s.obligations.%s must be an array or set", pkg, key)
+		}
+	}
+	each("maskPaths", func(t *ast.Term) {
+		if s, ok := t.Value.(ast.String); ok {
+			o.addMask(string(s))
+		}
+	})
+	each("auditTags", func(t *ast.Term) {
+		if s, ok := t.Value.(ast.String); ok {
+			o.addTag(string(s))
+		}
+	})
+	each("redactLabels", func(t *ast.Term) {
+		if lo, ok := t.Value.(ast.Object); ok {
+			o.addLabel(label{objString(lo, "system"), objString(lo, "code")})
+		}
+	})
+	return err
+}
+
+func objString(o ast.Object, key string) string {
+	if t := o.Get(ast.StringTerm(key)); t != nil {
+		if s, ok := t.Value.(ast.String); ok {
+			return string(s)
+		}
+	}
+	return ""
+}
+
+func objBool(o ast.Object, key string) bool {
+	if t := o.Get(ast.StringTerm(key)); t != nil {
+		if b, ok := t.Value.(ast.Boolean); ok {
+			return bool(b)
+		}
+	}
+	return false
+}
+
+func sortHits(hs []permitHit) {
+	sort.Slice(hs, func(i, j int) bool { return hs[i].id < hs[j].id })
+}
+
+// regoInput builds the Rego input document directly as an ast.Value, in the
+// proto3 JSON shape of the request with every field present.
+func regoInput(f *facts) ast.Value {
+	req := f.req
+	s := req.GetSubject()
+	res := req.GetResource()
+	c := req.GetContext()
+	date := ""
+	if res.GetDate() != nil {
+		date = res.GetDate().AsTime().UTC().Format("2006-01-02T15:04:05Z07:00")
+	}
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("subject"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("id"), ast.StringTerm(s.GetId())),
+			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(s.GetKind())),
+			ast.Item(ast.InternedTerm("identifiers"), identifiersTerm(s.GetIdentifiers())),
+			ast.Item(ast.InternedTerm("roles"), stringsTerm(s.GetRoles())),
+			ast.Item(ast.InternedTerm("organization"), ast.StringTerm(s.GetOrganization())),
+			ast.Item(ast.InternedTerm("organizationIdentifiers"), identifiersTerm(s.GetOrganizationIdentifiers())),
+			ast.Item(ast.InternedTerm("scopes"), stringsTerm(s.GetScopes())),
+			ast.Item(ast.InternedTerm("clientId"), ast.StringTerm(s.GetClientId())),
+		)),
+		ast.Item(ast.InternedTerm("action"), ast.StringTerm(req.GetAction())),
+		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("type"), ast.StringTerm(res.GetType())),
+			ast.Item(ast.InternedTerm("id"), ast.StringTerm(res.GetId())),
+			ast.Item(ast.InternedTerm("patient"), ast.StringTerm(res.GetPatient())),
+			ast.Item(ast.InternedTerm("securityLabels"), codingsTerm(res.GetSecurityLabels())),
+			ast.Item(ast.InternedTerm("codes"), codingsTerm(res.GetCodes())),
+			ast.Item(ast.InternedTerm("categories"), codingsTerm(res.GetCategories())),
+			ast.Item(ast.InternedTerm("organization"), ast.StringTerm(res.GetOrganization())),
+			ast.Item(ast.InternedTerm("author"), ast.StringTerm(res.GetAuthor())),
+			ast.Item(ast.InternedTerm("date"), ast.StringTerm(date)),
+			ast.Item(ast.InternedTerm("profiles"), stringsTerm(res.GetProfiles())),
+		)),
+		ast.Item(ast.InternedTerm("purposeOfUse"), ast.StringTerm(req.GetPurposeOfUse())),
+		ast.Item(ast.InternedTerm("context"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("time"), ast.StringTerm(f.at.UTC().Format("2006-01-02T15:04:05Z07:00"))),
+			ast.Item(ast.InternedTerm("hour"), ast.InternedTerm(f.hour)),
+			ast.Item(ast.InternedTerm("breakGlassReason"), ast.StringTerm(c.GetBreakGlassReason())),
+			ast.Item(ast.InternedTerm("ip"), ast.StringTerm(c.GetIp())),
+			ast.Item(ast.InternedTerm("networkZone"), ast.StringTerm(c.GetNetworkZone())),
+			ast.Item(ast.InternedTerm("deviceTrust"), ast.StringTerm(c.GetDeviceTrust())),
+			ast.Item(ast.InternedTerm("correlationId"), ast.StringTerm(c.GetCorrelationId())),
+		)),
+		ast.Item(ast.InternedTerm("consent"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("decision"), ast.StringTerm(f.consent)),
+		)),
+	)
+}
+
+func stringsTerm(ss []string) *ast.Term {
+	ts := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		ts[i] = ast.StringTerm(s)
+	}
+	return ast.ArrayTerm(ts...)
+}
+
+func codingsTerm(cs []*chaperonev1.Coding) *ast.Term {
+	ts := make([]*ast.Term, len(cs))
+	for i, c := range cs {
+		ts[i] = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("system"), ast.StringTerm(c.GetSystem())),
+			ast.Item(ast.InternedTerm("code"), ast.StringTerm(c.GetCode())),
+		)
+	}
+	return ast.ArrayTerm(ts...)
+}
+
+func identifiersTerm(ids []*chaperonev1.Identifier) *ast.Term {
+	ts := make([]*ast.Term, len(ids))
+	for i, id := range ids {
+		ts[i] = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("system"), ast.StringTerm(id.GetSystem())),
+			ast.Item(ast.InternedTerm("value"), ast.StringTerm(id.GetValue())),
+		)
+	}
+	return ast.ArrayTerm(ts...)
+}

@@ -1,0 +1,137 @@
+// Package validation checks API messages against the protovalidate rules
+// written in the .proto files and reports each violation with the field it
+// concerns, in the proto3 JSON spelling callers send (e.g.
+// "requests[3].resource.type", "purposeOfUse").
+//
+// A [Validator] is built once and shared; [Validator.Validate] returns an
+// [*Error] for a message that breaks a rule. [DecodeJSON] reads a message's
+// proto3 JSON form and validates it in one step.
+package validation
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"buf.build/go/protovalidate"
+	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Violation is one broken rule.
+type Violation struct {
+	// Field is the path of the field in proto3 JSON names, e.g. "subject.id".
+	Field string
+	// Message says what is wrong.
+	Message string
+}
+
+// Error is a message that breaks one or more rules.
+type Error struct {
+	Violations []Violation
+}
+
+func (e *Error) Error() string {
+	parts := make([]string, len(e.Violations))
+	for i, v := range e.Violations {
+		if v.Field == "" {
+			parts[i] = v.Message
+			continue
+		}
+		parts[i] = v.Field + ": " + v.Message
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// Validator validates messages against their protovalidate rules.
+type Validator struct {
+	v protovalidate.Validator
+}
+
+// New returns a Validator.
+func New() (*Validator, error) {
+	v, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("build validator: %w", err)
+	}
+	return &Validator{v: v}, nil
+}
+
+// Validate returns nil when msg keeps every rule, an [*Error] naming the
+// fields when it does not, or another error when the rules could not run.
+func (v *Validator) Validate(msg proto.Message) error {
+	err := v.v.Validate(msg)
+	if err == nil {
+		return nil
+	}
+	var verr *protovalidate.ValidationError
+	if !errors.As(err, &verr) {
+		return fmt.Errorf("validate: %w", err)
+	}
+	out := &Error{Violations: make([]Violation, 0, len(verr.Violations))}
+	for _, viol := range verr.Violations {
+		out.Violations = append(out.Violations, Violation{
+			Field:   jsonPath(viol.Proto.GetField()),
+			Message: violationMessage(viol),
+		})
+	}
+	return out
+}
+
+// DecodeJSON reads msg from its proto3 JSON form and validates it. A syntax
+// error, an unknown field or a broken rule is an [*Error].
+func (v *Validator) DecodeJSON(data []byte, msg proto.Message) error {
+	if err := protojson.Unmarshal(data, msg); err != nil {
+		return &Error{Violations: []Violation{{Message: strings.TrimPrefix(err.Error(), "proto: ")}}}
+	}
+	return v.Validate(msg)
+}
+
+func violationMessage(v *protovalidate.Violation) string {
+	if m := v.Proto.GetMessage(); m != "" {
+		return m
+	}
+	if id := v.Proto.GetRuleId(); id != "" {
+		return id
+	}
+	return "is invalid"
+}
+
+// jsonPath renders a field path with proto3 JSON (lowerCamelCase) names.
+func jsonPath(p *validate.FieldPath) string {
+	var b strings.Builder
+	for i, el := range p.GetElements() {
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(lowerCamel(el.GetFieldName()))
+		switch sub := el.GetSubscript().(type) {
+		case *validate.FieldPathElement_Index:
+			fmt.Fprintf(&b, "[%d]", sub.Index)
+		case *validate.FieldPathElement_StringKey:
+			fmt.Fprintf(&b, "[%q]", sub.StringKey)
+		}
+	}
+	return b.String()
+}
+
+func lowerCamel(s string) string {
+	if !strings.Contains(s, "_") {
+		return s
+	}
+	var b strings.Builder
+	up := false
+	for _, r := range s {
+		if r == '_' {
+			up = true
+			continue
+		}
+		if up && r >= 'a' && r <= 'z' {
+			r -= 'a' - 'A'
+		}
+		up = false
+		b.WriteRune(r)
+	}
+	return b.String()
+}
