@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"strings"
 
-	"buf.build/go/protovalidate"
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	"buf.build/go/protovalidate"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )

@@ -1,0 +1,2 @@
+package chaperone.bad
+permit contains x if {
