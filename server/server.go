@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// Server is Chaperone's API as an http.Handler.
+type Server struct {
+	engine      *engine.Engine
+	validator   *validation.Validator
+	logger      *slog.Logger
+	mux         *http.ServeMux
+	services    []string
+	mounts      []mount
+	handlerOpts []connect.HandlerOption
+}
+
+type mount struct {
+	name string
+	fn   func(opts ...connect.HandlerOption) (string, http.Handler)
+}
+
+// Option configures a [Server].
+type Option func(*Server)
+
+// WithLogger sets the server's logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
+
+// WithHandlerOptions adds Connect handler options (interceptors, limits) to
+// every service.
+func WithHandlerOptions(opts ...connect.HandlerOption) Option {
+	return func(s *Server) { s.handlerOpts = append(s.handlerOpts, opts...) }
+}
+
+// WithService mounts another Connect service (path and handler from its
+// generated New…Handler constructor) beside the DecisionService.
+func WithService(name string, fn func(opts ...connect.HandlerOption) (string, http.Handler)) Option {
+	return func(s *Server) { s.mounts = append(s.mounts, mount{name, fn}) }
+}
+
+// New returns the API handler deciding with eng.
+func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
+	s := &Server{
+		engine:    eng,
+		validator: v,
+		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		mux:       http.NewServeMux(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mounts = append([]mount{{chaperonev1connect.DecisionServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
+		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, logger: s.logger}, opts...)
+	}}}, s.mounts...)
+	for _, m := range s.mounts {
+		path, h := m.fn(s.connectOptions()...)
+		s.mux.Handle(path, h)
+		s.services = append(s.services, m.name)
+	}
+
+	s.mux.Handle(grpchealth.NewHandler(&healthChecker{engine: eng, services: s.services}))
+	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, s.services...)...)
+	s.mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	return s
+}
+
+func (s *Server) connectOptions() []connect.HandlerOption {
+	return append([]connect.HandlerOption{connect.WithInterceptors(validateInterceptor(s.validator))}, s.handlerOpts...)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	b := s.engine.Bundle()
+	if b == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "no policy bundle is active\n")
+		return
+	}
+	io.WriteString(w, "ok revision="+b.Revision()+"\n")
+}
+
+// healthChecker reports SERVING while a bundle is active.
+type healthChecker struct {
+	engine   *engine.Engine
+	services []string
+}
+
+func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && !contains(h.services, req.Service) {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service"))
+	}
+	if h.engine.Bundle() == nil {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validateInterceptor answers a request message that breaks its
+// protovalidate rules with invalid_argument naming the field.
+func validateInterceptor(v *validation.Validator) connect.UnaryInterceptorFunc {
+	return func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if msg, ok := req.Any().(proto.Message); ok {
+				if err := v.Validate(msg); err != nil {
+					var verr *validation.Error
+					if errors.As(err, &verr) {
+						return nil, connect.NewError(connect.CodeInvalidArgument, verr)
+					}
+					return nil, connect.NewError(connect.CodeInternal, errors.New("request validation failed"))
+				}
+			}
+			return next(ctx, req)
+		}
+	}
+}
+
+// HTTPServer returns an http.Server for s that speaks HTTP/1.1 and
+// cleartext HTTP/2 (h2c), so Connect, gRPC and gRPC-Web clients all reach it
+// on one port.
+func (s *Server) HTTPServer() *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           s,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
