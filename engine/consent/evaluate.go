@@ -1,0 +1,227 @@
+package consent
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+)
+
+// Decision is the outcome of consent evaluation.
+type Decision uint8
+
+// Decisions. The zero Decision is NoConsent: no consent applies.
+const (
+	NoConsent Decision = iota
+	Permit
+	Deny
+)
+
+func (d Decision) String() string {
+	switch d {
+	case Permit:
+		return "PERMIT"
+	case Deny:
+		return "DENY"
+	}
+	return "NO_CONSENT"
+}
+
+// Rule picks the decision when several consents apply.
+type Rule uint8
+
+// Rules.
+const (
+	// MostRecent: the most recent applicable consent decides (the default).
+	MostRecent Rule = iota
+	// DenyOverrides: any applicable deny decides.
+	DenyOverrides
+)
+
+func (r Rule) String() string {
+	if r == DenyOverrides {
+		return "deny-overrides"
+	}
+	return "most-recent"
+}
+
+// ParseRule reads "most-recent" (or "") and "deny-overrides".
+func ParseRule(s string) (Rule, error) {
+	switch s {
+	case "", "most-recent":
+		return MostRecent, nil
+	case "deny-overrides":
+		return DenyOverrides, nil
+	}
+	return 0, fmt.Errorf("consent rule %q: want most-recent or deny-overrides", s)
+}
+
+// Result is the outcome of [Evaluate]. Its slices may be shared with the
+// compiled consents and must not be modified.
+type Result struct {
+	Decision Decision
+	// Consents are the consents that decided (for NO_CONSENT, those that
+	// only contributed RedactLabels).
+	Consents []consentstore.ConsentRef
+	// Provisions name the provisions that decided, "Consent/<id>#<path>".
+	Provisions []string
+	// RedactLabels are security labels whose resources must be withheld
+	// (residual obligations of deny provisions a search could not match).
+	RedactLabels []consentstore.Coding
+}
+
+// outcome is the evaluation of one consent.
+type outcome struct {
+	effect consentstore.Effect // 0: the consent does not decide
+	provs  []string
+	redact []consentstore.Coding
+}
+
+// Evaluate decides q against consents (typically one patient's, from the
+// store; consents of other patients and inactive ones are skipped).
+func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
+	var (
+		res      Result
+		bestTime time.Time
+		found    bool
+		resid    []residual
+	)
+	for _, c := range consents {
+		o, ok := evalConsent(q, c)
+		if !ok {
+			continue
+		}
+		if o.effect == 0 {
+			if len(o.redact) > 0 {
+				resid = append(resid, residual{t: c.DateTime, c: c, labels: o.redact})
+			}
+			continue
+		}
+		d := Permit
+		if o.effect == consentstore.Deny {
+			d = Deny
+		}
+		switch {
+		case !found:
+		case rule == MostRecent && c.DateTime.After(bestTime):
+		case rule == MostRecent && c.DateTime.Before(bestTime):
+			continue
+		case d == res.Decision:
+			res.Consents = join(res.Consents, c.RefSlice())
+			res.Provisions = join(res.Provisions, o.provs)
+			res.RedactLabels = joinCodings(res.RedactLabels, o.redact)
+			continue
+		case d == Deny:
+			// deny wins a tie (most-recent) or overrides (deny-overrides)
+		default:
+			continue
+		}
+		found = true
+		bestTime = c.DateTime
+		res = Result{Decision: d, Consents: c.RefSlice(), Provisions: o.provs, RedactLabels: o.redact}
+	}
+	if res.Decision == Deny {
+		res.RedactLabels = nil
+		return res
+	}
+	for _, r := range resid {
+		if rule == MostRecent && found && r.t.Before(bestTime) {
+			continue
+		}
+		res.RedactLabels = joinCodings(res.RedactLabels, r.labels)
+		if res.Decision == NoConsent {
+			res.Consents = join(res.Consents, r.c.RefSlice())
+		}
+	}
+	return res
+}
+
+type residual struct {
+	t      time.Time
+	c      *consentstore.Consent
+	labels []consentstore.Coding
+}
+
+// evalConsent evaluates one consent; ok is false when it does not apply at
+// all, effect 0 with redact labels when only residual obligations apply.
+func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
+	if !c.Active() || q.patient == "" || c.Patient != q.patient {
+		return outcome{}, false
+	}
+	switch c.Scope {
+	case consentstore.ScopeResearch:
+		if !q.research {
+			return outcome{}, false
+		}
+	case consentstore.ScopeTreatment, consentstore.ScopeAdvanceDirective:
+		return outcome{}, false
+	}
+	if !c.Validity.Contains(q.time) {
+		return outcome{}, false
+	}
+	switch match(q, c.Root) {
+	case matchNo:
+		return outcome{}, false
+	case matchResidual:
+		return outcome{redact: c.Root.RedactLabels()}, true
+	}
+	eff, provs, redact := decide(q, c.Root)
+	return outcome{effect: eff, provs: provs, redact: redact}, true
+}
+
+// decide returns the decision of a matching provision p: that of its
+// deepest matching descendants (deny wins among siblings), else its own.
+func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding) {
+	var (
+		eff    consentstore.Effect
+		provs  []string
+		redact []consentstore.Coding
+		resid  []consentstore.Coding
+	)
+	for _, ch := range p.Children {
+		switch match(q, ch) {
+		case matchNo:
+			continue
+		case matchResidual:
+			resid = joinCodings(resid, ch.RedactLabels())
+			continue
+		}
+		e, ps, rs := decide(q, ch)
+		switch {
+		case eff == 0 || (e == consentstore.Deny && eff == consentstore.Permit):
+			eff, provs, redact = e, ps, rs
+		case e == eff:
+			provs = join(provs, ps)
+			redact = joinCodings(redact, rs)
+		}
+	}
+	if eff == 0 {
+		eff, provs = p.Effect, p.RefSlice()
+	}
+	if eff == consentstore.Deny {
+		return eff, provs, nil
+	}
+	return eff, provs, joinCodings(redact, resid)
+}
+
+// join returns a followed by b, without allocating when either is empty
+// (the result may then share storage with a or b).
+func join[T comparable](a, b []T) []T {
+	switch {
+	case len(b) == 0:
+		return a
+	case len(a) == 0:
+		return b
+	}
+	out := make([]T, 0, len(a)+len(b))
+	out = append(out, a...)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func joinCodings(a, b []consentstore.Coding) []consentstore.Coding { return join(a, b) }

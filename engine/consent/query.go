@@ -1,0 +1,162 @@
+package consent
+
+import (
+	"strings"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// Query is what consent matching needs from one request, normalised once.
+// Build it with [NewQuery]; it is read-only afterwards and may be shared.
+type Query struct {
+	time time.Time
+
+	patient    string
+	subjectID  string
+	subjectOrg string
+	idents     []consentstore.Identifier
+	roles      []string
+	kind       string
+	clientID   string
+
+	action   uint16
+	purposes []string // purposeOfUse and its ancestors
+	research bool
+
+	resourceType string
+	resourceRef  string // "Type/id", "" when there is no id
+	author       string
+	org          string
+	date         time.Time
+	conf         int8
+	labels       []consentstore.Coding // canonical
+	codes        []consentstore.Coding // codes and categories, canonical
+	profiles     []string
+	residual     bool
+}
+
+// NewQuery precomputes what matching needs from req. The request time is
+// req.context.time, or now when it is absent.
+func NewQuery(req *chaperonev1.CheckRequest, now time.Time) Query {
+	q := Query{time: now}
+	if t := req.GetContext().GetTime(); t != nil {
+		q.time = t.AsTime()
+	}
+	s := req.GetSubject()
+	q.subjectID = consentstore.CanonicalReference(s.GetId())
+	q.subjectOrg = consentstore.CanonicalReference(s.GetOrganization())
+	q.roles = s.GetRoles()
+	q.kind = s.GetKind()
+	q.clientID = s.GetClientId()
+	if n := len(s.GetIdentifiers()) + len(s.GetOrganizationIdentifiers()); n > 0 {
+		q.idents = make([]consentstore.Identifier, 0, n)
+		for _, id := range s.GetIdentifiers() {
+			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+		}
+		for _, id := range s.GetOrganizationIdentifiers() {
+			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+		}
+	}
+	q.action = consentstore.ActionBit(req.GetAction())
+	q.purposes = purposeChain(req.GetPurposeOfUse())
+	for _, p := range q.purposes {
+		if p == "HRESCH" {
+			q.research = true
+		}
+	}
+
+	r := req.GetResource()
+	q.patient = patientRef(r.GetPatient())
+	q.resourceType = r.GetType()
+	if id := r.GetId(); id != "" && q.resourceType != "" {
+		q.resourceRef = q.resourceType + "/" + id
+	}
+	q.author = consentstore.CanonicalReference(r.GetAuthor())
+	q.org = consentstore.CanonicalReference(r.GetOrganization())
+	if d := r.GetDate(); d != nil {
+		q.date = d.AsTime()
+	}
+	if n := len(r.GetSecurityLabels()); n > 0 {
+		q.labels = make([]consentstore.Coding, 0, n)
+		for _, l := range r.GetSecurityLabels() {
+			c := consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()})
+			q.labels = append(q.labels, c)
+			if lv := consentstore.ConfidentialityLevel(c); lv > q.conf {
+				q.conf = lv
+			}
+		}
+	}
+	if n := len(r.GetCodes()) + len(r.GetCategories()); n > 0 {
+		q.codes = make([]consentstore.Coding, 0, n)
+		for _, l := range r.GetCodes() {
+			q.codes = append(q.codes, consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()}))
+		}
+		for _, l := range r.GetCategories() {
+			q.codes = append(q.codes, consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()}))
+		}
+	}
+	for _, p := range r.GetProfiles() {
+		q.profiles = append(q.profiles, strings.TrimRight(p, "/"))
+	}
+	q.residual = r.GetId() == "" && len(q.labels) == 0
+	return q
+}
+
+// Time is the instant the query is evaluated for.
+func (q *Query) Time() time.Time { return q.time }
+
+// Patient is the canonical patient reference the query is about.
+func (q *Query) Patient() string { return q.patient }
+
+// patientRef canonicalises resource.patient; a bare id means "Patient/<id>".
+func patientRef(s string) string {
+	if s == "" {
+		return ""
+	}
+	s = consentstore.CanonicalReference(s)
+	if !strings.Contains(s, "/") && !strings.Contains(s, ":") {
+		return "Patient/" + s
+	}
+	return s
+}
+
+// purposeParent is the v3 PurposeOfUse (ActReason) hierarchy: child → parent.
+var purposeParent = map[string]string{
+	// treatment
+	"ETREAT": "TREAT", "BTG": "ETREAT", "ERTREAT": "ETREAT", "CLINTRL": "TREAT", "COC": "TREAT",
+	"POPHLTH": "TREAT", "PRECLINTRL": "TREAT",
+	// payment
+	"CLMATTCH": "HPAYMT", "COVAUTH": "HPAYMT", "COVERAGE": "HPAYMT", "ELIGDTRM": "COVERAGE",
+	"ELIGVER": "COVERAGE", "ENROLLM": "COVERAGE", "MILDCRANGE": "COVERAGE", "REMITADV": "HPAYMT",
+	// operations
+	"CAREMGT": "HOPERAT", "DONAT": "HOPERAT", "FRAUD": "HOPERAT", "GOV": "HOPERAT", "HACCRED": "HOPERAT",
+	"HCOMPL": "HOPERAT", "HDECD": "HOPERAT", "HDIRECT": "HOPERAT", "HDM": "HOPERAT", "HLEGAL": "HOPERAT",
+	"HOUTCOMS": "HOPERAT", "HPRGRP": "HOPERAT", "HQUALIMP": "HOPERAT", "HSYSADMIN": "HOPERAT",
+	"LABELING": "HOPERAT", "METAMGT": "HOPERAT", "MEMADMIN": "HOPERAT", "MILCDM": "HOPERAT",
+	"PATADMIN": "HOPERAT", "PATSFTY": "HOPERAT", "PERFMSR": "HOPERAT", "RECORDMGT": "HOPERAT",
+	"SYSDEV": "HOPERAT", "HTEST": "HOPERAT", "TRAIN": "HOPERAT",
+	// research
+	"BIORCH": "HRESCH", "CLINTRCH": "HRESCH", "CLINTRCHNPC": "CLINTRCH", "CLINTRCHPC": "CLINTRCH",
+	"PRECLINTRCH": "HRESCH", "DSRCH": "HRESCH", "POARCH": "HRESCH", "TRANSRCH": "HRESCH",
+	// patient request
+	"FAMRQT": "PATRQT", "PWATRNY": "PATRQT", "SUPNWK": "PATRQT",
+	// public health
+	"DISASTER": "PUBHLTH", "THREAT": "PUBHLTH",
+}
+
+func purposeChain(p string) []string {
+	if p == "" {
+		return nil
+	}
+	out := []string{p}
+	for len(out) < 8 {
+		parent, ok := purposeParent[out[len(out)-1]]
+		if !ok {
+			break
+		}
+		out = append(out, parent)
+	}
+	return out
+}
