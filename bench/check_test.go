@@ -1,0 +1,174 @@
+package bench_test
+
+import (
+	"context"
+	"io/fs"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/cedar-policy/cedar-go"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/policies"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+	"github.com/chaperone-pdp/chaperone/server"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+type noConsents struct{}
+
+func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
+}
+
+func clinicianRead() *chaperonev1.CheckRequest {
+	return &chaperonev1.CheckRequest{
+		Subject: &chaperonev1.Subject{Id: "Practitioner/p1", Kind: "practitioner", Roles: []string{"clinician"},
+			Organization: "Organization/o1", Scopes: []string{"user/Observation.rs"}, ClientId: "portal"},
+		Action: "read",
+		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1",
+			SecurityLabels: []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "N"}},
+			Codes:          []*chaperonev1.Coding{{System: "http://loinc.org", Code: "1234-5"}}},
+		PurposeOfUse: "TREAT",
+		Context:      &chaperonev1.Context{Time: timestamppb.New(time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)), NetworkZone: "clinic"},
+	}
+}
+
+func referenceEngine(b *testing.B) *engine.Engine {
+	b.Helper()
+	bundle, err := engine.LoadBundle(policies.FS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := engine.New(noConsents{})
+	e.Activate(bundle)
+	return e
+}
+
+// BenchmarkCheck measures one decision in-process against the reference
+// bundle, and bare cedar-go Authorize on the same Cedar policies with the
+// same entities, in the same run.
+func BenchmarkCheck(b *testing.B) {
+	b.Run("engine=chaperone", func(b *testing.B) {
+		e := referenceEngine(b)
+		req := clinicianRead()
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if e.Check(ctx, req).GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+				b.Fatal("not allowed")
+			}
+		}
+	})
+	b.Run("engine=cedar-go", func(b *testing.B) {
+		ps := cedarPolicySet(b)
+		entities, creq := cedarRequest()
+		b.ReportAllocs()
+		for b.Loop() {
+			if d, _ := cedar.Authorize(ps, entities, creq); d != cedar.Allow {
+				b.Fatal("not allowed")
+			}
+		}
+	})
+}
+
+// cedarPolicySet parses the reference bundle's Cedar files into one policy set.
+func cedarPolicySet(b *testing.B) *cedar.PolicySet {
+	ps := cedar.NewPolicySet()
+	files, _ := fs.Glob(policies.FS, "*.cedar")
+	for _, f := range files {
+		src, _ := fs.ReadFile(policies.FS, f)
+		list, err := cedar.NewPolicyListFromBytes(f, src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i, p := range list {
+			ps.Add(cedar.PolicyID(f+string(rune('a'+i))), p)
+		}
+	}
+	return ps
+}
+
+// cedarRequest builds the entities the engine builds for clinicianRead.
+func cedarRequest() (cedar.EntityMap, cedar.Request) {
+	r := clinicianRead()
+	principal := cedar.NewEntityUID("Subject", cedar.String(r.Subject.Id))
+	resource := cedar.NewEntityUID("Observation", cedar.String(r.Resource.Id))
+	read := cedar.NewEntityUID("Action", "read")
+	entities := cedar.EntityMap{
+		principal: {UID: principal, Parents: cedar.NewEntityUIDSet(cedar.NewEntityUID("Role", "clinician")),
+			Attributes: cedar.NewRecord(cedar.RecordMap{
+				"id": cedar.String(r.Subject.Id), "kind": cedar.String("practitioner"),
+				"roles": cedar.NewSet(cedar.String("clinician")), "organization": cedar.String("Organization/o1"),
+				"clientId": cedar.String("portal"), "scopes": cedar.NewSet(cedar.String("user/Observation.rs")),
+				"identifiers": cedar.NewSet(),
+			})},
+		resource: {UID: resource, Attributes: cedar.NewRecord(cedar.RecordMap{
+			"type": cedar.String("Observation"), "id": cedar.String("o1"), "patient": cedar.String("Patient/52"),
+			"organization": cedar.String("Organization/o1"), "author": cedar.String(""),
+			"labels":         cedar.NewSet(cedar.String("N")),
+			"securityLabels": cedar.NewSet(cedar.String("http://terminology.hl7.org/CodeSystem/v3-Confidentiality|N")),
+			"codes":          cedar.NewSet(cedar.String("http://loinc.org|1234-5")), "categories": cedar.NewSet(),
+		})},
+		read: {UID: read, Parents: cedar.NewEntityUIDSet(cedar.NewEntityUID("Action", "access"))},
+	}
+	ctx := cedar.NewRecord(cedar.RecordMap{
+		"purposeOfUse": cedar.String("TREAT"), "time": cedar.NewDatetime(r.Context.Time.AsTime()), "hour": cedar.Long(12),
+		"breakGlassReason": cedar.String(""), "networkZone": cedar.String("clinic"), "deviceTrust": cedar.String(""),
+		"correlationId": cedar.String(""), "consent": cedar.String("NO_CONSENT"),
+	})
+	return entities, cedar.Request{Principal: principal, Action: read, Resource: resource, Context: ctx}
+}
+
+// BenchmarkCheckLoopback measures Check over loopback Connect (HTTP/1.1,
+// Connect protocol with protobuf), sequential and parallel.
+func BenchmarkCheckLoopback(b *testing.B) {
+	base := serve(b)
+	for _, mode := range []string{"sequential", "parallel"} {
+		b.Run("mode="+mode, func(b *testing.B) {
+			client := chaperonev1connect.NewDecisionServiceClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, base)
+			msg := clinicianRead()
+			ctx := context.Background()
+			b.ReportAllocs()
+			if mode == "sequential" {
+				for b.Loop() {
+					if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func serve(b *testing.B) string {
+	b.Helper()
+	v, err := validation.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := server.New(referenceEngine(b), v).HTTPServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go hs.Serve(ln)
+	b.Cleanup(func() { hs.Close() })
+	return "http://" + strings.TrimPrefix(ln.Addr().String(), "http://")
+}
