@@ -951,4 +951,3 @@ func setRawID(raw []byte, id string) []byte {
 	}
 	return out
 }
-

@@ -41,22 +41,34 @@ func day(s string) time.Time {
 	return t
 }
 
-func subject(id string) reqOpt   { return func(r *chaperonev1.CheckRequest) { r.Subject.Id = id } }
-func subjOrg(org string) reqOpt  { return func(r *chaperonev1.CheckRequest) { r.Subject.Organization = org } }
-func action(a string) reqOpt     { return func(r *chaperonev1.CheckRequest) { r.Action = a } }
-func purpose(p string) reqOpt    { return func(r *chaperonev1.CheckRequest) { r.PurposeOfUse = p } }
-func patient(p string) reqOpt    { return func(r *chaperonev1.CheckRequest) { r.Resource.Patient = p } }
-func rtype(t string) reqOpt      { return func(r *chaperonev1.CheckRequest) { r.Resource.Type = t } }
-func rid(id string) reqOpt       { return func(r *chaperonev1.CheckRequest) { r.Resource.Id = id } }
-func author(a string) reqOpt     { return func(r *chaperonev1.CheckRequest) { r.Resource.Author = a } }
-func custodian(o string) reqOpt  { return func(r *chaperonev1.CheckRequest) { r.Resource.Organization = o } }
-func profile(p string) reqOpt    { return func(r *chaperonev1.CheckRequest) { r.Resource.Profiles = append(r.Resource.Profiles, p) } }
-func roles(rs ...string) reqOpt  { return func(r *chaperonev1.CheckRequest) { r.Subject.Roles = rs } }
-func kind(k string) reqOpt       { return func(r *chaperonev1.CheckRequest) { r.Subject.Kind = k } }
-func at(s string) reqOpt         { return func(r *chaperonev1.CheckRequest) { r.Context.Time = timestamppb.New(day(s)) } }
-func dated(s string) reqOpt      { return func(r *chaperonev1.CheckRequest) { r.Resource.Date = timestamppb.New(day(s)) } }
-func noTime() reqOpt             { return func(r *chaperonev1.CheckRequest) { r.Context = nil } }
-func search() reqOpt             { return func(r *chaperonev1.CheckRequest) { r.Action = "search"; r.Resource.Id = "" } }
+func subject(id string) reqOpt { return func(r *chaperonev1.CheckRequest) { r.Subject.Id = id } }
+func subjOrg(org string) reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Subject.Organization = org }
+}
+func action(a string) reqOpt  { return func(r *chaperonev1.CheckRequest) { r.Action = a } }
+func purpose(p string) reqOpt { return func(r *chaperonev1.CheckRequest) { r.PurposeOfUse = p } }
+func patient(p string) reqOpt { return func(r *chaperonev1.CheckRequest) { r.Resource.Patient = p } }
+func rtype(t string) reqOpt   { return func(r *chaperonev1.CheckRequest) { r.Resource.Type = t } }
+func rid(id string) reqOpt    { return func(r *chaperonev1.CheckRequest) { r.Resource.Id = id } }
+func author(a string) reqOpt  { return func(r *chaperonev1.CheckRequest) { r.Resource.Author = a } }
+func custodian(o string) reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Resource.Organization = o }
+}
+func profile(p string) reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Resource.Profiles = append(r.Resource.Profiles, p) }
+}
+func roles(rs ...string) reqOpt { return func(r *chaperonev1.CheckRequest) { r.Subject.Roles = rs } }
+func kind(k string) reqOpt      { return func(r *chaperonev1.CheckRequest) { r.Subject.Kind = k } }
+func at(s string) reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Context.Time = timestamppb.New(day(s)) }
+}
+func dated(s string) reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Resource.Date = timestamppb.New(day(s)) }
+}
+func noTime() reqOpt { return func(r *chaperonev1.CheckRequest) { r.Context = nil } }
+func search() reqOpt {
+	return func(r *chaperonev1.CheckRequest) { r.Action = "search"; r.Resource.Id = "" }
+}
 func ident(sys, v string) reqOpt { return identOf(false, sys, v) }
 func orgIdent(sys, v string) reqOpt {
 	return identOf(true, sys, v)
@@ -75,7 +87,9 @@ func identOf(org bool, sys, v string) reqOpt {
 
 // label adds a security label "system|code" or a confidentiality code "R".
 func label(l string) reqOpt {
-	return func(r *chaperonev1.CheckRequest) { r.Resource.SecurityLabels = append(r.Resource.SecurityLabels, coding(l)) }
+	return func(r *chaperonev1.CheckRequest) {
+		r.Resource.SecurityLabels = append(r.Resource.SecurityLabels, coding(l))
+	}
 }
 
 func code(l string) reqOpt {
