@@ -40,13 +40,13 @@ func clinicianRead() *chaperonev1.CheckRequest {
 	}
 }
 
-func referenceEngine(b *testing.B) *engine.Engine {
+func referenceEngine(b *testing.B, opts ...engine.Option) *engine.Engine {
 	b.Helper()
 	bundle, err := engine.LoadBundle(policies.FS)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := engine.New(noConsents{})
+	e := engine.New(noConsents{}, opts...)
 	e.Activate(bundle)
 	return e
 }
@@ -55,17 +55,23 @@ func referenceEngine(b *testing.B) *engine.Engine {
 // bundle, and bare cedar-go Authorize on the same Cedar policies with the
 // same entities, in the same run.
 func BenchmarkCheck(b *testing.B) {
-	b.Run("engine=chaperone", func(b *testing.B) {
-		e := referenceEngine(b)
-		req := clinicianRead()
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			if e.Check(ctx, req).GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
-				b.Fatal("not allowed")
-			}
+	for _, memo := range []int{50000, 0} {
+		name := "engine=chaperone/memo=warm"
+		if memo == 0 {
+			name = "engine=chaperone/memo=off"
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			e := referenceEngine(b, engine.WithMemo(memo))
+			req := clinicianRead()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if e.Check(ctx, req).GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+					b.Fatal("not allowed")
+				}
+			}
+		})
+	}
 	b.Run("engine=cedar-go", func(b *testing.B) {
 		ps := cedarPolicySet(b)
 		entities, creq := cedarRequest()
@@ -121,7 +127,7 @@ func cedarRequest() (cedar.EntityMap, cedar.Request) {
 	ctx := cedar.NewRecord(cedar.RecordMap{
 		"purposeOfUse": cedar.String("TREAT"), "time": cedar.NewDatetime(r.Context.Time.AsTime()), "hour": cedar.Long(12),
 		"breakGlassReason": cedar.String(""), "networkZone": cedar.String("clinic"), "deviceTrust": cedar.String(""),
-		"correlationId": cedar.String(""), "consent": cedar.String("NO_CONSENT"),
+		"consent": cedar.String("NO_CONSENT"),
 	})
 	return entities, cedar.Request{Principal: principal, Action: read, Resource: resource, Context: ctx}
 }

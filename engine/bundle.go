@@ -46,6 +46,9 @@ type Manifest struct {
 	ConsentRule string `json:"consentRule,omitempty"`
 	// CacheTTL is how long callers may reuse an answer, e.g. "0s" or "30s".
 	CacheTTL string `json:"cacheTtl,omitempty"`
+	// TimeResolution is the precision of the decision time policies see
+	// (default "1s"): coarser times let more decisions be memoised.
+	TimeResolution string `json:"timeResolution,omitempty"`
 	// Timezone in which context.hour is computed for policies (IANA name,
 	// default UTC).
 	Timezone string `json:"timezone,omitempty"`
@@ -53,11 +56,12 @@ type Manifest struct {
 
 // Bundle is a compiled policy directory, ready to decide. It is immutable.
 type Bundle struct {
-	manifest Manifest
-	cacheTTL time.Duration
-	location *time.Location
-	layers   []layer
-	files    []string
+	manifest       Manifest
+	cacheTTL       time.Duration
+	timeResolution time.Duration
+	location       *time.Location
+	layers         []layer
+	files          []string
 }
 
 // Manifest returns the bundle's manifest.
@@ -187,6 +191,14 @@ func (b *Bundle) applyManifest() error {
 			return fmt.Errorf("cacheTtl %q is not a duration", m.CacheTTL)
 		}
 		b.cacheTTL = d
+	}
+	b.timeResolution = time.Second
+	if m.TimeResolution != "" {
+		d, err := time.ParseDuration(m.TimeResolution)
+		if err != nil || d < 0 {
+			return fmt.Errorf("timeResolution %q is not a duration", m.TimeResolution)
+		}
+		b.timeResolution = d
 	}
 	b.location = time.UTC
 	if m.Timezone != "" {

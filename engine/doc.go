@@ -21,6 +21,16 @@
 // with a reason code (POLICY_ERROR, CONSENT_UNAVAILABLE, NO_BUNDLE): the
 // engine fails closed.
 //
+// # Memoisation
+//
+// Policy layers are pure functions of what they see, so the engine
+// remembers their outcome per active bundle, keyed on every input a policy
+// can read (the request without its correlation id, the decision time at
+// the bundle's resolution, the consent decision). The consent layer is
+// evaluated on every request, so a consent write is seen by the next
+// decision. Swapping the bundle starts an empty memo; failed evaluations are
+// never remembered; [Engine.Explain] always evaluates.
+//
 // # What policies see
 //
 // Cedar: principal is Subject::"<subject.id>" with parents Role::"<role>"
@@ -31,8 +41,10 @@
 // attributes type, id, patient, organization, author, labels (security label
 // codes), securityLabels, codes and categories ("system|code"), and date when
 // known; context has purposeOfUse, time, hour, breakGlassReason, ip (when
-// given), networkZone, deviceTrust, correlationId and consent ("PERMIT",
-// "DENY" or "NO_CONSENT"). Annotations carry ids and obligations:
+// given), networkZone, deviceTrust and consent ("PERMIT", "DENY" or
+// "NO_CONSENT"). The correlation id is for the audit trail, not for
+// policies. The decision time policies see is truncated to the manifest's
+// timeResolution (default 1s). Annotations carry ids and obligations:
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),
 // @audit_tag("BREAK_GLASS"), @redact_label("system|code"),
 // @reason("CODE") on a forbid, @overrides_consent("true") on a permit.

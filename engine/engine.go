@@ -46,7 +46,8 @@ type ConsentEvaluator interface {
 // Engine decides requests against the active bundle. It is safe for
 // concurrent use; [Engine.Activate] swaps the bundle atomically.
 type Engine struct {
-	bundle   atomic.Pointer[Bundle]
+	active   atomic.Pointer[active]
+	memoSize int
 	consents ConsentEvaluator
 	logger   *slog.Logger
 	now      func() time.Time
@@ -62,6 +63,10 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l }
 // WithClock sets the clock used when a request has no context.time.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
+// WithMemo sets how many policy outcomes the engine remembers per active
+// bundle (default 50000; 0 turns memoisation off).
+func WithMemo(size int) Option { return func(e *Engine) { e.memoSize = size } }
+
 // WithDecisionIDs sets the generator of decision ids (tests pin them).
 func WithDecisionIDs(f func() string) Option { return func(e *Engine) { e.newID = f } }
 
@@ -73,6 +78,7 @@ func New(consents ConsentEvaluator, opts ...Option) *Engine {
 		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:      time.Now,
 		newID:    newDecisionID,
+		memoSize: 50000,
 	}
 	for _, o := range opts {
 		o(e)
@@ -88,11 +94,24 @@ func newDecisionID() string {
 	return id.String()
 }
 
+// active is a bundle with the memo of its outcomes.
+type active struct {
+	bundle *Bundle
+	memo   *memo
+}
+
 // Activate makes b the bundle every later decision uses.
-func (e *Engine) Activate(b *Bundle) { e.bundle.Store(b) }
+func (e *Engine) Activate(b *Bundle) {
+	e.active.Store(&active{bundle: b, memo: newMemo(e.memoSize)})
+}
 
 // Bundle returns the active bundle, or nil.
-func (e *Engine) Bundle() *Bundle { return e.bundle.Load() }
+func (e *Engine) Bundle() *Bundle {
+	if a := e.active.Load(); a != nil {
+		return a.bundle
+	}
+	return nil
+}
 
 // Check decides one request. The request must have been validated
 // ([ValidateRequest]). Check never fails: every problem is a DENY with a
@@ -169,10 +188,11 @@ func (t *Trace) String() string {
 
 func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trace *Trace) *chaperonev1.CheckResponse {
 	resp := &chaperonev1.CheckResponse{DecisionId: e.newID()}
-	b := e.bundle.Load()
-	if b == nil {
+	a := e.active.Load()
+	if a == nil {
 		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_BUNDLE", Message: "no policy bundle is active"})
 	}
+	b := a.bundle
 	resp.BundleRevision = b.manifest.Revision
 	resp.CacheTtl = durationpb.New(b.cacheTTL)
 	if trace != nil {
@@ -183,12 +203,14 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	if t := req.GetContext().GetTime(); t != nil {
 		f.at = t.AsTime()
 	}
+	consentAt := f.at
+	f.at = truncateTime(f.at, b.timeResolution)
 	f.hour = f.at.In(b.location).Hour()
 
 	var consent ConsentResult
 	if req.GetResource().GetPatient() != "" {
 		var err error
-		consent, err = e.consents.EvaluateConsent(ctx, req, f.at, b.manifest.ConsentRule)
+		consent, err = e.consents.EvaluateConsent(ctx, req, consentAt, b.manifest.ConsentRule)
 		if err != nil {
 			e.logger.LogAttrs(ctx, slog.LevelError, "consent unavailable",
 				slog.String("decision_id", resp.DecisionId), slog.String("error", err.Error()))
@@ -208,40 +230,14 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		}
 	}
 
-	var (
-		permits []permitHit
-		denies  []denyHit
-		obl     obligations
-	)
-	for _, l := range b.layers {
-		r, err := l.evaluate(ctx, &f)
-		if err != nil {
-			e.logger.LogAttrs(ctx, slog.LevelError, "policy evaluation failed",
-				slog.String("decision_id", resp.DecisionId), slog.String("layer", l.name()),
-				slog.String("revision", b.manifest.Revision), slog.String("error", err.Error()))
-			if trace != nil {
-				trace.Layers = append(trace.Layers, LayerStep{Layer: l.name(), Effect: "error", Error: err.Error()})
-			}
-			return denyWith(resp, trace, &chaperonev1.Reason{Code: "POLICY_ERROR", Message: "a policy failed to evaluate"})
-		}
-		if trace != nil {
-			step := LayerStep{Layer: l.name(), Effect: r.effect.String()}
-			for _, p := range r.permits {
-				step.Permits = append(step.Permits, p.id)
-			}
-			for _, d := range r.denies {
-				step.Denies = append(step.Denies, d.id+" ("+d.code+")")
-			}
-			trace.Layers = append(trace.Layers, step)
-		}
-		switch r.effect {
-		case deny:
-			denies = append(denies, r.denies...)
-		case permit:
-			permits = append(permits, r.permits...)
-			obl.merge(&r.obligations)
-		}
+	out, err := e.evaluateLayers(ctx, a, &f, trace)
+	if err != nil {
+		e.logger.LogAttrs(ctx, slog.LevelError, "policy evaluation failed",
+			slog.String("decision_id", resp.DecisionId), slog.String("revision", b.manifest.Revision),
+			slog.String("error", err.Error()))
+		return denyWith(resp, trace, &chaperonev1.Reason{Code: "POLICY_ERROR", Message: "a policy failed to evaluate"})
 	}
+	permits, denies, obl := out.permits, out.denies, out.obl
 
 	// Deny-overrides.
 	if len(denies) > 0 {
@@ -267,8 +263,11 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	}
 
 	resp.Decision = chaperonev1.Decision_DECISION_ALLOW
-	for _, l := range consent.RedactLabels {
-		obl.addLabel(label{l.GetSystem(), l.GetCode()})
+	if len(consent.RedactLabels) > 0 {
+		obl = obl.clone()
+		for _, l := range consent.RedactLabels {
+			obl.addLabel(label{l.GetSystem(), l.GetCode()})
+		}
 	}
 	resp.Obligations = obl.proto()
 	for _, p := range permits {
@@ -284,6 +283,55 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		trace.Outcome = "ALLOW"
 	}
 	return resp
+}
+
+// evaluateLayers runs every policy layer of the active bundle, or returns
+// the remembered outcome for the same facts. A trace always evaluates.
+func (e *Engine) evaluateLayers(ctx context.Context, a *active, f *facts, trace *Trace) (*outcome, error) {
+	var key []byte
+	if a.memo != nil && trace == nil {
+		bp := keyBufs.Get().(*[]byte)
+		defer keyBufs.Put(bp)
+		k, err := memoKey((*bp)[:0], f)
+		if err == nil {
+			key = k
+			*bp = k
+			if o, ok := a.memo.get(key); ok {
+				return o, nil
+			}
+		}
+	}
+	out := &outcome{}
+	for _, l := range a.bundle.layers {
+		r, err := l.evaluate(ctx, f)
+		if err != nil {
+			if trace != nil {
+				trace.Layers = append(trace.Layers, LayerStep{Layer: l.name(), Effect: "error", Error: err.Error()})
+			}
+			return nil, fmt.Errorf("layer %s: %w", l.name(), err)
+		}
+		if trace != nil {
+			step := LayerStep{Layer: l.name(), Effect: r.effect.String()}
+			for _, p := range r.permits {
+				step.Permits = append(step.Permits, p.id)
+			}
+			for _, d := range r.denies {
+				step.Denies = append(step.Denies, d.id+" ("+d.code+")")
+			}
+			trace.Layers = append(trace.Layers, step)
+		}
+		switch r.effect {
+		case deny:
+			out.denies = append(out.denies, r.denies...)
+		case permit:
+			out.permits = append(out.permits, r.permits...)
+			out.obl.merge(&r.obligations)
+		}
+	}
+	if key != nil {
+		a.memo.put(key, out)
+	}
+	return out, nil
 }
 
 func consentReasons(code string, c ConsentResult) []*chaperonev1.Reason {

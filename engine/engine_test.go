@@ -247,3 +247,53 @@ func copyDir(t *testing.T, from, to string) {
 		}
 	}
 }
+
+func TestMemo(t *testing.T) {
+	t.Parallel()
+	b := loadTestBundle(t, "testdata/basic")
+	switching := &switchingConsent{decision: engine.ConsentPermit}
+	e := engine.New(switching)
+	e.Activate(b)
+	ctx := context.Background()
+	req := request([]string{"billing"}, "read", "Claim", "HPAYMT")
+	for i := range 3 {
+		if resp := e.Check(ctx, req); resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+			t.Fatalf("round %d: %v", i, resp)
+		}
+	}
+	// The consent decision is part of the key: a rego rule denies billing
+	// when consent denies.
+	switching.decision = engine.ConsentDeny
+	if resp := e.Check(ctx, req); resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || resp.GetReasons()[0].GetPolicyId() != "consent-deny-billing" {
+		t.Fatalf("after consent change: %v", resp)
+	}
+	switching.decision = engine.ConsentPermit
+	// The time is part of the key: 03:00 is after hours.
+	night := request([]string{"billing"}, "read", "Claim", "HPAYMT")
+	night.Context.Time = timestamppb.New(time.Date(2024, 6, 1, 3, 0, 0, 0, time.UTC))
+	if resp := e.Check(ctx, night); resp.GetDecision() != chaperonev1.Decision_DECISION_DENY {
+		t.Fatalf("night: %v", resp)
+	}
+	// Obligations handed out must not alias the remembered outcome.
+	r1 := e.Check(ctx, req)
+	r1.Obligations.MaskPaths[0] = "tampered"
+	if r2 := e.Check(ctx, req); r2.GetObligations().GetMaskPaths()[0] != "Claim.diagnosis" {
+		t.Fatalf("memo shared its slices: %v", r2.GetObligations())
+	}
+	// A new bundle starts with an empty memo.
+	dir := t.TempDir()
+	copyDir(t, "testdata/basic", dir)
+	if err := os.WriteFile(dir+"/extra.rego", []byte("package chaperone.extra\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.Activate(loadTestBundle(t, dir))
+	if resp := e.Check(ctx, req); resp.GetDecision() != chaperonev1.Decision_DECISION_DENY {
+		t.Fatalf("after swap to a bundle without the billing rule: %v", resp)
+	}
+}
+
+type switchingConsent struct{ decision string }
+
+func (s *switchingConsent) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+	return engine.ConsentResult{Decision: s.decision}, nil
+}

@@ -83,7 +83,6 @@ func newCedarEntities(f *facts, actions cedar.EntityMap) *cedarEntities {
 		"breakGlassReason": cedar.String(ctx.GetBreakGlassReason()),
 		"networkZone":      cedar.String(ctx.GetNetworkZone()),
 		"deviceTrust":      cedar.String(ctx.GetDeviceTrust()),
-		"correlationId":    cedar.String(ctx.GetCorrelationId()),
 		"consent":          cedar.String(f.consent),
 	}
 	if ip, err := types.ParseIPAddr(ctx.GetIp()); err == nil && ctx.GetIp() != "" {

@@ -103,14 +103,24 @@ func (o *obligations) merge(other *obligations) {
 	}
 }
 
+func (o obligations) clone() obligations {
+	return obligations{
+		maskPaths:    slices.Clone(o.maskPaths),
+		redactLabels: slices.Clone(o.redactLabels),
+		auditTags:    slices.Clone(o.auditTags),
+	}
+}
+
 func (o *obligations) empty() bool {
 	return len(o.maskPaths) == 0 && len(o.redactLabels) == 0 && len(o.auditTags) == 0
 }
 
+// proto converts o for a response; the slices are copied because outcomes
+// are shared through the memo.
 func (o *obligations) proto() *chaperonev1.Obligations {
 	p := &chaperonev1.Obligations{
-		MaskPaths: o.maskPaths,
-		AuditTags: o.auditTags,
+		MaskPaths: slices.Clone(o.maskPaths),
+		AuditTags: slices.Clone(o.auditTags),
 	}
 	for _, l := range o.redactLabels {
 		p.RedactLabels = append(p.RedactLabels, &chaperonev1.Coding{System: l.system, Code: l.code})

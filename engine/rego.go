@@ -337,7 +337,6 @@ func regoInput(f *facts) ast.Value {
 			ast.Item(ast.InternedTerm("ip"), ast.StringTerm(c.GetIp())),
 			ast.Item(ast.InternedTerm("networkZone"), ast.StringTerm(c.GetNetworkZone())),
 			ast.Item(ast.InternedTerm("deviceTrust"), ast.StringTerm(c.GetDeviceTrust())),
-			ast.Item(ast.InternedTerm("correlationId"), ast.StringTerm(c.GetCorrelationId())),
 		)),
 		ast.Item(ast.InternedTerm("consent"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("decision"), ast.StringTerm(f.consent)),
