@@ -11,27 +11,53 @@ import (
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 )
 
+// Recorder writes the audit record of a decision before the decision is
+// returned. An error means the record could not be kept; the decision is
+// then replaced by DENY AUDIT_UNAVAILABLE (fail closed).
+type Recorder interface {
+	Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
+}
+
 // decisionService serves Check and BatchCheck. Requests reach it validated.
 type decisionService struct {
-	engine *engine.Engine
-	logger *slog.Logger
+	engine   *engine.Engine
+	recorder Recorder // nil: decisions are not audited
+	logger   *slog.Logger
 }
 
 var _ chaperonev1connect.DecisionServiceHandler = (*decisionService)(nil)
 
 func (d *decisionService) Check(ctx context.Context, req *connect.Request[chaperonev1.CheckRequest]) (*connect.Response[chaperonev1.CheckResponse], error) {
-	resp := d.engine.Check(ctx, req.Msg)
-	d.logDecision(ctx, req.Msg, resp)
-	return connect.NewResponse(resp), nil
+	return connect.NewResponse(d.decide(ctx, req.Msg)), nil
 }
 
 func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[chaperonev1.BatchCheckRequest]) (*connect.Response[chaperonev1.BatchCheckResponse], error) {
 	out := &chaperonev1.BatchCheckResponse{Responses: make([]*chaperonev1.CheckResponse, len(req.Msg.GetRequests()))}
 	for i, r := range req.Msg.GetRequests() {
-		out.Responses[i] = d.engine.Check(ctx, r)
-		d.logDecision(ctx, r, out.Responses[i])
+		out.Responses[i] = d.decide(ctx, r)
 	}
 	return connect.NewResponse(out), nil
+}
+
+// decide asks the engine and records the decision.
+func (d *decisionService) decide(ctx context.Context, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+	resp := d.engine.Check(ctx, req)
+	if d.recorder != nil {
+		if err := d.recorder.Record(ctx, req, resp); err != nil {
+			d.logger.LogAttrs(ctx, slog.LevelError, "audit record not written; denying",
+				slog.String("decision_id", resp.GetDecisionId()), slog.String("error", err.Error()))
+			resp = &chaperonev1.CheckResponse{
+				Decision:       chaperonev1.Decision_DECISION_DENY,
+				Obligations:    &chaperonev1.Obligations{},
+				Reasons:        []*chaperonev1.Reason{{Code: "AUDIT_UNAVAILABLE", Message: "the decision could not be audited"}},
+				DecisionId:     resp.GetDecisionId(),
+				BundleRevision: resp.GetBundleRevision(),
+				CacheTtl:       resp.GetCacheTtl(),
+			}
+		}
+	}
+	d.logDecision(ctx, req, resp)
+	return resp
 }
 
 // logDecision writes one debug line per decision: identifiers only, no PHI.

@@ -23,6 +23,7 @@ type Server struct {
 	engine      *engine.Engine
 	validator   *validation.Validator
 	logger      *slog.Logger
+	recorder    Recorder
 	mux         *http.ServeMux
 	services    []string
 	mounts      []mount
@@ -39,6 +40,9 @@ type Option func(*Server)
 
 // WithLogger sets the server's logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
+
+// WithRecorder audits every decision through r before it is returned.
+func WithRecorder(r Recorder) Option { return func(s *Server) { s.recorder = r } }
 
 // WithHandlerOptions adds Connect handler options (interceptors, limits) to
 // every service.
@@ -64,7 +68,7 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 		o(s)
 	}
 	s.mounts = append([]mount{{chaperonev1connect.DecisionServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
-		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, logger: s.logger}, opts...)
+		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, recorder: s.recorder, logger: s.logger}, opts...)
 	}}}, s.mounts...)
 	for _, m := range s.mounts {
 		path, h := m.fn(s.connectOptions()...)
