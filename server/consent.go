@@ -1,0 +1,164 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+)
+
+// ConsentService is the ConsentService API over a [consentstore.Store]:
+// Put parses and stores FHIR Consent resources (R4 or R5), Get, List and
+// Revoke read and revoke them. Mount it with [WithConsentService].
+type ConsentService struct {
+	store  consentstore.Store
+	logger *slog.Logger
+}
+
+var _ chaperonev1connect.ConsentServiceHandler = (*ConsentService)(nil)
+
+// ConsentOption configures a [ConsentService].
+type ConsentOption func(*ConsentService)
+
+// WithConsentLogger sets the service's logger.
+func WithConsentLogger(l *slog.Logger) ConsentOption {
+	return func(s *ConsentService) { s.logger = l }
+}
+
+// NewConsentService returns a ConsentService storing into store.
+func NewConsentService(store consentstore.Store, opts ...ConsentOption) *ConsentService {
+	s := &ConsentService{store: store, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// WithConsentService mounts svc on a [Server].
+func WithConsentService(svc *ConsentService) Option {
+	return WithService(chaperonev1connect.ConsentServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
+		return chaperonev1connect.NewConsentServiceHandler(svc, opts...)
+	})
+}
+
+// Put implements [chaperonev1connect.ConsentServiceHandler].
+func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperonev1.ConsentServicePutRequest]) (*connect.Response[chaperonev1.ConsentServicePutResponse], error) {
+	if req.Msg.GetConsent() == nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: required"))
+	}
+	data, err := protojson.Marshal(req.Msg.GetConsent())
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: not a JSON object"))
+	}
+	c, err := consentstore.Parse(data)
+	if err != nil {
+		var pe *consentstore.ParseError
+		if errors.As(err, &pe) {
+			path := "consent"
+			if pe.Path != "" {
+				path += "." + pe.Path
+			}
+			return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(path+": "+pe.Msg))
+		}
+		return nil, s.internal(ctx, "parse consent", err)
+	}
+	rec, err := s.store.Put(ctx, c)
+	if err != nil {
+		return nil, s.storeError(ctx, "put consent", err)
+	}
+	s.logger.InfoContext(ctx, "consent stored", "id", rec.Consent.ID, "version", rec.Version, "fhir_version", rec.Consent.FHIRVersion)
+	return connect.NewResponse(&chaperonev1.ConsentServicePutResponse{Id: rec.Consent.ID, Version: rec.Version}), nil
+}
+
+// Get implements [chaperonev1connect.ConsentServiceHandler].
+func (s *ConsentService) Get(ctx context.Context, req *connect.Request[chaperonev1.ConsentServiceGetRequest]) (*connect.Response[chaperonev1.ConsentServiceGetResponse], error) {
+	if req.Msg.GetId() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("id: required"))
+	}
+	rec, err := s.store.Get(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, s.storeError(ctx, "get consent", err)
+	}
+	sc, err := s.stored(rec)
+	if err != nil {
+		return nil, s.internal(ctx, "render consent", err)
+	}
+	return connect.NewResponse(&chaperonev1.ConsentServiceGetResponse{Consent: sc}), nil
+}
+
+// List implements [chaperonev1connect.ConsentServiceHandler].
+func (s *ConsentService) List(ctx context.Context, req *connect.Request[chaperonev1.ConsentServiceListRequest]) (*connect.Response[chaperonev1.ConsentServiceListResponse], error) {
+	if req.Msg.GetPatient() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("patient: required"))
+	}
+	recs, version, err := s.store.List(ctx, req.Msg.GetPatient())
+	if err != nil {
+		return nil, s.storeError(ctx, "list consents", err)
+	}
+	resp := &chaperonev1.ConsentServiceListResponse{Version: version}
+	for _, rec := range recs {
+		sc, err := s.stored(rec)
+		if err != nil {
+			return nil, s.internal(ctx, "render consent", err)
+		}
+		resp.Consents = append(resp.Consents, sc)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Revoke implements [chaperonev1connect.ConsentServiceHandler].
+func (s *ConsentService) Revoke(ctx context.Context, req *connect.Request[chaperonev1.ConsentServiceRevokeRequest]) (*connect.Response[chaperonev1.ConsentServiceRevokeResponse], error) {
+	if req.Msg.GetId() == "" {
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("id: required"))
+	}
+	rec, err := s.store.Revoke(ctx, req.Msg.GetId())
+	if err != nil {
+		return nil, s.storeError(ctx, "revoke consent", err)
+	}
+	s.logger.InfoContext(ctx, "consent revoked", "id", rec.Consent.ID, "version", rec.Version)
+	return connect.NewResponse(&chaperonev1.ConsentServiceRevokeResponse{Id: rec.Consent.ID, Version: rec.Version}), nil
+}
+
+func (s *ConsentService) stored(rec consentstore.Record) (*chaperonev1.StoredConsent, error) {
+	st := &structpb.Struct{}
+	if err := protojson.Unmarshal(rec.Consent.Raw, st); err != nil {
+		return nil, err
+	}
+	return &chaperonev1.StoredConsent{
+		Id:          rec.Consent.ID,
+		Version:     rec.Version,
+		Patient:     rec.Consent.Patient,
+		FhirVersion: rec.Consent.FHIRVersion,
+		Status:      rec.Consent.Status,
+		Revoked:     rec.Revoked,
+		Consent:     st,
+	}, nil
+}
+
+// storeError translates a store error to a Connect error.
+func (s *ConsentService) storeError(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, consentstore.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, errors.New("consent not found"))
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("deadline exceeded"))
+	}
+	s.logger.ErrorContext(ctx, op, "error", err)
+	return connect.NewError(connect.CodeUnavailable, errors.New("consent store unavailable"))
+}
+
+func (s *ConsentService) internal(ctx context.Context, op string, err error) error {
+	s.logger.ErrorContext(ctx, op, "error", err)
+	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
+}
