@@ -42,15 +42,23 @@
 // codes), securityLabels, codes and categories ("system|code"), and date when
 // known; context has purposeOfUse, time, hour, breakGlassReason, ip (when
 // given), networkZone, deviceTrust and consent ("PERMIT", "DENY" or
-// "NO_CONSENT"). The correlation id is for the audit trail, not for
+// "NO_CONSENT"), breakGlassGrant (an active grant of the subject for the
+// patient), scopes {present, allows, levels} (the subject's SMART scopes,
+// parsed in Go: present when any resource scope was given, allows when they
+// grant the interaction on the resource type) and agreement {exists,
+// active, covers, vendor, tier, purposes, resourceTypes} (the client app's
+// vendor agreement: active when signed, not revoked and not expired; covers
+// when also its purposes and resource types include the request's). The
+// correlation id is for the audit trail, not for
 // policies. The decision time policies see is truncated to the manifest's
 // timeResolution (default 1s). Annotations carry ids and obligations:
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),
 // @audit_tag("BREAK_GLASS"), @redact_label("system|code"),
 // @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
 //
-// Rego: input is the request in its proto3 JSON shape plus input.consent
-// ({"decision": ...}). Every package of the bundle that defines one of the
+// Rego: input is the request in its proto3 JSON shape (every field present)
+// plus input.consent ({"decision": ...}) and input.facts ({"breakGlassGrant",
+// "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and
 // obligations (an object {"maskPaths", "redactLabels", "auditTags"}, applied

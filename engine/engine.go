@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,12 +47,14 @@ type ConsentEvaluator interface {
 // Engine decides requests against the active bundle. It is safe for
 // concurrent use; [Engine.Activate] swaps the bundle atomically.
 type Engine struct {
-	active   atomic.Pointer[active]
-	memoSize int
-	consents ConsentEvaluator
-	logger   *slog.Logger
-	now      func() time.Time
-	newID    func() string
+	active     atomic.Pointer[active]
+	memoSize   int
+	consents   ConsentEvaluator
+	grants     GrantLookup
+	agreements AgreementLookup
+	logger     *slog.Logger
+	now        func() time.Time
+	newID      func() string
 }
 
 // Option configures an [Engine].
@@ -131,6 +134,7 @@ func (e *Engine) Explain(ctx context.Context, req *chaperonev1.CheckRequest) (*c
 type Trace struct {
 	Revision string       `json:"revision"`
 	Consent  *ConsentStep `json:"consent,omitempty"`
+	Facts    *FactsStep   `json:"facts,omitempty"`
 	Layers   []LayerStep  `json:"layers"`
 	Outcome  string       `json:"outcome"`
 }
@@ -141,6 +145,16 @@ type ConsentStep struct {
 	Consents   []string `json:"consents,omitempty"`
 	Provisions []string `json:"provisions,omitempty"`
 	Error      string   `json:"error,omitempty"`
+}
+
+// FactsStep is what the access facts said.
+type FactsStep struct {
+	BreakGlassGrant bool `json:"breakGlassGrant"`
+	Agreement       bool `json:"agreement"`
+	AgreementActive bool `json:"agreementActive"`
+	AgreementCovers bool `json:"agreementCovers"`
+	ScopesPresent   bool `json:"scopesPresent"`
+	ScopesAllow     bool `json:"scopesAllow"`
 }
 
 // LayerStep is one policy layer's part of a [Trace].
@@ -168,6 +182,10 @@ func (t *Trace) String() string {
 			fmt.Fprintf(&b, " error: %s", c.Error)
 		}
 		b.WriteString("\n")
+	}
+	if f := t.Facts; f != nil {
+		fmt.Fprintf(&b, "facts: breakGlassGrant=%v agreement=%v (active=%v covers=%v) scopes present=%v allow=%v\n",
+			f.BreakGlassGrant, f.Agreement, f.AgreementActive, f.AgreementCovers, f.ScopesPresent, f.ScopesAllow)
 	}
 	for _, l := range t.Layers {
 		fmt.Fprintf(&b, "layer %s: %s", l.Layer, l.Effect)
@@ -203,14 +221,14 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	if t := req.GetContext().GetTime(); t != nil {
 		f.at = t.AsTime()
 	}
-	consentAt := f.at
+	f.exact = f.at
 	f.at = truncateTime(f.at, b.timeResolution)
 	f.hour = f.at.In(b.location).Hour()
 
 	var consent ConsentResult
 	if req.GetResource().GetPatient() != "" {
 		var err error
-		consent, err = e.consents.EvaluateConsent(ctx, req, consentAt, b.manifest.ConsentRule)
+		consent, err = e.consents.EvaluateConsent(ctx, req, f.exact, b.manifest.ConsentRule)
 		if err != nil {
 			e.logger.LogAttrs(ctx, slog.LevelError, "consent unavailable",
 				slog.String("decision_id", resp.DecisionId), slog.String("error", err.Error()))
@@ -228,6 +246,18 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 			}
 			trace.Consent = step
 		}
+	}
+
+	if err := e.gatherAccessFacts(ctx, &f); err != nil {
+		var fe *factError
+		errors.As(err, &fe)
+		e.logger.LogAttrs(ctx, slog.LevelError, "access facts unavailable",
+			slog.String("decision_id", resp.DecisionId), slog.String("error", err.Error()))
+		return denyWith(resp, trace, &chaperonev1.Reason{Code: fe.code, Message: "access facts are unknown"})
+	}
+	if trace != nil {
+		trace.Facts = &FactsStep{BreakGlassGrant: f.grant, Agreement: f.agreement.exists, AgreementActive: f.agreement.active,
+			AgreementCovers: f.agreement.covers, ScopesPresent: f.scopes.present, ScopesAllow: f.scopes.allows}
 	}
 
 	out, err := e.evaluateLayers(ctx, a, &f, trace)

@@ -84,6 +84,21 @@ func newCedarEntities(f *facts, actions cedar.EntityMap) *cedarEntities {
 		"networkZone":      cedar.String(ctx.GetNetworkZone()),
 		"deviceTrust":      cedar.String(ctx.GetDeviceTrust()),
 		"consent":          cedar.String(f.consent),
+		"breakGlassGrant":  cedar.Boolean(f.grant),
+		"scopes": cedar.NewRecord(cedar.RecordMap{
+			"present": cedar.Boolean(f.scopes.present),
+			"allows":  cedar.Boolean(f.scopes.allows),
+			"levels":  stringSet(f.scopes.levels),
+		}),
+		"agreement": cedar.NewRecord(cedar.RecordMap{
+			"exists":        cedar.Boolean(f.agreement.exists),
+			"active":        cedar.Boolean(f.agreement.active),
+			"covers":        cedar.Boolean(f.agreement.covers),
+			"vendor":        cedar.String(f.agreement.vendor),
+			"tier":          cedar.String(f.agreement.tier),
+			"purposes":      stringSet(f.agreement.purposes),
+			"resourceTypes": stringSet(f.agreement.resourceTypes),
+		}),
 	}
 	if ip, err := types.ParseIPAddr(ctx.GetIp()); err == nil && ctx.GetIp() != "" {
 		cm["ip"] = ip

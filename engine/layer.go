@@ -30,10 +30,14 @@ func (e effect) String() string {
 
 // facts is everything a layer may look at for one request, gathered once.
 type facts struct {
-	req     *chaperonev1.CheckRequest
-	at      time.Time
-	hour    int
-	consent string // PERMIT, DENY or NO_CONSENT
+	req       *chaperonev1.CheckRequest
+	exact     time.Time // the decision time
+	at        time.Time // the decision time at the bundle's resolution, as policies see it
+	hour      int
+	consent   string // PERMIT, DENY or NO_CONSENT
+	grant     bool   // an active break-glass grant of the subject for the patient
+	agreement agreementFact
+	scopes    scopeFacts
 }
 
 // permitHit is a permitting policy.

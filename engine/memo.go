@@ -112,7 +112,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	ms := f.at.UnixMilli()
 	buf = append(buf, 0, byte(ms), byte(ms>>8), byte(ms>>16), byte(ms>>24), byte(ms>>32), byte(ms>>40), byte(ms>>48), byte(ms>>56))
 	buf = append(buf, f.consent...)
-	return buf, nil
+	return appendFactsKey(buf, f), nil
 }
 
 // truncateTime rounds t down to the bundle's time resolution.

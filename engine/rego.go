@@ -341,6 +341,23 @@ func regoInput(f *facts) ast.Value {
 		ast.Item(ast.InternedTerm("consent"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("decision"), ast.StringTerm(f.consent)),
 		)),
+		ast.Item(ast.InternedTerm("facts"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("breakGlassGrant"), ast.InternedTerm(f.grant)),
+			ast.Item(ast.InternedTerm("scopes"), ast.ObjectTerm(
+				ast.Item(ast.InternedTerm("present"), ast.InternedTerm(f.scopes.present)),
+				ast.Item(ast.InternedTerm("allows"), ast.InternedTerm(f.scopes.allows)),
+				ast.Item(ast.InternedTerm("levels"), stringsTerm(f.scopes.levels)),
+			)),
+			ast.Item(ast.InternedTerm("agreement"), ast.ObjectTerm(
+				ast.Item(ast.InternedTerm("exists"), ast.InternedTerm(f.agreement.exists)),
+				ast.Item(ast.InternedTerm("active"), ast.InternedTerm(f.agreement.active)),
+				ast.Item(ast.InternedTerm("covers"), ast.InternedTerm(f.agreement.covers)),
+				ast.Item(ast.InternedTerm("vendor"), ast.StringTerm(f.agreement.vendor)),
+				ast.Item(ast.InternedTerm("tier"), ast.StringTerm(f.agreement.tier)),
+				ast.Item(ast.InternedTerm("purposes"), stringsTerm(f.agreement.purposes)),
+				ast.Item(ast.InternedTerm("resourceTypes"), stringsTerm(f.agreement.resourceTypes)),
+			)),
+		)),
 	)
 }
 

@@ -1,0 +1,11 @@
+// Package access holds the two kinds of access facts that are not consents:
+// break-glass grants (an emergency access to one patient's record by one
+// subject, with a reason and an expiry) and vendor agreements (the business
+// associate agreement under which a client application may receive PHI).
+//
+// [Memory] keeps both in memory for a single replica; the Redis store in
+// consentstore shares them between replicas. The engine reads them through
+// the small interfaces it declares (engine.GrantLookup,
+// engine.AgreementLookup) and exposes them to policies as facts; the
+// policies decide what a grant overrides and what an agreement allows.
+package access

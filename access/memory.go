@@ -1,0 +1,130 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Memory keeps grants and agreements in memory. It is safe for concurrent use.
+type Memory struct {
+	mu         sync.RWMutex
+	grants     map[string]Grant // by id
+	agreements map[string]Agreement
+	now        func() time.Time
+}
+
+var (
+	_ Grants     = (*Memory)(nil)
+	_ Agreements = (*Memory)(nil)
+)
+
+// NewMemory returns an empty store.
+func NewMemory() *Memory {
+	return &Memory{grants: map[string]Grant{}, agreements: map[string]Agreement{}, now: time.Now}
+}
+
+// NewID returns a random grant id.
+func NewID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "bg-" + hex.EncodeToString(b[:])
+}
+
+// PutGrant stores g, giving it an id when it has none. Expired grants are
+// dropped as new ones arrive.
+func (m *Memory) PutGrant(_ context.Context, g Grant) (Grant, error) {
+	if g.ID == "" {
+		g.ID = NewID()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for id, old := range m.grants {
+		if !now.Before(old.ExpiresAt) {
+			delete(m.grants, id)
+		}
+	}
+	m.grants[g.ID] = g
+	return g, nil
+}
+
+// RevokeGrant ends a grant at once.
+func (m *Memory) RevokeGrant(_ context.Context, id string) (Grant, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.grants[id]
+	if !ok {
+		return Grant{}, ErrNotFound
+	}
+	g.Revoked = true
+	m.grants[id] = g
+	return g, nil
+}
+
+// ListGrants returns the grants of subject and/or patient (empty matches
+// any), oldest first.
+func (m *Memory) ListGrants(_ context.Context, subject, patient string) ([]Grant, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []Grant
+	for _, g := range m.grants {
+		if (subject == "" || g.Subject == subject) && (patient == "" || g.Patient == patient) {
+			out = append(out, g)
+		}
+	}
+	slices.SortFunc(out, func(a, b Grant) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, nil
+}
+
+// ActiveGrant returns a grant of subject for patient that is active at t.
+func (m *Memory) ActiveGrant(_ context.Context, subject, patient string, at time.Time) (Grant, bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, g := range m.grants {
+		if g.Subject == subject && g.Patient == patient && g.ActiveAt(at) {
+			return g, true, nil
+		}
+	}
+	return Grant{}, false, nil
+}
+
+// PutAgreement stores a, replacing the agreement of the same client.
+func (m *Memory) PutAgreement(_ context.Context, a Agreement) (Agreement, error) {
+	if err := a.Validate(); err != nil {
+		return Agreement{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a.UpdatedAt = m.now()
+	m.agreements[a.ClientID] = a
+	return a, nil
+}
+
+// GetAgreement returns the agreement of a client.
+func (m *Memory) GetAgreement(_ context.Context, clientID string) (Agreement, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	a, ok := m.agreements[clientID]
+	if !ok {
+		return Agreement{}, ErrNotFound
+	}
+	return a, nil
+}
+
+// RevokeAgreement ends a client's agreement; it stays readable as revoked.
+func (m *Memory) RevokeAgreement(_ context.Context, clientID string) (Agreement, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.agreements[clientID]
+	if !ok {
+		return Agreement{}, ErrNotFound
+	}
+	a.Revoked = true
+	a.UpdatedAt = m.now()
+	m.agreements[clientID] = a
+	return a, nil
+}

@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/access"
+)
+
+// GrantLookup finds an active break-glass grant of a subject for a patient.
+type GrantLookup interface {
+	ActiveGrant(ctx context.Context, subject, patient string, at time.Time) (access.Grant, bool, error)
+}
+
+// AgreementLookup finds the vendor agreement of a client application;
+// [access.ErrNotFound] means the client has none.
+type AgreementLookup interface {
+	GetAgreement(ctx context.Context, clientID string) (access.Agreement, error)
+}
+
+// WithGrants makes active break-glass grants visible to policies
+// (context.breakGlassGrant in Cedar, input.facts.breakGlassGrant in Rego).
+func WithGrants(g GrantLookup) Option { return func(e *Engine) { e.grants = g } }
+
+// WithAgreements makes vendor agreements visible to policies
+// (context.agreement in Cedar, input.facts.agreement in Rego).
+func WithAgreements(a AgreementLookup) Option { return func(e *Engine) { e.agreements = a } }
+
+// agreementFact is what policies see of the client's agreement.
+type agreementFact struct {
+	exists        bool
+	active        bool // signed, not revoked, not expired at the decision time
+	covers        bool // active and its purposes and resource types cover the request
+	vendor, tier  string
+	purposes      []string
+	resourceTypes []string
+}
+
+// errFactsUnavailable wraps a failed lookup of grants or agreements.
+type factError struct {
+	code string
+	err  error
+}
+
+func (e *factError) Error() string { return e.code + ": " + e.err.Error() }
+func (e *factError) Unwrap() error { return e.err }
+
+// gatherAccessFacts looks up the break-glass grant, the vendor agreement and
+// the SMART scope facts of the request.
+func (e *Engine) gatherAccessFacts(ctx context.Context, f *facts) error {
+	req := f.req
+	f.scopes = evaluateScopes(req.GetSubject().GetScopes(), req.GetResource().GetType(), req.GetAction())
+	if e.grants != nil && req.GetResource().GetPatient() != "" {
+		_, ok, err := e.grants.ActiveGrant(ctx, req.GetSubject().GetId(), req.GetResource().GetPatient(), f.exact)
+		if err != nil {
+			return &factError{"GRANT_UNAVAILABLE", err}
+		}
+		f.grant = ok
+	}
+	if id := req.GetSubject().GetClientId(); id != "" && e.agreements != nil {
+		a, err := e.agreements.GetAgreement(ctx, id)
+		switch {
+		case errors.Is(err, access.ErrNotFound):
+		case err != nil:
+			return &factError{"AGREEMENT_UNAVAILABLE", err}
+		default:
+			f.agreement = agreementFact{
+				exists:        true,
+				active:        a.ActiveAt(f.exact),
+				vendor:        a.Vendor,
+				tier:          a.Tier,
+				purposes:      a.Purposes,
+				resourceTypes: a.ResourceTypes,
+			}
+			f.agreement.covers = f.agreement.active && a.Covers(req.GetPurposeOfUse(), req.GetResource().GetType())
+		}
+	}
+	return nil
+}
+
+// appendFactsKey appends the access facts to a memo key.
+func appendFactsKey(buf []byte, f *facts) []byte {
+	buf = strconv.AppendBool(buf, f.grant)
+	buf = strconv.AppendBool(buf, f.scopes.present)
+	buf = strconv.AppendBool(buf, f.scopes.allows)
+	for _, l := range f.scopes.levels {
+		buf = append(buf, l...)
+		buf = append(buf, 0)
+	}
+	a := &f.agreement
+	buf = strconv.AppendBool(buf, a.exists)
+	if a.exists {
+		buf = strconv.AppendBool(buf, a.active)
+		buf = strconv.AppendBool(buf, a.covers)
+		for _, s := range [][]string{{a.vendor, a.tier}, a.purposes, a.resourceTypes} {
+			buf = append(buf, 1)
+			for _, v := range s {
+				buf = append(buf, v...)
+				buf = append(buf, 0)
+			}
+		}
+	}
+	return buf
+}
