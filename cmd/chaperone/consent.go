@@ -1,0 +1,244 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// newConsentCmd is "chaperone consent": evaluate and import FHIR consents.
+func newConsentCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "consent",
+		Short: "Evaluate and import FHIR Consent resources",
+	}
+	cmd.AddCommand(newConsentEvalCmd(e), newConsentImportCmd(e))
+	return cmd
+}
+
+func newConsentEvalCmd(e *env) *cobra.Command {
+	var requestFile, ruleName string
+	cmd := &cobra.Command{
+		Use:   "eval --request REQ.json CONSENT.json [CONSENT.json ...] [--rule most-recent|deny-overrides]",
+		Short: "Evaluate a CheckRequest against FHIR consents and print the consent decision",
+		Long: `eval evaluates one CheckRequest (proto3 JSON) against FHIR Consent
+resources (R4 or R5; single resources, Bundles or NDJSON) with the FHIR
+consent semantics of the decision point, and prints one JSON object:
+
+  {"decision": "PERMIT" | "DENY" | "NO_CONSENT",
+   "obligations": {"redactLabels": [{"system": ..., "code": ...}]},
+   "consents": [{"id": ..., "version": ...}], "provisions": ["Consent/<id>#<path>"]}
+
+The request's resource.type may be empty (a query not about one resource).
+The request time is context.time, else now. A consent without an id is named
+after its file. Exit 0 for any decision, 2 for bad input.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if requestFile == "" {
+				return usageErrorf("--request is required")
+			}
+			rule, err := consent.ParseRule(ruleName)
+			if err != nil {
+				return usageErrorf("--rule: %v", err)
+			}
+			req, err := readEvalRequest(e, requestFile)
+			if err != nil {
+				return err
+			}
+			var consents []*consentstore.Consent
+			for _, f := range args {
+				cs, err := readConsentFile(f)
+				if err != nil {
+					return err
+				}
+				consents = append(consents, cs...)
+			}
+			q := consent.NewQuery(req, time.Now())
+			res := consent.Evaluate(&q, consents, rule)
+			return printEvalResult(e, res)
+		},
+	}
+	cmd.Flags().StringVar(&requestFile, "request", "", "CheckRequest JSON file (- for stdin)")
+	cmd.Flags().StringVar(&ruleName, "rule", "most-recent", "how several applicable consents combine: most-recent or deny-overrides")
+	return cmd
+}
+
+// readEvalRequest reads a CheckRequest and validates it, allowing an empty
+// or missing resource.type (a query not about one resource type).
+func readEvalRequest(e *env, file string) (*chaperonev1.CheckRequest, error) {
+	var (
+		data []byte
+		err  error
+	)
+	if file == "-" {
+		data, err = io.ReadAll(e.stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, usageErrorf("read request: %v", err)
+	}
+	req := &chaperonev1.CheckRequest{}
+	if err := protojson.Unmarshal(data, req); err != nil {
+		return nil, usageErrorf("%s: %s", file, strings.TrimPrefix(err.Error(), "proto: "))
+	}
+	v, err := validation.New()
+	if err != nil {
+		return nil, err
+	}
+	err = v.Validate(req)
+	var verr *validation.Error
+	if errors.As(err, &verr) {
+		kept := verr.Violations[:0:0]
+		for _, viol := range verr.Violations {
+			if viol.Field == "resource" && req.GetResource() == nil ||
+				viol.Field == "resource.type" && req.GetResource().GetType() == "" {
+				continue
+			}
+			kept = append(kept, viol)
+		}
+		if len(kept) == 0 {
+			err = nil
+		} else {
+			err = &validation.Error{Violations: kept}
+		}
+	}
+	if err != nil {
+		return nil, usageErrorf("%s: %v", file, err)
+	}
+	if req.Resource == nil {
+		req.Resource = &chaperonev1.Resource{}
+	}
+	return req, nil
+}
+
+// readConsentFile parses a file of consents; one without an id is named
+// after the file ("<name>" or "<name>-<n>" when the file holds several).
+func readConsentFile(file string) ([]*consentstore.Consent, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageErrorf("read consent: %v", err)
+	}
+	cs, err := consentstore.ParseMany(data)
+	if err != nil {
+		return nil, usageErrorf("%s: %v", file, err)
+	}
+	stem := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	for i, c := range cs {
+		if c.ID != "" {
+			continue
+		}
+		id := stem
+		if len(cs) > 1 {
+			id += "-" + strconv.Itoa(i+1)
+		}
+		cs[i] = c.WithID(id, c.Version)
+	}
+	return cs, nil
+}
+
+type evalOutput struct {
+	Decision    string                    `json:"decision"`
+	Obligations evalObligations           `json:"obligations"`
+	Consents    []consentstore.ConsentRef `json:"consents"`
+	Provisions  []string                  `json:"provisions"`
+}
+
+type evalObligations struct {
+	RedactLabels []consentstore.Coding `json:"redactLabels"`
+}
+
+func printEvalResult(e *env, res consent.Result) error {
+	out := evalOutput{
+		Decision:    res.Decision.String(),
+		Obligations: evalObligations{RedactLabels: append([]consentstore.Coding{}, res.RedactLabels...)},
+		Consents:    append([]consentstore.ConsentRef{}, res.Consents...),
+		Provisions:  append([]string{}, res.Provisions...),
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func newConsentImportCmd(e *env) *cobra.Command {
+	var to string
+	var progressEvery int
+	cmd := &cobra.Command{
+		Use:   "import DIR|FILE --to ADDR",
+		Short: "Load FHIR Consent resources into a server through its ConsentService",
+		Long: `import reads FHIR Consent resources (single resources, Bundles or NDJSON;
+every *.json and *.ndjson file under a directory), checks each one, and
+stores it through the ConsentService of the server at ADDR (e.g.
+http://127.0.0.1:8787). Progress goes to stderr, a summary to stdout.
+Exit 0 when every consent was stored, 1 when the server refused or failed,
+2 for bad input (nothing is sent when a file is bad).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return usageErrorf("--to is required (e.g. http://127.0.0.1:8787)")
+			}
+			if !strings.HasPrefix(to, "http://") && !strings.HasPrefix(to, "https://") {
+				to = "http://" + to
+			}
+			files, err := consentstore.ConsentFiles(args[0])
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			type item struct {
+				file string
+				msg  *structpb.Struct
+			}
+			var items []item
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					return usageErrorf("read consent: %v", err)
+				}
+				cs, err := consentstore.ParseMany(data)
+				if err != nil {
+					return usageErrorf("%s: %v", f, err)
+				}
+				for _, c := range cs {
+					st := &structpb.Struct{}
+					if err := protojson.Unmarshal(c.Raw, st); err != nil {
+						return usageErrorf("%s: %v", f, err)
+					}
+					items = append(items, item{file: f, msg: st})
+				}
+			}
+			client := chaperonev1connect.NewConsentServiceClient(&http.Client{Timeout: 30 * time.Second}, strings.TrimRight(to, "/"))
+			for i, it := range items {
+				_, err := client.Put(cmd.Context(), connect.NewRequest(&chaperonev1.ConsentServicePutRequest{Consent: it.msg}))
+				if err != nil {
+					return failedf("import %s: %v (%d of %d stored)", it.file, err, i, len(items))
+				}
+				if progressEvery > 0 && len(items) > progressEvery && (i+1)%progressEvery == 0 {
+					fmt.Fprintf(e.stderr, "imported %d/%d consents\n", i+1, len(items))
+				}
+			}
+			fmt.Fprintf(e.stdout, "imported %d consents from %d files to %s\n", len(items), len(files), to)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "server address, e.g. http://127.0.0.1:8787")
+	cmd.Flags().IntVar(&progressEvery, "progress", 100, "print a progress line every N consents (0: never)")
+	return cmd
+}
