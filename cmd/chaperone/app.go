@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+
+	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/server"
+)
+
+// app is what serve and check wire together: the engine with its active
+// bundle, and the stores it reads.
+type app struct {
+	engine   *engine.Engine
+	consents consentstore.Store
+	access   *access.Memory
+	logger   *slog.Logger
+	closers  []func(context.Context) error
+}
+
+// newApp loads the bundle (bundleDir, or the embedded reference bundle) and
+// seeds the in-memory consent store from consentsDir when given.
+func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*app, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	mem := consentstore.NewMemory()
+	if consentsDir != "" {
+		n, err := mem.Load(ctx, consentsDir)
+		if err != nil {
+			return nil, usageErrorf("--consents: %v", err)
+		}
+		logger.Info("consents loaded", slog.Int("count", n), slog.String("from", consentsDir))
+	}
+	acc := access.NewMemory()
+	a := &app{consents: mem, access: acc, logger: logger}
+	a.engine = engine.New(engine.StoreConsents(mem),
+		engine.WithGrants(acc), engine.WithAgreements(acc), engine.WithLogger(logger))
+	b, err := loadBundleDir(bundleDir)
+	if err != nil {
+		return nil, err
+	}
+	a.engine.Activate(b)
+	return a, nil
+}
+
+// newEngine is newApp for one-off commands that only decide.
+func newEngine(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*engine.Engine, error) {
+	a, err := newApp(ctx, bundleDir, consentsDir, logger)
+	if err != nil {
+		return nil, err
+	}
+	return a.engine, nil
+}
+
+// loadBundleDir compiles a policy directory, or the embedded reference
+// bundle when dir is empty.
+func loadBundleDir(dir string) (*engine.Bundle, error) {
+	var fsys fs.FS = policies.FS
+	name := "the embedded reference bundle"
+	if dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return nil, usageErrorf("--bundle %s: not a policy directory", dir)
+		}
+		fsys, name = os.DirFS(dir), dir
+	}
+	b, err := engine.LoadBundle(fsys)
+	if err != nil {
+		var ce *engine.CompileError
+		if errors.As(err, &ce) || errors.Is(err, engine.ErrNoPolicies) || errors.Is(err, fs.ErrNotExist) {
+			return nil, usageErrorf("load %s: %v", name, err)
+		}
+		return nil, fmt.Errorf("load %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// serverOptions mounts the services beside DecisionService.
+func (a *app) serverOptions() []server.Option {
+	return []server.Option{
+		server.WithConsentService(server.NewConsentService(a.consents, server.WithConsentLogger(a.logger))),
+	}
+}
+
+// close releases what the app holds, in reverse order of opening.
+func (a *app) close(ctx context.Context) error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i](ctx))
+	}
+	return errors.Join(errs...)
+}
