@@ -28,6 +28,11 @@ type Server struct {
 	services    []string
 	mounts      []mount
 	handlerOpts []connect.HandlerOption
+
+	// HTTP-level hooks (WithMiddleware, WithHTTPHandler); see hooks below New.
+	middleware   []func(http.Handler) http.Handler
+	httpHandlers []httpHandler
+	handler      http.Handler // mux wrapped in middleware
 }
 
 type mount struct {
@@ -81,7 +86,34 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	s.mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	for _, h := range s.httpHandlers {
+		s.mux.Handle(h.pattern, h.h)
+	}
+	s.handler = s.mux
+	for i := len(s.middleware) - 1; i >= 0; i-- {
+		s.handler = s.middleware[i](s.handler)
+	}
 	return s
+}
+
+// HTTP-level hooks, used by the caller security, metrics and tracing in
+// auth.go, metrics.go and tracing.go.
+
+type httpHandler struct {
+	pattern string
+	h       http.Handler
+}
+
+// WithMiddleware wraps the whole handler (every service, health, reflection
+// and extra handlers) in mw. The first middleware given is the outermost.
+func WithMiddleware(mw ...func(http.Handler) http.Handler) Option {
+	return func(s *Server) { s.middleware = append(s.middleware, mw...) }
+}
+
+// WithHTTPHandler serves h at pattern (an http.ServeMux pattern such as
+// "GET /metrics") beside the services.
+func WithHTTPHandler(pattern string, h http.Handler) Option {
+	return func(s *Server) { s.httpHandlers = append(s.httpHandlers, httpHandler{pattern, h}) }
 }
 
 func (s *Server) connectOptions() []connect.HandlerOption {
@@ -89,7 +121,7 @@ func (s *Server) connectOptions() []connect.HandlerOption {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
