@@ -1,0 +1,108 @@
+package access_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/access"
+)
+
+func TestNewGrant(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
+	reason := "patient unconscious, allergy history needed"
+	tests := []struct {
+		name                     string
+		subject, patient, reason string
+		ttl                      time.Duration
+		field                    string
+		expires                  time.Time
+	}{
+		{name: "default ttl", subject: "Practitioner/p1", patient: "Patient/52", reason: reason, expires: now.Add(4 * time.Hour)},
+		{name: "max ttl", subject: "Practitioner/p1", patient: "Patient/52", reason: reason, ttl: 24 * time.Hour, expires: now.Add(24 * time.Hour)},
+		{name: "over max ttl", subject: "Practitioner/p1", patient: "Patient/52", reason: reason, ttl: 25 * time.Hour, field: "ttl"},
+		{name: "negative ttl", subject: "Practitioner/p1", patient: "Patient/52", reason: reason, ttl: -time.Second, field: "ttl"},
+		{name: "short reason", subject: "Practitioner/p1", patient: "Patient/52", reason: "emergency", field: "reason"},
+		{name: "reason of 20 characters counts runes", subject: "Practitioner/p1", patient: "Patient/52", reason: strings.Repeat("é", 20), expires: now.Add(4 * time.Hour)},
+		{name: "no subject", patient: "Patient/52", reason: reason, field: "subject"},
+		{name: "no patient", subject: "Practitioner/p1", reason: reason, field: "patient"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g, err := access.NewGrant(tt.subject, tt.patient, tt.reason, "", tt.ttl, now)
+			if tt.field != "" {
+				var ie *access.InvalidError
+				if !errors.As(err, &ie) || ie.Field != tt.field {
+					t.Fatalf("err = %v, want an InvalidError on %s", err, tt.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !g.ExpiresAt.Equal(tt.expires) || !g.ActiveAt(now) || g.ActiveAt(g.ExpiresAt) {
+				t.Fatalf("grant %+v", g)
+			}
+		})
+	}
+}
+
+func TestMemoryGrants(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := access.NewMemory()
+	now := time.Now()
+	g, _ := access.NewGrant("Practitioner/p1", "Patient/52", "patient unconscious in the ED", "", time.Hour, now)
+	g, err := m.PutGrant(ctx, g)
+	if err != nil || g.ID == "" {
+		t.Fatalf("put: %v %+v", err, g)
+	}
+	if _, ok, _ := m.ActiveGrant(ctx, "Practitioner/p1", "Patient/52", now); !ok {
+		t.Fatal("grant not active")
+	}
+	if _, ok, _ := m.ActiveGrant(ctx, "Practitioner/p2", "Patient/52", now); ok {
+		t.Fatal("grant active for another subject")
+	}
+	if list, _ := m.ListGrants(ctx, "", "Patient/52"); len(list) != 1 {
+		t.Fatalf("list = %v", list)
+	}
+	if _, err := m.RevokeGrant(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := m.ActiveGrant(ctx, "Practitioner/p1", "Patient/52", now); ok {
+		t.Fatal("revoked grant still active")
+	}
+	if _, err := m.RevokeGrant(ctx, "nope"); !errors.Is(err, access.ErrNotFound) {
+		t.Fatalf("revoke unknown: %v", err)
+	}
+}
+
+func TestMemoryAgreements(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := access.NewMemory()
+	if _, err := m.PutAgreement(ctx, access.Agreement{ClientID: "app"}); err == nil {
+		t.Fatal("agreement without vendor stored")
+	}
+	a := access.Agreement{ClientID: "app", Vendor: "Acme", BAASigned: true, Purposes: []string{"TREAT"}, ResourceTypes: []string{"*"}}
+	if _, err := m.PutAgreement(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.GetAgreement(ctx, "app")
+	if err != nil || !got.ActiveAt(time.Now()) || !got.Covers("TREAT", "Observation") || got.Covers("HMARKT", "Observation") {
+		t.Fatalf("get: %v %+v", err, got)
+	}
+	if _, err := m.RevokeAgreement(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.GetAgreement(ctx, "app"); got.ActiveAt(time.Now()) || !got.Revoked {
+		t.Fatalf("revoked agreement still active: %+v", got)
+	}
+	if _, err := m.GetAgreement(ctx, "other"); !errors.Is(err, access.ErrNotFound) {
+		t.Fatalf("unknown: %v", err)
+	}
+}
