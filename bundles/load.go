@@ -1,0 +1,334 @@
+package bundles
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/engine"
+)
+
+// ErrNotModified is returned by a [Source] whose bundle has not changed
+// since its last Fetch.
+var ErrNotModified = errors.New("bundle not modified")
+
+// Source is where a [Loader] gets bundles from.
+type Source interface {
+	// Fetch returns the bundle, or ErrNotModified when it has not changed
+	// since the previous Fetch (successful or not, so that a bad bundle is
+	// refused once, not on every poll).
+	Fetch(ctx context.Context) (*Archive, error)
+	// String names the source in logs and status.
+	String() string
+}
+
+// FileSource reads a bundle archive (tar.gz) from a file. It notices a
+// change by modification time and size, then by content.
+func FileSource(path string) Source { return &fileSource{path: path} }
+
+type fileSource struct {
+	path    string
+	mu      sync.Mutex
+	modTime time.Time
+	size    int64
+	sum     [32]byte
+	fetched bool
+}
+
+func (s *fileSource) String() string { return s.path }
+
+func (s *fileSource) Fetch(context.Context) (*Archive, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := os.Stat(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", s.path, err)
+	}
+	if s.fetched && st.ModTime().Equal(s.modTime) && st.Size() == s.size {
+		return nil, ErrNotModified
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle %s: %w", s.path, err)
+	}
+	sum := sha256.Sum256(data)
+	unchanged := s.fetched && sum == s.sum
+	s.modTime, s.size, s.sum, s.fetched = st.ModTime(), st.Size(), sum, true
+	if unchanged {
+		return nil, ErrNotModified
+	}
+	a, err := ReadArchive(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.path, err)
+	}
+	return a, nil
+}
+
+// DirSource reads a policy directory or an unpacked bundle ([ReadDir]).
+// It notices a change by the paths, sizes and modification times of the
+// directory's files. name is how the directory is named in logs.
+func DirSource(name string, fsys fs.FS) Source { return &dirSource{name: name, fsys: fsys} }
+
+type dirSource struct {
+	name    string
+	fsys    fs.FS
+	mu      sync.Mutex
+	last    [32]byte
+	fetched bool
+}
+
+func (s *dirSource) String() string { return s.name }
+
+func (s *dirSource) Fetch(context.Context) (*Archive, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fp, err := fingerprint(s.fsys)
+	if err != nil {
+		return nil, fmt.Errorf("read policy directory %s: %w", s.name, err)
+	}
+	if s.fetched && fp == s.last {
+		return nil, ErrNotModified
+	}
+	s.last, s.fetched = fp, true
+	a, err := ReadDir(s.fsys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	return a, nil
+}
+
+// fingerprint hashes the path, size and modification time of every file.
+func fingerprint(fsys fs.FS) ([32]byte, error) {
+	h := sha256.New()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\n", p, info.Size(), info.ModTime().UnixNano())
+		return nil
+	})
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum, err
+}
+
+// URLSource polls a bundle archive over HTTP(S) with If-None-Match, so an
+// unchanged bundle costs a 304. client may be nil (a client with a 30s
+// timeout is used).
+func URLSource(url string, client *http.Client) Source {
+	if client == nil {
+		client = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &urlSource{url: url, client: client}
+}
+
+type urlSource struct {
+	url    string
+	client *http.Client
+	mu     sync.Mutex
+	etag   string
+}
+
+func (s *urlSource) String() string { return s.url }
+
+func (s *urlSource) Fetch(ctx context.Context) (*Archive, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch bundle: %w", err)
+	}
+	if s.etag != "" {
+		req.Header.Set("If-None-Match", s.etag)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch bundle: %w", err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		return nil, ErrNotModified
+	case http.StatusOK:
+	default:
+		return nil, fmt.Errorf("fetch bundle %s: HTTP %s", s.url, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTotalSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch bundle %s: %w", s.url, err)
+	}
+	s.etag = resp.Header.Get("ETag")
+	a, err := ReadArchive(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.url, err)
+	}
+	return a, nil
+}
+
+// Activator is what a [Loader] hands compiled bundles to; [*engine.Engine]
+// is one.
+type Activator interface {
+	Activate(b *engine.Bundle)
+}
+
+var _ Activator = (*engine.Engine)(nil)
+
+// Status is what a [Loader] reports: the active bundle and the last load
+// error.
+type Status struct {
+	Revision string    `json:"revision"`
+	Name     string    `json:"name"`
+	Digest   string    `json:"digest"`
+	Signers  []string  `json:"signers,omitempty"`
+	LoadedAt time.Time `json:"loadedAt"`
+	// LastError is why the last attempt failed; empty when it succeeded.
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
+	Source      string    `json:"source"`
+}
+
+// Loader loads bundles from a [Source], verifies and compiles them off the
+// hot path, and activates the good ones. A bad bundle (bad digest, missing
+// signatures, compile error) is refused and logged, and the last good one
+// keeps deciding. It is safe for concurrent use.
+type Loader struct {
+	target Activator
+	source Source
+	verify VerifyOptions
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu     sync.Mutex // one load at a time
+	status atomic.Pointer[Status]
+}
+
+// LoaderOption configures a [Loader].
+type LoaderOption func(*Loader)
+
+// WithTrustedKeys makes the loader activate only bundles that at least
+// min distinct keys among keys signed (min < 1 means 1). Without this
+// option, built bundles are checked against their digests and policy
+// directories without a bundle manifest are accepted as they are.
+func WithTrustedKeys(keys []PublicKey, min int) LoaderOption {
+	return func(l *Loader) { l.verify = VerifyOptions{Keys: keys, MinSignatures: min} }
+}
+
+// WithLoaderLogger sets the logger of load events and errors.
+func WithLoaderLogger(logger *slog.Logger) LoaderOption {
+	return func(l *Loader) { l.logger = logger }
+}
+
+// WithLoaderClock sets the clock of the status timestamps.
+func WithLoaderClock(now func() time.Time) LoaderOption {
+	return func(l *Loader) { l.now = now }
+}
+
+// NewLoader returns a loader that activates bundles from source on target.
+// Nothing is loaded until [Loader.Load] or [Loader.Run].
+func NewLoader(target Activator, source Source, opts ...LoaderOption) *Loader {
+	l := &Loader{
+		target: target,
+		source: source,
+		logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		now:    time.Now,
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	l.status.Store(&Status{Source: source.String()})
+	return l
+}
+
+// Status returns the loader's status.
+func (l *Loader) Status() Status {
+	s := *l.status.Load()
+	s.Signers = append([]string(nil), s.Signers...)
+	return s
+}
+
+// Load fetches the bundle once and activates it when it is new and good.
+// An unchanged source is not an error. A bad bundle is refused: the error
+// is logged, recorded in the status and returned, and the active bundle
+// stays.
+func (l *Loader) Load(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a, err := l.source.Fetch(ctx)
+	if errors.Is(err, ErrNotModified) {
+		return nil
+	}
+	if err == nil {
+		err = l.activate(a)
+	}
+	if err != nil {
+		l.logger.LogAttrs(ctx, slog.LevelError, "bundle refused; the active bundle keeps deciding",
+			slog.String("source", l.source.String()), slog.String("error", err.Error()),
+			slog.String("active_revision", l.status.Load().Revision))
+		st := *l.status.Load()
+		st.LastError, st.LastErrorAt = err.Error(), l.now()
+		l.status.Store(&st)
+		return err
+	}
+	st := l.status.Load()
+	l.logger.LogAttrs(ctx, slog.LevelInfo, "bundle activated",
+		slog.String("source", l.source.String()), slog.String("revision", st.Revision),
+		slog.String("digest", st.Digest), slog.Any("signers", st.Signers))
+	return nil
+}
+
+func (l *Loader) activate(a *Archive) error {
+	verified := &Verified{Digest: a.Digest()}
+	if a.Built() || len(l.verify.Keys) > 0 {
+		v, err := Verify(a, l.verify)
+		if err != nil {
+			return err
+		}
+		verified = v
+	}
+	b, err := a.Compile()
+	if err != nil {
+		return err
+	}
+	l.target.Activate(b)
+	l.status.Store(&Status{
+		Revision: b.Revision(),
+		Name:     b.Manifest().Name,
+		Digest:   verified.Digest,
+		Signers:  verified.Signers,
+		LoadedAt: l.now(),
+		Source:   l.source.String(),
+	})
+	return nil
+}
+
+// Run calls [Loader.Load] every interval until ctx is done. Errors are
+// logged and recorded in the status, not returned.
+func (l *Loader) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = l.Load(ctx)
+		}
+	}
+}
