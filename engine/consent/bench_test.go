@@ -31,6 +31,14 @@ func BenchmarkEvaluate(b *testing.B) {
 			}
 		})
 	}
+	b.Run("case=search-root-label-deny", func(b *testing.B) {
+		cs := []*consentstore.Consent{mustParse(b, r4("root", "2020-01-01", `{"type":"deny",`+labelR+`}`))}
+		q := consent.NewQuery(rq(search()), day("2024-01-01"))
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = consent.Evaluate(&q, cs, consent.MostRecent)
+		}
+	})
 	b.Run("case=newquery+evaluate", func(b *testing.B) {
 		req := rq(label("N"))
 		b.ReportAllocs()

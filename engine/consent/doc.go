@@ -70,5 +70,7 @@
 // provision whose only unmatched criterion is its security labels then does
 // not deny; its labels (with the higher confidentiality levels) become
 // [Result.RedactLabels], which the caller must withhold from what it
-// returns under a PERMIT (or under NO_CONSENT when the policy allows).
+// returns under the PERMIT. When that provision is the consent's root (a
+// consent that only denies labelled data), the consent decides PERMIT with
+// its labels to redact.
 package consent

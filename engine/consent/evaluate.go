@@ -61,8 +61,7 @@ func ParseRule(s string) (Rule, error) {
 // compiled consents and must not be modified.
 type Result struct {
 	Decision Decision
-	// Consents are the consents that decided (for NO_CONSENT, those that
-	// only contributed RedactLabels).
+	// Consents are the consents that decided.
 	Consents []consentstore.ConsentRef
 	// Provisions name the provisions that decided, "Consent/<id>#<path>".
 	Provisions []string
@@ -85,17 +84,10 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 		res      Result
 		bestTime time.Time
 		found    bool
-		resid    []residual
 	)
 	for _, c := range consents {
 		o, ok := evalConsent(q, c)
 		if !ok {
-			continue
-		}
-		if o.effect == 0 {
-			if len(o.redact) > 0 {
-				resid = append(resid, residual{t: c.DateTime, c: c, labels: o.redact})
-			}
 			continue
 		}
 		d := Permit
@@ -123,28 +115,14 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 	}
 	if res.Decision == Deny {
 		res.RedactLabels = nil
-		return res
-	}
-	for _, r := range resid {
-		if rule == MostRecent && found && r.t.Before(bestTime) {
-			continue
-		}
-		res.RedactLabels = joinCodings(res.RedactLabels, r.labels)
-		if res.Decision == NoConsent {
-			res.Consents = join(res.Consents, r.c.RefSlice())
-		}
 	}
 	return res
 }
 
-type residual struct {
-	t      time.Time
-	c      *consentstore.Consent
-	labels []consentstore.Coding
-}
-
-// evalConsent evaluates one consent; ok is false when it does not apply at
-// all, effect 0 with redact labels when only residual obligations apply.
+// evalConsent evaluates one consent; ok is false when it does not apply.
+// A root deny provision that a search matches but for its security labels
+// (matchResidual) permits with those labels to redact: the consent denies
+// only the labelled data, which the caller withholds from the results.
 func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 	if !c.Active() || q.patient == "" || c.Patient != q.patient {
 		return outcome{}, false
@@ -164,7 +142,7 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 	case matchNo:
 		return outcome{}, false
 	case matchResidual:
-		return outcome{redact: c.Root.RedactLabels()}, true
+		return outcome{effect: consentstore.Permit, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels()}, true
 	}
 	eff, provs, redact := decide(q, c.Root)
 	return outcome{effect: eff, provs: provs, redact: redact}, true

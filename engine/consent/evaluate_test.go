@@ -314,7 +314,14 @@ func TestEvaluateResidualObligations(t *testing.T) {
 		{name: "search with labels is decided", consents: []string{rDeny}, req: rq(search(), label("V")), want: consent.Deny},
 		{name: "deny without labels still denies a search", consents: []string{permitExcept(actorPract)}, req: rq(search()), want: consent.Deny},
 		{name: "denied search has no redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"permit","provision":[{"type":"deny",`+labelR+`},{"type":"deny",`+actorPract+`}]}`)}, req: rq(search()), want: consent.Deny},
-		{name: "root label deny is no consent with redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(search()), want: consent.NoConsent, redact: "R,V"},
+		{name: "root label deny permits a search with redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(search()), want: consent.Permit, redact: "R,V"},
+		{name: "root label deny still denies a labelled read", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(label("V")), want: consent.Deny},
+		{name: "root label deny does not apply to an unlabelled read", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(), want: consent.NoConsent},
+		{name: "root label deny of another actor", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+actorPract+`,`+labelR+`}`)}, req: rq(search(), subject("Practitioner/002")), want: consent.NoConsent},
+		{name: "newer root label deny redacts an older permit", consents: []string{r4("old", "2019-01-01", `{"type":"permit"}`), r4("new", "2021-01-01", `{"type":"deny",`+labelR+`}`)},
+			req: rq(search()), want: consent.Permit, redact: "R,V"},
+		{name: "newer deny beats a root label deny", consents: []string{r4("old", "2019-01-01", `{"type":"deny",`+labelR+`}`), r4("new", "2021-01-01", `{"type":"deny"}`)},
+			req: rq(search()), want: consent.Deny},
 		{name: "older residual does not outlive a newer consent", consents: []string{r4("old", "2019-01-01", `{"type":"deny",`+labelR+`}`), r4("new", "2021-01-01", `{"type":"permit"}`)},
 			req: rq(search()), want: consent.Permit},
 		{name: "deny overrides keeps every residual", consents: []string{r4("old", "2019-01-01", `{"type":"deny",`+labelR+`}`), r4("new", "2021-01-01", `{"type":"permit"}`)},
@@ -365,5 +372,21 @@ func TestR4R5Agree(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestEvaluateRootResidualAllocs: a search against a root deny restricted
+// only by label is decided without allocating.
+func TestEvaluateRootResidualAllocs(t *testing.T) {
+	c := mustParse(t, r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`))
+	cs := []*consentstore.Consent{c}
+	q := consent.NewQuery(rq(search()), day("2024-01-01"))
+	var res consent.Result
+	allocs := testing.AllocsPerRun(100, func() { res = consent.Evaluate(&q, cs, consent.MostRecent) })
+	if allocs != 0 {
+		t.Errorf("%v allocations per evaluation", allocs)
+	}
+	if res.Decision != consent.Permit || len(res.RedactLabels) == 0 || len(res.Consents) != 1 || len(res.Provisions) != 1 {
+		t.Errorf("result %+v", res)
 	}
 }
