@@ -41,7 +41,6 @@ const (
 	maxFiles     = 10000
 )
 
-
 // Manifest is the bundle manifest (.bundle/manifest.json). Its exact bytes
 // are what signatures sign, and their SHA-256 is the bundle's digest.
 type Manifest struct {
