@@ -1,0 +1,34 @@
+// Package audit is Chaperone's tamper-evident decision log.
+//
+// Every decision becomes one [Record]: who asked (subject identifiers, roles,
+// organization, client app), what for (action, resource identifiers and
+// labels, purpose of use), in which circumstance (ip, network zone,
+// correlation id, break-glass reason) and what was answered (decision,
+// reason codes, obligations, bundle revision, consents used). Records carry
+// identifiers only, never PHI payloads.
+//
+// Records form a hash chain: each stored line is the JSON of the record with
+// its sequence number and the SHA-256 of the previous line ("prev"), followed
+// by the SHA-256 of the line itself ("hash", always the last field). Every N
+// records or T seconds a checkpoint record signs (Ed25519) the head hash and
+// the record count, so that rewriting the chain is caught even by someone
+// able to recompute hashes. [Verify] walks a chain and reports the first bad
+// record as a [*TamperError].
+//
+// A [Log] is the [server.Recorder]: [Log.Record] copies the identifiers
+// into a bounded queue and returns (no I/O on the request goroutine); one
+// writer goroutine chains and appends batches to a [Sink]: a [FileSink]
+// (append-only JSON lines, one fsync per batch, rotation by size, the chain
+// continuing across files) or a [RedisSink] (XADD to a stream). When the
+// queue is full, [Log.Record] waits a bounded time (backpressure) and then
+// either fails ([ErrUnavailable], the server answers DENY AUDIT_UNAVAILABLE)
+// or, with fail-open configured, counts the drop in [Stats] and the log and
+// notes it in the chain. [Log.Close] drains the queue and writes a final
+// checkpoint.
+//
+// The reports a privacy officer reads ([Disclosures], [BreakGlass],
+// [Anomalies], [Recertify]) work on the records read back with [ReadFiles]
+// or [ReadStream].
+//
+// [server.Recorder]: https://pkg.go.dev/github.com/chaperone-pdp/chaperone/server#Recorder
+package audit
