@@ -1,0 +1,384 @@
+// Package load is the load generator behind `chaperone bench`: it sends
+// CheckRequests to a decision point (Chaperone over Connect, gRPC or
+// Connect JSON, or OPA's REST data API) from a fixed number of workers,
+// records every latency in an HDR histogram and reports throughput,
+// percentiles, errors by code and decision counts as a [Result].
+//
+// Two modes:
+//
+//   - closed loop (Config.Rate == 0): each worker sends its next request as
+//     soon as the previous answer arrived; latency is send → answer.
+//   - open loop (Config.Rate > 0): request n is due at [Schedule.At](n),
+//     whatever happened before; latency is measured from that intended send
+//     time, so a stalled server shows up in the tail instead of silently
+//     slowing the generator down (no coordinated omission). Workers only
+//     carry the requests; when all are busy, due requests wait and their wait
+//     counts as latency.
+//
+// Every run is bounded by Config.Duration and Config.MaxRequests.
+//
+//	res, err := load.Run(ctx, load.Config{
+//		Addr: "127.0.0.1:8787", Protocol: load.ProtocolConnect,
+//		Requests: sc.Requests, Duration: 30 * time.Second, Concurrency: 8,
+//	})
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// Protocol is how requests reach the target.
+type Protocol string
+
+// Protocols.
+const (
+	// ProtocolConnect is the Connect protocol with protobuf bodies over HTTP/1.1.
+	ProtocolConnect Protocol = "connect"
+	// ProtocolGRPC is gRPC over cleartext HTTP/2.
+	ProtocolGRPC Protocol = "grpc"
+	// ProtocolJSON is JSON over HTTP/1.1: Connect JSON for Chaperone, the
+	// REST data API ({"input": …}) for OPA.
+	ProtocolJSON Protocol = "json"
+)
+
+// Target is the kind of server under load.
+type Target string
+
+// Targets.
+const (
+	TargetChaperone Target = "chaperone"
+	TargetOPA       Target = "opa"
+)
+
+// DefaultMaxRequests bounds a run that sets no Config.MaxRequests.
+const DefaultMaxRequests = 100_000_000
+
+// Config describes one run.
+type Config struct {
+	// Addr is host:port or a base URL (http://host:port).
+	Addr     string
+	Target   Target   // default TargetChaperone
+	Protocol Protocol // default ProtocolConnect; OPA only speaks ProtocolJSON
+	// OPAPath is the data API path of the decision for TargetOPA, e.g.
+	// /v1/data/chaperone/bench/decision. The rule must be an object with a
+	// "decision" field ("ALLOW" or "DENY").
+	OPAPath string
+	// Requests are sent in turn, request n being Requests[n % len].
+	Requests    []*chaperonev1.CheckRequest
+	Duration    time.Duration // measured time, after Warmup
+	Warmup      time.Duration // sent but not recorded
+	Concurrency int           // workers (connections), default 1
+	// Rate is the open-loop rate in requests per second; 0 is closed loop.
+	Rate float64
+	// MaxRequests bounds the number of requests sent (default DefaultMaxRequests).
+	MaxRequests int64
+	// Timeout bounds one request (default 10s); a timeout is an error
+	// with code deadline_exceeded.
+	Timeout time.Duration
+	// Progress, when set, receives one line per ProgressEvery (default 1s).
+	Progress      io.Writer
+	ProgressEvery time.Duration
+}
+
+// Result is what a run measured. Latencies are in milliseconds.
+type Result struct {
+	Target      Target           `json:"target"`
+	Protocol    Protocol         `json:"protocol"`
+	Mode        string           `json:"mode"` // "closed" or "open"
+	Concurrency int              `json:"concurrency"`
+	Rate        float64          `json:"rate,omitempty"` // the open-loop target rate
+	Duration    float64          `json:"durationSeconds"`
+	Requests    int64            `json:"requests"` // recorded requests, errors included
+	Errors      int64            `json:"errors"`
+	ErrorCodes  map[string]int64 `json:"errorsByCode"`
+	Decisions   map[string]int64 `json:"decisions"`
+	Throughput  float64          `json:"throughput"` // recorded requests per second
+	Latency     Latency          `json:"latency"`
+}
+
+// Latency holds percentiles in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Schedule is the open-loop send schedule: request n is due at
+// Start + n/Rate seconds.
+type Schedule struct {
+	Start time.Time
+	Rate  float64 // requests per second, > 0
+}
+
+// At returns when request n is due.
+func (s Schedule) At(n int64) time.Time {
+	return s.Start.Add(time.Duration(float64(n) * float64(time.Second) / s.Rate))
+}
+
+// Count returns how many requests are due in [Start, Start+d).
+func (s Schedule) Count(d time.Duration) int64 {
+	n := int64(d.Seconds() * s.Rate)
+	// At rounds down, so request n may already be due before the end.
+	for s.At(n).Before(s.Start.Add(d)) {
+		n++
+	}
+	for n > 0 && !s.At(n-1).Before(s.Start.Add(d)) {
+		n--
+	}
+	return n
+}
+
+// Histogram range: 1 µs resolution up to 60 s, 3 significant digits.
+const (
+	histLowest  = int64(time.Microsecond)
+	histHighest = int64(60 * time.Second)
+	histDigits  = 3
+)
+
+// outcome of one request.
+type outcome struct {
+	decision string // ALLOW, DENY, … when answered
+	code     string // error code when failed
+}
+
+// sender sends request i (an index into Config.Requests) and reports the
+// outcome. One sender per worker; senders reuse their buffers.
+type sender interface {
+	send(ctx context.Context, i int) outcome
+}
+
+// worker state, merged at the end.
+type workerStats struct {
+	hist      *hdrhistogram.Histogram
+	decisions map[string]int64
+	codes     map[string]int64
+	errors    int64
+}
+
+// Run runs one load test and returns what it measured. It returns an error
+// only when the run could not start (bad configuration); request failures
+// are counted in the result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	newSender, closeTarget, err := newTarget(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeTarget()
+
+	senders := make([]sender, cfg.Concurrency)
+	for i := range senders {
+		senders[i] = newSender()
+	}
+
+	var (
+		next, sent, failed atomic.Int64
+		wg                 sync.WaitGroup
+		stats              = make([]*workerStats, cfg.Concurrency)
+	)
+	start := time.Now()
+	warmEnd := start.Add(cfg.Warmup)
+	deadline := warmEnd.Add(cfg.Duration)
+	sched := Schedule{Start: start, Rate: cfg.Rate}
+	open := cfg.Rate > 0
+	rctx, cancel := context.WithDeadline(ctx, deadline.Add(cfg.Timeout))
+	defer cancel()
+
+	for w := range cfg.Concurrency {
+		st := &workerStats{
+			hist:      hdrhistogram.New(histLowest, histHighest, histDigits),
+			decisions: map[string]int64{},
+			codes:     map[string]int64{},
+		}
+		stats[w] = st
+		s := senders[w]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for rctx.Err() == nil {
+				n := next.Add(1) - 1
+				if n >= cfg.MaxRequests {
+					return
+				}
+				var due time.Time
+				if open {
+					due = sched.At(n)
+					if !due.Before(deadline) {
+						return
+					}
+					if d := time.Until(due); d > 0 {
+						timer.Reset(d)
+						select {
+						case <-timer.C:
+						case <-rctx.Done():
+							return
+						}
+					}
+				} else {
+					due = time.Now()
+					if !due.Before(deadline) {
+						return
+					}
+				}
+				o := s.send(rctx, int(n%int64(len(cfg.Requests))))
+				lat := time.Since(due)
+				sent.Add(1)
+				if o.code != "" {
+					failed.Add(1)
+				}
+				if due.Before(warmEnd) {
+					continue
+				}
+				if o.code != "" {
+					st.errors++
+					st.codes[o.code]++
+				} else {
+					st.decisions[o.decision]++
+				}
+				_ = st.hist.RecordValue(min(max(int64(lat), histLowest), histHighest))
+			}
+		}()
+	}
+
+	stopProgress := progress(&cfg, start, &sent, &failed)
+	wg.Wait()
+	stopProgress()
+	end := time.Now()
+
+	res := &Result{
+		Target: cfg.Target, Protocol: cfg.Protocol, Mode: "closed", Concurrency: cfg.Concurrency,
+		ErrorCodes: map[string]int64{}, Decisions: map[string]int64{},
+	}
+	if open {
+		res.Mode, res.Rate = "open", cfg.Rate
+	}
+	hist := hdrhistogram.New(histLowest, histHighest, histDigits)
+	for _, st := range stats {
+		hist.Merge(st.hist)
+		res.Errors += st.errors
+		for k, v := range st.codes {
+			res.ErrorCodes[k] += v
+		}
+		for k, v := range st.decisions {
+			res.Decisions[k] += v
+		}
+	}
+	res.Requests = hist.TotalCount()
+	measured := cfg.Duration
+	if end.Before(deadline) { // stopped early: MaxRequests or cancelled
+		measured = end.Sub(warmEnd)
+	}
+	if measured <= 0 {
+		measured = end.Sub(start)
+	}
+	res.Duration = measured.Seconds()
+	res.Throughput = float64(res.Requests) / measured.Seconds()
+	ms := func(v int64) float64 { return float64(v) / float64(time.Millisecond) }
+	res.Latency = Latency{
+		P50:  ms(hist.ValueAtQuantile(50)),
+		P90:  ms(hist.ValueAtQuantile(90)),
+		P99:  ms(hist.ValueAtQuantile(99)),
+		P999: ms(hist.ValueAtQuantile(99.9)),
+		Max:  ms(hist.Max()),
+		Mean: hist.Mean() / float64(time.Millisecond),
+	}
+	return res, ctx.Err()
+}
+
+func (cfg *Config) defaults() error {
+	if cfg.Target == "" {
+		cfg.Target = TargetChaperone
+	}
+	if cfg.Protocol == "" {
+		cfg.Protocol = ProtocolConnect
+		if cfg.Target == TargetOPA {
+			cfg.Protocol = ProtocolJSON
+		}
+	}
+	switch {
+	case len(cfg.Requests) == 0:
+		return errors.New("no requests to send")
+	case cfg.Duration <= 0:
+		return errors.New("duration must be positive")
+	case cfg.Warmup < 0:
+		return errors.New("warmup must not be negative")
+	case cfg.Rate < 0:
+		return errors.New("rate must not be negative")
+	case cfg.Addr == "":
+		return errors.New("no address")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.MaxRequests <= 0 {
+		cfg.MaxRequests = DefaultMaxRequests
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = time.Second
+	}
+	return nil
+}
+
+// progress prints one line per interval until the returned func is called.
+func progress(cfg *Config, start time.Time, sent, failed *atomic.Int64) func() {
+	if cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(cfg.ProgressEvery)
+		defer t.Stop()
+		last, lastAt := int64(0), start
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				n := sent.Load()
+				rate := float64(n-last) / now.Sub(lastAt).Seconds()
+				phase := ""
+				if now.Sub(start) < cfg.Warmup {
+					phase = " (warmup)"
+				}
+				fmt.Fprintf(cfg.Progress, "[%5.1fs] %d sent, %.0f/s, %d errors%s\n",
+					now.Sub(start).Seconds(), n, rate, failed.Load(), phase)
+				last, lastAt = n, now
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaperone-pdp/chaperone/bench/load"
+)
+
+func newBenchCmd(e *env) *cobra.Command {
+	var (
+		addr, requestsFile, scenario, protocol, format, target, opaPath string
+		duration, warmup, timeout                                       time.Duration
+		concurrency                                                     int
+		rate                                                            float64
+		maxRequests                                                     int64
+		seed, quiet                                                     bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench --addr ADDR (--requests FILE | --scenario NAME) [--duration 30s] [--concurrency N] [--rate R]",
+		Short: "Load a decision point with CheckRequests and report throughput and latency",
+		Long: `bench sends CheckRequests to a running decision point and reports throughput,
+latency percentiles (p50, p90, p99, p99.9, max; HDR histogram), errors by code
+and decision counts. A progress line goes to stderr every second.
+
+Without --rate it runs closed loop: each of --concurrency workers sends its
+next request when the previous answer arrived. With --rate R it runs open
+loop: request n is due at start + n/R seconds and its latency is measured from
+that intended time, so a stalled server is seen in the tail (no coordinated
+omission); --concurrency is then the number of requests that may be in flight.
+Every run stops after --warmup + --duration or --max-requests, whichever first.
+
+Requests come from --requests FILE (CheckRequests in JSON, one per line, sent
+in turn) or a built-in --scenario (` + strings.Join(load.Scenarios(), ", ") + `). The
+consents a scenario depends on are stored through the target's ConsentService
+(Put) before the run; --seed-consents=false skips that (seed them yourself,
+e.g. with serve --consents DIR).
+
+--target opa drives OPA's REST data API instead: each request is posted as
+{"input": <request JSON>} to --opa-path, whose value must be an object with a
+"decision" field ("ALLOW" or "DENY").`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (requestsFile == "") == (scenario == "") {
+				return usageErrorf("give exactly one of --requests FILE and --scenario NAME")
+			}
+			if format != "text" && format != "json" {
+				return usageErrorf("--format %q: want text or json", format)
+			}
+			cfg := load.Config{
+				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
+				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
+				MaxRequests: maxRequests, Timeout: timeout,
+			}
+			if !quiet {
+				cfg.Progress = e.stderr
+			}
+			if cfg.Target == load.TargetOPA && protocol == "" {
+				cfg.Protocol = load.ProtocolJSON
+			}
+			var consents [][]byte
+			if scenario != "" {
+				sc, err := load.LookupScenario(scenario)
+				if err != nil {
+					return usageErrorf("--scenario: %v", err)
+				}
+				cfg.Requests, consents = sc.Requests, sc.Consents
+			} else {
+				f, err := os.Open(requestsFile)
+				if err != nil {
+					return usageErrorf("--requests: %v", err)
+				}
+				cfg.Requests, err = load.ReadRequests(f)
+				f.Close()
+				if err != nil {
+					return usageErrorf("--requests %s: %v", requestsFile, err)
+				}
+			}
+			if seed && len(consents) > 0 && cfg.Target != load.TargetOPA {
+				if err := load.SeedConsents(cmd.Context(), addr, consents); err != nil {
+					return fmt.Errorf("seed consents: %w", err)
+				}
+			}
+			res, err := load.Run(cmd.Context(), cfg)
+			if res == nil {
+				return usageErrorf("%v", err)
+			}
+			if format == "json" {
+				if werr := res.WriteJSON(e.stdout); werr != nil {
+					return werr
+				}
+			} else if werr := res.WriteText(e.stdout); werr != nil {
+				return werr
+			}
+			if err != nil && !errors.Is(err, cmd.Context().Err()) {
+				return err
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8787", "address (host:port or URL) of the server under load")
+	f.StringVar(&requestsFile, "requests", "", "file of CheckRequests in JSON, one per line")
+	f.StringVar(&scenario, "scenario", "", "built-in scenario: "+strings.Join(load.Scenarios(), ", "))
+	f.DurationVar(&duration, "duration", 30*time.Second, "measured duration")
+	f.DurationVar(&warmup, "warmup", 0, "time to send before measuring")
+	f.IntVar(&concurrency, "concurrency", 8, "workers (connections; in open loop, requests in flight)")
+	f.Float64Var(&rate, "rate", 0, "open loop: requests per second (0: closed loop)")
+	f.Int64Var(&maxRequests, "max-requests", load.DefaultMaxRequests, "stop after this many requests")
+	f.DurationVar(&timeout, "timeout", 10*time.Second, "timeout of one request")
+	f.StringVar(&protocol, "protocol", "", "connect, grpc or json (default connect; json for --target opa)")
+	f.StringVar(&format, "format", "text", "text or json")
+	f.StringVar(&target, "target", "chaperone", "chaperone or opa")
+	f.StringVar(&opaPath, "opa-path", "/v1/data/chaperone/bench/decision", "with --target opa: the data API path of the decision")
+	f.BoolVar(&seed, "seed-consents", true, "store the scenario's consents through ConsentService.Put before the run")
+	f.BoolVar(&quiet, "quiet", false, "no progress lines")
+	return cmd
+}
