@@ -1,7 +1,9 @@
 package bundles_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -75,6 +77,28 @@ func TestBuildIsDeterministic(t *testing.T) {
 	}
 	if !bytes.Equal(first, again) {
 		t.Fatal("a re-read archive writes other bytes")
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if zr.Name != "" || !zr.ModTime.IsZero() {
+		t.Errorf("gzip header has name %q, time %v", zr.Name, zr.ModTime)
+	}
+	tr := tar.NewReader(zr)
+	var names []string
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		names = append(names, hdr.Name)
+		if hdr.Mode != 0o644 || hdr.Uid != 0 || hdr.Gid != 0 || hdr.Uname != "" || hdr.Gname != "" || hdr.ModTime.Unix() != 946684800 {
+			t.Errorf("%s: header %+v", hdr.Name, hdr)
+		}
+	}
+	if !slices.IsSorted(names) || names[0] != bundles.ManifestPath {
+		t.Errorf("entries %v: want sorted, manifest first", names)
 	}
 }
 
