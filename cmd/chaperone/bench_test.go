@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chaperone-pdp/chaperone/bench/load"
+	"github.com/chaperone-pdp/chaperone/validation"
+
+	"github.com/chaperone-pdp/chaperone/server"
+)
+
+// benchServer serves the embedded reference bundle with an empty in-memory
+// consent store on a loopback port.
+func benchServer(t *testing.T) string {
+	t.Helper()
+	a, err := newApp(context.Background(), "", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The real server (HTTP/1.1 and h2c, so gRPC works too) on a loopback port.
+	hs := server.New(a.engine, v, a.serverOptions()...).HTTPServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
+}
+
+// runBench runs "chaperone bench ARGS" through run, as main does.
+func runBench(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"bench"}, args...), strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestBench(t *testing.T) {
+	t.Parallel()
+	addr := benchServer(t)
+	reqFile := filepath.Join(t.TempDir(), "reqs.jsonl")
+	if err := os.WriteFile(reqFile, []byte(`{"subject":{"id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o1"},"purposeOfUse":"TREAT"}
+
+{"subject":{"id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o2"},"purposeOfUse":"TREAT"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badFile := filepath.Join(t.TempDir(), "bad.jsonl")
+	if err := os.WriteFile(badFile, []byte(`{"subject":{"id":""},"action":"read","resource":{"type":"Observation"},"purposeOfUse":"TREAT"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		requests  int64 // exact when > 0
+		decisions map[string]int64
+		errors    map[string]int64
+	}{
+		{
+			// The reference scenario once through, consents seeded through ConsentService.Put.
+			name: "scenario=reference/protocol=connect", requests: 16,
+			args:      []string{"--scenario", "reference", "--max-requests", "16", "--concurrency", "2"},
+			decisions: map[string]int64{"ALLOW": 6, "DENY": 10},
+		},
+		{
+			name: "scenario=reference/protocol=json", requests: 32,
+			args:      []string{"--scenario", "reference", "--max-requests", "32", "--protocol", "json"},
+			decisions: map[string]int64{"ALLOW": 12, "DENY": 20},
+		},
+		{
+			name: "scenario=reference/protocol=grpc", requests: 16,
+			args:      []string{"--scenario", "reference", "--max-requests", "16", "--protocol", "grpc", "--concurrency", "4"},
+			decisions: map[string]int64{"ALLOW": 6, "DENY": 10},
+		},
+		{
+			name: "requests=file", requests: 10,
+			args:      []string{"--requests", reqFile, "--max-requests", "10", "--concurrency", "1"},
+			decisions: map[string]int64{"ALLOW": 5, "DENY": 5},
+		},
+		{
+			name: "requests=invalid", requests: 4,
+			args:   []string{"--requests", badFile, "--max-requests", "4"},
+			errors: map[string]int64{"invalid_argument": 4},
+		},
+		{
+			// Open loop: 400/s for 500ms is exactly 200 requests due.
+			name: "mode=open", requests: 200,
+			args: []string{"--scenario", "clinician-read", "--rate", "400", "--duration", "500ms", "--concurrency", "4"},
+		},
+		{
+			name: "mode=closed/warmup",
+			args: []string{"--scenario", "clinician-read", "--duration", "300ms", "--warmup", "100ms", "--concurrency", "2"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--addr", addr, "--format", "json", "--duration", "10s"}, tc.args...)
+			code, out, errOut := runBench(t, args...)
+			if code != exitOK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			var res load.Result
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("output is not one JSON object: %v\n%s", err, out)
+			}
+			// The documented fields, by name.
+			var raw map[string]any
+			_ = json.Unmarshal([]byte(out), &raw)
+			for _, k := range []string{"requests", "errors", "throughput", "latency"} {
+				if _, ok := raw[k]; !ok {
+					t.Errorf("output has no %q: %s", k, out)
+				}
+			}
+			lat := raw["latency"].(map[string]any)
+			for _, k := range []string{"p50", "p90", "p99", "p999", "max"} {
+				if _, ok := lat[k]; !ok {
+					t.Errorf("latency has no %q: %s", k, out)
+				}
+			}
+			if tc.requests > 0 && res.Requests != tc.requests {
+				t.Errorf("requests = %d, want %d", res.Requests, tc.requests)
+			}
+			if res.Requests == 0 || res.Throughput <= 0 {
+				t.Errorf("nothing measured: %s", out)
+			}
+			if !(res.Latency.P50 > 0 && res.Latency.P50 <= res.Latency.P99 && res.Latency.P99 <= res.Latency.Max) {
+				t.Errorf("latency percentiles out of order: %+v", res.Latency)
+			}
+			for k, want := range tc.decisions {
+				if res.Decisions[k] != want {
+					t.Errorf("decisions = %v, want %v", res.Decisions, tc.decisions)
+					break
+				}
+			}
+			if tc.errors == nil && res.Errors != 0 {
+				t.Errorf("errors: %v", res.ErrorCodes)
+			}
+			for k, want := range tc.errors {
+				if res.ErrorCodes[k] != want || res.Errors != want {
+					t.Errorf("errors = %d %v, want %v", res.Errors, res.ErrorCodes, tc.errors)
+				}
+			}
+		})
+	}
+}
+
+func TestBenchText(t *testing.T) {
+	t.Parallel()
+	addr := benchServer(t)
+	code, out, errOut := runBench(t, "--addr", addr, "--scenario", "clinician-read", "--duration", "1200ms")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"throughput", "p99.9", "ALLOW"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output has no %q:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(errOut, "sent,") {
+		t.Errorf("no progress line on stderr: %q", errOut)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no requests", []string{"--duration", "1s"}},
+		{"both", []string{"--scenario", "reference", "--requests", "x.jsonl"}},
+		{"unknown scenario", []string{"--scenario", "nope"}},
+		{"missing file", []string{"--requests", "/nonexistent.jsonl"}},
+		{"bad format", []string{"--scenario", "reference", "--format", "xml"}},
+		{"bad protocol", []string{"--scenario", "reference", "--protocol", "smtp", "--seed-consents=false"}},
+		{"opa over connect", []string{"--scenario", "reference", "--target", "opa", "--protocol", "connect"}},
+		{"negative rate", []string{"--scenario", "reference", "--rate", "-1", "--seed-consents=false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if code, _, errOut := runBench(t, append([]string{"--addr", "127.0.0.1:1"}, tc.args...)...); code != exitUsage {
+				t.Errorf("exit %d, want %d: %s", code, exitUsage, errOut)
+			}
+		})
+	}
+}
