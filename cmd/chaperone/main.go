@@ -89,6 +89,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newCheckCmd(e),
 		newConsentCmd(e),
 		newBenchCmd(e),
+		newBundleCmd(e),
 	)
 	return root
 }
