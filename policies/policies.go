@@ -7,5 +7,5 @@ import "embed"
 
 // FS holds the reference bundle's files.
 //
-//go:embed manifest.yaml *.cedar *.rego
+//go:embed manifest.yaml *.cedar *.rego data/*.json
 var FS embed.FS

@@ -1,11 +1,16 @@
-# Support staff read a patient's contact details only, with clinical and
-# identifying fields masked.
+# Support staff read a patient's contact details only (name, telecom,
+# address, to reach the patient about an account), with clinical and
+# identifying fields masked, for operations purposes, in their own
+# organization. Where and when they may work is in context.cedar.
 package chaperone.support
+
+operations_purposes := {"HOPERAT", "PATADMIN", "HSYSADMIN"}
 
 permit contains "support-read-patient-contact" if {
 	"support" in input.subject.roles
 	input.action in {"read", "search"}
 	input.resource.type == "Patient"
+	input.purposeOfUse in operations_purposes
 	input.subject.organization != ""
 	input.resource.organization == input.subject.organization
 }
@@ -14,8 +19,14 @@ obligations := {
 	"maskPaths": [
 		"Patient.identifier",
 		"Patient.birthDate",
+		"Patient.gender",
 		"Patient.extension",
 		"Patient.generalPractitioner",
+		"Patient.maritalStatus",
+		"Patient.photo",
+		"Patient.contact",
+		"Patient.link",
+		"Patient.text",
 	],
 	"auditTags": ["SUPPORT_ACCESS"],
 }

@@ -1,0 +1,63 @@
+# Analytics: the analyst role reads and exports research data for research
+# purposes only de-identified. The masks depend on the resource type, so
+# they are computed here rather than declared: identifying elements of the
+# Patient (names, telecom, address, identifiers, photo, contacts, links,
+# narrative) and, on clinical resources, the identifiers, the reference to
+# the patient, the encounter and free text. birthDate is generalised to the
+# year: its path is masked and the audit tag BIRTHDATE_TO_YEAR tells the
+# enforcement point to keep the year (see README.md).
+package chaperone.analytics
+
+research_purposes := {
+	"HRESCH", "BIORCH", "CLINTRCH", "CLINTRCHNPC", "CLINTRCHPC",
+	"PRECLINTRCH", "DSRCH", "POARCH", "TRANSRCH",
+}
+
+# Research resource types, with the element that points at the patient.
+patient_element := {
+	"AllergyIntolerance": "patient",
+	"Condition": "subject",
+	"DiagnosticReport": "subject",
+	"Encounter": "subject",
+	"Immunization": "patient",
+	"MedicationRequest": "subject",
+	"MedicationStatement": "subject",
+	"Observation": "subject",
+	"Procedure": "subject",
+}
+
+research_type(t) if t == "Patient"
+
+research_type(t) if patient_element[t]
+
+permit contains "analytics-deidentified" if {
+	"analyst" in input.subject.roles
+	input.purposeOfUse in research_purposes
+	input.action in {"read", "search", "export"}
+	research_type(input.resource.type)
+}
+
+patient_masks := [
+	"Patient.name",
+	"Patient.telecom",
+	"Patient.address",
+	"Patient.identifier",
+	"Patient.birthDate",
+	"Patient.photo",
+	"Patient.contact",
+	"Patient.link",
+	"Patient.text",
+]
+
+masks := patient_masks if {
+	input.resource.type == "Patient"
+} else := [sprintf("%s.%s", [t, e]) |
+	t := input.resource.type
+	some e in ["identifier", patient_element[t], "encounter", "note", "text"]
+]
+
+tags := ["DEIDENTIFIED", "BIRTHDATE_TO_YEAR"] if {
+	input.resource.type == "Patient"
+} else := ["DEIDENTIFIED"]
+
+obligations := {"maskPaths": masks, "auditTags": tags}

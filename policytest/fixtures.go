@@ -1,0 +1,110 @@
+package policytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/consentstore"
+)
+
+// grantFixture is a break-glass grant as written in a fixture file. With
+// ttl and no times, the grant starts at the suite's now.
+type grantFixture struct {
+	ID        string        `yaml:"id"`
+	Subject   string        `yaml:"subject"`
+	Patient   string        `yaml:"patient"`
+	Reason    string        `yaml:"reason"`
+	GrantedBy string        `yaml:"grantedBy"`
+	CreatedAt time.Time     `yaml:"createdAt"`
+	ExpiresAt time.Time     `yaml:"expiresAt"`
+	TTL       time.Duration `yaml:"ttl"`
+	Revoked   bool          `yaml:"revoked"`
+}
+
+// agreementFixture is a vendor agreement as written in a fixture file.
+type agreementFixture struct {
+	ClientID      string    `yaml:"clientId"`
+	Vendor        string    `yaml:"vendor"`
+	Tier          string    `yaml:"tier"`
+	BAASigned     bool      `yaml:"baaSigned"`
+	BAAExpires    time.Time `yaml:"baaExpires"`
+	Purposes      []string  `yaml:"purposes"`
+	ResourceTypes []string  `yaml:"resourceTypes"`
+	Revoked       bool      `yaml:"revoked"`
+}
+
+// stores are the in-memory stores of one suite.
+type stores struct {
+	consents *consentstore.Memory
+	access   *access.Memory
+}
+
+// loadFixtures fills fresh in-memory stores with a suite's fixtures.
+func loadFixtures(ctx context.Context, s *Suite) (*stores, error) {
+	st := &stores{consents: consentstore.NewMemory(), access: access.NewMemory()}
+	for _, path := range s.Fixtures.Consents {
+		if _, err := st.consents.Load(ctx, path); err != nil {
+			return nil, &SuiteError{File: s.File, Err: fmt.Errorf("fixture %s: %w", path, err)}
+		}
+	}
+	for _, path := range s.Fixtures.Grants {
+		var gs []grantFixture
+		if err := decodeFixture(path, &gs); err != nil {
+			return nil, err
+		}
+		for i, g := range gs {
+			grant := access.Grant{ID: g.ID, Subject: g.Subject, Patient: g.Patient, Reason: g.Reason,
+				GrantedBy: g.GrantedBy, CreatedAt: g.CreatedAt, ExpiresAt: g.ExpiresAt, Revoked: g.Revoked}
+			if g.CreatedAt.IsZero() && g.ExpiresAt.IsZero() {
+				ng, err := access.NewGrant(g.Subject, g.Patient, g.Reason, g.GrantedBy, g.TTL, s.Now.Add(-time.Minute))
+				if err != nil {
+					return nil, &SuiteError{File: path, Err: fmt.Errorf("grant %d: %w", i, err)}
+				}
+				ng.ID, ng.Revoked = g.ID, g.Revoked
+				grant = ng
+			}
+			if grant.Subject == "" || grant.Patient == "" {
+				return nil, &SuiteError{File: path, Err: fmt.Errorf("grant %d: subject and patient are required", i)}
+			}
+			if _, err := st.access.PutGrant(ctx, grant); err != nil {
+				return nil, &SuiteError{File: path, Err: fmt.Errorf("grant %d: %w", i, err)}
+			}
+		}
+	}
+	for _, path := range s.Fixtures.Agreements {
+		var as []agreementFixture
+		if err := decodeFixture(path, &as); err != nil {
+			return nil, err
+		}
+		for i, a := range as {
+			_, err := st.access.PutAgreement(ctx, access.Agreement{ClientID: a.ClientID, Vendor: a.Vendor, Tier: a.Tier,
+				BAASigned: a.BAASigned, BAAExpires: a.BAAExpires, Purposes: a.Purposes, ResourceTypes: a.ResourceTypes, Revoked: a.Revoked})
+			if err != nil {
+				return nil, &SuiteError{File: path, Err: fmt.Errorf("agreement %d: %w", i, err)}
+			}
+		}
+	}
+	return st, nil
+}
+
+// decodeFixture reads a YAML (or JSON) list from path, refusing unknown fields.
+func decodeFixture(path string, out any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return &SuiteError{File: path, Err: err}
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return &SuiteError{File: path, Line: yamlErrorLine(err), Err: err}
+	}
+	return nil
+}

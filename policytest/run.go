@@ -1,0 +1,277 @@
+package policytest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/engine"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// Options configure [Run].
+type Options struct {
+	// Bundle is the compiled bundle to test; nil compiles the bundle in
+	// the directory given to Run.
+	Bundle *engine.Bundle
+	// Run selects the tests whose "suite/test" name matches; nil runs all.
+	// Tests not selected are not counted.
+	Run *regexp.Regexp
+}
+
+// Status is the outcome of one test.
+type Status string
+
+// Test outcomes.
+const (
+	Pass Status = "pass"
+	Fail Status = "fail"
+	Skip Status = "skip"
+)
+
+// Result is the outcome of one test.
+type Result struct {
+	Suite    string
+	Name     string
+	File     string
+	Line     int
+	Status   Status
+	Diff     []string // what differed, one entry per difference
+	Skip     string   // why it was skipped
+	Response *chaperonev1.CheckResponse
+	Trace    *engine.Trace
+	Policies []string // policy ids the decision involved
+	Duration time.Duration
+}
+
+// SuiteResult is the outcome of one suite.
+type SuiteResult struct {
+	Name  string
+	File  string
+	Tests []Result
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	Suites                  []SuiteResult
+	Passed, Failed, Skipped int
+	Coverage                Coverage
+}
+
+// OK reports whether no test failed.
+func (s *Summary) OK() bool { return s.Failed == 0 }
+
+// Line is the final line of every report: "N passed, N failed", plus
+// ", N skipped" when any test was skipped.
+func (s *Summary) Line() string {
+	l := fmt.Sprintf("%d passed, %d failed", s.Passed, s.Failed)
+	if s.Skipped > 0 {
+		l += fmt.Sprintf(", %d skipped", s.Skipped)
+	}
+	return l
+}
+
+// Run runs every suite (*_test.yaml) under dir against the bundle in dir
+// (or opts.Bundle). Suite files are parsed and their fixtures loaded before
+// any test runs; problems there are returned as an error (every
+// [*SuiteError] found, joined) with an empty summary. Failing tests are not
+// an error: see [Summary.Failed].
+func Run(ctx context.Context, dir string, opts Options) (Summary, error) {
+	b := opts.Bundle
+	if b == nil {
+		var err error
+		if b, err = engine.LoadBundle(os.DirFS(dir)); err != nil {
+			return Summary{}, fmt.Errorf("load bundle %s: %w", dir, err)
+		}
+	}
+	files, err := FindSuites(dir)
+	if err != nil {
+		return Summary{}, err
+	}
+	if len(files) == 0 {
+		return Summary{}, fmt.Errorf("no %s suites under %s", SuiteSuffix, dir)
+	}
+	v, err := validation.New()
+	if err != nil {
+		return Summary{}, err
+	}
+	var (
+		suites []*Suite
+		errs   []error
+	)
+	for _, f := range files {
+		s, err := ParseSuite(f, v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		suites = append(suites, s)
+	}
+	type prepared struct {
+		suite *Suite
+		eng   *engine.Engine
+	}
+	var ready []prepared
+	for _, s := range suites {
+		st, err := loadFixtures(ctx, s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		now := s.Now
+		eng := engine.New(engine.StoreConsents(st.consents),
+			engine.WithGrants(st.access), engine.WithAgreements(st.access),
+			engine.WithClock(func() time.Time { return now }),
+			engine.WithDecisionIDs(func() string { return "policytest" }),
+			engine.WithMemo(0))
+		eng.Activate(b)
+		ready = append(ready, prepared{s, eng})
+	}
+	if len(errs) > 0 {
+		return Summary{}, errors.Join(errs...)
+	}
+
+	cov := newCoverage(b, dir)
+	var sum Summary
+	for _, p := range ready {
+		sr := SuiteResult{Name: p.suite.Name, File: p.suite.File}
+		for i := range p.suite.Tests {
+			c := &p.suite.Tests[i]
+			if opts.Run != nil && !opts.Run.MatchString(p.suite.Name+"/"+c.Name) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return sum, err
+			}
+			r := runCase(ctx, p.eng, p.suite, c)
+			switch r.Status {
+			case Pass:
+				sum.Passed++
+			case Fail:
+				sum.Failed++
+			case Skip:
+				sum.Skipped++
+			}
+			cov.record(r.Policies)
+			sr.Tests = append(sr.Tests, r)
+		}
+		sum.Suites = append(sum.Suites, sr)
+	}
+	sum.Coverage = cov.result()
+	return sum, nil
+}
+
+func runCase(ctx context.Context, eng *engine.Engine, s *Suite, c *Case) Result {
+	r := Result{Suite: s.Name, Name: c.Name, File: s.File, Line: c.Line}
+	if c.Skip != "" {
+		r.Status, r.Skip = Skip, c.Skip
+		return r
+	}
+	start := time.Now()
+	resp, trace := eng.Explain(ctx, c.Request)
+	r.Duration = time.Since(start)
+	r.Response, r.Trace = resp, trace
+	r.Policies = involvedPolicies(resp, trace)
+	r.Diff = compare(&c.Want, resp)
+	r.Status = Pass
+	if len(r.Diff) > 0 {
+		r.Status = Fail
+	}
+	return r
+}
+
+// involvedPolicies lists the policy ids a decision involved: those named by
+// its reasons and, from the trace, every policy a layer permitted or denied
+// with (a permit overruled by a forbid still counts as exercised).
+func involvedPolicies(resp *chaperonev1.CheckResponse, trace *engine.Trace) []string {
+	var ids []string
+	add := func(id string) {
+		if id != "" && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	for _, r := range resp.GetReasons() {
+		add(r.GetPolicyId())
+	}
+	if trace != nil {
+		for _, l := range trace.Layers {
+			for _, p := range l.Permits {
+				add(p)
+			}
+			for _, d := range l.Denies {
+				id, _, _ := strings.Cut(d, " (")
+				add(id)
+			}
+		}
+	}
+	return ids
+}
+
+// compare lists what differs between want and the response.
+func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
+	var diff []string
+	got := strings.TrimPrefix(resp.GetDecision().String(), "DECISION_")
+	if got != want.Decision {
+		diff = append(diff, fmt.Sprintf("decision: want %s, got %s", want.Decision, got))
+	}
+	var missing []string
+	for _, w := range want.Reasons {
+		found := slices.ContainsFunc(resp.GetReasons(), func(r *chaperonev1.Reason) bool {
+			return (w.Code == "" || r.GetCode() == w.Code) && (w.PolicyID == "" || r.GetPolicyId() == w.PolicyID)
+		})
+		if !found {
+			missing = append(missing, w.String())
+		}
+	}
+	if len(missing) > 0 || (len(diff) > 0 && len(want.Reasons) == 0) {
+		msg := "reasons:"
+		if len(missing) > 0 {
+			msg += " missing " + strings.Join(missing, ", ") + ";"
+		}
+		diff = append(diff, msg+" got "+formatReasons(resp.GetReasons()))
+	}
+	if o := want.Obligations; o != nil {
+		g := resp.GetObligations()
+		diff = appendMissing(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
+		diff = appendMissing(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
+		var wl, gl []string
+		for _, l := range o.GetRedactLabels() {
+			wl = append(wl, l.GetSystem()+"|"+l.GetCode())
+		}
+		for _, l := range g.GetRedactLabels() {
+			gl = append(gl, l.GetSystem()+"|"+l.GetCode())
+		}
+		diff = appendMissing(diff, "redactLabels", wl, gl)
+	}
+	return diff
+}
+
+func appendMissing(diff []string, what string, want, got []string) []string {
+	var missing []string
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			missing = append(missing, w)
+		}
+	}
+	if len(missing) == 0 {
+		return diff
+	}
+	return append(diff, fmt.Sprintf("%s: missing %s; got [%s]", what, strings.Join(missing, ", "), strings.Join(got, ", ")))
+}
+
+func formatReasons(rs []*chaperonev1.Reason) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = r.GetCode()
+		if r.GetPolicyId() != "" {
+			parts[i] += "@" + r.GetPolicyId()
+		}
+	}
+	return "[" + strings.Join(parts, ", ") + "]"
+}
