@@ -1,0 +1,531 @@
+package consentstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chaperone-pdp/chaperone/access"
+)
+
+var (
+	_ Store             = (*Redis)(nil)
+	_ access.Grants     = (*Redis)(nil)
+	_ access.Agreements = (*Redis)(nil)
+)
+
+// ErrUnavailable wraps every failure to reach Redis (refused, timed out,
+// unexpected reply): the state is unknown and callers must fail closed.
+var ErrUnavailable = errors.New("consent store unavailable")
+
+// Defaults of [NewRedis].
+const (
+	DefaultRedisPrefix  = "chaperone"
+	DefaultRedisTimeout = 500 * time.Millisecond
+	DefaultCacheSize    = 100_000
+	DefaultCacheTTL     = time.Minute
+	defaultPingInterval = time.Second
+	maxResubscribeWait  = 250 * time.Millisecond
+)
+
+// Redis is a [Store] (and an [access.Grants] and [access.Agreements]) kept
+// in Redis and shared by every replica, with a local cache per replica.
+// See the package documentation for its keys, cache and failure behaviour.
+// Close stops its invalidation listener; the client stays the caller's.
+type Redis struct {
+	client       redis.UniversalClient
+	prefix       string
+	channel      string
+	origin       string
+	timeout      time.Duration
+	pingInterval time.Duration
+	cacheSize    int
+	cacheTTL     time.Duration
+	aead         *sealer
+	logger       *slog.Logger
+	now          func() time.Time
+
+	patients   *localCache[*patientEntry]
+	agreements *localCache[*agreementEntry]
+	trusted    atomic.Bool   // the invalidation subscription is live
+	flushes    atomic.Uint64 // times the whole cache was dropped
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	psMu   sync.Mutex
+	ps     *redis.PubSub
+	closed bool
+}
+
+// RedisOption configures a [Redis] store.
+type RedisOption func(*Redis) error
+
+// WithRedisPrefix sets the key prefix (default "chaperone"); the
+// invalidation channel is PREFIX:invalidate.
+func WithRedisPrefix(p string) RedisOption {
+	return func(r *Redis) error {
+		if p == "" || strings.ContainsAny(p, "{}") {
+			return fmt.Errorf("redis prefix %q: must be non-empty without braces", p)
+		}
+		r.prefix = p
+		return nil
+	}
+}
+
+// WithRedisTimeout bounds every Redis call (default 500ms).
+func WithRedisTimeout(d time.Duration) RedisOption {
+	return func(r *Redis) error {
+		if d <= 0 {
+			return fmt.Errorf("redis timeout %s: must be positive", d)
+		}
+		r.timeout = d
+		return nil
+	}
+}
+
+// WithCache sets the local cache's size (entries per kind: patients and
+// client agreements) and how long an entry may be served (default 100000
+// and 1m). A size of 0 turns the cache off: every read goes to Redis.
+func WithCache(size int, ttl time.Duration) RedisOption {
+	return func(r *Redis) error {
+		if size < 0 || ttl < 0 {
+			return fmt.Errorf("cache size %d, ttl %s: must not be negative", size, ttl)
+		}
+		if ttl == 0 {
+			size = 0
+		}
+		r.cacheSize, r.cacheTTL = size, ttl
+		return nil
+	}
+}
+
+// WithEncryptionKey encrypts consent payloads at rest with AES-GCM under
+// key (16, 24 or 32 bytes). Off by default.
+func WithEncryptionKey(key []byte) RedisOption {
+	return func(r *Redis) error {
+		s, err := newSealer(key)
+		if err != nil {
+			return err
+		}
+		r.aead = s
+		return nil
+	}
+}
+
+// WithRedisLogger sets the logger for subscription losses and recoveries.
+func WithRedisLogger(l *slog.Logger) RedisOption {
+	return func(r *Redis) error { r.logger = l; return nil }
+}
+
+// WithPingInterval sets how often an idle invalidation subscription is
+// checked with PING (default 1s); a PING unanswered by the next check
+// counts as a lost subscription.
+func WithPingInterval(d time.Duration) RedisOption {
+	return func(r *Redis) error {
+		if d <= 0 {
+			return fmt.Errorf("ping interval %s: must be positive", d)
+		}
+		r.pingInterval = d
+		return nil
+	}
+}
+
+// WithClock sets the clock used for grant expiry and agreement update times.
+func WithClock(now func() time.Time) RedisOption {
+	return func(r *Redis) error { r.now = now; return nil }
+}
+
+// NewRedis returns a store on client and starts its invalidation listener.
+// The cache serves nothing until the listener is subscribed.
+func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error) {
+	r := &Redis{
+		client:       client,
+		prefix:       DefaultRedisPrefix,
+		timeout:      DefaultRedisTimeout,
+		pingInterval: defaultPingInterval,
+		cacheSize:    DefaultCacheSize,
+		cacheTTL:     DefaultCacheTTL,
+		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		now:          time.Now,
+		done:         make(chan struct{}),
+	}
+	for _, o := range opts {
+		if err := o(r); err != nil {
+			return nil, err
+		}
+	}
+	r.channel = r.prefix + ":invalidate"
+	var err error
+	if r.origin, err = newID(); err != nil {
+		return nil, err
+	}
+	if r.patients, err = newLocalCache[*patientEntry](r.cacheSize); err != nil {
+		return nil, err
+	}
+	if r.agreements, err = newLocalCache[*agreementEntry](r.cacheSize); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.listen(ctx)
+	return r, nil
+}
+
+// Close stops the invalidation listener and drops the cache. It does not
+// close the client.
+func (r *Redis) Close() error {
+	r.psMu.Lock()
+	r.closed = true
+	if r.ps != nil {
+		_ = r.ps.Close()
+	}
+	r.psMu.Unlock()
+	r.cancel()
+	<-r.done
+	r.untrust()
+	return nil
+}
+
+// CacheStats describes the local cache.
+type CacheStats struct {
+	// Subscribed is true while invalidations are received: only then is
+	// the cache served.
+	Subscribed bool
+	// Patients and Agreements are the number of cached entries.
+	Patients, Agreements int
+	// Flushes counts how often the whole cache was dropped (subscription
+	// lost or re-established).
+	Flushes uint64
+}
+
+// Stats reports the local cache's state.
+func (r *Redis) Stats() CacheStats {
+	return CacheStats{Subscribed: r.trusted.Load(), Patients: r.patients.len(), Agreements: r.agreements.len(), Flushes: r.flushes.Load()}
+}
+
+// Keys. Everything about one patient shares the hash tag {Patient/id}, so
+// it lives in one Cluster slot and one script can update it atomically.
+func (r *Redis) versionKey(patient string) string  { return r.prefix + ":{" + patient + "}:version" }
+func (r *Redis) consentsKey(patient string) string { return r.prefix + ":{" + patient + "}:consents" }
+func (r *Redis) grantsKey(patient string) string   { return r.prefix + ":{" + patient + "}:grants" }
+func (r *Redis) consentIDKey(id string) string     { return r.prefix + ":consent:{" + id + "}" }
+func (r *Redis) grantIDKey(id string) string       { return r.prefix + ":grant:{" + id + "}" }
+func (r *Redis) subjectGrantsKey(subject string) string {
+	return r.prefix + ":subject:{" + subject + "}:grants"
+}
+func (r *Redis) agreementKey(clientID string) string {
+	return r.prefix + ":agreement:{" + clientID + "}"
+}
+
+// Invalidation messages: "ORIGIN|p:" + patient and "ORIGIN|a:" + client
+// id, where ORIGIN names the store instance that wrote (it invalidated its
+// own cache already, synchronously, and ignores its own messages).
+func (r *Redis) patientMsg(patient string) string    { return r.origin + "|p:" + patient }
+func (r *Redis) agreementMsg(clientID string) string { return r.origin + "|a:" + clientID }
+
+// Scripts. A record value is "VERSION|REVOKED|PAYLOAD" (REVOKED 0 or 1;
+// PAYLOAD the consent JSON, or its AES-GCM sealing).
+var (
+	// KEYS version, consents; ARGV id, payload, min version, channel, message.
+	putScript = redis.NewScript(`
+local v = redis.call('INCR', KEYS[1])
+local min = tonumber(ARGV[3])
+if min ~= nil and v <= min then
+  v = min + 1
+  redis.call('SET', KEYS[1], v)
+end
+redis.call('HSET', KEYS[2], ARGV[1], v .. '|0|' .. ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return v`)
+	// KEYS version, consents; ARGV id, channel, message. Nil when absent.
+	revokeScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if not cur then return false end
+local i = string.find(cur, '|', 1, true)
+local payload = string.sub(cur, i + 3)
+local v = redis.call('INCR', KEYS[1])
+local val = v .. '|1|' .. payload
+redis.call('HSET', KEYS[2], ARGV[1], val)
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return val`)
+	// KEYS version, consents; ARGV id, channel, message.
+	deleteScript = redis.NewScript(`
+local n = redis.call('HDEL', KEYS[2], ARGV[1])
+if n > 0 then
+  redis.call('INCR', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+end
+return n`)
+)
+
+// call bounds one Redis operation by the store's timeout.
+func (r *Redis) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.timeout)
+}
+
+// unavailable wraps a Redis failure; context errors of the caller stay
+// recognisable with errors.Is.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// Put implements [Store].
+func (r *Redis) Put(ctx context.Context, c *Consent) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, err
+	}
+	id := c.ID
+	if id == "" {
+		var err error
+		if id, err = newID(); err != nil {
+			return Record{}, err
+		}
+	}
+	patient := c.Patient
+	stored := c
+	if id != c.ID {
+		stored = c.WithID(id, "")
+	}
+	payload, err := r.aead.seal(stored.Raw, patient, id)
+	if err != nil {
+		return Record{}, fmt.Errorf("put consent %q: %w", id, err)
+	}
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	defer r.invalidatePatient(patient)
+
+	// The id index lives in another slot: it is written first, so a record
+	// is always reachable by id once it exists.
+	oldPatient, err := r.client.GetSet(ctx, r.consentIDKey(id), patient).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Record{}, unavailable("put consent", err)
+	}
+	minVersion := ""
+	if oldPatient != "" && oldPatient != patient {
+		defer r.invalidatePatient(oldPatient)
+		old, err := r.client.HGet(ctx, r.consentsKey(oldPatient), id).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return Record{}, unavailable("put consent", err)
+		}
+		if v, _, _, ok := splitRecord(old); ok {
+			minVersion = v
+		}
+	}
+	v, err := putScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
+		id, payload, minVersion, r.channel, r.patientMsg(patient)).Int64()
+	if err != nil {
+		return Record{}, unavailable("put consent", err)
+	}
+	if oldPatient != "" && oldPatient != patient {
+		if err := deleteScript.Run(ctx, r.client, []string{r.versionKey(oldPatient), r.consentsKey(oldPatient)},
+			id, r.channel, r.patientMsg(oldPatient)).Err(); err != nil {
+			return Record{}, unavailable("put consent: remove from the previous patient", err)
+		}
+	}
+	vs := strconv.FormatInt(v, 10)
+	return Record{Consent: stored.WithID(id, vs), Version: vs}, nil
+}
+
+// Get implements [Store].
+func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, err
+	}
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	patient, err := r.client.Get(ctx, r.consentIDKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, fmt.Errorf("get %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, unavailable("get consent", err)
+	}
+	val, err := r.client.HGet(ctx, r.consentsKey(patient), id).Result()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, fmt.Errorf("get %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, unavailable("get consent", err)
+	}
+	return r.decodeRecord(patient, id, val)
+}
+
+// List implements [Store].
+func (r *Redis) List(ctx context.Context, patient string) ([]Record, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	patient = CanonicalReference(patient)
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	var (
+		ver  *redis.StringCmd
+		recs *redis.MapStringStringCmd
+	)
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		ver = p.Get(ctx, r.versionKey(patient))
+		recs = p.HGetAll(ctx, r.consentsKey(patient))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, "", unavailable("list consents", err)
+	}
+	out := make([]Record, 0, len(recs.Val()))
+	for id, val := range recs.Val() {
+		rec, err := r.decodeRecord(patient, id, val)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, rec)
+	}
+	slices.SortFunc(out, func(a, b Record) int { return strings.Compare(a.Consent.ID, b.Consent.ID) })
+	return out, versionOf(ver), nil
+}
+
+// Revoke implements [Store].
+func (r *Redis) Revoke(ctx context.Context, id string) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, err
+	}
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	patient, err := r.client.Get(ctx, r.consentIDKey(id)).Result()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, unavailable("revoke consent", err)
+	}
+	defer r.invalidatePatient(patient)
+	val, err := revokeScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
+		id, r.channel, r.patientMsg(patient)).Text()
+	if errors.Is(err, redis.Nil) {
+		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, unavailable("revoke consent", err)
+	}
+	return r.decodeRecord(patient, id, val)
+}
+
+// ForPatient implements [Store]. A cached entry is served while the
+// invalidation subscription is live; otherwise it reads Redis in one round
+// trip and compiles the patient's consents.
+func (r *Redis) ForPatient(ctx context.Context, patient string) (Set, error) {
+	if err := ctx.Err(); err != nil {
+		return Set{}, err
+	}
+	e, err := r.patient(ctx, patient)
+	if err != nil {
+		return Set{}, err
+	}
+	return e.set, nil
+}
+
+// patientEntry is what the cache keeps per patient: the compiled consents
+// and the break-glass grants, read together in one round trip.
+type patientEntry struct {
+	set     Set
+	grants  []access.Grant
+	expires time.Time
+}
+
+func (e *patientEntry) expiry() time.Time { return e.expires }
+
+// patient returns the patient's entry from the cache or Redis.
+func (r *Redis) patient(ctx context.Context, patient string) (*patientEntry, error) {
+	patient = CanonicalReference(patient)
+	if r.trusted.Load() {
+		if e, ok := r.patients.get(patient); ok {
+			return e, nil
+		}
+	}
+	gen := r.patients.generation(patient)
+	e, err := r.loadPatient(ctx, patient)
+	if err != nil {
+		return nil, err
+	}
+	r.patients.add(patient, e, gen)
+	return e, nil
+}
+
+// loadPatient reads a patient's version, consents and grants in one
+// MULTI/EXEC round trip and compiles the consents.
+func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry, error) {
+	ctx, cancel := r.call(ctx)
+	defer cancel()
+	var (
+		ver            *redis.StringCmd
+		recs, grantsOf *redis.MapStringStringCmd
+	)
+	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		ver = p.Get(ctx, r.versionKey(patient))
+		recs = p.HGetAll(ctx, r.consentsKey(patient))
+		grantsOf = p.HGetAll(ctx, r.grantsKey(patient))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("consents of the patient", err)
+	}
+	e := &patientEntry{set: Set{Version: versionOf(ver)}, expires: time.Now().Add(r.cacheTTL)}
+	for id, val := range recs.Val() {
+		rec, err := r.decodeRecord(patient, id, val)
+		if err != nil {
+			return nil, err
+		}
+		if !rec.Revoked {
+			e.set.Consents = append(e.set.Consents, rec.Consent)
+		}
+	}
+	slices.SortFunc(e.set.Consents, func(a, b *Consent) int { return strings.Compare(a.ID, b.ID) })
+	if e.grants, err = decodeGrants(grantsOf.Val()); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func versionOf(cmd *redis.StringCmd) string {
+	if v := cmd.Val(); v != "" {
+		return v
+	}
+	return "0"
+}
+
+// splitRecord splits "VERSION|REVOKED|PAYLOAD".
+func splitRecord(val string) (version string, revoked bool, payload string, ok bool) {
+	version, rest, ok1 := strings.Cut(val, "|")
+	flag, payload, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 || version == "" || (flag != "0" && flag != "1") {
+		return "", false, "", false
+	}
+	return version, flag == "1", payload, true
+}
+
+// decodeRecord opens and compiles one stored record.
+func (r *Redis) decodeRecord(patient, id, val string) (Record, error) {
+	version, revoked, payload, ok := splitRecord(val)
+	if !ok {
+		return Record{}, fmt.Errorf("consent %q: malformed record in redis: %w", id, ErrUnavailable)
+	}
+	raw, err := r.aead.open([]byte(payload), patient, id)
+	if err != nil {
+		return Record{}, fmt.Errorf("consent %q: %w", id, err)
+	}
+	c, err := Parse(raw)
+	if err != nil {
+		return Record{}, fmt.Errorf("consent %q: stored resource does not parse: %w", id, err)
+	}
+	return Record{Consent: c.WithID(id, version), Version: version, Revoked: revoked}, nil
+}
+
+func (r *Redis) invalidatePatient(patient string) { r.patients.invalidate(patient) }
