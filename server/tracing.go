@@ -94,3 +94,6 @@ func (t *Tracing) Middleware(next http.Handler) http.Handler {
 
 // Shutdown flushes pending spans and stops the exporter.
 func (t *Tracing) Shutdown(ctx context.Context) error { return t.tp.Shutdown(ctx) }
+
+// ForceFlush exports the spans ended so far.
+func (t *Tracing) ForceFlush(ctx context.Context) error { return t.tp.ForceFlush(ctx) }
