@@ -51,11 +51,15 @@ failed or (diff --fail-on-change) decisions changed; 2 usage or input error.`,
 	return cmd
 }
 
-// bundleTestRunner is the seam for the policy tests of `bundle build`. It
-// returns nil while this binary has no policy test runner (the runner of
-// `chaperone test`); the manifest then records the tests as "not-run".
-// Wire the runner here when it exists.
-func bundleTestRunner() bundles.TestRunner { return nil }
+// bundleTestRunner is the seam for the policy tests of `bundle build` on
+// the policy directory dir. It returns nil while this binary has no policy
+// test runner (the runner of `chaperone test`, package policytest); the
+// manifest then records the tests as "not-run". Wire the runner here when
+// it exists.
+func bundleTestRunner(dir string) bundles.TestRunner {
+	_ = dir
+	return nil
+}
 
 func newBundleBuildCmd(e *env) *cobra.Command {
 	var (
@@ -79,7 +83,7 @@ manifest.`,
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return usageErrorf("%s: not a policy directory", dir)
 			}
-			runner := bundleTestRunner()
+			runner := bundleTestRunner(dir)
 			if runner == nil && !skipTests {
 				fmt.Fprintln(e.stderr, "warning: no policy test runner in this build; tests recorded as not-run")
 			}
