@@ -37,7 +37,7 @@ type Log struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	queue          chan Record
+	queue          chan item
 	failClosed     bool
 	enqueueTimeout time.Duration
 	cpEvery        int
@@ -76,7 +76,7 @@ func WithCheckpoints(n int, d time.Duration) Option {
 }
 
 // WithQueueSize sets how many records may wait for the sink.
-func WithQueueSize(n int) Option { return func(l *Log) { l.queue = make(chan Record, max(n, 1)) } }
+func WithQueueSize(n int) Option { return func(l *Log) { l.queue = make(chan item, max(n, 1)) } }
 
 // WithFailClosed chooses what happens when the queue stays full for the
 // enqueue timeout (the sink is failing or too slow): true (the default)
@@ -104,7 +104,7 @@ func New(sink Sink, opts ...Option) *Log {
 		sink:           sink,
 		logger:         slog.New(slog.DiscardHandler),
 		now:            time.Now,
-		queue:          make(chan Record, DefaultQueueSize),
+		queue:          make(chan item, DefaultQueueSize),
 		failClosed:     true,
 		enqueueTimeout: DefaultEnqueueTimeout,
 		cpEvery:        DefaultCheckpointEvery,
@@ -121,8 +121,26 @@ func New(sink Sink, opts ...Option) *Log {
 	return l
 }
 
-// Record queues the record of one decision. It does no I/O: it copies the
-// identifiers and returns once the record is queued. When the queue is
+// item is what waits in the queue: a decision's request and response, made
+// into a [Record] by the writer, or a record made already.
+type item struct {
+	at   time.Time
+	req  *chaperonev1.CheckRequest
+	resp *chaperonev1.CheckResponse
+	rec  *Record
+}
+
+func (it *item) record() Record {
+	if it.rec != nil {
+		return *it.rec
+	}
+	return newDecision(it.at, it.req, it.resp)
+}
+
+// Record queues the record of one decision. It does no I/O and copies
+// nothing: it queues req and resp, which the writer goroutine turns into a
+// [Record] later, so the caller must not modify them after Record returns
+// (the server does not). When the queue is
 // full it waits up to the enqueue timeout, then returns [ErrQueueFull]
 // (fail-closed) or counts a drop (fail-open). After Close it returns
 // [ErrClosed].
@@ -132,7 +150,7 @@ func (l *Log) Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *c
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.enqueue(ctx, newDecision(l.now().UTC(), req, resp))
+	return l.enqueue(ctx, item{at: l.now().UTC(), req: req, resp: resp})
 }
 
 // Review queues a review record of a decision.
@@ -142,10 +160,10 @@ func (l *Log) Review(ctx context.Context, rv Review) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.enqueue(ctx, Record{Kind: KindReview, Time: l.now().UTC(), DecisionID: rv.DecisionID, Review: &rv})
+	return l.enqueue(ctx, item{rec: &Record{Kind: KindReview, Time: l.now().UTC(), DecisionID: rv.DecisionID, Review: &rv}})
 }
 
-func (l *Log) enqueue(ctx context.Context, r Record) error {
+func (l *Log) enqueue(ctx context.Context, r item) error {
 	select {
 	case l.queue <- r:
 		return nil
@@ -261,8 +279,8 @@ func (l *Log) run() {
 	}
 	for {
 		select {
-		case r := <-l.queue:
-			batch = append(batch, r)
+		case it := <-l.queue:
+			batch = append(batch, it.record())
 			l.fill(&batch)
 		case <-tick.C:
 		case <-l.stop:
@@ -293,8 +311,8 @@ func (l *Log) run() {
 func (l *Log) fill(batch *[]Record) {
 	for len(*batch) < l.batchSize {
 		select {
-		case r := <-l.queue:
-			*batch = append(*batch, r)
+		case it := <-l.queue:
+			*batch = append(*batch, it.record())
 		default:
 			return
 		}
