@@ -126,7 +126,7 @@ func Run(ctx context.Context, dir string, opts Options) (Summary, error) {
 		}
 		now := s.Now
 		eng := engine.New(engine.StoreConsents(st.consents),
-			engine.WithGrants(st.access), engine.WithAgreements(st.access),
+			engine.WithGrants(st.grants), engine.WithAgreements(st.agreements),
 			engine.WithClock(func() time.Time { return now }),
 			engine.WithDecisionIDs(func() string { return "policytest" }),
 			engine.WithMemo(0))
