@@ -2,14 +2,19 @@ package bundles
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 )
 
 // TestRunner runs the policy tests of a policy directory (the runner of
 // `chaperone test`). It returns a one-line summary, and an error when a
-// test failed or the tests could not run.
+// test failed or the tests could not run; an error wrapping [ErrNoTests]
+// means the directory has no tests, recorded as not run.
 type TestRunner func(ctx context.Context, fsys fs.FS) (summary string, err error)
+
+// ErrNoTests is returned by a [TestRunner] for a directory without tests.
+var ErrNoTests = errors.New("no policy tests")
 
 // BuildOptions configures [Build].
 type BuildOptions struct {
@@ -49,10 +54,14 @@ func Build(ctx context.Context, fsys fs.FS, opts BuildOptions) (*Archive, error)
 		tests = TestRecord{Status: TestsSkipped, Detail: "--skip-tests"}
 	case opts.RunTests != nil:
 		summary, err := opts.RunTests(ctx, a.FS())
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoTests):
+			tests = TestRecord{Status: TestsNotRun, Detail: err.Error()}
+		case err != nil:
 			return nil, &TestsFailedError{Err: err}
+		default:
+			tests = TestRecord{Status: TestsPassed, Detail: summary}
 		}
-		tests = TestRecord{Status: TestsPassed, Detail: summary}
 	}
 	m := newManifest(a.files, tests)
 	m.Name, m.Revision = b.Manifest().Name, b.Revision()

@@ -30,7 +30,8 @@
 // # Use
 //
 // [Build] compiles a policy directory (refusing one that does not compile
-// or whose tests fail), [Archive.Sign] adds a signature, [Verify] checks the
+// or whose tests fail; the test runner is a [TestRunner] the caller passes,
+// the CLI passes package policytest's), [Archive.Sign] adds a signature, [Verify] checks the
 // digests and counts distinct trusted signers, failing with a
 // [*VerifyError] that names the file concerned. [ReadArchive] and [ReadDir]
 // read bundles back.

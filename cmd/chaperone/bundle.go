@@ -24,6 +24,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/policytest"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -51,14 +52,27 @@ failed or (diff --fail-on-change) decisions changed; 2 usage or input error.`,
 	return cmd
 }
 
-// bundleTestRunner is the seam for the policy tests of `bundle build` on
-// the policy directory dir. It returns nil while this binary has no policy
-// test runner (the runner of `chaperone test`, package policytest); the
-// manifest then records the tests as "not-run". Wire the runner here when
-// it exists.
+// bundleTestRunner runs the policy test suites (*_test.yaml) of the policy
+// directory dir with the runner of `chaperone test` (package policytest).
+// A directory without suites is recorded as "not-run".
 func bundleTestRunner(dir string) bundles.TestRunner {
-	_ = dir
-	return nil
+	return func(ctx context.Context, _ fs.FS) (string, error) {
+		suites, err := policytest.FindSuites(dir)
+		if err != nil {
+			return "", err
+		}
+		if len(suites) == 0 {
+			return "", fmt.Errorf("%w: no %s suites", bundles.ErrNoTests, policytest.SuiteSuffix)
+		}
+		sum, err := policytest.Run(ctx, dir, policytest.Options{})
+		if err != nil {
+			return "", err
+		}
+		if !sum.OK() {
+			return "", errors.New(sum.Line())
+		}
+		return sum.Line(), nil
+	}
 }
 
 func newBundleBuildCmd(e *env) *cobra.Command {
@@ -83,11 +97,7 @@ manifest.`,
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return usageErrorf("%s: not a policy directory", dir)
 			}
-			runner := bundleTestRunner(dir)
-			if runner == nil && !skipTests {
-				fmt.Fprintln(e.stderr, "warning: no policy test runner in this build; tests recorded as not-run")
-			}
-			a, err := bundles.Build(cmd.Context(), os.DirFS(dir), bundles.BuildOptions{RunTests: runner, SkipTests: skipTests})
+			a, err := bundles.Build(cmd.Context(), os.DirFS(dir), bundles.BuildOptions{RunTests: bundleTestRunner(dir), SkipTests: skipTests})
 			if err != nil {
 				var ce *engine.CompileError
 				var tf *bundles.TestsFailedError
@@ -100,7 +110,11 @@ manifest.`,
 				return err
 			}
 			m := a.Manifest()
-			fmt.Fprintf(e.stdout, "built %s: %s revision %s, %d files, tests %s\n%s\n", out, m.Name, m.Revision, len(m.Files), m.Tests.Status, a.Digest())
+			tests := m.Tests.Status
+			if m.Tests.Detail != "" {
+				tests += " (" + m.Tests.Detail + ")"
+			}
+			fmt.Fprintf(e.stdout, "built %s: %s revision %s, %d files, tests %s\n%s\n", out, m.Name, m.Revision, len(m.Files), tests, a.Digest())
 			return nil
 		},
 	}
