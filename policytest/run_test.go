@@ -1,0 +1,182 @@
+package policytest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chaperone-pdp/chaperone/policytest"
+)
+
+func run(t *testing.T, dir string, opts policytest.Options) policytest.Summary {
+	t.Helper()
+	sum, err := policytest.Run(context.Background(), dir, opts)
+	if err != nil {
+		t.Fatalf("Run(%s): %v", dir, err)
+	}
+	return sum
+}
+
+func TestRunPassingSuite(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/pass", policytest.Options{})
+	if sum.Passed != 2 || sum.Failed != 0 || sum.Skipped != 1 || !sum.OK() {
+		t.Fatalf("summary = %d passed, %d failed, %d skipped", sum.Passed, sum.Failed, sum.Skipped)
+	}
+	if got, want := sum.Line(), "2 passed, 0 failed, 1 skipped"; got != want {
+		t.Errorf("Line() = %q, want %q", got, want)
+	}
+	if got := sum.Coverage.Uncovered(); !slices.Equal(got, []string{"never-hit"}) {
+		t.Errorf("Uncovered() = %v", got)
+	}
+	var out bytes.Buffer
+	if err := policytest.WriteText(&out, &sum, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.String(), "2 passed, 0 failed, 1 skipped\n"; got != want {
+		t.Errorf("text report = %q, want %q", got, want)
+	}
+}
+
+func TestRunFailingSuite(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/fail", policytest.Options{})
+	if sum.Passed != 1 || sum.Failed != 2 || sum.OK() {
+		t.Fatalf("summary = %s", sum.Line())
+	}
+	var out bytes.Buffer
+	if err := policytest.WriteText(&out, &sum, true); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	want := []string{
+		"FAIL testdata/fail/bad_test.yaml:10 bad/wrong decision: decision: want ALLOW, got DENY; reasons: got [NO_PERMIT]",
+		"FAIL testdata/fail/bad_test.yaml:18 bad/wrong obligations: reasons: missing POLICY_PERMIT@somebody-else; got [POLICY_PERMIT@clinician-reads]; auditTags: missing BREAK_GLASS; got [CLINICAL]",
+		"coverage (tests per policy id):",
+		"  clinician-reads 2",
+		"  never-hit       0",
+		"  no-night-reads  0",
+		"not covered by any test (2): never-hit, no-night-reads",
+		"1 passed, 2 failed",
+	}
+	if !slices.Equal(lines, want) {
+		t.Errorf("text report:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestRunFilter(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/pass", policytest.Options{Run: regexp.MustCompile(`ok/at night`)})
+	if got := sum.Line(); got != "1 passed, 0 failed" {
+		t.Errorf("filtered run = %q", got)
+	}
+}
+
+func TestRunSuiteErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		dir  string
+		want []string
+	}{
+		{"malformed", "testdata/malformed", []string{
+			"broken_test.yaml:3: fixtures.consents",
+			`broken_test.yaml:12: test: unknown field "expect"`,
+			`broken_test.yaml:15: test "bad request": request: invalid request: action`,
+			`broken_test.yaml:26: test "bad decision": decision must be ALLOW or DENY`,
+		}},
+		{"yaml syntax", "testdata/yamlerror", []string{"syntax_test.yaml:3: yaml: line 3"}},
+		{"no suites", "testdata/nosuites", []string{"no _test.yaml suites"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			sum, err := policytest.Run(context.Background(), tc.dir, policytest.Options{})
+			if err == nil {
+				t.Fatalf("Run: no error, summary %s", sum.Line())
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\nlacks %q", err, w)
+				}
+			}
+			if tc.name != "no suites" {
+				var se *policytest.SuiteError
+				if !errors.As(err, &se) || se.Line == 0 {
+					t.Errorf("error is not a *SuiteError with a line: %#v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/fail", policytest.Options{})
+	var out bytes.Buffer
+	if err := policytest.WriteJSON(&out, &sum, true); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Passed, Failed, Skipped int
+		Suites                  []struct {
+			Name  string
+			Tests []struct {
+				Name, Status, Decision string
+				Line                   int
+				Diff                   []string
+			}
+		}
+		Coverage  []policytest.PolicyCoverage
+		Uncovered []string
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Passed != 1 || rep.Failed != 2 || len(rep.Suites) != 1 || len(rep.Suites[0].Tests) != 3 {
+		t.Fatalf("report = %+v", rep)
+	}
+	bad := rep.Suites[0].Tests[1]
+	if bad.Status != "fail" || bad.Line != 10 || bad.Decision != "DENY" || len(bad.Diff) == 0 {
+		t.Errorf("failing test = %+v", bad)
+	}
+	if !slices.Equal(rep.Uncovered, []string{"never-hit", "no-night-reads"}) || len(rep.Coverage) != 3 {
+		t.Errorf("coverage = %v, uncovered = %v", rep.Coverage, rep.Uncovered)
+	}
+}
+
+func TestWriteJUnit(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/pass", policytest.Options{})
+	var out bytes.Buffer
+	if err := policytest.WriteJUnit(&out, &sum); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Cases []struct {
+				Name    string    `xml:"name,attr"`
+				Skipped *struct{} `xml:"skipped"`
+				Failure *struct{} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("not XML: %v\n%s", err, out.String())
+	}
+	if rep.Tests != 3 || rep.Failures != 0 || rep.Skipped != 1 || len(rep.Suites) != 1 || rep.Suites[0].Name != "ok" {
+		t.Fatalf("report = %+v", rep)
+	}
+	if c := rep.Suites[0].Cases[2]; c.Name != "parked" || c.Skipped == nil {
+		t.Errorf("skipped case = %+v", c)
+	}
+}
