@@ -91,6 +91,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newTestCmd(e),
 		newBenchCmd(e),
 		newBundleCmd(e),
+		newAuditCmd(e),
 	)
 	return root
 }
