@@ -1,11 +1,10 @@
 package engine
 
 import (
+	"encoding/binary"
 	"hash/maphash"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
@@ -85,34 +84,87 @@ func (m *memo) put(key []byte, o *outcome) {
 
 var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-var keyMarshal = proto.MarshalOptions{Deterministic: true}
-
-// memoKey appends the memo key of the facts to buf.
+// memoKey appends the memo key of the facts to buf: every field of the
+// request a policy can see (all of subject, action, resource and purpose,
+// the context without time and correlation id), the decision time at the
+// bundle's resolution, the consent decision and the access facts. Strings
+// are length-prefixed and lists counted, so distinct inputs never share a
+// key. TestMemoKeyCoversEveryField fails when a field is added to the API
+// and not here.
 func memoKey(buf []byte, f *facts) ([]byte, error) {
 	req := f.req
+	s := req.GetSubject()
+	buf = appendStr(buf, s.GetId())
+	buf = appendStr(buf, s.GetKind())
+	buf = appendIdentifiers(buf, s.GetIdentifiers())
+	buf = appendStrs(buf, s.GetRoles())
+	buf = appendStr(buf, s.GetOrganization())
+	buf = appendIdentifiers(buf, s.GetOrganizationIdentifiers())
+	buf = appendStrs(buf, s.GetScopes())
+	buf = appendStr(buf, s.GetClientId())
+
+	buf = appendStr(buf, req.GetAction())
+
+	r := req.GetResource()
+	buf = appendStr(buf, r.GetType())
+	buf = appendStr(buf, r.GetId())
+	buf = appendStr(buf, r.GetPatient())
+	buf = appendCodings(buf, r.GetSecurityLabels())
+	buf = appendCodings(buf, r.GetCodes())
+	buf = appendCodings(buf, r.GetCategories())
+	buf = appendStr(buf, r.GetOrganization())
+	buf = appendStr(buf, r.GetAuthor())
+	if d := r.GetDate(); d != nil {
+		buf = append(buf, 1)
+		buf = binary.AppendVarint(buf, d.GetSeconds())
+		buf = binary.AppendVarint(buf, int64(d.GetNanos()))
+	} else {
+		buf = append(buf, 0)
+	}
+	buf = appendStrs(buf, r.GetProfiles())
+
+	buf = appendStr(buf, req.GetPurposeOfUse())
+
 	c := req.GetContext()
-	view := &chaperonev1.CheckRequest{
-		Subject:      req.GetSubject(),
-		Action:       req.GetAction(),
-		Resource:     req.GetResource(),
-		PurposeOfUse: req.GetPurposeOfUse(),
-	}
-	if c != nil {
-		view.Context = &chaperonev1.Context{
-			BreakGlassReason: c.GetBreakGlassReason(),
-			Ip:               c.GetIp(),
-			NetworkZone:      c.GetNetworkZone(),
-			DeviceTrust:      c.GetDeviceTrust(),
-		}
-	}
-	buf, err := keyMarshal.MarshalAppend(buf, view)
-	if err != nil {
-		return nil, err
-	}
-	ms := f.at.UnixMilli()
-	buf = append(buf, 0, byte(ms), byte(ms>>8), byte(ms>>16), byte(ms>>24), byte(ms>>32), byte(ms>>40), byte(ms>>48), byte(ms>>56))
-	buf = append(buf, f.consent...)
+	buf = appendStr(buf, c.GetBreakGlassReason())
+	buf = appendStr(buf, c.GetIp())
+	buf = appendStr(buf, c.GetNetworkZone())
+	buf = appendStr(buf, c.GetDeviceTrust())
+
+	buf = binary.AppendVarint(buf, f.at.UnixMilli())
+	buf = appendStr(buf, f.consent)
 	return appendFactsKey(buf, f), nil
+}
+
+func appendStr(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func appendStrs(buf []byte, ss []string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(ss)))
+	for _, s := range ss {
+		buf = appendStr(buf, s)
+	}
+	return buf
+}
+
+func appendCodings(buf []byte, cs []*chaperonev1.Coding) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(cs)))
+	for _, c := range cs {
+		buf = appendStr(buf, c.GetSystem())
+		buf = appendStr(buf, c.GetCode())
+	}
+	return buf
+}
+
+func appendIdentifiers(buf []byte, ids []*chaperonev1.Identifier) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(ids)))
+	for _, id := range ids {
+		buf = appendStr(buf, id.GetSystem())
+		buf = appendStr(buf, id.GetValue())
+	}
+	return buf
 }
 
 // truncateTime rounds t down to the bundle's time resolution.
