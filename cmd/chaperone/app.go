@@ -19,34 +19,54 @@ import (
 // app is what serve and check wire together: the engine with its active
 // bundle, and the stores it reads.
 type app struct {
-	engine   *engine.Engine
-	consents consentstore.Store
-	access   *access.Memory
-	logger   *slog.Logger
-	closers  []func(context.Context) error
+	engine     *engine.Engine
+	consents   consentstore.Store
+	grants     access.Grants
+	agreements access.Agreements
+	logger     *slog.Logger
+	closers    []func(context.Context) error
+}
+
+// stores are what the engine and the services read and write.
+type stores struct {
+	consents   consentstore.Store
+	grants     access.Grants
+	agreements access.Agreements
+	close      func(context.Context) error // nil: nothing to release
 }
 
 // newApp loads the bundle (bundleDir, or the embedded reference bundle) and
 // seeds the in-memory consent store from consentsDir when given.
 func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*app, error) {
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
 	mem := consentstore.NewMemory()
 	if consentsDir != "" {
 		n, err := mem.Load(ctx, consentsDir)
 		if err != nil {
 			return nil, usageErrorf("--consents: %v", err)
 		}
-		logger.Info("consents loaded", slog.Int("count", n), slog.String("from", consentsDir))
+		if logger != nil {
+			logger.Info("consents loaded", slog.Int("count", n), slog.String("from", consentsDir))
+		}
 	}
 	acc := access.NewMemory()
-	a := &app{consents: mem, access: acc, logger: logger}
-	a.engine = engine.New(engine.StoreConsents(mem),
-		engine.WithGrants(acc), engine.WithAgreements(acc), engine.WithLogger(logger))
+	return newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger)
+}
+
+// newAppWith wires the engine to st (the in-memory stores, or Redis) and
+// loads the bundle.
+func newAppWith(bundleDir string, st stores, logger *slog.Logger) (*app, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	a := &app{consents: st.consents, grants: st.grants, agreements: st.agreements, logger: logger}
+	if st.close != nil {
+		a.closers = append(a.closers, st.close)
+	}
+	a.engine = engine.New(engine.StoreConsents(st.consents),
+		engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithLogger(logger))
 	b, err := loadBundleDir(bundleDir)
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, a.close(context.Background()))
 	}
 	a.engine.Activate(b)
 	return a, nil
@@ -87,6 +107,8 @@ func loadBundleDir(dir string) (*engine.Bundle, error) {
 func (a *app) serverOptions() []server.Option {
 	return []server.Option{
 		server.WithConsentService(server.NewConsentService(a.consents, server.WithConsentLogger(a.logger))),
+		server.WithAccessService(server.NewAccessService(a.grants, server.WithAccessLogger(a.logger))),
+		server.WithAgreementService(server.NewAgreementService(a.agreements, server.WithAgreementLogger(a.logger))),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,7 @@ func newServeCmd(e *env) *cobra.Command {
 		consentsDir string
 		logLevel    string
 		drain       time.Duration
+		rf          redisFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8787] [--bundle DIR] [--consents DIR]",
@@ -29,6 +31,10 @@ func newServeCmd(e *env) *cobra.Command {
 		Long: `serve answers DecisionService (and the other services) on one port, over
 HTTP/1.1 and cleartext HTTP/2. With no flags it listens on 127.0.0.1:8787,
 decides with the embedded reference bundle and keeps consents in memory.
+With --redis, consents, break-glass grants and vendor agreements live in
+Redis, shared by every replica, with a local cache per replica invalidated
+through Redis pub/sub; when Redis cannot be read, decisions about patients
+are denied (CONSENT_UNAVAILABLE).
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -43,9 +49,24 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return err
 			}
-			app, err := newApp(ctx, bundleDir, consentsDir, logger)
-			if err != nil {
-				return err
+			var app *app
+			if rf.url != "" {
+				if consentsDir != "" {
+					return usageErrorf("--consents seeds the in-memory store; with --redis import consents with chaperone consent import")
+				}
+				rs, closeRedis, err := openRedis(ctx, rf, os.Getenv, logger)
+				if err != nil {
+					return err
+				}
+				app, err = newAppWith(bundleDir, stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
+				if err != nil {
+					return err
+				}
+			} else {
+				app, err = newApp(ctx, bundleDir, consentsDir, logger)
+				if err != nil {
+					return err
+				}
 			}
 			srv := server.New(app.engine, v, append(app.serverOptions(), server.WithLogger(logger))...)
 
@@ -79,6 +100,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&bundleDir, "bundle", "", "policy directory (default: the embedded reference bundle)")
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
+	rf.register(cmd.Flags())
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
 }

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/pflag"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+)
+
+// encryptionKeyEnv holds the AES key for consent payloads at rest when
+// --encryption-key-file is not given.
+const encryptionKeyEnv = "CHAPERONE_ENCRYPTION_KEY"
+
+// redisFlags are serve's flags for the shared Redis store.
+type redisFlags struct {
+	url       string
+	timeout   time.Duration
+	cacheSize int
+	cacheTTL  time.Duration
+	keyFile   string
+}
+
+const redisURLHelp = `Redis holding consents, break-glass grants and vendor agreements shared by all replicas
+(default: the embedded in-memory store). Forms:
+  redis://[user:pass@]host:6379/0             standalone (rediss:// for TLS)
+  redis+sentinel://[user:pass@]s1:26379/0?master_name=mymaster&addr=s2:26379&addr=s3:26379
+                                              Sentinel (rediss+sentinel:// for TLS)
+  redis+cluster://[user:pass@]n1:6379?addr=n2:6379&addr=n3:6379
+                                              Cluster (rediss+cluster:// for TLS)
+Query parameters set client options (dial_timeout, pool_size, ...)`
+
+func (f *redisFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.url, "redis", "", redisURLHelp)
+	fs.DurationVar(&f.timeout, "redis-timeout", consentstore.DefaultRedisTimeout, "bound of every Redis call; a Check that cannot read consents in time is denied (CONSENT_UNAVAILABLE)")
+	fs.IntVar(&f.cacheSize, "cache-size", consentstore.DefaultCacheSize, "local cache entries per replica (patients, and client agreements); 0 turns the cache off")
+	fs.DurationVar(&f.cacheTTL, "cache-ttl", consentstore.DefaultCacheTTL, "how long a cached entry may be served (it is also dropped on every write, from any replica)")
+	fs.StringVar(&f.keyFile, "encryption-key-file", "", "encrypt consent payloads in Redis with AES-GCM under the key in this file (16, 24 or 32 bytes, as hex, base64 or raw bytes, tried in that order); also $"+encryptionKeyEnv+"; off by default")
+}
+
+// newRedisClient builds a go-redis UniversalClient from a --redis URL.
+func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--redis: %w", err)
+	}
+	scheme, mode, _ := strings.Cut(u.Scheme, "+")
+	if scheme != "redis" && scheme != "rediss" {
+		return nil, fmt.Errorf("--redis %s: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Redacted())
+	}
+	u.Scheme = scheme
+	plain := u.String()
+	switch mode {
+	case "":
+		o, err := redis.ParseURL(plain)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		return redis.NewClient(o), nil
+	case "sentinel":
+		o, err := redis.ParseFailoverURL(plain)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		return redis.NewFailoverClient(o), nil
+	case "cluster":
+		o, err := redis.ParseClusterURL(plain)
+		if err != nil {
+			return nil, fmt.Errorf("--redis: %w", err)
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		return redis.NewClusterClient(o), nil
+	}
+	return nil, fmt.Errorf("--redis %s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
+}
+
+// encryptionKey reads the key from the file, else from the environment;
+// nil when neither is set.
+func encryptionKey(file string, getenv func(string) string) ([]byte, error) {
+	var text string
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--encryption-key-file: %w", err)
+		}
+		text = string(b)
+	case getenv(encryptionKeyEnv) != "":
+		text = getenv(encryptionKeyEnv)
+	default:
+		return nil, nil
+	}
+	trimmed := strings.TrimSpace(text)
+	if k, err := hex.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
+		return k, nil
+	}
+	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
+		return k, nil
+	}
+	if validKeyLen(len(trimmed)) {
+		return []byte(trimmed), nil
+	}
+	return nil, errors.New("encryption key: want 16, 24 or 32 bytes, raw, hex or base64")
+}
+
+func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+// openRedis connects to Redis and returns the shared store (consents,
+// grants and agreements) and a closer for it and the client. It fails when
+// Redis does not answer PING within the timeout: serve should not start on
+// a store it cannot reach (once running, it fails closed instead).
+func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger) (*consentstore.Redis, func(context.Context) error, error) {
+	client, err := newRedisClient(f.url, f.timeout)
+	if err != nil {
+		return nil, nil, usageErrorf("%v", err)
+	}
+	key, err := encryptionKey(f.keyFile, getenv)
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, usageErrorf("%v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	opts := []consentstore.RedisOption{
+		consentstore.WithRedisTimeout(f.timeout),
+		consentstore.WithCache(f.cacheSize, f.cacheTTL),
+		consentstore.WithRedisLogger(logger),
+	}
+	if key != nil {
+		opts = append(opts, consentstore.WithEncryptionKey(key))
+	}
+	store, err := consentstore.NewRedis(client, opts...)
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, usageErrorf("%v", err)
+	}
+	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.Bool("encrypted", key != nil),
+		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL))
+	closer := func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
+	return store, closer, nil
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/test/redistest"
+)
+
+func TestNewRedisClient(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, url string
+		want      string // client type
+	}{
+		{"standalone", "redis://127.0.0.1:6379/0", "*redis.Client"},
+		{"tls", "rediss://user:pw@redis.example:6380/1", "*redis.Client"},
+		{"sentinel", "redis+sentinel://s1:26379/0?master_name=mymaster&addr=s2:26379", "*redis.Client"},
+		{"cluster", "redis+cluster://n1:6379?addr=n2:6379&addr=n3:6379", "*redis.ClusterClient"},
+		{"bad scheme", "http://x", ""},
+		{"bad mode", "redis+ring://x", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := newRedisClient(tc.url, time.Second)
+			if tc.want == "" {
+				if err == nil {
+					t.Fatalf("accepted %s", tc.url)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var got string
+			switch c.(type) {
+			case *redis.Client:
+				got = "*redis.Client"
+			case *redis.ClusterClient:
+				got = "*redis.ClusterClient"
+			}
+			if got != tc.want {
+				t.Errorf("client %T, want %s", c, tc.want)
+			}
+		})
+	}
+}
+
+func TestEncryptionKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	raw := []byte("an AES-256 key of 32 raw bytes!!") // not hex, not base64
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noEnv := func(string) string { return "" }
+	for name, file := range map[string]string{
+		"raw": write("raw", string(raw)), "hex": write("hex", hex.EncodeToString(raw)+"\n"),
+	} {
+		k, err := encryptionKey(file, noEnv)
+		if err != nil || string(k) != string(raw) {
+			t.Errorf("%s: %q %v", name, k, err)
+		}
+	}
+	if _, err := encryptionKey(write("bad", "short"), noEnv); err == nil {
+		t.Error("short key accepted")
+	}
+	k, err := encryptionKey("", func(string) string { return hex.EncodeToString(raw[:16]) })
+	if err != nil || len(k) != 16 {
+		t.Errorf("env key: %q %v", k, err)
+	}
+	if k, err := encryptionKey("", noEnv); k != nil || err != nil {
+		t.Errorf("no key: %q %v", k, err)
+	}
+}
+
+// TestOpenRedis wires serve's stores on a real Redis: a consent written
+// through the store decides the next Check; an unreachable Redis is an
+// error at start.
+func TestOpenRedis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.StartServer(t)
+	ctx := context.Background()
+	flags := redisFlags{url: "redis://" + srv.Addr() + "/0", timeout: time.Second, cacheSize: 10, cacheTTL: time.Minute}
+	st, closeRedis, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAppWith("", stores{consents: st, grants: st, agreements: st, close: closeRedis}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close(ctx)
+	if len(a.serverOptions()) < 3 {
+		t.Error("services not mounted")
+	}
+	c, err := consentstore.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.consents.Put(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	resp := a.engine.Check(ctx, &chaperonev1.CheckRequest{
+		Subject:  &chaperonev1.Subject{Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+		Action:   "read",
+		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1"}, PurposeOfUse: "TREAT",
+	})
+	if resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || len(resp.GetConsents()) != 1 {
+		t.Errorf("check with a deny consent in redis: %v", resp)
+	}
+	srv.Kill()
+	if _, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("openRedis succeeded with redis down")
+	}
+}
