@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -80,21 +79,16 @@ func New(consents ConsentEvaluator, opts ...Option) *Engine {
 		consents: consents,
 		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:      time.Now,
-		newID:    newDecisionID,
 		memoSize: 50000,
 	}
 	for _, o := range opts {
 		o(e)
 	}
-	return e
-}
-
-func newDecisionID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
+	if e.newID == nil {
+		ids := &decisionIDs{now: time.Now}
+		e.newID = ids.next
 	}
-	return id.String()
+	return e
 }
 
 // active is a bundle with the memo of its outcomes.
