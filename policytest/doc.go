@@ -20,8 +20,10 @@
 //	      obligations: {auditTags: [BREAK_GLASS], maskPaths: [...], redactLabels: [{system: ..., code: ...}]}
 //	    skip: "why this case is parked"  # optional
 //
-// Every fixture of a suite is loaded into in-memory stores
-// ([consentstore.Memory], [access.Memory]) behind a fresh [engine.Engine]; every
+// Every fixture of a suite is loaded into in-memory stores (consents in a
+// [consentstore.Memory], agreements in an [access.Memory], grants in a
+// runner-owned store with [access.Grant.ActiveAt] semantics) behind a fresh
+// [engine.Engine]; every
 // request is validated with the API's protovalidate rules and decided with
 // [engine.Engine.Explain]. A test passes when the decision is the wanted
 // one, every wanted reason is among the response's reasons (a string matches
