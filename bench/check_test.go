@@ -13,6 +13,7 @@ import (
 	"github.com/cedar-policy/cedar-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -63,6 +64,26 @@ func BenchmarkCheck(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			e := referenceEngine(b, engine.WithMemo(memo))
 			req := clinicianRead()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if e.Check(ctx, req).GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+					b.Fatal("not allowed")
+				}
+			}
+		})
+	}
+	// The same with consents from the in-memory store (one consent for
+	// the patient: evaluated on every decision, never memoised).
+	for _, memo := range []int{50000, 0} {
+		name := "engine=chaperone/consents=store/memo=warm"
+		if memo == 0 {
+			name = "engine=chaperone/consents=store/memo=off"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := storeEngine(b, engine.WithMemo(memo))
+			req := clinicianRead()
+			req.Resource.Patient = "Patient/cp" // a permitting consent
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
@@ -163,13 +184,36 @@ func BenchmarkCheckLoopback(b *testing.B) {
 	}
 }
 
+// BenchmarkBatchCheckLoopback measures BatchCheck of 100 requests (the
+// reference scenario's mix) over loopback Connect; ns/op is per batch.
+func BenchmarkBatchCheckLoopback(b *testing.B) {
+	base := serve(b)
+	client := chaperonev1connect.NewDecisionServiceClient(http.DefaultClient, base)
+	sc, _ := load.LookupScenario("reference")
+	batch := &chaperonev1.BatchCheckRequest{}
+	for i := range 100 {
+		batch.Requests = append(batch.Requests, sc.Requests[i%len(sc.Requests)])
+	}
+	ctx := context.Background()
+	b.Run("batch=100", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, err := client.BatchCheck(ctx, connect.NewRequest(batch))
+			if err != nil || len(resp.Msg.GetResponses()) != 100 {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/check")
+	})
+}
+
 func serve(b *testing.B) string {
 	b.Helper()
 	v, err := validation.New()
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := server.New(referenceEngine(b), v).HTTPServer()
+	hs := server.New(storeEngine(b), v).HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

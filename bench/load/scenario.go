@@ -105,45 +105,46 @@ func referenceScenario() *Scenario {
 		o2    = "Organization/o2"
 		pract = "practitioner"
 	)
+	with := func(r *chaperonev1.CheckRequest, f func(*chaperonev1.CheckRequest)) *chaperonev1.CheckRequest {
+		f(r)
+		return r
+	}
 	reqs := []*chaperonev1.CheckRequest{
-		// Care team reads (ALLOW), by consent state.
+		// Care team reads in their organisation, by consent state.
 		req(dr, pract, clin, o1, "read", "Observation", patientNone, o1, "TREAT", "N"),
 		req(dr, pract, clin, o1, "search", "Condition", patientPermit, o1, "TREAT", "N"),
-		req(dr, pract, clin, o1, "read", "MedicationRequest", patientPermitNotR, o1, "TREAT", "N"),
+		req("Practitioner/n1", pract, []string{"nurse"}, o1, "read", "MedicationRequest", patientPermitNotR, o1, "TREAT", "N"),
 		req(dr, pract, clin, o1, "read", "DiagnosticReport", patientNone, o1, "TREAT", "V"),
-		// Consent denies (DENY CONSENT_DENY).
+		// The patient's consent denies.
 		req(dr, pract, clin, o1, "read", "Observation", patientDeny, o1, "TREAT", "N"),
 		req(dr, pract, clin, o1, "read", "Condition", patientPermitNotR, o1, "TREAT", "R"),
-		// Another organisation's record (DENY NO_PERMIT).
+		// Another organisation's record.
 		req(dr, pract, clin, o1, "read", "Observation", patientNone, o2, "TREAT", "N"),
-		// Restricted data outside treatment (DENY SENSITIVE_PURPOSE).
+		// Restricted data outside treatment.
 		req(dr, pract, clin, o1, "read", "Observation", patientNone, o1, "HPAYMT", "R"),
-		// Break-glass: emergency treatment in another organisation.
-		func() *chaperonev1.CheckRequest {
-			r := req(dr, pract, clin, o1, "read", "AllergyIntolerance", patientDeny, o2, "ETREAT", "N")
-			r.Context.BreakGlassReason = "unconscious patient in ED"
-			return r
-		}(),
-		// The patient reads their own record (ALLOW) and someone else's (DENY).
+		// Break-glass: emergency treatment over a consent deny, with and without a stated reason.
+		with(req(dr, pract, clin, o1, "read", "AllergyIntolerance", patientDeny, o1, "ETREAT", "N"),
+			func(r *chaperonev1.CheckRequest) { r.Context.BreakGlassReason = "unconscious patient in ED" }),
+		req(dr, pract, clin, o1, "read", "AllergyIntolerance", patientDeny, o1, "ETREAT", "N"),
+		// The patient reads their own record, and someone else's.
 		req(patientNone, "patient", []string{"patient"}, "", "read", "Observation", patientNone, o1, "PATRQT", "N"),
 		req(patientNone, "patient", []string{"patient"}, "", "read", "Observation", patientPermit, o1, "PATRQT", "N"),
-		// Support staff: patient contact details with masks (ALLOW), nothing clinical (DENY).
-		req("Practitioner/s1", pract, []string{"support"}, o1, "read", "Patient", patientNone, o1, "HOPERAT", "N"),
-		req("Practitioner/s1", pract, []string{"support"}, o1, "read", "Observation", patientNone, o1, "HOPERAT", "N"),
-		// Writes: from an unmanaged device (DENY DEVICE_UNTRUSTED), and with no permitting policy.
-		func() *chaperonev1.CheckRequest {
-			r := req(dr, pract, clin, o1, "create", "Observation", patientNone, o1, "TREAT", "N")
-			r.Context.DeviceTrust = "unmanaged"
-			return r
-		}(),
-		req(dr, pract, clin, o1, "update", "Observation", patientNone, o1, "TREAT", "N"),
-		// Billing (DENY NO_PERMIT).
+		// Support staff: patient contact details with masks, nothing clinical.
+		with(req("Practitioner/s1", pract, []string{"support"}, o1, "read", "Patient", patientNone, o1, "HOPERAT", "N"),
+			func(r *chaperonev1.CheckRequest) { r.Context.NetworkZone = "corporate" }),
+		with(req("Practitioner/s1", pract, []string{"support"}, o1, "read", "Observation", patientNone, o1, "HOPERAT", "N"),
+			func(r *chaperonev1.CheckRequest) { r.Context.NetworkZone = "corporate" }),
+		// A write from an unmanaged device.
+		with(req(dr, pract, clin, o1, "create", "Observation", patientNone, o1, "TREAT", "N"),
+			func(r *chaperonev1.CheckRequest) { r.Context.DeviceTrust = "unmanaged" }),
+		// Billing reads an encounter.
 		req("Practitioner/b1", pract, []string{"billing"}, o1, "read", "Encounter", patientNone, o1, "HPAYMT", "N"),
 	}
 	return &Scenario{
 		Name: "reference",
-		Description: "16 requests against the reference bundle: care team, patient, support, billing; " +
-			"no consent, consent deny, consent permit, permit except restricted; sensitive labels, break-glass, device trust",
+		Description: "16 requests: clinician, nurse, patient, support and billing; no consent, consent deny, " +
+			"consent permit, permit except restricted data; sensitive labels; break-glass with and without a reason; " +
+			"another organisation; an unmanaged device",
 		Requests: reqs,
 		Consents: [][]byte{
 			r5Consent("bench-deny", patientDeny, "deny", ""),

@@ -63,32 +63,32 @@ func TestBench(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		name      string
-		args      []string
-		requests  int64 // exact when > 0
-		decisions map[string]int64
-		errors    map[string]int64
+		name     string
+		args     []string
+		requests int64 // exact when > 0
+		mixed    bool  // both ALLOW and DENY (the reference bundle evolves; exact counts are in bench/)
+		errors   map[string]int64
 	}{
 		{
 			// The reference scenario once through, consents seeded through ConsentService.Put.
 			name: "scenario=reference/protocol=connect", requests: 16,
-			args:      []string{"--scenario", "reference", "--max-requests", "16", "--concurrency", "2"},
-			decisions: map[string]int64{"ALLOW": 6, "DENY": 10},
+			args:  []string{"--scenario", "reference", "--max-requests", "16", "--concurrency", "2"},
+			mixed: true,
 		},
 		{
 			name: "scenario=reference/protocol=json", requests: 32,
-			args:      []string{"--scenario", "reference", "--max-requests", "32", "--protocol", "json"},
-			decisions: map[string]int64{"ALLOW": 12, "DENY": 20},
+			args:  []string{"--scenario", "reference", "--max-requests", "32", "--protocol", "json"},
+			mixed: true,
 		},
 		{
 			name: "scenario=reference/protocol=grpc", requests: 16,
-			args:      []string{"--scenario", "reference", "--max-requests", "16", "--protocol", "grpc", "--concurrency", "4"},
-			decisions: map[string]int64{"ALLOW": 6, "DENY": 10},
+			args:  []string{"--scenario", "reference", "--max-requests", "16", "--protocol", "grpc", "--concurrency", "4"},
+			mixed: true,
 		},
 		{
 			name: "requests=file", requests: 10,
-			args:      []string{"--requests", reqFile, "--max-requests", "10", "--concurrency", "1"},
-			decisions: map[string]int64{"ALLOW": 5, "DENY": 5},
+			args:  []string{"--requests", reqFile, "--max-requests", "10", "--concurrency", "1"},
+			mixed: true,
 		},
 		{
 			name: "requests=invalid", requests: 4,
@@ -138,11 +138,9 @@ func TestBench(t *testing.T) {
 			if !(res.Latency.P50 > 0 && res.Latency.P50 <= res.Latency.P99 && res.Latency.P99 <= res.Latency.Max) {
 				t.Errorf("latency percentiles out of order: %+v", res.Latency)
 			}
-			for k, want := range tc.decisions {
-				if res.Decisions[k] != want {
-					t.Errorf("decisions = %v, want %v", res.Decisions, tc.decisions)
-					break
-				}
+			if tc.mixed && (res.Decisions["ALLOW"] == 0 || res.Decisions["DENY"] == 0 ||
+				res.Decisions["ALLOW"]+res.Decisions["DENY"] != res.Requests) {
+				t.Errorf("decisions = %v of %d requests, want ALLOW and DENY only", res.Decisions, res.Requests)
 			}
 			if tc.errors == nil && res.Errors != 0 {
 				t.Errorf("errors: %v", res.ErrorCodes)
