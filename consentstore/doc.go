@@ -17,6 +17,47 @@
 // read: the patient's consents that are not revoked, and a version string
 // that changes on every write for the patient.
 //
+// # Redis
+//
+// [Redis] is the implementation shared by replicas (go-redis
+// UniversalClient: standalone, Sentinel or Cluster). It also keeps
+// break-glass grants ([access.Grants]) and vendor agreements
+// ([access.Agreements]), so one client serves all three.
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+//	store, err := consentstore.NewRedis(rdb, consentstore.WithCache(100_000, time.Minute))
+//	defer store.Close()
+//
+// Keys carry a hash tag on the patient, so one patient's data is in one
+// Cluster slot: PREFIX:{Patient/52}:version (a counter), :consents (a hash
+// id → "VERSION|REVOKED|PAYLOAD"), :grants. Every write runs as one Lua
+// script that bumps the patient's version, writes the record and publishes
+// an invalidation on PREFIX:invalidate. Revoked records stay in the hash,
+// readable as revoked. PREFIX:consent:{id} maps an id to its patient.
+//
+// Each replica caches, per patient, the compiled [Set] and the grants (a
+// bounded LRU with a TTL), and each client's agreement. A miss costs one
+// MULTI/EXEC round trip and compiles the records; a hit costs none and
+// does not parse. Every write drops the entry on the writing replica at
+// once and on the others when the invalidation arrives. The cache is
+// served only while the invalidation subscription is live: when it drops
+// (Redis down, connection killed, PING unanswered) the whole cache is
+// dropped, because invalidations may have been missed, and it is dropped
+// again once the subscription is back.
+//
+// Fail closed: every Redis call is bounded by a timeout
+// ([WithRedisTimeout]); a read that cannot reach Redis and has no
+// trustworthy cache entry returns an error wrapping [ErrUnavailable], which
+// the engine answers with DENY CONSENT_UNAVAILABLE. Redis errors are
+// translated at the edge: redis.Nil is [ErrNotFound] (or
+// access.ErrNotFound).
+//
+// Encryption at rest is optional and off by default: with
+// [WithEncryptionKey] (AES-128/192/256-GCM) consent payloads are sealed
+// with a random nonce, bound to their patient and id. Records written
+// before the key was set stay readable; sealed records are unreadable
+// ([ErrSealed]) without the key. Grants and agreements are not encrypted.
+//
 // Evaluation of a request against consents lives in package
 // github.com/chaperone-pdp/chaperone/engine/consent.
 package consentstore
