@@ -18,7 +18,7 @@ const (
 	DefaultEnqueueTimeout     = 100 * time.Millisecond
 	DefaultCheckpointEvery    = 10000
 	DefaultCheckpointInterval = time.Minute
-	DefaultBatchSize          = 1024
+	DefaultBatchSize          = 8192
 )
 
 // Errors of a [Log]. Both match [ErrUnavailable]: the decision they belong
