@@ -201,7 +201,9 @@ type Status struct {
 	// LastError is why the last attempt failed; empty when it succeeded.
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitzero"`
-	Source      string    `json:"source"`
+	// Failures counts the bundles refused since the loader started.
+	Failures uint64 `json:"failures"`
+	Source   string `json:"source"`
 }
 
 // Loader loads bundles from a [Source], verifies and compiles them off the
@@ -283,6 +285,7 @@ func (l *Loader) Load(ctx context.Context) error {
 			slog.String("active_revision", l.status.Load().Revision))
 		st := *l.status.Load()
 		st.LastError, st.LastErrorAt = err.Error(), l.now()
+		st.Failures++
 		l.status.Store(&st)
 		return err
 	}
@@ -314,6 +317,7 @@ func (l *Loader) activate(a *Archive) error {
 		Signers:  verified.Signers,
 		LoadedAt: l.now(),
 		Source:   l.source.String(),
+		Failures: l.status.Load().Failures,
 	})
 	return nil
 }

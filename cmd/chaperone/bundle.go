@@ -495,6 +495,7 @@ type bundleFlags struct {
 	verifyKeys    []string
 	minSignatures int
 	poll          time.Duration
+	loader        *bundles.Loader // set by start
 }
 
 // addBundleFlags adds --bundle, --verify-key, --min-signatures and
@@ -552,6 +553,7 @@ func (f *bundleFlags) start(ctx context.Context, eng *engine.Engine, logger *slo
 		opts = append(opts, bundles.WithTrustedKeys(keys, f.minSignatures))
 	}
 	loader := bundles.NewLoader(eng, src, opts...)
+	f.loader = loader
 	if err := loader.Load(ctx); err != nil {
 		return nil, nil, failedf("--bundle %s: %v", src, err)
 	}

@@ -19,11 +19,13 @@ import (
 func newServeCmd(e *env) *cobra.Command {
 	var (
 		addr        string
-		bundleDir   string
 		consentsDir string
 		logLevel    string
 		drain       time.Duration
 		rf          redisFlags
+		bf          *bundleFlags
+		sf          *securityFlags
+		af          *auditFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8787] [--bundle DIR] [--consents DIR]",
@@ -49,6 +51,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return err
 			}
+			sec, err := sf.build(ctx, addr, logger)
+			if err != nil {
+				return err
+			}
 			var app *app
 			if rf.url != "" {
 				if consentsDir != "" {
@@ -58,17 +64,34 @@ SIGTERM or SIGINT stops it gracefully.`,
 				if err != nil {
 					return err
 				}
-				app, err = newAppWith(bundleDir, stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
+				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
 				if err != nil {
 					return err
 				}
 			} else {
-				app, err = newApp(ctx, bundleDir, consentsDir, logger)
+				app, err = newApp(ctx, "", consentsDir, logger)
 				if err != nil {
 					return err
 				}
 			}
-			srv := server.New(app.engine, v, append(app.serverOptions(), server.WithLogger(logger))...)
+			// The embedded bundle is active; --bundle replaces it before
+			// the first request and is watched from then on.
+			bundleOpt, stopBundles, err := bf.start(ctx, app.engine, logger)
+			if err != nil {
+				return err
+			}
+			defer stopBundles()
+			auditLog, err := af.open(ctx, logger)
+			if err != nil {
+				return err
+			}
+			if m := sec.metrics; m != nil {
+				loader := bf.loader
+				_ = m.Bundle(func() string { return loader.Status().Revision }, func() uint64 { return loader.Status().Failures })
+				_ = m.AuditQueue(func() int { return auditLog.Stats().QueueDepth }, func() uint64 { return auditLog.Stats().Dropped })
+			}
+			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger))
+			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -78,10 +101,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 			logger.Info("serving", slog.String("addr", ln.Addr().String()),
 				slog.String("bundle_revision", app.engine.Bundle().Revision()),
 				slog.Bool("loopback_only", isLoopback(ln.Addr())))
-			fmt.Fprintf(e.stderr, "chaperone listening on http://%s\n", ln.Addr())
+			fmt.Fprintf(e.stderr, "chaperone listening on %s://%s\n", sec.scheme(), ln.Addr())
 
 			errc := make(chan error, 1)
-			go func() { errc <- hs.Serve(ln) }()
+			go func() { errc <- sec.serve(hs, ln) }()
 			select {
 			case err := <-errc:
 				return err
@@ -90,14 +113,23 @@ SIGTERM or SIGINT stops it gracefully.`,
 			logger.Info("shutting down", slog.Duration("drain", drain))
 			sctx, cancel := context.WithTimeout(context.Background(), drain)
 			defer cancel()
+			// In-flight decisions finish first, then their audit records
+			// are drained and flushed, then the stores close.
+			var errs []error
 			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("shutdown: %w", err)
+				errs = append(errs, fmt.Errorf("shutdown: %w", err))
 			}
-			return app.close(sctx)
+			if err := auditLog.Close(sctx); err != nil {
+				errs = append(errs, fmt.Errorf("audit: %w", err))
+			}
+			errs = append(errs, sec.close(sctx), app.close(sctx))
+			return errors.Join(errs...)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
-	cmd.Flags().StringVar(&bundleDir, "bundle", "", "policy directory (default: the embedded reference bundle)")
+	bf = addBundleFlags(cmd.Flags())
+	sf = addSecurityFlags(cmd.Flags())
+	af = addAuditFlags(cmd.Flags())
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
