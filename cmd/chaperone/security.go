@@ -72,6 +72,7 @@ type security struct {
 	// with --metrics=false).
 	metrics *server.Metrics
 	tracing *server.Tracing
+	logger  *slog.Logger
 }
 
 // build checks the flags against addr and makes the guard, TLS, metrics and
@@ -104,7 +105,7 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		}
 	}
 
-	s := &security{}
+	s := &security{logger: logger}
 	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != ""}
 	if useTLS {
 		tc, err := server.NewTLSConfig(server.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.clientCA})
@@ -196,8 +197,10 @@ func (s *security) scheme() string {
 	return "http"
 }
 
-// serve serves hs on ln, over TLS when configured.
+// serve serves hs on ln, over TLS when configured. The http.Server's own
+// errors (refused TLS handshakes) go to the JSON log.
 func (s *security) serve(hs *http.Server, ln net.Listener) error {
+	hs.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
 	if s.tls == nil {
 		return hs.Serve(ln)
 	}
