@@ -17,9 +17,10 @@
 // and none denies; when nothing applies the answer is DENY NO_PERMIT. A
 // consent DENY makes the decision DENY (CONSENT_DENY) unless a permitting
 // policy is marked as overriding consent (break-glass rules). Any evaluation
-// error, a consent store that cannot answer, or a missing bundle is a DENY
-// with a reason code (POLICY_ERROR, CONSENT_UNAVAILABLE, NO_BUNDLE): the
-// engine fails closed.
+// error, a consent store that cannot answer (consents or break-glass
+// grants), an agreement store that cannot answer, or a missing bundle is a
+// DENY with a reason code (POLICY_ERROR, CONSENT_UNAVAILABLE,
+// AGREEMENT_UNAVAILABLE, NO_BUNDLE): the engine fails closed.
 //
 // # Memoisation
 //

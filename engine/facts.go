@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -55,7 +56,9 @@ func (e *Engine) gatherAccessFacts(ctx context.Context, f *facts) error {
 	if e.grants != nil && req.GetResource().GetPatient() != "" {
 		_, ok, err := e.grants.ActiveGrant(ctx, req.GetSubject().GetId(), req.GetResource().GetPatient(), f.exact)
 		if err != nil {
-			return &factError{"GRANT_UNAVAILABLE", err}
+			// Grants override consent, so they are part of the patient's
+			// consent state: unknown grants are an unknown consent state.
+			return &factError{"CONSENT_UNAVAILABLE", fmt.Errorf("break-glass grants: %w", err)}
 		}
 		f.grant = ok
 	}

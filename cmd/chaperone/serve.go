@@ -81,6 +81,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 				return err
 			}
 			defer stopBundles()
+			if af.redisURL == "" && rf.url != "" {
+				// With --redis the decision log goes to Redis Streams too.
+				af.redisURL = rf.url
+			}
 			auditLog, err := af.open(ctx, logger)
 			if err != nil {
 				return err
