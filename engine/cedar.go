@@ -61,6 +61,7 @@ type cedarLayer struct {
 	byID    map[cedar.PolicyID]*cedarPolicy
 	index   map[string]map[string]cedarPolicies // resource type → action → policies
 	actions cedar.EntityMap
+	consts  *constRecords
 }
 
 func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
@@ -68,6 +69,7 @@ func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
 		byID:    map[cedar.PolicyID]*cedarPolicy{},
 		index:   map[string]map[string]cedarPolicies{},
 		actions: actionEntities(),
+		consts:  newConstRecords(),
 	}
 	type scoped struct {
 		p       *cedarPolicy
@@ -263,7 +265,7 @@ func (l *cedarLayer) evaluate(_ context.Context, f *facts) (layerResult, error) 
 	if len(ps) == 0 {
 		return layerResult{}, nil
 	}
-	ents := newCedarEntities(f, l.actions)
+	ents := newCedarEntities(f, l.actions, l.consts)
 	dec, diag := cedar.Authorize(ps, ents, cedar.Request{
 		Principal: ents.principal.UID,
 		Action:    cedar.NewEntityUID("Action", cedar.String(f.req.GetAction())),

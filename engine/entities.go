@@ -27,7 +27,67 @@ func (c *cedarEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 	return e, ok
 }
 
-func newCedarEntities(f *facts, actions cedar.EntityMap) *cedarEntities {
+// constRecords are the context sub-records most requests share, built once
+// per bundle: the facts of a client without an agreement and of SMART
+// scopes that granted no level. Cedar records hash and copy their map when
+// built, so reusing these saves two of the five records of a request.
+type constRecords struct {
+	noAgreement cedar.Record
+	scopes      [2][2]cedar.Record // [present][allows], no levels
+}
+
+func newConstRecords() *constRecords {
+	c := &constRecords{noAgreement: agreementRecord(&agreementFact{})}
+	for _, present := range []bool{false, true} {
+		for _, allows := range []bool{false, true} {
+			c.scopes[b2i(present)][b2i(allows)] = scopesRecord(&scopeFacts{present: present, allows: allows})
+		}
+	}
+	return c
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func agreementRecord(a *agreementFact) cedar.Record {
+	return cedar.NewRecord(cedar.RecordMap{
+		"exists":        cedar.Boolean(a.exists),
+		"active":        cedar.Boolean(a.active),
+		"covers":        cedar.Boolean(a.covers),
+		"vendor":        cedar.String(a.vendor),
+		"tier":          cedar.String(a.tier),
+		"purposes":      stringSet(a.purposes),
+		"resourceTypes": stringSet(a.resourceTypes),
+	})
+}
+
+func scopesRecord(s *scopeFacts) cedar.Record {
+	return cedar.NewRecord(cedar.RecordMap{
+		"present": cedar.Boolean(s.present),
+		"allows":  cedar.Boolean(s.allows),
+		"levels":  stringSet(s.levels),
+	})
+}
+
+func (c *constRecords) agreement(a *agreementFact) cedar.Record {
+	if !a.exists && !a.active && !a.covers && a.vendor == "" && a.tier == "" && len(a.purposes) == 0 && len(a.resourceTypes) == 0 {
+		return c.noAgreement
+	}
+	return agreementRecord(a)
+}
+
+func (c *constRecords) scopeFacts(s *scopeFacts) cedar.Record {
+	if len(s.levels) == 0 {
+		return c.scopes[b2i(s.present)][b2i(s.allows)]
+	}
+	return scopesRecord(s)
+}
+
+func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords) *cedarEntities {
 	req := f.req
 	s := req.GetSubject()
 	res := req.GetResource()
@@ -85,20 +145,8 @@ func newCedarEntities(f *facts, actions cedar.EntityMap) *cedarEntities {
 		"deviceTrust":      cedar.String(ctx.GetDeviceTrust()),
 		"consent":          cedar.String(f.consent),
 		"breakGlassGrant":  cedar.Boolean(f.grant),
-		"scopes": cedar.NewRecord(cedar.RecordMap{
-			"present": cedar.Boolean(f.scopes.present),
-			"allows":  cedar.Boolean(f.scopes.allows),
-			"levels":  stringSet(f.scopes.levels),
-		}),
-		"agreement": cedar.NewRecord(cedar.RecordMap{
-			"exists":        cedar.Boolean(f.agreement.exists),
-			"active":        cedar.Boolean(f.agreement.active),
-			"covers":        cedar.Boolean(f.agreement.covers),
-			"vendor":        cedar.String(f.agreement.vendor),
-			"tier":          cedar.String(f.agreement.tier),
-			"purposes":      stringSet(f.agreement.purposes),
-			"resourceTypes": stringSet(f.agreement.resourceTypes),
-		}),
+		"scopes":           consts.scopeFacts(&f.scopes),
+		"agreement":        consts.agreement(&f.agreement),
 	}
 	if ip, err := types.ParseIPAddr(ctx.GetIp()); err == nil && ctx.GetIp() != "" {
 		cm["ip"] = ip

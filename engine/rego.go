@@ -32,6 +32,46 @@ type regoLayer struct {
 	query    rego.PreparedEvalQuery
 	packages []string
 	ids      []string
+	consts   *regoConsts
+}
+
+// regoConsts are input sub-documents most requests share, built once per
+// bundle: input.consent for each consent decision, and input.facts without
+// a grant, an agreement or scope levels. Terms are immutable once built
+// (OPA shares its interned terms the same way), so one copy serves every
+// evaluation and saves building three of the input's eight objects.
+type regoConsts struct {
+	consent map[string]*ast.Term
+	facts   [2][2]*ast.Term // [scopes.present][scopes.allows]
+}
+
+func newRegoConsts() *regoConsts {
+	c := &regoConsts{consent: map[string]*ast.Term{}}
+	for _, d := range []string{ConsentPermit, ConsentDeny, ConsentNoConsent} {
+		c.consent[d] = consentTerm(d)
+	}
+	for _, present := range []bool{false, true} {
+		for _, allows := range []bool{false, true} {
+			c.facts[b2i(present)][b2i(allows)] = factsTerm(&facts{scopes: scopeFacts{present: present, allows: allows}})
+		}
+	}
+	return c
+}
+
+func (c *regoConsts) consentOf(f *facts) *ast.Term {
+	if t, ok := c.consent[f.consent]; ok {
+		return t
+	}
+	return consentTerm(f.consent)
+}
+
+func (c *regoConsts) factsOf(f *facts) *ast.Term {
+	a := &f.agreement
+	if !f.grant && len(f.scopes.levels) == 0 && !a.exists && !a.active && !a.covers &&
+		a.vendor == "" && a.tier == "" && len(a.purposes) == 0 && len(a.resourceTypes) == 0 {
+		return c.facts[b2i(f.scopes.present)][b2i(f.scopes.allows)]
+	}
+	return factsTerm(f)
 }
 
 func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
@@ -134,7 +174,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	if err != nil {
 		return nil, &CompileError{File: "rego", Err: err}
 	}
-	return &regoLayer{query: pq, packages: pkgs, ids: pkgs}, nil
+	return &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts()}, nil
 }
 
 func (l *regoLayer) name() string { return "rego" }
@@ -142,7 +182,7 @@ func (l *regoLayer) name() string { return "rego" }
 func (l *regoLayer) policyIDs() []string { return l.ids }
 
 func (l *regoLayer) evaluate(ctx context.Context, f *facts) (layerResult, error) {
-	rs, err := l.query.Eval(ctx, rego.EvalParsedInput(regoInput(f)))
+	rs, err := l.query.Eval(ctx, rego.EvalParsedInput(regoInput(f, l.consts)))
 	if err != nil {
 		return layerResult{}, fmt.Errorf("rego: %w", err)
 	}
@@ -296,7 +336,7 @@ func sortHits(hs []permitHit) {
 
 // regoInput builds the Rego input document directly as an ast.Value, in the
 // proto3 JSON shape of the request with every field present.
-func regoInput(f *facts) ast.Value {
+func regoInput(f *facts, consts *regoConsts) ast.Value {
 	req := f.req
 	s := req.GetSubject()
 	res := req.GetResource()
@@ -338,25 +378,31 @@ func regoInput(f *facts) ast.Value {
 			ast.Item(ast.InternedTerm("networkZone"), ast.StringTerm(c.GetNetworkZone())),
 			ast.Item(ast.InternedTerm("deviceTrust"), ast.StringTerm(c.GetDeviceTrust())),
 		)),
-		ast.Item(ast.InternedTerm("consent"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("decision"), ast.StringTerm(f.consent)),
+		ast.Item(ast.InternedTerm("consent"), consts.consentOf(f)),
+		ast.Item(ast.InternedTerm("facts"), consts.factsOf(f)),
+	)
+}
+
+func consentTerm(decision string) *ast.Term {
+	return ast.ObjectTerm(ast.Item(ast.InternedTerm("decision"), ast.StringTerm(decision)))
+}
+
+func factsTerm(f *facts) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("breakGlassGrant"), ast.InternedTerm(f.grant)),
+		ast.Item(ast.InternedTerm("scopes"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("present"), ast.InternedTerm(f.scopes.present)),
+			ast.Item(ast.InternedTerm("allows"), ast.InternedTerm(f.scopes.allows)),
+			ast.Item(ast.InternedTerm("levels"), stringsTerm(f.scopes.levels)),
 		)),
-		ast.Item(ast.InternedTerm("facts"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("breakGlassGrant"), ast.InternedTerm(f.grant)),
-			ast.Item(ast.InternedTerm("scopes"), ast.ObjectTerm(
-				ast.Item(ast.InternedTerm("present"), ast.InternedTerm(f.scopes.present)),
-				ast.Item(ast.InternedTerm("allows"), ast.InternedTerm(f.scopes.allows)),
-				ast.Item(ast.InternedTerm("levels"), stringsTerm(f.scopes.levels)),
-			)),
-			ast.Item(ast.InternedTerm("agreement"), ast.ObjectTerm(
-				ast.Item(ast.InternedTerm("exists"), ast.InternedTerm(f.agreement.exists)),
-				ast.Item(ast.InternedTerm("active"), ast.InternedTerm(f.agreement.active)),
-				ast.Item(ast.InternedTerm("covers"), ast.InternedTerm(f.agreement.covers)),
-				ast.Item(ast.InternedTerm("vendor"), ast.StringTerm(f.agreement.vendor)),
-				ast.Item(ast.InternedTerm("tier"), ast.StringTerm(f.agreement.tier)),
-				ast.Item(ast.InternedTerm("purposes"), stringsTerm(f.agreement.purposes)),
-				ast.Item(ast.InternedTerm("resourceTypes"), stringsTerm(f.agreement.resourceTypes)),
-			)),
+		ast.Item(ast.InternedTerm("agreement"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("exists"), ast.InternedTerm(f.agreement.exists)),
+			ast.Item(ast.InternedTerm("active"), ast.InternedTerm(f.agreement.active)),
+			ast.Item(ast.InternedTerm("covers"), ast.InternedTerm(f.agreement.covers)),
+			ast.Item(ast.InternedTerm("vendor"), ast.StringTerm(f.agreement.vendor)),
+			ast.Item(ast.InternedTerm("tier"), ast.StringTerm(f.agreement.tier)),
+			ast.Item(ast.InternedTerm("purposes"), stringsTerm(f.agreement.purposes)),
+			ast.Item(ast.InternedTerm("resourceTypes"), stringsTerm(f.agreement.resourceTypes)),
 		)),
 	)
 }
