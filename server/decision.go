@@ -41,6 +41,15 @@ func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[c
 
 // decide asks the engine and records the decision.
 func (d *decisionService) decide(ctx context.Context, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+	// The transport's correlation id (X-Request-Id, traceparent) stands in
+	// for a request without one, so the log line and the audit record carry
+	// it. Policies never see it, so decisions do not change.
+	if cid := CorrelationID(ctx); cid != "" && req.GetContext().GetCorrelationId() == "" {
+		if req.Context == nil {
+			req.Context = &chaperonev1.Context{}
+		}
+		req.Context.CorrelationId = cid
+	}
 	resp := d.engine.Check(ctx, req)
 	if d.recorder != nil {
 		if err := d.recorder.Record(ctx, req, resp); err != nil {
