@@ -9,7 +9,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -93,7 +92,7 @@ func (f *auditFlags) sink(ctx context.Context, logger *slog.Logger) (audit.Sink,
 		}
 		return s, f.file, nil
 	}
-	rdb, err := newAuditRedisClient(f.redisURL)
+	rdb, err := newRedisClient(f.redisURL, 5*time.Second)
 	if err != nil {
 		return nil, "", usageErrorf("--audit-redis: %v", err)
 	}
@@ -126,41 +125,6 @@ type ownedRedisSink struct {
 
 func (s *ownedRedisSink) Close() error { return errors.Join(s.RedisSink.Close(), s.rdb.Close()) }
 
-// newAuditRedisClient builds a client from a redis://, rediss://,
-// redis+sentinel:// or redis+cluster:// URL.
-func newAuditRedisClient(raw string) (redis.UniversalClient, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	scheme, mode, _ := strings.Cut(u.Scheme, "+")
-	if scheme != "redis" && scheme != "rediss" {
-		return nil, fmt.Errorf("%s: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Redacted())
-	}
-	u.Scheme = scheme
-	switch mode {
-	case "":
-		o, err := redis.ParseURL(u.String())
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewClient(o), nil
-	case "sentinel":
-		o, err := redis.ParseFailoverURL(u.String())
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewFailoverClient(o), nil
-	case "cluster":
-		o, err := redis.ParseClusterURL(u.String())
-		if err != nil {
-			return nil, err
-		}
-		return redis.NewClusterClient(o), nil
-	}
-	return nil, fmt.Errorf("%s: unknown mode %q", u.Redacted(), mode)
-}
-
 // auditSource is where the audit commands read the log.
 type auditSource struct {
 	file   string
@@ -188,7 +152,7 @@ func (s *auditSource) chains(ctx context.Context) (chains []chain, rdb redis.Uni
 		}
 		return []chain{{s.file, audit.ReadFiles(s.file)}}, nil, func() {}, nil
 	}
-	rdb, err = newAuditRedisClient(s.redis)
+	rdb, err = newRedisClient(s.redis, 5*time.Second)
 	if err != nil {
 		return nil, nil, nil, usageErrorf("--redis: %v", err)
 	}

@@ -52,11 +52,11 @@ func (f *redisFlags) register(fs *pflag.FlagSet) {
 func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("--redis: %w", err)
+		return nil, err
 	}
 	scheme, mode, _ := strings.Cut(u.Scheme, "+")
 	if scheme != "redis" && scheme != "rediss" {
-		return nil, fmt.Errorf("--redis %s: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Redacted())
+		return nil, fmt.Errorf("%s: want redis://, rediss://, redis+sentinel:// or redis+cluster://", u.Redacted())
 	}
 	u.Scheme = scheme
 	plain := u.String()
@@ -64,26 +64,26 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 	case "":
 		o, err := redis.ParseURL(plain)
 		if err != nil {
-			return nil, fmt.Errorf("--redis: %w", err)
+			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		return redis.NewClient(o), nil
 	case "sentinel":
 		o, err := redis.ParseFailoverURL(plain)
 		if err != nil {
-			return nil, fmt.Errorf("--redis: %w", err)
+			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		return redis.NewFailoverClient(o), nil
 	case "cluster":
 		o, err := redis.ParseClusterURL(plain)
 		if err != nil {
-			return nil, fmt.Errorf("--redis: %w", err)
+			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
 		return redis.NewClusterClient(o), nil
 	}
-	return nil, fmt.Errorf("--redis %s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
+	return nil, fmt.Errorf("%s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
 }
 
 // encryptionKey reads the key from the file, else from the environment;
@@ -124,7 +124,7 @@ func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger) (*consentstore.Redis, func(context.Context) error, error) {
 	client, err := newRedisClient(f.url, f.timeout)
 	if err != nil {
-		return nil, nil, usageErrorf("%v", err)
+		return nil, nil, usageErrorf("--redis: %v", err)
 	}
 	key, err := encryptionKey(f.keyFile, getenv)
 	if err != nil {
