@@ -66,6 +66,22 @@ policy layer goes to stderr. Exit 0 for any decision, 2 for bad input.`,
 
 // readRequest reads and validates a proto3 JSON message from a file or stdin.
 func readRequest(e *env, v *validation.Validator, file string, msg proto.Message) error {
+	data, err := readInput(e, file)
+	if err != nil {
+		return err
+	}
+	if err := v.DecodeJSON(data, msg); err != nil {
+		var verr *validation.Error
+		if errors.As(err, &verr) {
+			return usageErrorf("%s: %v", file, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// readInput reads a request file, or stdin for "-".
+func readInput(e *env, file string) ([]byte, error) {
 	var (
 		data []byte
 		err  error
@@ -76,16 +92,9 @@ func readRequest(e *env, v *validation.Validator, file string, msg proto.Message
 		data, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return usageErrorf("read request: %v", err)
+		return nil, usageErrorf("read request: %v", err)
 	}
-	if err := v.DecodeJSON(data, msg); err != nil {
-		var verr *validation.Error
-		if errors.As(err, &verr) {
-			return usageErrorf("%s: %v", file, err)
-		}
-		return err
-	}
-	return nil
+	return data, nil
 }
 
 // printProtoJSON writes msg as indented proto3 JSON, the form the API speaks.

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -84,17 +83,9 @@ after its file. Exit 0 for any decision, 2 for bad input.`,
 // readEvalRequest reads a CheckRequest and validates it, allowing an empty
 // or missing resource.type (a query not about one resource type).
 func readEvalRequest(e *env, file string) (*chaperonev1.CheckRequest, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if file == "-" {
-		data, err = io.ReadAll(e.stdin)
-	} else {
-		data, err = os.ReadFile(file)
-	}
+	data, err := readInput(e, file)
 	if err != nil {
-		return nil, usageErrorf("read request: %v", err)
+		return nil, err
 	}
 	req := &chaperonev1.CheckRequest{}
 	if err := protojson.Unmarshal(data, req); err != nil {
