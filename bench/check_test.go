@@ -97,6 +97,9 @@ func BenchmarkCheck(b *testing.B) {
 		ps := cedarPolicySet(b)
 		entities, creq := cedarRequest()
 		b.ReportAllocs()
+		if d, diag := cedar.Authorize(ps, entities, creq); d != cedar.Allow || len(diag.Errors) > 0 {
+			b.Fatalf("decision %v, errors %v", d, diag.Errors)
+		}
 		for b.Loop() {
 			if d, _ := cedar.Authorize(ps, entities, creq); d != cedar.Allow {
 				b.Fatal("not allowed")
@@ -148,40 +151,60 @@ func cedarRequest() (cedar.EntityMap, cedar.Request) {
 	ctx := cedar.NewRecord(cedar.RecordMap{
 		"purposeOfUse": cedar.String("TREAT"), "time": cedar.NewDatetime(r.Context.Time.AsTime()), "hour": cedar.Long(12),
 		"breakGlassReason": cedar.String(""), "networkZone": cedar.String("clinic"), "deviceTrust": cedar.String(""),
-		"consent": cedar.String("NO_CONSENT"),
+		"consent": cedar.String("NO_CONSENT"), "breakGlassGrant": cedar.False,
+		"scopes": cedar.NewRecord(cedar.RecordMap{"present": cedar.True, "allows": cedar.True, "levels": cedar.NewSet(cedar.String("user"))}),
+		"agreement": cedar.NewRecord(cedar.RecordMap{
+			"exists": cedar.False, "active": cedar.False, "covers": cedar.False, "vendor": cedar.String(""), "tier": cedar.String(""),
+			"purposes": cedar.NewSet(), "resourceTypes": cedar.NewSet(),
+		}),
 	})
 	return entities, cedar.Request{Principal: principal, Action: read, Resource: resource, Context: ctx}
 }
 
 // BenchmarkCheckLoopback measures Check over loopback Connect (HTTP/1.1,
 // Connect protocol with protobuf), sequential and parallel.
+//
+// The connect-go client asks for gzip, and the server by default compresses
+// every response however small; compress=min1KiB serves with
+// connect.WithCompressMinBytes(1024) (responses are ≈100-300 bytes) to
+// show what that costs on loopback.
 func BenchmarkCheckLoopback(b *testing.B) {
-	base := serve(b)
-	for _, mode := range []string{"sequential", "parallel"} {
-		b.Run("mode="+mode, func(b *testing.B) {
-			client := chaperonev1connect.NewDecisionServiceClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, base)
-			msg := clinicianRead()
-			ctx := context.Background()
-			b.ReportAllocs()
-			if mode == "sequential" {
-				for b.Loop() {
-					if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
-						b.Fatal(err)
-					}
-				}
-				return
-			}
-			b.SetParallelism(4)
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
+	for _, compress := range []string{"default", "min1KiB"} {
+		var opts []server.Option
+		if compress == "min1KiB" {
+			opts = append(opts, server.WithHandlerOptions(connect.WithCompressMinBytes(1024)))
+		}
+		base := serve(b, opts...)
+		for _, mode := range []string{"sequential", "parallel"} {
+			checkLoopback(b, "compress="+compress+"/mode="+mode, base, mode)
+		}
 	}
+}
+
+func checkLoopback(b *testing.B, name, base, mode string) {
+	b.Run(name, func(b *testing.B) {
+		client := chaperonev1connect.NewDecisionServiceClient(&http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, base)
+		msg := clinicianRead()
+		ctx := context.Background()
+		b.ReportAllocs()
+		if mode == "sequential" {
+			for b.Loop() {
+				if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return
+		}
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := client.Check(ctx, connect.NewRequest(msg)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
 }
 
 // BenchmarkBatchCheckLoopback measures BatchCheck of 100 requests (the
@@ -207,13 +230,13 @@ func BenchmarkBatchCheckLoopback(b *testing.B) {
 	})
 }
 
-func serve(b *testing.B) string {
+func serve(b *testing.B, opts ...server.Option) string {
 	b.Helper()
 	v, err := validation.New()
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs := server.New(storeEngine(b), v).HTTPServer()
+	hs := server.New(storeEngine(b), v, opts...).HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
