@@ -104,7 +104,16 @@ type Result struct {
 	ErrorCodes  map[string]int64 `json:"errorsByCode"`
 	Decisions   map[string]int64 `json:"decisions"`
 	Throughput  float64          `json:"throughput"` // recorded requests per second
-	Latency     Latency          `json:"latency"`
+	// Latency is from the intended send time in open loop (coordinated
+	// omission corrected), from the send in closed loop.
+	Latency Latency `json:"latency"`
+	// Service is from the actual send to the answer; SendLag is how late
+	// the generator sent after the intended time (open loop only). Go
+	// timers under 1 ms on an idle CPU round up to 1 ms (epoll), so a lag
+	// up to about 1 ms is the generator's, not the target's; a larger lag
+	// means all workers were busy waiting for answers.
+	Service *Latency `json:"service,omitempty"`
+	SendLag *Latency `json:"sendLag,omitempty"`
 }
 
 // Latency holds percentiles in milliseconds.
@@ -164,6 +173,8 @@ type sender interface {
 // worker state, merged at the end.
 type workerStats struct {
 	hist      *hdrhistogram.Histogram
+	service   *hdrhistogram.Histogram
+	lag       *hdrhistogram.Histogram
 	decisions map[string]int64
 	codes     map[string]int64
 	errors    int64
@@ -203,6 +214,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for w := range cfg.Concurrency {
 		st := &workerStats{
 			hist:      hdrhistogram.New(histLowest, histHighest, histDigits),
+			service:   hdrhistogram.New(histLowest, histHighest, histDigits),
+			lag:       hdrhistogram.New(histLowest, histHighest, histDigits),
 			decisions: map[string]int64{},
 			codes:     map[string]int64{},
 		}
@@ -238,8 +251,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 						return
 					}
 				}
+				sentAt := time.Now()
 				o := s.send(rctx, int(n%int64(len(cfg.Requests))))
 				lat := time.Since(due)
+				svc := time.Since(sentAt)
 				sent.Add(1)
 				if o.code != "" {
 					failed.Add(1)
@@ -253,7 +268,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				} else {
 					st.decisions[o.decision]++
 				}
-				_ = st.hist.RecordValue(min(max(int64(lat), histLowest), histHighest))
+				_ = st.hist.RecordValue(clampHist(lat))
+				_ = st.service.RecordValue(clampHist(svc))
+				_ = st.lag.RecordValue(clampHist(sentAt.Sub(due)))
 			}
 		}()
 	}
@@ -271,8 +288,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Mode, res.Rate = "open", cfg.Rate
 	}
 	hist := hdrhistogram.New(histLowest, histHighest, histDigits)
+	service := hdrhistogram.New(histLowest, histHighest, histDigits)
+	lag := hdrhistogram.New(histLowest, histHighest, histDigits)
 	for _, st := range stats {
 		hist.Merge(st.hist)
+		service.Merge(st.service)
+		lag.Merge(st.lag)
 		res.Errors += st.errors
 		for k, v := range st.codes {
 			res.ErrorCodes[k] += v
@@ -291,16 +312,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	res.Duration = measured.Seconds()
 	res.Throughput = float64(res.Requests) / measured.Seconds()
-	ms := func(v int64) float64 { return float64(v) / float64(time.Millisecond) }
-	res.Latency = Latency{
-		P50:  ms(hist.ValueAtQuantile(50)),
-		P90:  ms(hist.ValueAtQuantile(90)),
-		P99:  ms(hist.ValueAtQuantile(99)),
-		P999: ms(hist.ValueAtQuantile(99.9)),
-		Max:  ms(hist.Max()),
-		Mean: hist.Mean() / float64(time.Millisecond),
+	res.Latency = latencyOf(hist)
+	if open {
+		s, l := latencyOf(service), latencyOf(lag)
+		res.Service, res.SendLag = &s, &l
 	}
 	return res, ctx.Err()
+}
+
+func clampHist(d time.Duration) int64 { return min(max(int64(d), histLowest), histHighest) }
+
+func latencyOf(h *hdrhistogram.Histogram) Latency {
+	ms := func(v int64) float64 { return float64(v) / float64(time.Millisecond) }
+	return Latency{
+		P50:  ms(h.ValueAtQuantile(50)),
+		P90:  ms(h.ValueAtQuantile(90)),
+		P99:  ms(h.ValueAtQuantile(99)),
+		P999: ms(h.ValueAtQuantile(99.9)),
+		Max:  ms(h.Max()),
+		Mean: h.Mean() / float64(time.Millisecond),
+	}
 }
 
 func (cfg *Config) defaults() error {

@@ -24,6 +24,15 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "throughput  %.1f/s\n", r.Throughput)
 	fmt.Fprintf(&b, "latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (mean %.3f)\n",
 		r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.Latency.Mean)
+	for _, l := range []struct {
+		name string
+		l    *Latency
+	}{{"service ms", r.Service}, {"send lag ms", r.SendLag}} {
+		if l.l != nil {
+			fmt.Fprintf(&b, "%-11s p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+				l.name, l.l.P50, l.l.P90, l.l.P99, l.l.P999, l.l.Max)
+		}
+	}
 	b.WriteString("decisions  ")
 	for _, k := range sortedKeys(r.Decisions) {
 		fmt.Fprintf(&b, " %s %d", k, r.Decisions[k])
