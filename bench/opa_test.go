@@ -80,3 +80,51 @@ func TestOPAEquivalence(t *testing.T) {
 	}
 	t.Logf("decisions: %v", count)
 }
+
+// BenchmarkVersusOPA decides the reference scenario in turn, in-process,
+// with the two sides of bench/compare.sh: Chaperone (bench/rbac, FHIR
+// consents from the store) and OPA's prepared query of
+// bench/opa/policy.rego with the consents as data. OPA's input is the
+// request JSON as its server receives it (decoded per evaluation).
+func BenchmarkVersusOPA(b *testing.B) {
+	sc, _ := load.LookupScenario("reference")
+	ctx := context.Background()
+	for _, memo := range []int{50000, 0} {
+		name := map[bool]string{true: "engine=chaperone/memo=warm", false: "engine=chaperone/memo=off"}[memo > 0]
+		b.Run(name, func(b *testing.B) {
+			e := rbacEngine(b, engine.WithMemo(memo))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				e.Check(ctx, sc.Requests[i%len(sc.Requests)])
+				i++
+			}
+		})
+	}
+	b.Run("engine=opa", func(b *testing.B) {
+		src, _ := os.ReadFile("opa/policy.rego")
+		raw, _ := os.ReadFile("opa/data.json")
+		var data map[string]any
+		if err := json.Unmarshal(raw, &data); err != nil {
+			b.Fatal(err)
+		}
+		pq, err := rego.New(rego.Query("data.chaperone.bench.decision"), rego.Module("policy.rego", string(src)),
+			rego.Store(inmem.NewFromObject(data))).PrepareForEval(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies, _ := load.OPABodies(sc.Requests)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			var body struct{ Input map[string]any }
+			if err := json.Unmarshal(bodies[i%len(bodies)], &body); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := pq.Eval(ctx, rego.EvalInput(body.Input)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
