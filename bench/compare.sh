@@ -14,7 +14,8 @@
 # Environment: DURATION (30s), WARMUP (5s), CONCURRENCY (8), ROUNDS (1;
 # every round runs each target once, in turn), RATE (unset: closed loop;
 # set: open loop at RATE/s for every target), SKIP_BUILD=1, OUT
-# (bench/results/<timestamp>). Exit status 0, or 1 when a run failed or
+# (bench/results/<timestamp>), AUDIT_DIR and KEEP_AUDIT=1 (Chaperone's
+# audit files, deleted at exit by default). Exit status 0, or 1 when a run failed or
 # the two sides disagreed on the decisions.
 set -euo pipefail
 
@@ -39,6 +40,10 @@ cleanup() {
 	for p in "${pids[@]}"; do
 		wait "$p" 2>/dev/null || true
 	done
+	if [[ -n ${AUDIT_DIR:-} && -z ${KEEP_AUDIT:-} ]]; then
+		rm -f "$AUDIT_DIR"/rbac.jsonl* "$AUDIT_DIR"/reference.jsonl*
+		rmdir "$AUDIT_DIR" 2>/dev/null || true
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -65,9 +70,17 @@ for a in "$CHAP_ADDR" "$REF_ADDR" "$OPA_ADDR"; do
 	fi
 done
 
-bin/chaperone serve --addr "$CHAP_ADDR" --bundle bench/rbac --log-level error 2>"$OUT/chaperone.log" &
+# chaperone serve writes the hash-chained audit record of every decision
+# (it cannot be turned off: an unaudited decision is a DENY); OPA's
+# decision log is off. The audit files (gigabytes per run) go to $AUDIT_DIR
+# and are deleted at exit unless KEEP_AUDIT=1.
+AUDIT_DIR=${AUDIT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/chaperone-compare-audit.XXXXXX")}
+mkdir -p "$AUDIT_DIR"
+bin/chaperone serve --addr "$CHAP_ADDR" --bundle bench/rbac --log-level error \
+	--audit-file "$AUDIT_DIR/rbac.jsonl" 2>"$OUT/chaperone.log" &
 pids+=($!)
-bin/chaperone serve --addr "$REF_ADDR" --log-level error 2>"$OUT/chaperone-reference.log" &
+bin/chaperone serve --addr "$REF_ADDR" --log-level error \
+	--audit-file "$AUDIT_DIR/reference.jsonl" 2>"$OUT/chaperone-reference.log" &
 pids+=($!)
 bin/opa run --server --addr "$OPA_ADDR" --log-level error --disable-telemetry \
 	bench/opa/policy.rego bench/opa/data.json >"$OUT/opa.log" 2>&1 &
