@@ -282,10 +282,16 @@ func TestMutualTLS(t *testing.T) {
 			switch {
 			case tc.handshake:
 				var ce *connect.Error
-				if err == nil || (errors.As(err, &ce) && ce.Code() != connect.CodeUnavailable && ce.Code() != connect.CodeUnknown) {
+				// With TLS 1.3 the client may finish its side of the
+				// handshake and send the request before the server's
+				// refusal arrives: then the write fails (broken pipe,
+				// reset) instead of the handshake. Either way no RPC ran.
+				if err == nil || (errors.As(err, &ce) && ce.Code() != connect.CodeUnavailable && ce.Code() != connect.CodeUnknown && ce.Code() != connect.CodeCanceled) {
 					t.Fatalf("want a refused TLS handshake, got %v", err)
 				}
-				if !strings.Contains(err.Error(), "tls") && !strings.Contains(err.Error(), "certificate") {
+				msg := err.Error()
+				if !strings.Contains(msg, "tls") && !strings.Contains(msg, "certificate") &&
+					!strings.Contains(msg, "broken pipe") && !strings.Contains(msg, "connection reset") {
 					t.Errorf("error %q does not look like a TLS refusal", err)
 				}
 			case tc.wantCode == 0 && err != nil:
