@@ -123,7 +123,13 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	for i, p := range pkgs {
 		ref := "data." + p
 		if rules[p][regoObligations] {
-			fmt.Fprintf(&b, "default o%d := {}\n\no%d := %s.%s\n\n", i, i, ref, regoObligations)
+			// Obligations only matter when the package permits: evaluate
+			// them only then.
+			cond := "false"
+			if rules[p][regoPermit] {
+				cond = fmt.Sprintf("count(%s.%s) > 0", ref, regoPermit)
+			}
+			fmt.Fprintf(&b, "default o%d := {}\n\no%d := %s.%s if %s\n\n", i, i, ref, regoObligations, cond)
 		}
 	}
 	b.WriteString("result := [\n")
