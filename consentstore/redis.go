@@ -59,6 +59,8 @@ type Redis struct {
 	agreements *localCache[*agreementEntry]
 	trusted    atomic.Bool   // the invalidation subscription is live
 	flushes    atomic.Uint64 // times the whole cache was dropped
+	hits       atomic.Uint64 // patient lookups answered by the cache
+	misses     atomic.Uint64 // patient lookups that went to Redis
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -206,11 +208,15 @@ type CacheStats struct {
 	// Flushes counts how often the whole cache was dropped (subscription
 	// lost or re-established).
 	Flushes uint64
+	// Hits and Misses count patient lookups answered by the local cache
+	// and those that went to Redis.
+	Hits, Misses uint64
 }
 
 // Stats reports the local cache's state.
 func (r *Redis) Stats() CacheStats {
-	return CacheStats{Subscribed: r.trusted.Load(), Patients: r.patients.len(), Agreements: r.agreements.len(), Flushes: r.flushes.Load()}
+	return CacheStats{Subscribed: r.trusted.Load(), Patients: r.patients.len(), Agreements: r.agreements.len(),
+		Flushes: r.flushes.Load(), Hits: r.hits.Load(), Misses: r.misses.Load()}
 }
 
 // Keys. Everything about one patient shares the hash tag {Patient/id}, so
@@ -447,9 +453,11 @@ func (r *Redis) patient(ctx context.Context, patient string) (*patientEntry, err
 	patient = CanonicalReference(patient)
 	if r.trusted.Load() {
 		if e, ok := r.patients.get(patient); ok {
+			r.hits.Add(1)
 			return e, nil
 		}
 	}
+	r.misses.Add(1)
 	gen := r.patients.generation(patient)
 	e, err := r.loadPatient(ctx, patient)
 	if err != nil {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -121,10 +123,13 @@ func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 // grants and agreements) and a closer for it and the client. It fails when
 // Redis does not answer PING within the timeout: serve should not start on
 // a store it cannot reach (once running, it fails closed instead).
-func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger) (*consentstore.Redis, func(context.Context) error, error) {
+func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger, hooks ...redis.Hook) (*consentstore.Redis, func(context.Context) error, error) {
 	client, err := newRedisClient(f.url, f.timeout)
 	if err != nil {
 		return nil, nil, usageErrorf("--redis: %v", err)
+	}
+	for _, h := range hooks {
+		client.AddHook(h)
 	}
 	key, err := encryptionKey(f.keyFile, getenv)
 	if err != nil {
@@ -162,4 +167,48 @@ func redactURL(raw string) string {
 		return "(unparseable)"
 	}
 	return u.Redacted()
+}
+
+// redisErrors counts failed Redis commands and dials, for the metrics. A
+// missing key (redis.Nil) is an answer, not a failure, and so is a server
+// that does not know the client's optional handshake commands (CLIENT
+// SETINFO and the like, refused by older servers).
+type redisErrors struct{ n atomic.Uint64 }
+
+var _ redis.Hook = (*redisErrors)(nil)
+
+func (c *redisErrors) countCmd(cmd redis.Cmder) {
+	err := cmd.Err()
+	if err == nil || errors.Is(err, redis.Nil) || cmd.Name() == "client" || cmd.Name() == "hello" {
+		return
+	}
+	c.n.Add(1)
+}
+
+func (c *redisErrors) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			c.n.Add(1)
+		}
+		return conn, err
+	}
+}
+
+func (c *redisErrors) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		c.countCmd(cmd)
+		return err
+	}
+}
+
+func (c *redisErrors) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, cmd := range cmds {
+			c.countCmd(cmd)
+		}
+		return err
+	}
 }

@@ -60,9 +60,14 @@ SIGTERM or SIGINT stops it gracefully.`,
 				if consentsDir != "" {
 					return usageErrorf("--consents seeds the in-memory store; with --redis import consents with chaperone consent import")
 				}
-				rs, closeRedis, err := openRedis(ctx, rf, os.Getenv, logger)
+				var rerrs redisErrors
+				rs, closeRedis, err := openRedis(ctx, rf, os.Getenv, logger, &rerrs)
 				if err != nil {
 					return err
+				}
+				if m := sec.metrics; m != nil {
+					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
+					_ = m.RedisErrors(rerrs.n.Load)
 				}
 				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
 				if err != nil {
