@@ -31,10 +31,10 @@ func TestServeWithRedis(t *testing.T) {
 	// A patient who opts out of all sharing.
 	optOut, err := structpb.NewStruct(map[string]any{
 		"resourceType": "Consent", "id": "e2e-optout", "status": "active",
-		"scope":    map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
-		"category": []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "59284-0"}}}},
-		"patient":  map[string]any{"reference": "Patient/e2e"},
-		"dateTime": "2024-01-01",
+		"scope":     map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
+		"category":  []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "59284-0"}}}},
+		"patient":   map[string]any{"reference": "Patient/e2e"},
+		"dateTime":  "2024-01-01",
 		"provision": map[string]any{"type": "deny"},
 	})
 	if err != nil {
