@@ -1,12 +1,25 @@
 // Package server exposes Chaperone over Connect, gRPC and gRPC-Web on one
-// HTTP handler ([New]): the DecisionService (Check, BatchCheck), the standard
-// gRPC health service, gRPC reflection and GET /healthz (200 when a policy
-// bundle is active, 503 otherwise).
+// HTTP handler ([New]): the DecisionService (Check, BatchCheck), and, mounted
+// with options, ConsentService, AccessService, AgreementService and
+// BundleService; the standard gRPC health service, gRPC reflection and
+// GET /healthz (200 when a policy bundle is active, 503 otherwise).
 //
 // Every request message is checked against the protovalidate rules of the
 // .proto files before a handler sees it; a message that breaks one is
-// answered with Connect code invalid_argument naming the field. Connect
-// codes appear only in this package: domain packages return plain errors and
-// the handlers translate them here, logging the detail and giving callers a
-// message without PHI or internals.
+// answered with Connect code invalid_argument naming the field. Every
+// decision goes through a [Recorder] (the audit trail) before it is
+// returned; a decision that cannot be recorded becomes DENY
+// AUDIT_UNAVAILABLE.
+//
+// Who may call is the [Guard]'s job, an HTTP middleware in front of every
+// service: callers identified by mutual TLS ([NewTLSConfig]) or bearer JWTs
+// checked against a JWKS ([NewJWTVerifier]), authorized per procedure
+// ([NewAuthorizer]), rate limited per caller ([NewRateLimiter]), with a
+// correlation id ([CorrelationID]) taken from X-Request-Id or traceparent and
+// echoed back. [Metrics] publishes Prometheus metrics and [Tracing]
+// OpenTelemetry traces.
+//
+// Connect codes appear only in this package: domain packages return plain
+// errors and the handlers translate them here, logging the detail and giving
+// callers a message without PHI or internals.
 package server
