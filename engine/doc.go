@@ -43,7 +43,9 @@
 // codes), securityLabels, codes and categories ("system|code"), and date when
 // known; context has purposeOfUse, time, hour, breakGlassReason, ip (when
 // given), networkZone, deviceTrust and consent ("PERMIT", "DENY" or
-// "NO_CONSENT"), breakGlassGrant (an active grant of the subject for the
+// "NO_CONSENT"), consentNamesSubject (a permitting consent names the subject
+// itself, by reference or own identifier, as a recipient actor: a
+// delegation to this person, not to anyone), breakGlassGrant (an active grant of the subject for the
 // patient), scopes {present, allows, levels} (the subject's SMART scopes,
 // parsed in Go: present when any resource scope was given, allows when they
 // grant the interaction on the resource type) and agreement {exists,
@@ -58,7 +60,7 @@
 // @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
 //
 // Rego: input is the request in its proto3 JSON shape (every field present)
-// plus input.consent ({"decision": ...}) and input.facts ({"breakGlassGrant",
+// plus input.consent ({"decision": ..., "namesSubject": ...}) and input.facts ({"breakGlassGrant",
 // "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and

@@ -33,6 +33,9 @@ type ConsentResult struct {
 	Provisions []string
 	// RedactLabels are residual obligations of a permitted search.
 	RedactLabels []*chaperonev1.Coding
+	// NamesSubject is set on a PERMIT whose deciding provision names the
+	// requesting subject itself as a recipient actor (a delegation).
+	NamesSubject bool
 }
 
 // ConsentEvaluator answers the consent question for one request. rule is
@@ -232,6 +235,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 			return denyWith(resp, trace, &chaperonev1.Reason{Code: "CONSENT_UNAVAILABLE", Message: "consent state is unknown"})
 		}
 		f.consent = consent.Decision
+		f.consentNamesSubject = consent.NamesSubject
 		resp.Consents = consent.Consents
 		if trace != nil {
 			step := &ConsentStep{Decision: consent.Decision, Provisions: consent.Provisions}

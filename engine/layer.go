@@ -30,14 +30,17 @@ func (e effect) String() string {
 
 // facts is everything a layer may look at for one request, gathered once.
 type facts struct {
-	req       *chaperonev1.CheckRequest
-	exact     time.Time // the decision time
-	at        time.Time // the decision time at the bundle's resolution, as policies see it
-	hour      int
-	consent   string // PERMIT, DENY or NO_CONSENT
-	grant     bool   // an active break-glass grant of the subject for the patient
-	agreement agreementFact
-	scopes    scopeFacts
+	req     *chaperonev1.CheckRequest
+	exact   time.Time // the decision time
+	at      time.Time // the decision time at the bundle's resolution, as policies see it
+	hour    int
+	consent string // PERMIT, DENY or NO_CONSENT
+	// consentNamesSubject: the permitting consent names the subject itself
+	// as a recipient (a delegation to this person).
+	consentNamesSubject bool
+	grant               bool // an active break-glass grant of the subject for the patient
+	agreement           agreementFact
+	scopes              scopeFacts
 }
 
 // permitHit is a permitting policy.

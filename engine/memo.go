@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"time"
 
@@ -133,6 +134,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 
 	buf = binary.AppendVarint(buf, f.at.UnixMilli())
 	buf = appendStr(buf, f.consent)
+	buf = strconv.AppendBool(buf, f.consentNamesSubject)
 	return appendFactsKey(buf, f), nil
 }
 

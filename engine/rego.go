@@ -41,14 +41,14 @@ type regoLayer struct {
 // (OPA shares its interned terms the same way), so one copy serves every
 // evaluation and saves building three of the input's eight objects.
 type regoConsts struct {
-	consent map[string]*ast.Term
-	facts   [2][2]*ast.Term // [scopes.present][scopes.allows]
+	consent map[string]*ast.Term // by decision, namesSubject false
+	facts   [2][2]*ast.Term      // [scopes.present][scopes.allows]
 }
 
 func newRegoConsts() *regoConsts {
 	c := &regoConsts{consent: map[string]*ast.Term{}}
 	for _, d := range []string{ConsentPermit, ConsentDeny, ConsentNoConsent} {
-		c.consent[d] = consentTerm(d)
+		c.consent[d] = consentTerm(d, false)
 	}
 	for _, present := range []bool{false, true} {
 		for _, allows := range []bool{false, true} {
@@ -59,10 +59,10 @@ func newRegoConsts() *regoConsts {
 }
 
 func (c *regoConsts) consentOf(f *facts) *ast.Term {
-	if t, ok := c.consent[f.consent]; ok {
+	if t, ok := c.consent[f.consent]; ok && !f.consentNamesSubject {
 		return t
 	}
-	return consentTerm(f.consent)
+	return consentTerm(f.consent, f.consentNamesSubject)
 }
 
 func (c *regoConsts) factsOf(f *facts) *ast.Term {
@@ -389,8 +389,11 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 	)
 }
 
-func consentTerm(decision string) *ast.Term {
-	return ast.ObjectTerm(ast.Item(ast.InternedTerm("decision"), ast.StringTerm(decision)))
+func consentTerm(decision string, namesSubject bool) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(decision)),
+		ast.Item(ast.InternedTerm("namesSubject"), ast.InternedTerm(namesSubject)),
+	)
 }
 
 func factsTerm(f *facts) *ast.Term {

@@ -3,6 +3,7 @@ package consent
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
@@ -68,6 +69,11 @@ type Result struct {
 	// RedactLabels are security labels whose resources must be withheld
 	// (residual obligations of deny provisions a search could not match).
 	RedactLabels []consentstore.Coding
+	// NamesSubject is set on a Permit when a deciding provision (or one of
+	// its ancestors) has an actor that is the requesting subject itself, by
+	// reference or by one of the subject's own identifiers, as a recipient:
+	// the consent delegates to this person, not only to anyone.
+	NamesSubject bool
 }
 
 // outcome is the evaluation of one consent.
@@ -75,6 +81,7 @@ type outcome struct {
 	effect consentstore.Effect // 0: the consent does not decide
 	provs  []string
 	redact []consentstore.Coding
+	named  bool
 }
 
 // Evaluate decides q against consents (typically one patient's, from the
@@ -103,6 +110,7 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 			res.Consents = join(res.Consents, c.RefSlice())
 			res.Provisions = join(res.Provisions, o.provs)
 			res.RedactLabels = joinCodings(res.RedactLabels, o.redact)
+			res.NamesSubject = res.NamesSubject || o.named
 			continue
 		case d == Deny:
 			// deny wins a tie (most-recent) or overrides (deny-overrides)
@@ -111,10 +119,11 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 		}
 		found = true
 		bestTime = c.DateTime
-		res = Result{Decision: d, Consents: c.RefSlice(), Provisions: o.provs, RedactLabels: o.redact}
+		res = Result{Decision: d, Consents: c.RefSlice(), Provisions: o.provs, RedactLabels: o.redact, NamesSubject: o.named}
 	}
 	if res.Decision == Deny {
 		res.RedactLabels = nil
+		res.NamesSubject = false
 	}
 	return res
 }
@@ -144,18 +153,20 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 	case matchResidual:
 		return outcome{effect: consentstore.Permit, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels()}, true
 	}
-	eff, provs, redact := decide(q, c.Root)
-	return outcome{effect: eff, provs: provs, redact: redact}, true
+	eff, provs, redact, named := decide(q, c.Root)
+	return outcome{effect: eff, provs: provs, redact: redact, named: named}, true
 }
 
 // decide returns the decision of a matching provision p: that of its
 // deepest matching descendants (deny wins among siblings), else its own.
-func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding) {
+// named reports whether p or a deciding descendant names the subject.
+func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding, bool) {
 	var (
 		eff    consentstore.Effect
 		provs  []string
 		redact []consentstore.Coding
 		resid  []consentstore.Coding
+		named  bool
 	)
 	for _, ch := range p.Children {
 		switch match(q, ch) {
@@ -165,22 +176,46 @@ func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string,
 			resid = joinCodings(resid, ch.RedactLabels())
 			continue
 		}
-		e, ps, rs := decide(q, ch)
+		e, ps, rs, nm := decide(q, ch)
 		switch {
 		case eff == 0 || (e == consentstore.Deny && eff == consentstore.Permit):
-			eff, provs, redact = e, ps, rs
+			eff, provs, redact, named = e, ps, rs, nm
 		case e == eff:
 			provs = join(provs, ps)
 			redact = joinCodings(redact, rs)
+			named = named || nm
 		}
 	}
 	if eff == 0 {
 		eff, provs = p.Effect, p.RefSlice()
 	}
 	if eff == consentstore.Deny {
-		return eff, provs, nil
+		return eff, provs, nil, false
 	}
-	return eff, provs, joinCodings(redact, resid)
+	return eff, provs, joinCodings(redact, resid), named || namesSubject(q, p)
+}
+
+// namesSubject reports whether one of p's actors is the requesting subject
+// itself (a recipient given by the subject's reference or one of its own
+// identifiers), not its organization or any holder of a role.
+func namesSubject(q *Query, p *consentstore.Provision) bool {
+	for i := range p.Actors {
+		a := &p.Actors[i]
+		if a.Target != consentstore.TargetRecipient || a.AnyRecipient {
+			continue
+		}
+		if a.Reference != "" && a.Reference == q.subjectID {
+			return true
+		}
+		if a.Identifier.Value != "" {
+			for _, id := range q.idents[:q.ownIdents] {
+				if id.Value == a.Identifier.Value && consentstore.SameSystem(strings.TrimRight(a.Identifier.System, "/"), id.System) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // join returns a followed by b, without allocating when either is empty

@@ -16,7 +16,8 @@ type Query struct {
 	patient    string
 	subjectID  string
 	subjectOrg string
-	idents     []consentstore.Identifier
+	idents     []consentstore.Identifier // the subject's own, then its organization's
+	ownIdents  int                       // how many of idents are the subject's own
 	roles      []string
 	kind       string
 	clientID   string
@@ -55,6 +56,7 @@ func NewQuery(req *chaperonev1.CheckRequest, now time.Time) Query {
 		for _, id := range s.GetIdentifiers() {
 			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
 		}
+		q.ownIdents = len(q.idents)
 		for _, id := range s.GetOrganizationIdentifiers() {
 			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
 		}

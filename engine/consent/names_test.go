@@ -1,0 +1,69 @@
+package consent_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// TestNamesSubject: a permit names the subject only when a deciding
+// provision (or an ancestor) has the subject itself as a recipient actor.
+func TestNamesSubject(t *testing.T) {
+	t.Parallel()
+	const base = `{"resourceType": "Consent", "id": "c", "status": "active",
+	  "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+	  "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+	  "patient": {"reference": "Patient/52"}, "dateTime": "2023-01-01", "provision": %s}`
+	const rp1 = `{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "RelatedPerson/rp1"}}`
+	withIdent := func(r *chaperonev1.CheckRequest) {
+		r.Subject.Identifiers = []*chaperonev1.Identifier{{System: "urn:example:family", Value: "rp-77"}}
+	}
+	withOrgIdent := func(r *chaperonev1.CheckRequest) {
+		r.Subject.OrganizationIdentifiers = []*chaperonev1.Identifier{{System: "urn:example:family", Value: "rp-77"}}
+	}
+	tests := []struct {
+		name      string
+		provision string
+		opts      []reqOpt
+		decision  consent.Decision
+		named     bool
+	}{
+		{name: "general permit", provision: `{"type": "permit"}`, decision: consent.Permit},
+		{name: "root permit to the subject", provision: `{"type": "permit", "actor": [` + rp1 + `]}`, decision: consent.Permit, named: true},
+		{name: "root permit to another person", provision: `{"type": "permit", "actor": [` + rp1 + `]}`,
+			opts: []reqOpt{subject("RelatedPerson/rp2")}, decision: consent.NoConsent},
+		{name: "nested permit to the subject under a deny", provision: `{"type": "deny", "provision": [{"type": "permit", "actor": [` + rp1 + `]}]}`,
+			decision: consent.Permit, named: true},
+		{name: "nested permit under a root that names the subject", provision: `{"type": "permit", "actor": [` + rp1 + `], "provision": [{"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}]}`,
+			decision: consent.Permit, named: true},
+		{name: "permit to the subject's organization", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "Organization/54"}}]}`,
+			opts: []reqOpt{subjOrg("Organization/54")}, decision: consent.Permit},
+		{name: "permit to any recipient", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}}]}`,
+			decision: consent.Permit},
+		{name: "permit to the subject's identifier", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:family", "value": "rp-77"}}}]}`,
+			opts: []reqOpt{subject("RelatedPerson/x"), withIdent}, decision: consent.Permit, named: true},
+		{name: "an organization identifier is not the subject", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:family", "value": "rp-77"}}}]}`,
+			opts: []reqOpt{subject("RelatedPerson/x"), withOrgIdent}, decision: consent.Permit},
+		{name: "a deny naming the subject names nothing", provision: `{"type": "deny", "actor": [` + rp1 + `]}`, decision: consent.Deny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := consentstore.Parse([]byte(sprintf(base, tt.provision)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := append([]reqOpt{subject("RelatedPerson/rp1")}, tt.opts...)
+			q := consent.NewQuery(rq(opts...), day("2024-01-01"))
+			res := consent.Evaluate(&q, []*consentstore.Consent{c}, consent.MostRecent)
+			if res.Decision != tt.decision || res.NamesSubject != tt.named {
+				t.Fatalf("decision %v namesSubject %v, want %v %v", res.Decision, res.NamesSubject, tt.decision, tt.named)
+			}
+		})
+	}
+}
+
+func sprintf(format, arg string) string { return fmt.Sprintf(format, arg) }
