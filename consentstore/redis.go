@@ -59,6 +59,7 @@ type Redis struct {
 	agreements *localCache[*agreementEntry]
 	trusted    atomic.Bool   // the invalidation subscription is live
 	flushes    atomic.Uint64 // times the whole cache was dropped
+	reads      breaker       // fails hot-path reads fast while Redis is down
 	hits       atomic.Uint64 // patient lookups answered by the cache
 	misses     atomic.Uint64 // patient lookups that went to Redis
 
@@ -167,6 +168,7 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 		}
 	}
 	r.channel = r.prefix + ":invalidate"
+	r.reads.now = time.Now
 	var err error
 	if r.origin, err = newID(); err != nil {
 		return nil, err
@@ -470,6 +472,10 @@ func (r *Redis) patient(ctx context.Context, patient string) (*patientEntry, err
 // loadPatient reads a patient's version, consents and grants in one
 // MULTI/EXEC round trip and compiles the consents.
 func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry, error) {
+	if !r.reads.allow() {
+		return nil, unavailable("consents of the patient", ErrBreakerOpen)
+	}
+	parent := ctx
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	var (
@@ -483,8 +489,10 @@ func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry,
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
+		r.reads.done(parent, err)
 		return nil, unavailable("consents of the patient", err)
 	}
+	r.reads.done(parent, nil)
 	e := &patientEntry{set: Set{Version: versionOf(ver)}, expires: time.Now().Add(r.cacheTTL)}
 	for id, val := range recs.Val() {
 		rec, err := r.decodeRecord(patient, id, val)

@@ -306,9 +306,17 @@ func (r *Redis) GetAgreement(ctx context.Context, clientID string) (access.Agree
 		}
 	}
 	gen := r.agreements.generation(clientID)
+	if !r.reads.allow() {
+		return access.Agreement{}, unavailable("get agreement", ErrBreakerOpen)
+	}
 	cctx, cancel := r.call(ctx)
 	defer cancel()
 	val, err := r.client.Get(cctx, r.agreementKey(clientID)).Result()
+	if errors.Is(err, redis.Nil) {
+		r.reads.done(ctx, nil)
+	} else {
+		r.reads.done(ctx, err)
+	}
 	e := &agreementEntry{expires: time.Now().Add(r.cacheTTL)}
 	switch {
 	case errors.Is(err, redis.Nil):

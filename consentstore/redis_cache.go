@@ -132,6 +132,7 @@ func (r *Redis) trust() {
 	r.patients.purge()
 	r.agreements.purge()
 	r.flushes.Add(1)
+	r.reads.reset()
 	r.trusted.Store(true)
 }
 

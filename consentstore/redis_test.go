@@ -278,6 +278,15 @@ func TestRedisUnavailable(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("failing reads took %s", d)
 	}
+	// After failed reads in a row, reads fail at once without waiting for
+	// the timeout.
+	fast := time.Now()
+	if _, err := s.ForPatient(ctx, "Patient/3"); !errors.Is(err, consentstore.ErrBreakerOpen) || !errors.Is(err, consentstore.ErrUnavailable) {
+		t.Errorf("read with the breaker open: %v", err)
+	}
+	if d := time.Since(fast); d > 50*time.Millisecond {
+		t.Errorf("a read with the breaker open took %s", d)
+	}
 	srv.Restart()
 	restarted := time.Now()
 	waitFor(t, 2*time.Second, "recovery", func() bool {
