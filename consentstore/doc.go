@@ -48,7 +48,10 @@
 // Fail closed: every Redis call is bounded by a timeout
 // ([WithRedisTimeout]); a read that cannot reach Redis and has no
 // trustworthy cache entry returns an error wrapping [ErrUnavailable], which
-// the engine answers with DENY CONSENT_UNAVAILABLE. Redis errors are
+// the engine answers with DENY CONSENT_UNAVAILABLE. After two failed reads
+// in a row, decision-path reads fail at once ([ErrBreakerOpen]) for 500ms
+// instead of each waiting for the timeout; a read after that window, or a
+// re-established subscription, tries Redis again. Redis errors are
 // translated at the edge: redis.Nil is [ErrNotFound] (or
 // access.ErrNotFound).
 //
