@@ -39,13 +39,27 @@ through Redis pub/sub; when Redis cannot be read, decisions about patients
 are denied (CONSENT_UNAVAILABLE).
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return usageErrorf("--log-level %q: want debug, info, warn or error", logLevel)
 			}
 			logger := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 			ctx := cmd.Context()
+
+			// What was opened is closed on every way out, in reverse order:
+			// on shutdown after the HTTP server has drained, so the audit
+			// log gets every answered decision before it closes.
+			var closers []func(context.Context) error
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), drain)
+				defer cancel()
+				errs := []error{err}
+				for i := len(closers) - 1; i >= 0; i-- {
+					errs = append(errs, closers[i](cctx))
+				}
+				err = errors.Join(errs...)
+			}()
 
 			v, err := validation.New()
 			if err != nil {
@@ -55,6 +69,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return err
 			}
+			closers = append(closers, sec.close)
 			var app *app
 			if rf.url != "" {
 				if consentsDir != "" {
@@ -71,6 +86,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
 				if err != nil {
+					_ = closeRedis(context.Background())
 					return err
 				}
 			} else {
@@ -79,6 +95,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 					return err
 				}
 			}
+			closers = append(closers, app.close)
 			// The embedded bundle is active; --bundle replaces it before
 			// the first request and is watched from then on.
 			bundleOpt, stopBundles, err := bf.start(ctx, app.engine, logger)
@@ -94,6 +111,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return err
 			}
+			closers = append(closers, func(ctx context.Context) error {
+				if err := auditLog.Close(ctx); err != nil {
+					return fmt.Errorf("audit: %w", err)
+				}
+				return nil
+			})
 			if m := sec.metrics; m != nil {
 				loader := bf.loader
 				_ = m.Bundle(func() string { return loader.Status().Revision }, func() uint64 { return loader.Status().Failures })
@@ -122,17 +145,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 			logger.Info("shutting down", slog.Duration("drain", drain))
 			sctx, cancel := context.WithTimeout(context.Background(), drain)
 			defer cancel()
-			// In-flight decisions finish first, then their audit records
-			// are drained and flushed, then the stores close.
-			var errs []error
+			// In-flight decisions finish here; the deferred closers then
+			// drain their audit records and close the stores.
 			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errs = append(errs, fmt.Errorf("shutdown: %w", err))
+				return fmt.Errorf("shutdown: %w", err)
 			}
-			if err := auditLog.Close(sctx); err != nil {
-				errs = append(errs, fmt.Errorf("audit: %w", err))
-			}
-			errs = append(errs, sec.close(sctx), app.close(sctx))
-			return errors.Join(errs...)
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
