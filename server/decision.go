@@ -11,9 +11,10 @@ import (
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 )
 
-// Recorder writes the audit record of a decision before the decision is
-// returned. An error means the record could not be kept; the decision is
-// then replaced by DENY AUDIT_UNAVAILABLE (fail closed).
+// Recorder takes the audit record of a decision before the decision is
+// returned (it may queue it and write it later, as audit.Log does). An error
+// means the record could not be kept; the decision is then replaced by DENY
+// AUDIT_UNAVAILABLE (fail closed).
 type Recorder interface {
 	Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
 }
