@@ -257,3 +257,42 @@ func TestLogClose(t *testing.T) {
 		closeLog(t, l)
 	})
 }
+
+func TestLogGroupCommit(t *testing.T) {
+	t.Parallel()
+	// The first record is written at once; the writer then waits the sync
+	// delay, so the 50 recorded meanwhile share the next write and fsync
+	// (and Close adds the final checkpoint: three appends in all).
+	for _, tc := range []struct {
+		delay      time.Duration
+		wantWrites func(n int64) bool
+	}{
+		{time.Minute, func(n int64) bool { return n == 3 }},
+		{0, func(n int64) bool { return n >= 3 }},
+	} {
+		t.Run(tc.delay.String(), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			sink := &flakySink{inner: openFile(t, path)}
+			signer := newSigner(t)
+			l := audit.New(sink, audit.WithSigner(signer), audit.WithSyncDelay(tc.delay))
+			record(t, l, 0, 1)
+			for i := 0; l.Stats().Written < 1; i++ {
+				if i == 1000 {
+					t.Fatal("first record not written within 10 s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			record(t, l, 1, 51)
+			start := time.Now()
+			closeLog(t, l) // Close cuts the delay short and drains
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("Close took %v: it must not wait out the sync delay", d)
+			}
+			if n := sink.calls.Load(); !tc.wantWrites(n) {
+				t.Errorf("%d appends for 51 records", n)
+			}
+			verifyFile(t, path, 51, signer)
+		})
+	}
+}

@@ -19,6 +19,7 @@ const (
 	DefaultCheckpointEvery    = 10000
 	DefaultCheckpointInterval = time.Minute
 	DefaultBatchSize          = 8192
+	DefaultSyncDelay          = 2 * time.Millisecond
 )
 
 // Errors of a [Log]. Both match [ErrUnavailable]: the decision they belong
@@ -43,6 +44,7 @@ type Log struct {
 	cpEvery        int
 	cpInterval     time.Duration
 	batchSize      int
+	syncDelay      time.Duration
 
 	closed   atomic.Bool
 	inflight atomic.Int64
@@ -92,6 +94,14 @@ func WithEnqueueTimeout(d time.Duration) Option { return func(l *Log) { l.enqueu
 // WithBatchSize sets the most records written (and fsynced) at once.
 func WithBatchSize(n int) Option { return func(l *Log) { l.batchSize = max(n, 1) } }
 
+// WithSyncDelay sets the group commit: after writing a batch smaller than
+// the batch size, the writer waits d before taking the next one, so the
+// records arriving meanwhile share one write and one fsync (they wait in
+// the queue and count against its size). It delays when a record is
+// durable by up to d, never the decision. 0 writes as soon as a record
+// arrives.
+func WithSyncDelay(d time.Duration) Option { return func(l *Log) { l.syncDelay = max(d, 0) } }
+
 // WithLogger sets the logger of sink failures and drops.
 func WithLogger(lg *slog.Logger) Option { return func(l *Log) { l.logger = lg } }
 
@@ -110,6 +120,7 @@ func New(sink Sink, opts ...Option) *Log {
 		cpEvery:        DefaultCheckpointEvery,
 		cpInterval:     DefaultCheckpointInterval,
 		batchSize:      DefaultBatchSize,
+		syncDelay:      DefaultSyncDelay,
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -299,15 +310,30 @@ func (l *Log) run() {
 			}
 			return
 		}
+		wrote := len(batch)
 		if !flush(false) {
 			// Aborted (Close deadline) while the sink was failing.
 			l.unsaved.Add(int64(len(batch) + len(l.queue)))
 			return
 		}
+		if wrote > 0 && wrote < l.batchSize && l.syncDelay > 0 {
+			l.linger()
+		}
 	}
 }
 
 // fill moves queued records into the batch without waiting.
+// linger waits the sync delay, or until Close, leaving arriving records
+// in the queue.
+func (l *Log) linger() {
+	t := time.NewTimer(l.syncDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.stop:
+	}
+}
+
 func (l *Log) fill(batch *[]Record) {
 	for len(*batch) < l.batchSize {
 		select {

@@ -39,6 +39,7 @@ type auditFlags struct {
 	enqueueTimeout     time.Duration
 	checkpointEvery    int
 	checkpointInterval time.Duration
+	syncDelay          time.Duration
 }
 
 // addAuditFlags registers serve's --audit-* flags.
@@ -52,6 +53,7 @@ func addAuditFlags(fs *pflag.FlagSet) *auditFlags {
 	fs.BoolVar(&f.failClosed, "audit-fail-closed", true, "when the audit queue stays full (sink failing), answer DENY AUDIT_UNAVAILABLE; false answers and counts the record as dropped")
 	fs.IntVar(&f.queue, "audit-queue", audit.DefaultQueueSize, "decisions that may wait for the audit sink")
 	fs.DurationVar(&f.enqueueTimeout, "audit-enqueue-timeout", audit.DefaultEnqueueTimeout, "how long a decision waits for room in a full audit queue")
+	fs.DurationVar(&f.syncDelay, "audit-sync-delay", audit.DefaultSyncDelay, "group commit: after a write, let records gather this long before the next write and fsync (delays durability, not answers; 0 writes at once)")
 	fs.IntVar(&f.checkpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery, "sign a checkpoint after this many records")
 	fs.DurationVar(&f.checkpointInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "sign a checkpoint at least this often while records arrive")
 	return f
@@ -66,6 +68,7 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		audit.WithQueueSize(f.queue),
 		audit.WithEnqueueTimeout(f.enqueueTimeout),
 		audit.WithCheckpoints(f.checkpointEvery, f.checkpointInterval),
+		audit.WithSyncDelay(f.syncDelay),
 	}
 	if f.keyFile != "" {
 		s, err := audit.LoadSigner(f.keyFile)

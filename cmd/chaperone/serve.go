@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -22,6 +23,7 @@ func newServeCmd(e *env) *cobra.Command {
 		consentsDir string
 		logLevel    string
 		drain       time.Duration
+		pprofAddr   string
 		rf          redisFlags
 		bf          *bundleFlags
 		sf          *securityFlags
@@ -129,6 +131,14 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return usageErrorf("listen on %s: %v", addr, err)
 			}
+			if pprofAddr != "" {
+				stop, err := servePprof(pprofAddr, logger)
+				if err != nil {
+					_ = ln.Close()
+					return err
+				}
+				closers = append(closers, stop)
+			}
 			hs := srv.HTTPServer()
 			logger.Info("serving", slog.String("addr", ln.Addr().String()),
 				slog.String("bundle_revision", app.engine.Bundle().Revision()),
@@ -160,8 +170,33 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
+	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
+}
+
+// servePprof serves net/http/pprof on a loopback address of its own, apart
+// from the API port and its authentication: profiles show memory contents,
+// so any other address is refused.
+func servePprof(addr string, logger *slog.Logger) (func(context.Context) error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, usageErrorf("--pprof-addr %s: %v", addr, err)
+	}
+	if !isLoopback(ln.Addr()) {
+		_ = ln.Close()
+		return nil, usageErrorf("--pprof-addr %s: profiles are served on loopback only", addr)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	logger.Info("serving profiles", slog.String("addr", ln.Addr().String()))
+	return func(context.Context) error { return hs.Close() }, nil
 }
 
 func isLoopback(a net.Addr) bool {
