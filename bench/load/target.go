@@ -35,15 +35,39 @@ const checkPath = "/" + chaperonev1connect.DecisionServiceName + "/Check"
 // per-worker senders and a func releasing the connections.
 func newTarget(cfg *Config) (func() sender, func(), error) {
 	base := BaseURL(cfg.Addr)
-	h1 := &http.Transport{
+	tr := &http.Transport{
 		MaxIdleConns:        cfg.Concurrency,
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		MaxConnsPerHost:     cfg.Concurrency,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
 	}
-	closeH1 := h1.CloseIdleConnections
-	client := &http.Client{Transport: h1, Timeout: cfg.Timeout}
+	closeH1 := tr.CloseIdleConnections
+	client := &http.Client{Transport: tr, Timeout: cfg.Timeout}
+	// h1 posts bodies over HTTP/1.1: the generator's own client for
+	// http://, net/http for https://.
+	h1 := func(path, contentType string, bodies [][]byte, decode func([]byte) (string, error)) (func() sender, func(), error) {
+		if strings.HasPrefix(base, "https://") {
+			return func() sender {
+				return &httpSender{client: client, url: base + path, contentType: contentType, bodies: bodies, decode: decode}
+			}, closeH1, nil
+		}
+		addr, reqs, err := newH1Requests(base, path, contentType, bodies)
+		if err != nil {
+			return nil, nil, err
+		}
+		var senders []*h1Sender
+		closeAll := func() {
+			for _, s := range senders {
+				s.close()
+			}
+		}
+		return func() sender {
+			s := &h1Sender{addr: addr, reqs: reqs, timeout: cfg.Timeout, decode: decode}
+			senders = append(senders, s)
+			return s
+		}, closeAll, nil
+	}
 
 	switch {
 	case cfg.Target == TargetOPA:
@@ -57,9 +81,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return func() sender {
-			return &httpSender{client: client, url: base + cfg.OPAPath, contentType: "application/json", bodies: bodies, decode: decodeOPA}
-		}, closeH1, nil
+		return h1(cfg.OPAPath, "application/json", bodies, decodeOPA)
 	case cfg.Target != TargetChaperone:
 		return nil, nil, fmt.Errorf("unknown target %q (want chaperone or opa)", cfg.Target)
 	}
@@ -74,9 +96,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			}
 			bodies[i] = b
 		}
-		return func() sender {
-			return &httpSender{client: client, url: base + checkPath, contentType: "application/proto", bodies: bodies, decode: decodeProto}
-		}, closeH1, nil
+		return h1(checkPath, "application/proto", bodies, decodeProto)
 	case ProtocolJSON:
 		bodies := make([][]byte, len(cfg.Requests))
 		for i, r := range cfg.Requests {
@@ -86,9 +106,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			}
 			bodies[i] = b
 		}
-		return func() sender {
-			return &httpSender{client: client, url: base + checkPath, contentType: "application/json", bodies: bodies, decode: decodeConnectJSON}
-		}, closeH1, nil
+		return h1(checkPath, "application/json", bodies, decodeConnectJSON)
 	case ProtocolGRPC:
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)
