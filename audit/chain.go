@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -52,46 +53,81 @@ func (b *Batch) Len() int { return len(b.recs) }
 // Seal chains the records onto head: it numbers them, links each to the one
 // before, fills and signs checkpoints and hashes every line.
 func (b *Batch) Seal(head Head) ([]Sealed, Head, error) {
+	_, out, head, err := b.sealInto(nil, head)
+	return out, head, err
+}
+
+// sealInto is Seal writing every line, each followed by a newline, to one
+// buffer (appended to buf and returned); the lines of the result are
+// slices of it.
+func (b *Batch) sealInto(buf []byte, head Head) ([]byte, []Sealed, Head, error) {
 	out := make([]Sealed, len(b.recs))
+	starts := make([]int, len(b.recs))
+	buf = slices.Grow(buf, len(b.recs)*typicalLine)
 	for i := range b.recs {
 		r := b.recs[i] // a copy: a batch may be sealed again after a failed append
 		r.Seq, r.Prev = head.Seq+1, head.Hash
 		if r.Kind == KindCheckpoint {
 			if b.signer == nil {
-				return nil, head, errors.New("checkpoint without a signing key")
+				return buf, nil, head, errors.New("checkpoint without a signing key")
 			}
 			r.Checkpoint = b.signer.sign(head, r.Time)
 		}
-		line, hash, err := seal(&r)
+		starts[i] = len(buf)
+		var (
+			hash string
+			err  error
+		)
+		buf, hash, err = appendSealed(buf, &r)
 		if err != nil {
-			return nil, head, err
+			return buf, nil, head, err
 		}
-		out[i] = Sealed{Seq: r.Seq, Hash: hash, Line: line}
+		buf = append(buf, '\n')
+		out[i] = Sealed{Seq: r.Seq, Hash: hash}
 		head = Head{Seq: r.Seq, Hash: hash}
 	}
-	return out, head, nil
+	for i := range out { // buf has stopped moving
+		end := len(buf)
+		if i+1 < len(out) {
+			end = starts[i+1]
+		}
+		out[i].Line = buf[starts[i] : end-1 : end-1]
+	}
+	return buf, out, head, nil
 }
 
 const hashField = `,"hash":"`
 
+// typicalLine is about the length of a decision record's line, to size
+// buffers.
+const typicalLine = 640
+
 // hashSuffixLen is the length of `,"hash":"<64 hex>"}`.
 const hashSuffixLen = len(hashField) + 64 + 2
 
-// seal encodes r and appends its hash: the SHA-256 of the JSON without the
-// hash field, which is the line with the suffix replaced by "}".
-func seal(r *Record) ([]byte, string, error) {
-	body, err := json.Marshal(r)
+// appendSealed appends the line of r: its JSON with the hash appended as
+// the last field. The hash is the SHA-256 of the JSON without the hash
+// field, which is the line with the suffix replaced by "}".
+func appendSealed(dst []byte, r *Record) ([]byte, string, error) {
+	start := len(dst)
+	dst, err := appendRecord(dst, r)
 	if err != nil {
-		return nil, "", fmt.Errorf("encode record %d: %w", r.Seq, err)
+		return dst[:start], "", fmt.Errorf("encode record %d: %w", r.Seq, err)
 	}
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
-	line := make([]byte, 0, len(body)+hashSuffixLen-1)
-	line = append(line, body[:len(body)-1]...)
-	line = append(line, hashField...)
-	line = append(line, hash...)
-	line = append(line, '"', '}')
-	return line, hash, nil
+	sum := sha256.Sum256(dst[start:])
+	var digest [64]byte
+	for i, b := range sum {
+		digest[2*i], digest[2*i+1] = hexDigits[b>>4], hexDigits[b&0xF]
+	}
+	dst = append(dst[:len(dst)-1], hashField...)
+	dst = append(dst, digest[:]...)
+	dst = append(dst, '"', '}')
+	return dst, string(digest[:]), nil
+}
+
+// seal returns the line of r and its hash.
+func seal(r *Record) ([]byte, string, error) {
+	return appendSealed(nil, r)
 }
 
 // unseal checks a stored line against its own hash and decodes it.

@@ -36,8 +36,13 @@ type FileSink struct {
 	f     *os.File // PATH, O_APPEND
 	size  int64    // size of f after our last append
 	head  Head
-	fresh bool // head and size are what we last wrote to f
+	fresh bool   // head and size are what we last wrote to f
+	buf   []byte // the lines of the last append, reused
 }
+
+// maxKeptBuffer is the largest append buffer a FileSink keeps for the next
+// append.
+const maxKeptBuffer = 8 << 20
 
 var _ Sink = (*FileSink)(nil)
 
@@ -106,16 +111,14 @@ func (s *FileSink) Append(ctx context.Context, b *Batch) error {
 		}
 		s.fresh = true
 	}
-	sealed, next, err := b.Seal(s.head)
+	buf, _, next, err := b.sealInto(s.buf[:0], s.head)
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	for _, x := range sealed {
-		buf.Write(x.Line)
-		buf.WriteByte('\n')
+	if cap(buf) <= maxKeptBuffer {
+		s.buf = buf
 	}
-	n, err := s.f.Write(buf.Bytes())
+	n, err := s.f.Write(buf)
 	if err != nil {
 		s.fresh = false // a torn line is repaired on the next append
 		return fmt.Errorf("write audit log: %w", err)
