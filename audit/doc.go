@@ -17,7 +17,9 @@
 //
 // A [Log] is the [server.Recorder]: [Log.Record] copies the identifiers
 // into a bounded queue and returns (no I/O on the request goroutine); one
-// writer goroutine chains and appends batches to a [Sink]: a [FileSink]
+// writer goroutine chains and appends batches to a [Sink] (group commit: after
+// a partial batch it waits [WithSyncDelay] so the records arriving meanwhile
+// share one write and fsync): a [FileSink]
 // (append-only JSON lines, one fsync per batch, rotation by size, the chain
 // continuing across files) or a [RedisSink] (XADD to a stream). When the
 // queue is full, [Log.Record] waits a bounded time (backpressure) and then

@@ -19,7 +19,7 @@ const (
 	DefaultCheckpointEvery    = 10000
 	DefaultCheckpointInterval = time.Minute
 	DefaultBatchSize          = 8192
-	DefaultSyncDelay          = 2 * time.Millisecond
+	DefaultSyncDelay          = 10 * time.Millisecond
 )
 
 // Errors of a [Log]. Both match [ErrUnavailable]: the decision they belong
