@@ -61,6 +61,16 @@ const (
 	TargetOPA       Target = "opa"
 )
 
+// preciseTimersBelow is the open-loop rate (per second) under which workers
+// wait on kernel timers (timerfd on Linux) rather than Go timers. Under it
+// the generator is mostly idle and a Go timer sleeps in epoll_wait, whose
+// millisecond resolution made sends up to 1 ms late (at 2,000/s: send lag
+// p50 0.46 ms, p99 1.28 ms, against 0.09 and 0.40 with timerfd). Above it
+// the runtime is busy, checks its timers at every scheduling point and
+// fires them on time (at 10,000/s: lag p50 0.08 ms), and the two system
+// calls per wait of a kernel timer would take CPU from the server.
+const preciseTimersBelow = 5000
+
 // DefaultMaxRequests bounds a run that sets no Config.MaxRequests.
 const DefaultMaxRequests = 100_000_000
 
@@ -224,8 +234,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			timer := time.NewTimer(time.Hour)
-			defer timer.Stop()
+			var w waiter
+			if open {
+				w = newWaiter(cfg.Rate < preciseTimersBelow)
+				defer w.close()
+			}
 			for rctx.Err() == nil {
 				n := next.Add(1) - 1
 				if n >= cfg.MaxRequests {
@@ -238,10 +251,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 						return
 					}
 					if d := time.Until(due); d > 0 {
-						timer.Reset(d)
-						select {
-						case <-timer.C:
-						case <-rctx.Done():
+						if w.wait(rctx, d) != nil {
 							return
 						}
 					}
