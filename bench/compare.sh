@@ -7,8 +7,10 @@
 #   opa run --server bench/opa/policy.rego bench/opa/data.json
 # on loopback, drives each in turn with the same `chaperone bench` (the
 # reference scenario's 16 requests; Connect protobuf and Connect JSON to
-# Chaperone, {"input": …} JSON to OPA's REST data API), then the reference
-# bundle for information, and prints a table and the ratios. It stops
+# Chaperone, {"input": …} JSON to OPA's REST data API), then, for
+# information, the reference bundle and bench/floor (a do-nothing HTTP
+# server answering every Check ALLOW: the transport floor of this machine),
+# and prints a table and the ratios. It stops
 # everything it started, also on Ctrl-C.
 #
 # Environment: DURATION (30s), WARMUP (5s), CONCURRENCY (8), ROUNDS (1;
@@ -29,6 +31,7 @@ RATE=${RATE:-}
 OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
 CHAP_ADDR=127.0.0.1:${CHAP_PORT:-18787}
 REF_ADDR=127.0.0.1:${REF_PORT:-18788}
+FLOOR_ADDR=127.0.0.1:${FLOOR_PORT:-18789}
 OPA_ADDR=127.0.0.1:${OPA_PORT:-18181}
 mkdir -p "$OUT" "$ROOT/bin"
 
@@ -49,8 +52,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [[ -z ${SKIP_BUILD:-} ]]; then
-	echo "building bin/chaperone and bin/opa" >&2
+	echo "building bin/chaperone, bin/floor and bin/opa" >&2
 	go build -o bin/chaperone ./cmd/chaperone
+	go build -o bin/floor ./bench/floor
 	(cd bench/opa && go build -o ../../bin/opa github.com/open-policy-agent/opa)
 fi
 
@@ -63,9 +67,9 @@ wait_http() { # URL: up to 10s
 	return 1
 }
 
-for a in "$CHAP_ADDR" "$REF_ADDR" "$OPA_ADDR"; do
+for a in "$CHAP_ADDR" "$REF_ADDR" "$OPA_ADDR" "$FLOOR_ADDR"; do
 	if curl -s -o /dev/null "http://$a/" 2>/dev/null; then
-		echo "compare.sh: $a is already in use (set CHAP_PORT, REF_PORT, OPA_PORT)" >&2
+		echo "compare.sh: $a is already in use (set CHAP_PORT, REF_PORT, OPA_PORT, FLOOR_PORT)" >&2
 		exit 1
 	fi
 done
@@ -85,9 +89,15 @@ pids+=($!)
 bin/opa run --server --addr "$OPA_ADDR" --log-level error --disable-telemetry \
 	bench/opa/policy.rego bench/opa/data.json >"$OUT/opa.log" 2>&1 &
 pids+=($!)
+bin/floor --addr "$FLOOR_ADDR" 2>"$OUT/floor.log" &
+pids+=($!)
 wait_http "http://$CHAP_ADDR/healthz"
 wait_http "http://$REF_ADDR/healthz"
 wait_http "http://$OPA_ADDR/health"
+for _ in $(seq 100); do # the floor answers POSTs only
+	if curl -s -o /dev/null "http://$FLOOR_ADDR/" 2>/dev/null; then break; fi
+	sleep 0.1
+done
 for p in "${pids[@]}"; do
 	kill -0 "$p" # still running: it is the one answering
 done
@@ -107,6 +117,7 @@ for round in $(seq "$ROUNDS"); do
 	run chaperone-json --addr "$CHAP_ADDR" --protocol json
 	run opa-json --addr "$OPA_ADDR" --target opa --opa-path /v1/data/chaperone/bench/decision
 	run chaperone-reference-connect --addr "$REF_ADDR" --protocol connect
+	run floor-connect --addr "$FLOOR_ADDR" --protocol connect --seed-consents=false
 done
 
 {
@@ -114,7 +125,7 @@ done
 	echo "# load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf "%-30s %5s %12s %9s %9s %9s %9s %7s  %s\n" target round throughput/s p50_ms p90_ms p99_ms p99.9_ms errors decisions
 	for round in $(seq "$ROUNDS"); do
-		for name in chaperone-connect chaperone-json opa-json chaperone-reference-connect; do
+		for name in chaperone-connect chaperone-json opa-json chaperone-reference-connect floor-connect; do
 			jq -r --arg n "$name" --arg r "$round" \
 				'[$n, $r, (.throughput|floor), .latency.p50, .latency.p90, .latency.p99, .latency.p999, .errors, (.decisions|to_entries|map("\(.key)=\(.value)")|join(" "))] | @tsv' \
 				"$OUT/$name.r$round.json" |
