@@ -70,6 +70,18 @@ func (b *Bundle) Manifest() Manifest { return b.manifest }
 // Revision returns the bundle's revision.
 func (b *Bundle) Revision() string { return b.manifest.Revision }
 
+// deterministic reports whether every layer's result follows from the
+// facts: false when a Rego module calls a nondeterministic builtin
+// (time.now_ns, http.send, …), and then nothing is memoised.
+func (b *Bundle) deterministic() bool {
+	for _, l := range b.layers {
+		if r, ok := l.(*regoLayer); ok && !r.deterministic {
+			return false
+		}
+	}
+	return true
+}
+
 // Files lists the policy sources compiled into the bundle.
 func (b *Bundle) Files() []string { return b.files }
 

@@ -68,8 +68,12 @@ func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l }
 // WithClock sets the clock used when a request has no context.time.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
 
+// DefaultMemoSize is how many policy outcomes an engine remembers per
+// active bundle unless [WithMemo] says otherwise.
+const DefaultMemoSize = 50000
+
 // WithMemo sets how many policy outcomes the engine remembers per active
-// bundle (default 50000; 0 turns memoisation off).
+// bundle (default [DefaultMemoSize]; 0 or less turns memoisation off).
 func WithMemo(size int) Option { return func(e *Engine) { e.memoSize = size } }
 
 // WithDecisionIDs sets the generator of decision ids (tests pin them).
@@ -82,7 +86,7 @@ func New(consents ConsentEvaluator, opts ...Option) *Engine {
 		consents: consents,
 		logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:      time.Now,
-		memoSize: 50000,
+		memoSize: DefaultMemoSize,
 	}
 	for _, o := range opts {
 		o(e)
@@ -94,15 +98,34 @@ func New(consents ConsentEvaluator, opts ...Option) *Engine {
 	return e
 }
 
-// active is a bundle with the memo of its outcomes.
+// active is a bundle with the memos of its outcomes: the decision memo,
+// keyed on every input a policy can see, and one per layer that knows the
+// part of the input it reads (nil where it does not).
 type active struct {
-	bundle *Bundle
-	memo   *memo
+	bundle     *Bundle
+	memo       *memo[*outcome]
+	layerMemos []*memo[*layerResult]
+}
+
+// memoLayer is a layer that can remember its results in a memo of its
+// own, keyed on the part of the facts it reads.
+type memoLayer interface {
+	evaluateMemo(ctx context.Context, f *facts, m *memo[*layerResult]) (layerResult, error)
 }
 
 // Activate makes b the bundle every later decision uses.
 func (e *Engine) Activate(b *Bundle) {
-	e.active.Store(&active{bundle: b, memo: newMemo(e.memoSize)})
+	a := &active{bundle: b}
+	if b.deterministic() {
+		a.memo = newMemo[*outcome](e.memoSize)
+		a.layerMemos = make([]*memo[*layerResult], len(b.layers))
+		for i, l := range b.layers {
+			if _, ok := l.(memoLayer); ok {
+				a.layerMemos[i] = newMemo[*layerResult](e.memoSize)
+			}
+		}
+	}
+	e.active.Store(a)
 }
 
 // Bundle returns the active bundle, or nil.
@@ -330,8 +353,16 @@ func (e *Engine) evaluateLayers(ctx context.Context, a *active, f *facts, trace 
 		}
 	}
 	out := &outcome{}
-	for _, l := range a.bundle.layers {
-		r, err := l.evaluate(ctx, f)
+	for i, l := range a.bundle.layers {
+		var (
+			r   layerResult
+			err error
+		)
+		if ml, ok := l.(memoLayer); ok && trace == nil && a.layerMemos != nil {
+			r, err = ml.evaluateMemo(ctx, f, a.layerMemos[i])
+		} else {
+			r, err = l.evaluate(ctx, f)
+		}
 		if err != nil {
 			if trace != nil {
 				trace.Layers = append(trace.Layers, LayerStep{Layer: l.name(), Effect: "error", Error: err.Error()})

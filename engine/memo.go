@@ -29,35 +29,35 @@ type outcome struct {
 // one is full it becomes the previous one, and entries found there move
 // back to the current one. The memo thus holds at most 2×size entries and
 // keeps what is used.
-type memo struct {
+type memo[V any] struct {
 	seed   maphash.Seed
-	shards [memoShards]memoShard
+	shards [memoShards]memoShard[V]
 	limit  int // per shard and generation
 }
 
 const memoShards = 16
 
-type memoShard struct {
+type memoShard[V any] struct {
 	mu        sync.RWMutex
-	cur, prev map[string]*outcome
+	cur, prev map[string]V
 }
 
-func newMemo(size int) *memo {
+func newMemo[V any](size int) *memo[V] {
 	if size <= 0 {
 		return nil
 	}
-	m := &memo{seed: maphash.MakeSeed(), limit: max(1, size/memoShards)}
+	m := &memo[V]{seed: maphash.MakeSeed(), limit: max(1, size/memoShards)}
 	for i := range m.shards {
-		m.shards[i].cur = make(map[string]*outcome)
+		m.shards[i].cur = make(map[string]V)
 	}
 	return m
 }
 
-func (m *memo) shard(key []byte) *memoShard {
+func (m *memo[V]) shard(key []byte) *memoShard[V] {
 	return &m.shards[maphash.Bytes(m.seed, key)%memoShards]
 }
 
-func (m *memo) get(key []byte) (*outcome, bool) {
+func (m *memo[V]) get(key []byte) (V, bool) {
 	s := m.shard(key)
 	s.mu.RLock()
 	o, ok := s.cur[string(key)]
@@ -73,11 +73,11 @@ func (m *memo) get(key []byte) (*outcome, bool) {
 	return o, ok
 }
 
-func (m *memo) put(key []byte, o *outcome) {
+func (m *memo[V]) put(key []byte, o V) {
 	s := m.shard(key)
 	s.mu.Lock()
 	if len(s.cur) >= m.limit {
-		s.prev, s.cur = s.cur, make(map[string]*outcome, m.limit)
+		s.prev, s.cur = s.cur, make(map[string]V, m.limit)
 	}
 	s.cur[string(key)] = o
 	s.mu.Unlock()

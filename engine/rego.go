@@ -33,6 +33,12 @@ type regoLayer struct {
 	packages []string
 	ids      []string
 	consts   *regoConsts
+	// keyPaths are the input paths the modules read, when they read
+	// nothing else (see regoInputPaths); nil: results are not remembered.
+	keyPaths regoKeyPaths
+	// deterministic is false when a module calls a nondeterministic
+	// builtin: then no outcome of the bundle may be remembered.
+	deterministic bool
 }
 
 // regoConsts are input sub-documents most requests share, built once per
@@ -180,7 +186,17 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	if err != nil {
 		return nil, &CompileError{File: "rego", Err: err}
 	}
-	return &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts()}, nil
+	l := &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts(), deterministic: true}
+	all := make([]*ast.Module, 0, len(modules))
+	for _, m := range modules {
+		all = append(all, m)
+	}
+	if paths, ok := regoInputPaths(all); ok {
+		l.keyPaths = newRegoKeyPaths(paths)
+	} else {
+		l.deterministic = regoDeterministic(all)
+	}
+	return l, nil
 }
 
 func (l *regoLayer) name() string { return "rego" }
@@ -188,7 +204,11 @@ func (l *regoLayer) name() string { return "rego" }
 func (l *regoLayer) policyIDs() []string { return l.ids }
 
 func (l *regoLayer) evaluate(ctx context.Context, f *facts) (layerResult, error) {
-	rs, err := l.query.Eval(ctx, rego.EvalParsedInput(regoInput(f, l.consts)))
+	return l.eval(ctx, regoInput(f, l.consts))
+}
+
+func (l *regoLayer) eval(ctx context.Context, input ast.Value) (layerResult, error) {
+	rs, err := l.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return layerResult{}, fmt.Errorf("rego: %w", err)
 	}

@@ -37,7 +37,7 @@ type stores struct {
 
 // newApp loads the bundle (bundleDir, or the embedded reference bundle) and
 // seeds the in-memory consent store from consentsDir when given.
-func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*app, error) {
+func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger, opts ...engine.Option) (*app, error) {
 	mem := consentstore.NewMemory()
 	if consentsDir != "" {
 		n, err := mem.Load(ctx, consentsDir)
@@ -49,12 +49,12 @@ func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Log
 		}
 	}
 	acc := access.NewMemory()
-	return newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger)
+	return newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger, opts...)
 }
 
 // newAppWith wires the engine to st (the in-memory stores, or Redis) and
-// loads the bundle.
-func newAppWith(bundleDir string, st stores, logger *slog.Logger) (*app, error) {
+// loads the bundle; opts add engine options.
+func newAppWith(bundleDir string, st stores, logger *slog.Logger, opts ...engine.Option) (*app, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -62,8 +62,8 @@ func newAppWith(bundleDir string, st stores, logger *slog.Logger) (*app, error) 
 	if st.close != nil {
 		a.closers = append(a.closers, st.close)
 	}
-	a.engine = engine.New(engine.StoreConsents(st.consents),
-		engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithLogger(logger))
+	a.engine = engine.New(engine.StoreConsents(st.consents), append([]engine.Option{
+		engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithLogger(logger)}, opts...)...)
 	b, err := loadBundleDir(bundleDir)
 	if err != nil {
 		return nil, errors.Join(err, a.close(context.Background()))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -24,6 +25,7 @@ func newServeCmd(e *env) *cobra.Command {
 		logLevel    string
 		drain       time.Duration
 		pprofAddr   string
+		memoSize    int
 		rf          redisFlags
 		bf          *bundleFlags
 		sf          *securityFlags
@@ -86,13 +88,13 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
 					_ = m.RedisErrors(rerrs.n.Load)
 				}
-				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger)
+				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger, engine.WithMemo(memoSize))
 				if err != nil {
 					_ = closeRedis(context.Background())
 					return err
 				}
 			} else {
-				app, err = newApp(ctx, "", consentsDir, logger)
+				app, err = newApp(ctx, "", consentsDir, logger, engine.WithMemo(memoSize))
 				if err != nil {
 					return err
 				}
@@ -170,6 +172,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
+	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd

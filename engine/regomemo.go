@@ -1,0 +1,263 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"slices"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// The Rego layer's memo. Most Rego policies read a few fields of the input
+// (roles, action, resource type, purpose, a fact or two), so their result
+// is the same for requests that differ only elsewhere: another resource
+// id, patient, time or address. When the bundle is compiled, the Rego
+// modules are searched for every reference to input; if each one starts
+// with constant keys (input.subject.roles, input.resource.type, …) and no
+// module reads input another way or calls a nondeterministic builtin, the
+// layer's result is a function of the values at those paths (and of the
+// bundle's data, fixed per bundle). The layer then remembers results by
+// those values. The engine's decision memo, keyed on the whole request,
+// misses whenever any field differs; this one does not.
+
+// regoInputPaths returns the paths of the input document that modules can
+// read: the constant prefix of every reference to input, sorted and
+// without a path that another one contains. ok is false when a module may
+// read input in a way the paths do not capture (input as a whole, a key
+// computed at evaluation time, an import of input or a with replacing it)
+// or calls a nondeterministic builtin, whose result the paths do not fix.
+func regoInputPaths(modules []*ast.Module) (paths [][]string, ok bool) {
+	ok = true
+	seen := map[string][]string{}
+	var vis *ast.GenericVisitor
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		if !ok {
+			return true
+		}
+		switch x := x.(type) {
+		case *ast.Import:
+			if r, isRef := x.Path.Value.(ast.Ref); isRef && r.HasPrefix(ast.InputRootRef) {
+				ok = false
+			}
+			return true
+		case *ast.With:
+			if r, isRef := x.Target.Value.(ast.Ref); isRef && r.HasPrefix(ast.InputRootRef) {
+				ok = false
+				return true
+			}
+		case *ast.Expr:
+			if x.IsCall() && nondeterministic(x.Operator()) {
+				ok = false
+				return true
+			}
+		case ast.Call:
+			if r, isRef := x[0].Value.(ast.Ref); isRef && nondeterministic(r) {
+				ok = false
+				return true
+			}
+		case ast.Ref:
+			if !x[0].Equal(ast.InputRootDocument) {
+				return false
+			}
+			var path []string
+			i := 1
+			for ; i < len(x); i++ {
+				s, isStr := x[i].Value.(ast.String)
+				if !isStr {
+					break
+				}
+				path = append(path, string(s))
+			}
+			if len(path) == 0 {
+				ok = false // input[k] with k computed: any field
+				return true
+			}
+			seen[strings.Join(path, "\x00")] = path
+			for _, t := range x[i:] { // terms of a computed key may read input too
+				vis.Walk(t)
+			}
+			return true
+		case ast.Var:
+			if x.Equal(ast.InputRootDocument.Value) {
+				ok = false // input as a whole
+			}
+		}
+		return false
+	})
+	for _, m := range modules {
+		vis.Walk(m)
+	}
+	if !ok {
+		return nil, false
+	}
+	for _, p := range seen {
+		paths = append(paths, p)
+	}
+	slices.SortFunc(paths, slices.Compare)
+	// input.a covers input.a.b: keep the shorter.
+	out := paths[:0]
+	for _, p := range paths {
+		if n := len(out); n > 0 && hasPrefix(p, out[n-1]) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out, true
+}
+
+func hasPrefix(p, prefix []string) bool {
+	return len(p) >= len(prefix) && slices.Equal(p[:len(prefix)], prefix)
+}
+
+// nondeterministic reports whether op names a builtin whose result does
+// not follow from its arguments (time.now_ns, http.send, rand.intn, …).
+func nondeterministic(op ast.Ref) bool {
+	b, ok := ast.BuiltinMap[op.String()]
+	return ok && b.Nondeterministic
+}
+
+// regoKeyPaths are the input paths as terms, ready for lookups.
+type regoKeyPaths [][]*ast.Term
+
+func newRegoKeyPaths(paths [][]string) regoKeyPaths {
+	out := make(regoKeyPaths, len(paths))
+	for i, p := range paths {
+		for _, k := range p {
+			out[i] = append(out[i], ast.StringTerm(k))
+		}
+	}
+	return out
+}
+
+// appendKey appends the values of input at the paths; ok is false when a
+// value cannot be keyed (it never happens for documents regoInput builds).
+func (kp regoKeyPaths) appendKey(buf []byte, input ast.Value) ([]byte, bool) {
+	for _, path := range kp {
+		v := input
+		for _, k := range path {
+			obj, isObj := v.(ast.Object)
+			if !isObj {
+				v = nil
+				break
+			}
+			t := obj.Get(k)
+			if t == nil {
+				v = nil
+				break
+			}
+			v = t.Value
+		}
+		if v == nil {
+			buf = append(buf, 'u') // undefined
+			continue
+		}
+		var ok bool
+		if buf, ok = appendValueKey(buf, v); !ok {
+			return buf, false
+		}
+	}
+	return buf, true
+}
+
+// appendValueKey appends an unambiguous encoding of a JSON-like value:
+// a type tag, then lengths and counts before contents.
+func appendValueKey(buf []byte, v ast.Value) ([]byte, bool) {
+	switch v := v.(type) {
+	case ast.String:
+		buf = append(buf, 's')
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		return append(buf, v...), true
+	case ast.Boolean:
+		if v {
+			return append(buf, 'T'), true
+		}
+		return append(buf, 'F'), true
+	case ast.Null:
+		return append(buf, 'z'), true
+	case ast.Number:
+		buf = append(buf, 'n')
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		return append(buf, v...), true
+	case *ast.Array:
+		buf = append(buf, 'a')
+		buf = binary.AppendUvarint(buf, uint64(v.Len()))
+		ok := true
+		for i := 0; i < v.Len() && ok; i++ {
+			buf, ok = appendValueKey(buf, v.Elem(i).Value)
+		}
+		return buf, ok
+	case ast.Set:
+		buf = append(buf, 'S')
+		buf = binary.AppendUvarint(buf, uint64(v.Len()))
+		sorted := v.Sorted()
+		ok := true
+		for i := 0; i < sorted.Len() && ok; i++ {
+			buf, ok = appendValueKey(buf, sorted.Elem(i).Value)
+		}
+		return buf, ok
+	case ast.Object:
+		keys := slices.Clone(v.Keys())
+		slices.SortFunc(keys, func(a, b *ast.Term) int { return a.Value.Compare(b.Value) })
+		buf = append(buf, 'o')
+		buf = binary.AppendUvarint(buf, uint64(len(keys)))
+		ok := true
+		for _, k := range keys {
+			if buf, ok = appendValueKey(buf, k.Value); !ok {
+				break
+			}
+			if buf, ok = appendValueKey(buf, v.Get(k).Value); !ok {
+				break
+			}
+		}
+		return buf, ok
+	}
+	return buf, false
+}
+
+// evaluateMemo is evaluate with results remembered in m (nil: no memo) by
+// the values at the layer's input paths.
+func (l *regoLayer) evaluateMemo(ctx context.Context, f *facts, m *memo[*layerResult]) (layerResult, error) {
+	input := regoInput(f, l.consts)
+	if m == nil || l.keyPaths == nil {
+		return l.eval(ctx, input)
+	}
+	bp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(bp)
+	key, ok := l.keyPaths.appendKey((*bp)[:0], input)
+	*bp = key
+	if !ok {
+		return l.eval(ctx, input)
+	}
+	if r, hit := m.get(key); hit {
+		return *r, nil
+	}
+	r, err := l.eval(ctx, input)
+	if err == nil {
+		m.put(key, &r)
+	}
+	return r, err
+}
+
+// regoDeterministic reports whether no module calls a nondeterministic
+// builtin.
+func regoDeterministic(modules []*ast.Module) bool {
+	det := true
+	vis := ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case *ast.Expr:
+			if x.IsCall() && nondeterministic(x.Operator()) {
+				det = false
+			}
+		case ast.Call:
+			if r, isRef := x[0].Value.(ast.Ref); isRef && nondeterministic(r) {
+				det = false
+			}
+		}
+		return !det
+	})
+	for _, m := range modules {
+		vis.Walk(m)
+	}
+	return det
+}
