@@ -32,6 +32,17 @@
 // decision. Swapping the bundle starts an empty memo; failed evaluations are
 // never remembered; [Engine.Explain] always evaluates.
 //
+// That memo misses whenever any field differs, e.g. every read of another
+// resource. The Rego layer therefore keeps a memo of its own, keyed on the
+// input paths its modules read: when the bundle is compiled, every
+// reference to input is collected (input.subject.roles,
+// input.resource.type, …); if each starts with constant keys, and no module
+// reads input as a whole, by a computed key, through an import or a with,
+// the layer's result follows from the values at those paths and the
+// bundle's data, and is remembered by them. A module calling a
+// nondeterministic builtin (time.now_ns, http.send, …) turns both memos
+// off for its bundle. [WithMemo] sizes both (0 turns them off).
+//
 // # What policies see
 //
 // Cedar: principal is Subject::"<subject.id>" with parents Role::"<role>"
