@@ -26,6 +26,11 @@ type h1Sender struct {
 	reqs    [][]byte // request n's bytes
 	timeout time.Duration
 	decode  func([]byte) (string, error)
+	// With distinct resource ids the bodies are made per request: head is
+	// the request head up to its Content-Length value, bodies the source.
+	head    string
+	bodies  *distinctBodies
+	scratch []byte
 
 	conn net.Conn
 	br   *bufio.Reader
@@ -38,26 +43,51 @@ var errProtocol = errors.New("malformed HTTP/1.1 response")
 
 // newH1Requests renders each body as a complete POST to base+path.
 func newH1Requests(base, path, contentType string, bodies [][]byte) (addr string, reqs [][]byte, err error) {
+	addr, head, err := h1Head(base, path, contentType)
+	if err != nil {
+		return "", nil, err
+	}
+	reqs = make([][]byte, len(bodies))
+	for i, b := range bodies {
+		reqs[i] = appendH1Request(nil, head, b)
+	}
+	return addr, reqs, nil
+}
+
+// h1Head returns the address to dial and the head of a POST to base+path,
+// up to its Content-Length value.
+func h1Head(base, path, contentType string) (addr, head string, err error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return "", nil, fmt.Errorf("address %q: want host:port or http://host:port", base)
+		return "", "", fmt.Errorf("address %q: want host:port or http://host:port", base)
 	}
 	addr = u.Host
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
-	reqs = make([][]byte, len(bodies))
-	for i, b := range bodies {
-		head := "POST " + path + " HTTP/1.1\r\nHost: " + u.Host +
-			"\r\nUser-Agent: chaperone-bench\r\nContent-Type: " + contentType +
-			"\r\nContent-Length: " + strconv.Itoa(len(b)) + "\r\n\r\n"
-		reqs[i] = append([]byte(head), b...)
-	}
-	return addr, reqs, nil
+	head = "POST " + path + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nUser-Agent: chaperone-bench\r\nContent-Type: " + contentType + "\r\nContent-Length: "
+	return addr, head, nil
+}
+
+func appendH1Request(dst []byte, head string, body []byte) []byte {
+	dst = append(dst, head...)
+	dst = strconv.AppendInt(dst, int64(len(body)), 10)
+	dst = append(dst, "\r\n\r\n"...)
+	return append(dst, body...)
 }
 
 func (s *h1Sender) send(ctx context.Context, i int) outcome {
-	status, body, err := s.roundTrip(ctx, s.reqs[i])
+	req := s.reqs[i]
+	if s.bodies != nil {
+		b, err := s.bodies.body(i)
+		if err != nil {
+			return outcome{code: "internal"}
+		}
+		s.scratch = appendH1Request(s.scratch[:0], s.head, b)
+		req = s.scratch
+	}
+	status, body, err := s.roundTrip(ctx, req)
 	if err != nil {
 		s.close()
 		if errors.Is(err, errProtocol) {

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // TestH1Sender reads every response framing a server may choose.
@@ -75,5 +79,43 @@ func TestNewH1Requests(t *testing.T) {
 	}
 	if _, _, err := newH1Requests("https://example.test", "/p", "x", nil); err == nil || !strings.Contains(err.Error(), "http://") {
 		t.Errorf("https: err = %v", err)
+	}
+}
+
+// TestDistinctIDs: every request gets a resource id of its own, across
+// workers, and a request without an id keeps none.
+func TestDistinctIDs(t *testing.T) {
+	t.Parallel()
+	reqs := []*chaperonev1.CheckRequest{
+		{Action: "read", Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1"}},
+		{Action: "search", Resource: &chaperonev1.Resource{Type: "Observation"}},
+	}
+	seen := map[string]bool{}
+	for w := 1; w <= 3; w++ {
+		d := newDistinctBodies(w, reqs, func(r *chaperonev1.CheckRequest) ([]byte, error) { return proto.Marshal(r) })
+		for n := range 100 {
+			b, err := d.body(n % 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got chaperonev1.CheckRequest
+			if err := proto.Unmarshal(b, &got); err != nil {
+				t.Fatal(err)
+			}
+			id := got.GetResource().GetId()
+			if n%2 == 1 {
+				if id != "" {
+					t.Fatalf("search got id %q", id)
+				}
+				continue
+			}
+			if !strings.HasPrefix(id, "o1-") || seen[id] {
+				t.Fatalf("id %q: want a new id after o1-", id)
+			}
+			seen[id] = true
+		}
+	}
+	if reqs[0].GetResource().GetId() != "o1" {
+		t.Error("the scenario's request was changed")
 	}
 }

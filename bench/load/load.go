@@ -91,6 +91,11 @@ type Config struct {
 	Concurrency int           // workers (connections), default 1
 	// Rate is the open-loop rate in requests per second; 0 is closed loop.
 	Rate float64
+	// DistinctIDs gives every request a resource id of its own (the
+	// request's id with "-<worker>.<n>" appended; requests without an id
+	// keep none), so memos keyed on the whole request miss as they do in
+	// real traffic. Bodies are then encoded per request.
+	DistinctIDs bool
 	// MaxRequests bounds the number of requests sent (default DefaultMaxRequests).
 	MaxRequests int64
 	// Timeout bounds one request (default 10s); a timeout is an error

@@ -45,17 +45,35 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 	closeH1 := tr.CloseIdleConnections
 	client := &http.Client{Transport: tr, Timeout: cfg.Timeout}
 	// h1 posts bodies over HTTP/1.1: the generator's own client for
-	// http://, net/http for https://.
-	h1 := func(path, contentType string, bodies [][]byte, decode func([]byte) (string, error)) (func() sender, func(), error) {
+	// http://, net/http for https://. encode makes a body per request
+	// with distinct ids.
+	h1 := func(path, contentType string, encode func(*chaperonev1.CheckRequest) ([]byte, error), decode func([]byte) (string, error)) (func() sender, func(), error) {
+		bodies := make([][]byte, len(cfg.Requests))
+		for i, r := range cfg.Requests {
+			b, err := encode(r)
+			if err != nil {
+				return nil, nil, fmt.Errorf("request %d: %w", i, err)
+			}
+			bodies[i] = b
+		}
+		worker := 0
+		distinct := func() *distinctBodies {
+			worker++
+			if !cfg.DistinctIDs {
+				return nil
+			}
+			return newDistinctBodies(worker, cfg.Requests, encode)
+		}
 		if strings.HasPrefix(base, "https://") {
 			return func() sender {
-				return &httpSender{client: client, url: base + path, contentType: contentType, bodies: bodies, decode: decode}
+				return &httpSender{client: client, url: base + path, contentType: contentType, bodies: bodies, distinct: distinct(), decode: decode}
 			}, closeH1, nil
 		}
 		addr, reqs, err := newH1Requests(base, path, contentType, bodies)
 		if err != nil {
 			return nil, nil, err
 		}
+		_, head, _ := h1Head(base, path, contentType)
 		var senders []*h1Sender
 		closeAll := func() {
 			for _, s := range senders {
@@ -63,7 +81,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			}
 		}
 		return func() sender {
-			s := &h1Sender{addr: addr, reqs: reqs, timeout: cfg.Timeout, decode: decode}
+			s := &h1Sender{addr: addr, reqs: reqs, timeout: cfg.Timeout, decode: decode, head: head, bodies: distinct()}
 			senders = append(senders, s)
 			return s
 		}, closeAll, nil
@@ -77,42 +95,30 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		if !strings.HasPrefix(cfg.OPAPath, "/v1/data/") {
 			return nil, nil, fmt.Errorf("opa path %q: want /v1/data/…", cfg.OPAPath)
 		}
-		bodies, err := OPABodies(cfg.Requests)
-		if err != nil {
-			return nil, nil, err
-		}
-		return h1(cfg.OPAPath, "application/json", bodies, decodeOPA)
+		return h1(cfg.OPAPath, "application/json", opaBody, decodeOPA)
 	case cfg.Target != TargetChaperone:
 		return nil, nil, fmt.Errorf("unknown target %q (want chaperone or opa)", cfg.Target)
 	}
 
 	switch cfg.Protocol {
 	case ProtocolConnect:
-		bodies := make([][]byte, len(cfg.Requests))
-		for i, r := range cfg.Requests {
-			b, err := proto.Marshal(r)
-			if err != nil {
-				return nil, nil, fmt.Errorf("request %d: %w", i, err)
-			}
-			bodies[i] = b
-		}
-		return h1(checkPath, "application/proto", bodies, decodeProto)
+		return h1(checkPath, "application/proto", func(r *chaperonev1.CheckRequest) ([]byte, error) { return proto.Marshal(r) }, decodeProto)
 	case ProtocolJSON:
-		bodies := make([][]byte, len(cfg.Requests))
-		for i, r := range cfg.Requests {
-			b, err := protojson.Marshal(r)
-			if err != nil {
-				return nil, nil, fmt.Errorf("request %d: %w", i, err)
-			}
-			bodies[i] = b
-		}
-		return h1(checkPath, "application/json", bodies, decodeConnectJSON)
+		return h1(checkPath, "application/json", func(r *chaperonev1.CheckRequest) ([]byte, error) { return protojson.Marshal(r) }, decodeConnectJSON)
 	case ProtocolGRPC:
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)
 		h2 := &http.Transport{Protocols: &protocols, DisableCompression: true}
 		c := chaperonev1connect.NewDecisionServiceClient(&http.Client{Transport: h2, Timeout: cfg.Timeout}, base, connect.WithGRPC())
-		return func() sender { return &grpcSender{client: c, requests: cfg.Requests} }, h2.CloseIdleConnections, nil
+		worker := 0
+		return func() sender {
+			worker++
+			s := &grpcSender{client: c, requests: cfg.Requests}
+			if cfg.DistinctIDs {
+				s.distinct = newDistinctBodies(worker, cfg.Requests, nil)
+			}
+			return s
+		}, h2.CloseIdleConnections, nil
 	default:
 		return nil, nil, fmt.Errorf("unknown protocol %q (want connect, grpc or json)", cfg.Protocol)
 	}
@@ -121,16 +127,23 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 // OPABodies renders requests as OPA data API bodies, {"input": <request in
 // proto3 JSON with every field present>}.
 func OPABodies(reqs []*chaperonev1.CheckRequest) ([][]byte, error) {
-	m := protojson.MarshalOptions{EmitUnpopulated: true}
 	bodies := make([][]byte, len(reqs))
 	for i, r := range reqs {
-		in, err := m.Marshal(r)
+		b, err := opaBody(r)
 		if err != nil {
 			return nil, fmt.Errorf("request %d: %w", i, err)
 		}
-		bodies[i] = append(append([]byte(`{"input":`), in...), '}')
+		bodies[i] = b
 	}
 	return bodies, nil
+}
+
+func opaBody(r *chaperonev1.CheckRequest) ([]byte, error) {
+	in, err := protojson.MarshalOptions{EmitUnpopulated: true}.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte(`{"input":`), in...), '}'), nil
 }
 
 // httpSender posts pre-encoded bodies over HTTP/1.1 keep-alive connections.
@@ -139,6 +152,7 @@ type httpSender struct {
 	url         string
 	contentType string
 	bodies      [][]byte
+	distinct    *distinctBodies // nil: bodies as they are
 	decode      func([]byte) (string, error)
 	buf         bytes.Buffer
 	rd          bytes.Reader
@@ -146,6 +160,12 @@ type httpSender struct {
 
 func (s *httpSender) send(ctx context.Context, i int) outcome {
 	body := s.bodies[i]
+	if s.distinct != nil {
+		var err error
+		if body, err = s.distinct.body(i); err != nil {
+			return outcome{code: "internal"}
+		}
+	}
 	s.rd.Reset(body)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, &s.rd)
 	if err != nil {
@@ -177,10 +197,15 @@ func (s *httpSender) send(ctx context.Context, i int) outcome {
 type grpcSender struct {
 	client   chaperonev1connect.DecisionServiceClient
 	requests []*chaperonev1.CheckRequest
+	distinct *distinctBodies // nil: requests as they are
 }
 
 func (s *grpcSender) send(ctx context.Context, i int) outcome {
-	resp, err := s.client.Check(ctx, connect.NewRequest(s.requests[i]))
+	req := s.requests[i]
+	if s.distinct != nil {
+		req = s.distinct.request(i)
+	}
+	resp, err := s.client.Check(ctx, connect.NewRequest(req))
 	if err != nil {
 		return outcome{code: connect.CodeOf(err).String()}
 	}

@@ -19,7 +19,7 @@ func newBenchCmd(e *env) *cobra.Command {
 		concurrency                                                     int
 		rate                                                            float64
 		maxRequests                                                     int64
-		seed, quiet                                                     bool
+		seed, quiet, distinct                                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench --addr ADDR (--requests FILE | --scenario NAME) [--duration 30s] [--concurrency N] [--rate R]",
@@ -55,7 +55,7 @@ e.g. with serve --consents DIR).
 			cfg := load.Config{
 				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
 				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
-				MaxRequests: maxRequests, Timeout: timeout,
+				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct,
 			}
 			if !quiet {
 				cfg.Progress = e.stderr
@@ -118,6 +118,7 @@ e.g. with serve --consents DIR).
 	f.StringVar(&target, "target", "chaperone", "chaperone or opa")
 	f.StringVar(&opaPath, "opa-path", "/v1/data/chaperone/bench/decision", "with --target opa: the data API path of the decision")
 	f.BoolVar(&seed, "seed-consents", true, "store the scenario's consents through ConsentService.Put before the run")
+	f.BoolVar(&distinct, "distinct-ids", false, "give every request a resource id of its own (memos keyed on the whole request then miss, as in real traffic)")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines")
 	return cmd
 }
