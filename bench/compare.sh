@@ -15,7 +15,9 @@
 #
 # Environment: DURATION (30s), WARMUP (5s), CONCURRENCY (8), ROUNDS (1;
 # every round runs each target once, in turn), RATE (unset: closed loop;
-# set: open loop at RATE/s for every target), SKIP_BUILD=1, OUT
+# set: open loop at RATE/s for every target), DISTINCT_IDS=1 (every request
+# gets a resource id of its own, so Chaperone's decision memo misses as in
+# real traffic; see chaperone bench --distinct-ids), SKIP_BUILD=1, OUT
 # (bench/results/<timestamp>), AUDIT_DIR and KEEP_AUDIT=1 (Chaperone's
 # audit files, deleted at exit by default). Exit status 0, or 1 when a run failed or
 # the two sides disagreed on the decisions.
@@ -104,6 +106,7 @@ done
 
 common=(--scenario reference --duration "$DURATION" --warmup "$WARMUP" --concurrency "$CONCURRENCY" --format json --quiet)
 if [[ -n $RATE ]]; then common+=(--rate "$RATE"); fi
+if [[ -n ${DISTINCT_IDS:-} ]]; then common+=(--distinct-ids); fi
 
 run() { # NAME ARGS...
 	local name=$1
@@ -121,7 +124,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 {
-	echo "# compare.sh $(date -u +%FT%TZ): $(nproc) CPUs, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, ${RATE:+open loop at $RATE/s}${RATE:-closed loop}"
+	echo "# compare.sh $(date -u +%FT%TZ): $(nproc) CPUs, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, ${RATE:+open loop at $RATE/s}${RATE:-closed loop}${DISTINCT_IDS:+, distinct resource ids}"
 	echo "# load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 	printf "%-30s %5s %12s %9s %9s %9s %9s %7s  %s\n" target round throughput/s p50_ms p90_ms p99_ms p99.9_ms errors decisions
 	for round in $(seq "$ROUNDS"); do
