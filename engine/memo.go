@@ -29,6 +29,12 @@ type outcome struct {
 // one is full it becomes the previous one, and entries found there move
 // back to the current one. The memo thus holds at most 2×size entries and
 // keeps what is used.
+//
+// An outcome is stored the second time its key is put, not the first: a
+// doorkeeper (per shard, one hash per slot) remembers keys seen once.
+// Traffic where most requests never repeat (every read of another
+// resource) then costs the memo a hash and a slot write instead of an
+// entry, an allocation and garbage for the collector to scan.
 type memo[V any] struct {
 	seed   maphash.Seed
 	shards [memoShards]memoShard[V]
@@ -40,6 +46,7 @@ const memoShards = 16
 type memoShard[V any] struct {
 	mu        sync.RWMutex
 	cur, prev map[string]V
+	seen      []uint64 // doorkeeper: hashes of keys put once
 }
 
 func newMemo[V any](size int) *memo[V] {
@@ -49,23 +56,25 @@ func newMemo[V any](size int) *memo[V] {
 	m := &memo[V]{seed: maphash.MakeSeed(), limit: max(1, size/memoShards)}
 	for i := range m.shards {
 		m.shards[i].cur = make(map[string]V)
+		m.shards[i].seen = make([]uint64, m.limit)
 	}
 	return m
 }
 
-func (m *memo[V]) shard(key []byte) *memoShard[V] {
-	return &m.shards[maphash.Bytes(m.seed, key)%memoShards]
+func (m *memo[V]) shard(key []byte) (*memoShard[V], uint64) {
+	h := maphash.Bytes(m.seed, key)
+	return &m.shards[h%memoShards], h
 }
 
 func (m *memo[V]) get(key []byte) (V, bool) {
-	s := m.shard(key)
+	s, _ := m.shard(key)
 	s.mu.RLock()
 	o, ok := s.cur[string(key)]
 	if !ok && s.prev != nil {
 		o, ok = s.prev[string(key)]
 		if ok {
 			s.mu.RUnlock()
-			m.put(key, o)
+			m.store(s, key, o)
 			return o, true
 		}
 	}
@@ -73,8 +82,21 @@ func (m *memo[V]) get(key []byte) (V, bool) {
 	return o, ok
 }
 
+// put stores o under key if key was put before (see the doorkeeper).
 func (m *memo[V]) put(key []byte, o V) {
-	s := m.shard(key)
+	s, h := m.shard(key)
+	slot := &s.seen[(h/memoShards)%uint64(len(s.seen))]
+	s.mu.Lock()
+	if *slot != h {
+		*slot = h // first time: remember the key only
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	m.store(s, key, o)
+}
+
+func (m *memo[V]) store(s *memoShard[V], key []byte, o V) {
 	s.mu.Lock()
 	if len(s.cur) >= m.limit {
 		s.prev, s.cur = s.cur, make(map[string]V, m.limit)

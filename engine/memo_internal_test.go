@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -133,5 +134,30 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 	d := &chaperonev1.CheckRequest{Subject: &chaperonev1.Subject{Roles: []string{"ab"}}}
 	if key(c) == key(d) {
 		t.Error("memo key is ambiguous between list items")
+	}
+}
+
+// TestMemoDoorkeeper: an outcome is stored the second time its key is put,
+// so keys that never repeat leave no entries.
+func TestMemoDoorkeeper(t *testing.T) {
+	t.Parallel()
+	m := newMemo[int](1600)
+	m.put([]byte("a"), 1)
+	if _, ok := m.get([]byte("a")); ok {
+		t.Fatal("stored on the first put")
+	}
+	m.put([]byte("a"), 1)
+	if v, ok := m.get([]byte("a")); !ok || v != 1 {
+		t.Fatalf("get after the second put = %d, %t", v, ok)
+	}
+	for i := range 10000 {
+		m.put([]byte("once-"+strconv.Itoa(i)), i)
+	}
+	n := 0
+	for i := range m.shards {
+		n += len(m.shards[i].cur) + len(m.shards[i].prev)
+	}
+	if n != 1 {
+		t.Errorf("%d entries after 10,000 keys put once, want 1", n)
 	}
 }
