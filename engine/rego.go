@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -36,6 +37,7 @@ type regoLayer struct {
 	// keyPaths are the input paths the modules read, when they read
 	// nothing else (see regoInputPaths); nil: results are not remembered.
 	keyPaths regoKeyPaths
+	leaves   []regoLeaf // getters of the key paths; nil: keys from the whole input
 	// deterministic is false when a module calls a nondeterministic
 	// builtin: then no outcome of the bundle may be remembered.
 	deterministic bool
@@ -193,6 +195,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	}
 	if paths, ok := regoInputPaths(all); ok {
 		l.keyPaths = newRegoKeyPaths(paths)
+		l.leaves = leavesFor(paths)
 	} else {
 		l.deterministic = regoDeterministic(all)
 	}
@@ -367,10 +370,7 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 	s := req.GetSubject()
 	res := req.GetResource()
 	c := req.GetContext()
-	date := ""
-	if res.GetDate() != nil {
-		date = res.GetDate().AsTime().UTC().Format("2006-01-02T15:04:05Z07:00")
-	}
+	date := regoDate(res)
 	return ast.NewObject(
 		ast.Item(ast.InternedTerm("subject"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("id"), ast.StringTerm(s.GetId())),
@@ -397,7 +397,7 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 		)),
 		ast.Item(ast.InternedTerm("purposeOfUse"), ast.StringTerm(req.GetPurposeOfUse())),
 		ast.Item(ast.InternedTerm("context"), ast.ObjectTerm(
-			ast.Item(ast.InternedTerm("time"), ast.StringTerm(f.at.UTC().Format("2006-01-02T15:04:05Z07:00"))),
+			ast.Item(ast.InternedTerm("time"), ast.StringTerm(regoTime(f.at))),
 			ast.Item(ast.InternedTerm("hour"), ast.InternedTerm(f.hour)),
 			ast.Item(ast.InternedTerm("breakGlassReason"), ast.StringTerm(c.GetBreakGlassReason())),
 			ast.Item(ast.InternedTerm("ip"), ast.StringTerm(c.GetIp())),
@@ -408,6 +408,17 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 		ast.Item(ast.InternedTerm("facts"), consts.factsOf(f)),
 	)
 }
+
+// regoDate is input.resource.date: RFC 3339 in UTC, or "" without a date.
+func regoDate(res *chaperonev1.Resource) string {
+	if res.GetDate() == nil {
+		return ""
+	}
+	return regoTime(res.GetDate().AsTime())
+}
+
+// regoTime is a time as Rego input carries it: RFC 3339 in UTC.
+func regoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z07:00") }
 
 func consentTerm(decision string, namesSubject bool) *ast.Term {
 	return ast.ObjectTerm(

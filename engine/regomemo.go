@@ -218,19 +218,33 @@ func appendValueKey(buf []byte, v ast.Value) ([]byte, bool) {
 // evaluateMemo is evaluate with results remembered in m (nil: no memo) by
 // the values at the layer's input paths.
 func (l *regoLayer) evaluateMemo(ctx context.Context, f *facts, m *memo[*layerResult]) (layerResult, error) {
-	input := regoInput(f, l.consts)
 	if m == nil || l.keyPaths == nil {
-		return l.eval(ctx, input)
+		return l.evaluate(ctx, f)
 	}
 	bp := keyBufs.Get().(*[]byte)
 	defer keyBufs.Put(bp)
-	key, ok := l.keyPaths.appendKey((*bp)[:0], input)
+	var (
+		input ast.Value
+		key   []byte
+		ok    bool
+	)
+	if l.leaves != nil {
+		key, ok = appendLeafKey((*bp)[:0], l.leaves, f, l.consts)
+	} else {
+		input = regoInput(f, l.consts)
+		key, ok = l.keyPaths.appendKey((*bp)[:0], input)
+	}
 	*bp = key
+	if ok {
+		if r, hit := m.get(key); hit {
+			return *r, nil
+		}
+	}
+	if input == nil {
+		input = regoInput(f, l.consts)
+	}
 	if !ok {
 		return l.eval(ctx, input)
-	}
-	if r, hit := m.get(key); hit {
-		return *r, nil
 	}
 	r, err := l.eval(ctx, input)
 	if err == nil {
@@ -260,4 +274,106 @@ func regoDeterministic(modules []*ast.Module) bool {
 		vis.Walk(m)
 	}
 	return det
+}
+
+// regoLeaf builds the value regoInput puts at one path, alone. With a
+// getter for every key path, a result the memo holds is found without
+// building the whole input document (most of a hit's cost).
+type regoLeaf func(f *facts, c *regoConsts) ast.Value
+
+// regoLeaves are the getters by dotted path; TestRegoLeavesMatchInput
+// holds each to regoInput.
+var regoLeaves = map[string]regoLeaf{
+	"subject.id":   func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetSubject().GetId()) },
+	"subject.kind": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetSubject().GetKind()) },
+	"subject.identifiers": func(f *facts, _ *regoConsts) ast.Value {
+		return identifiersTerm(f.req.GetSubject().GetIdentifiers()).Value
+	},
+	"subject.roles": func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetSubject().GetRoles()).Value },
+	"subject.organization": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.String(f.req.GetSubject().GetOrganization())
+	},
+	"subject.organizationIdentifiers": func(f *facts, _ *regoConsts) ast.Value {
+		return identifiersTerm(f.req.GetSubject().GetOrganizationIdentifiers()).Value
+	},
+	"subject.scopes":   func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetSubject().GetScopes()).Value },
+	"subject.clientId": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetSubject().GetClientId()) },
+	"action":           func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetAction()) },
+	"resource.type":    func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetType()) },
+	"resource.id":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetId()) },
+	"resource.patient": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetPatient()) },
+	"resource.securityLabels": func(f *facts, _ *regoConsts) ast.Value {
+		return codingsTerm(f.req.GetResource().GetSecurityLabels()).Value
+	},
+	"resource.codes": func(f *facts, _ *regoConsts) ast.Value { return codingsTerm(f.req.GetResource().GetCodes()).Value },
+	"resource.categories": func(f *facts, _ *regoConsts) ast.Value {
+		return codingsTerm(f.req.GetResource().GetCategories()).Value
+	},
+	"resource.organization": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.String(f.req.GetResource().GetOrganization())
+	},
+	"resource.author":   func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetAuthor()) },
+	"resource.date":     func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoDate(f.req.GetResource())) },
+	"resource.profiles": func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetResource().GetProfiles()).Value },
+	"purposeOfUse":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetPurposeOfUse()) },
+	"context.time":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoTime(f.at)) },
+	"context.hour":      func(f *facts, _ *regoConsts) ast.Value { return ast.InternedTerm(f.hour).Value },
+	"context.breakGlassReason": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.String(f.req.GetContext().GetBreakGlassReason())
+	},
+	"context.ip":          func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetIp()) },
+	"context.networkZone": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetNetworkZone()) },
+	"context.deviceTrust": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetDeviceTrust()) },
+	"consent":             func(f *facts, c *regoConsts) ast.Value { return c.consentOf(f).Value },
+	"consent.decision":    func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.consent) },
+	"consent.namesSubject": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.consentNamesSubject)
+	},
+	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
+	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
+	"facts.scopes.present":  func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.present) },
+	"facts.scopes.allows":   func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.allows) },
+	"facts.scopes.levels":   func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.scopes.levels).Value },
+	"facts.agreement.exists": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.agreement.exists)
+	},
+	"facts.agreement.active": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.agreement.active)
+	},
+	"facts.agreement.covers": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.agreement.covers)
+	},
+	"facts.agreement.vendor": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.agreement.vendor) },
+	"facts.agreement.tier":   func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.agreement.tier) },
+	"facts.agreement.purposes": func(f *facts, _ *regoConsts) ast.Value {
+		return stringsTerm(f.agreement.purposes).Value
+	},
+	"facts.agreement.resourceTypes": func(f *facts, _ *regoConsts) ast.Value {
+		return stringsTerm(f.agreement.resourceTypes).Value
+	},
+}
+
+// leavesFor returns the getters of paths, or nil when one has none.
+func leavesFor(paths [][]string) []regoLeaf {
+	out := make([]regoLeaf, len(paths))
+	for i, p := range paths {
+		g, ok := regoLeaves[strings.Join(p, ".")]
+		if !ok {
+			return nil
+		}
+		out[i] = g
+	}
+	return out
+}
+
+// appendLeafKey appends the values at the key paths, from the getters: the
+// same key appendKey makes from the whole input.
+func appendLeafKey(buf []byte, leaves []regoLeaf, f *facts, c *regoConsts) ([]byte, bool) {
+	for _, g := range leaves {
+		var ok bool
+		if buf, ok = appendValueKey(buf, g(f, c)); !ok {
+			return buf, false
+		}
+	}
+	return buf, true
 }

@@ -4,8 +4,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 
 	"github.com/chaperone-pdp/chaperone/policies"
 )
@@ -80,8 +84,8 @@ func TestReferenceRegoIsKeyed(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if r.keyPaths == nil || !r.deterministic {
-			t.Fatal("the reference Rego layer is not keyed")
+		if r.keyPaths == nil || !r.deterministic || r.leaves == nil {
+			t.Fatalf("the reference Rego layer is not keyed (paths %v, deterministic %t, getters %t)", r.keyPaths, r.deterministic, r.leaves != nil)
 		}
 		var paths []string
 		for _, p := range r.keyPaths {
@@ -100,4 +104,61 @@ func TestReferenceRegoIsKeyed(t *testing.T) {
 		return
 	}
 	t.Fatal("no Rego layer in the reference bundle")
+}
+
+// TestRegoLeavesMatchInput: every getter builds exactly the value regoInput
+// puts at its path, for requests with every field set and with none.
+func TestRegoLeavesMatchInput(t *testing.T) {
+	t.Parallel()
+	full := &chaperonev1.CheckRequest{
+		Subject: &chaperonev1.Subject{Id: "Practitioner/p1", Kind: "practitioner", Roles: []string{"clinician", "analyst"},
+			Organization: "Organization/o1", ClientId: "vendor-a", Scopes: []string{"user/Observation.rs"},
+			Identifiers:             []*chaperonev1.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1"}},
+			OrganizationIdentifiers: []*chaperonev1.Identifier{{System: "urn:ietf:rfc:3986", Value: "urn:oid:1"}}},
+		Action: "read",
+		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1",
+			Author: "Practitioner/p2", Date: timestamppb.New(time.Date(2023, 1, 2, 3, 4, 5, 0, time.UTC)),
+			SecurityLabels: []*chaperonev1.Coding{{System: "s", Code: "R"}}, Codes: []*chaperonev1.Coding{{Code: "1"}},
+			Categories: []*chaperonev1.Coding{{System: "c", Code: "lab"}}, Profiles: []string{"http://p"}},
+		PurposeOfUse: "TREAT",
+		Context: &chaperonev1.Context{BreakGlassReason: "r", Ip: "10.1.2.3", NetworkZone: "corporate", DeviceTrust: "managed"},
+	}
+	consts := newRegoConsts()
+	for _, f := range []facts{
+		{req: &chaperonev1.CheckRequest{}, at: time.Unix(0, 0), consent: ConsentNoConsent},
+		{req: full, at: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC), hour: 8, consent: ConsentPermit, consentNamesSubject: true,
+			grant: true, scopes: scopeFacts{present: true, allows: true, levels: []string{"user"}},
+			agreement: agreementFact{exists: true, active: true, covers: true, vendor: "A", tier: "business-associate",
+				purposes: []string{"TREAT"}, resourceTypes: []string{"Observation"}}},
+	} {
+		input := regoInput(&f, consts)
+		for path, get := range regoLeaves {
+			want := input
+			for _, k := range strings.Split(path, ".") {
+				want = want.(ast.Object).Get(ast.StringTerm(k)).Value
+			}
+			if got := get(&f, consts); got.Compare(want) != 0 {
+				t.Errorf("%s: getter %v, input %v", path, got, want)
+			}
+		}
+	}
+	// Every leaf of the input document has a getter.
+	var walk func(prefix string, v ast.Value)
+	walk = func(prefix string, v ast.Value) {
+		obj, ok := v.(ast.Object)
+		if !ok {
+			if _, has := regoLeaves[prefix]; !has {
+				t.Errorf("input.%s has no getter", prefix)
+			}
+			return
+		}
+		obj.Foreach(func(k, v *ast.Term) {
+			p := string(k.Value.(ast.String))
+			if prefix != "" {
+				p = prefix + "." + p
+			}
+			walk(p, v.Value)
+		})
+	}
+	walk("", regoInput(&facts{req: full, consent: ConsentNoConsent}, consts))
 }
