@@ -121,7 +121,7 @@ func TestRegoLeavesMatchInput(t *testing.T) {
 			SecurityLabels: []*chaperonev1.Coding{{System: "s", Code: "R"}}, Codes: []*chaperonev1.Coding{{Code: "1"}},
 			Categories: []*chaperonev1.Coding{{System: "c", Code: "lab"}}, Profiles: []string{"http://p"}},
 		PurposeOfUse: "TREAT",
-		Context: &chaperonev1.Context{BreakGlassReason: "r", Ip: "10.1.2.3", NetworkZone: "corporate", DeviceTrust: "managed"},
+		Context:      &chaperonev1.Context{BreakGlassReason: "r", Ip: "10.1.2.3", NetworkZone: "corporate", DeviceTrust: "managed"},
 	}
 	consts := newRegoConsts()
 	for _, f := range []facts{
