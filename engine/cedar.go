@@ -62,14 +62,22 @@ type cedarLayer struct {
 	index   map[string]map[string]cedarPolicies // resource type → action → policies
 	actions cedar.EntityMap
 	consts  *constRecords
+	// principals are the principal entities built for recent subjects:
+	// one caller makes many requests, and its entity (a record, a set of
+	// roles, its parents) is the same for all of them.
+	principals *memo[cedar.Entity]
 }
+
+// principalMemoSize bounds the subjects whose entities a Cedar layer keeps.
+const principalMemoSize = 4096
 
 func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
 	l := &cedarLayer{
-		byID:    map[cedar.PolicyID]*cedarPolicy{},
-		index:   map[string]map[string]cedarPolicies{},
-		actions: actionEntities(),
-		consts:  newConstRecords(),
+		byID:       map[cedar.PolicyID]*cedarPolicy{},
+		index:      map[string]map[string]cedarPolicies{},
+		actions:    actionEntities(),
+		consts:     newConstRecords(),
+		principals: newMemo[cedar.Entity](principalMemoSize),
 	}
 	type scoped struct {
 		p       *cedarPolicy
@@ -265,7 +273,7 @@ func (l *cedarLayer) evaluate(_ context.Context, f *facts) (layerResult, error) 
 	if len(ps) == 0 {
 		return layerResult{}, nil
 	}
-	ents := newCedarEntities(f, l.actions, l.consts)
+	ents := newCedarEntities(f, l.actions, l.consts, l.principals)
 	dec, diag := cedar.Authorize(ps, ents, cedar.Request{
 		Principal: ents.principal.UID,
 		Action:    cedar.NewEntityUID("Action", cedar.String(f.req.GetAction())),

@@ -87,31 +87,11 @@ func (c *constRecords) scopeFacts(s *scopeFacts) cedar.Record {
 	return scopesRecord(s)
 }
 
-func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords) *cedarEntities {
+func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, principals *memo[cedar.Entity]) *cedarEntities {
 	req := f.req
-	s := req.GetSubject()
 	res := req.GetResource()
 	ctx := req.GetContext()
-
-	roles := make([]cedar.Value, len(s.GetRoles()))
-	parents := make([]cedar.EntityUID, len(s.GetRoles()))
-	for i, r := range s.GetRoles() {
-		roles[i] = cedar.String(r)
-		parents[i] = cedar.NewEntityUID("Role", cedar.String(r))
-	}
-	principal := cedar.Entity{
-		UID:     cedar.NewEntityUID("Subject", cedar.String(s.GetId())),
-		Parents: cedar.NewEntityUIDSet(parents...),
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"id":           cedar.String(s.GetId()),
-			"kind":         cedar.String(s.GetKind()),
-			"roles":        cedar.NewSet(roles...),
-			"organization": cedar.String(s.GetOrganization()),
-			"clientId":     cedar.String(s.GetClientId()),
-			"scopes":       stringSet(s.GetScopes()),
-			"identifiers":  identifierSet(s.GetIdentifiers()),
-		}),
-	}
+	principal := principalEntity(req.GetSubject(), principals)
 
 	labels := make([]cedar.Value, len(res.GetSecurityLabels()))
 	for i, l := range res.GetSecurityLabels() {
@@ -157,6 +137,46 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords) *
 		resource:  resource,
 		context:   cedar.NewRecord(cm),
 		actions:   actions,
+	}
+}
+
+// principalEntity is the subject as a Cedar entity, from principals when
+// it was built for the same subject before (principals may be nil).
+func principalEntity(s *chaperonev1.Subject, principals *memo[cedar.Entity]) cedar.Entity {
+	if principals == nil {
+		return newPrincipal(s)
+	}
+	bp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(bp)
+	key := appendSubjectKey((*bp)[:0], s)
+	*bp = key
+	if e, ok := principals.get(key); ok {
+		return e
+	}
+	e := newPrincipal(s)
+	principals.put(key, e)
+	return e
+}
+
+func newPrincipal(s *chaperonev1.Subject) cedar.Entity {
+	roles := make([]cedar.Value, len(s.GetRoles()))
+	parents := make([]cedar.EntityUID, len(s.GetRoles()))
+	for i, r := range s.GetRoles() {
+		roles[i] = cedar.String(r)
+		parents[i] = cedar.NewEntityUID("Role", cedar.String(r))
+	}
+	return cedar.Entity{
+		UID:     cedar.NewEntityUID("Subject", cedar.String(s.GetId())),
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"id":           cedar.String(s.GetId()),
+			"kind":         cedar.String(s.GetKind()),
+			"roles":        cedar.NewSet(roles...),
+			"organization": cedar.String(s.GetOrganization()),
+			"clientId":     cedar.String(s.GetClientId()),
+			"scopes":       stringSet(s.GetScopes()),
+			"identifiers":  identifierSet(s.GetIdentifiers()),
+		}),
 	}
 }
 

@@ -116,15 +116,7 @@ var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }
 // and not here.
 func memoKey(buf []byte, f *facts) ([]byte, error) {
 	req := f.req
-	s := req.GetSubject()
-	buf = appendStr(buf, s.GetId())
-	buf = appendStr(buf, s.GetKind())
-	buf = appendIdentifiers(buf, s.GetIdentifiers())
-	buf = appendStrs(buf, s.GetRoles())
-	buf = appendStr(buf, s.GetOrganization())
-	buf = appendIdentifiers(buf, s.GetOrganizationIdentifiers())
-	buf = appendStrs(buf, s.GetScopes())
-	buf = appendStr(buf, s.GetClientId())
+	buf = appendSubjectKey(buf, req.GetSubject())
 
 	buf = appendStr(buf, req.GetAction())
 
@@ -158,6 +150,18 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = appendStr(buf, f.consent)
 	buf = strconv.AppendBool(buf, f.consentNamesSubject)
 	return appendFactsKey(buf, f), nil
+}
+
+// appendSubjectKey appends every field of the subject.
+func appendSubjectKey(buf []byte, s *chaperonev1.Subject) []byte {
+	buf = appendStr(buf, s.GetId())
+	buf = appendStr(buf, s.GetKind())
+	buf = appendIdentifiers(buf, s.GetIdentifiers())
+	buf = appendStrs(buf, s.GetRoles())
+	buf = appendStr(buf, s.GetOrganization())
+	buf = appendIdentifiers(buf, s.GetOrganizationIdentifiers())
+	buf = appendStrs(buf, s.GetScopes())
+	return appendStr(buf, s.GetClientId())
 }
 
 func appendStr(buf []byte, s string) []byte {
