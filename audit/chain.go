@@ -125,11 +125,6 @@ func appendSealed(dst []byte, r *Record) ([]byte, string, error) {
 	return dst, string(digest[:]), nil
 }
 
-// seal returns the line of r and its hash.
-func seal(r *Record) ([]byte, string, error) {
-	return appendSealed(nil, r)
-}
-
 // unseal checks a stored line against its own hash and decodes it.
 func unseal(line []byte) (*Record, string, error) {
 	line = bytes.TrimRight(line, "\r\n")

@@ -87,22 +87,25 @@ func (m *memo[V]) put(key []byte, o V) {
 	s, h := m.shard(key)
 	slot := &s.seen[(h/memoShards)%uint64(len(s.seen))]
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if *slot != h {
 		*slot = h // first time: remember the key only
-		s.mu.Unlock()
 		return
 	}
-	s.mu.Unlock()
-	m.store(s, key, o)
+	m.storeLocked(s, key, o)
 }
 
 func (m *memo[V]) store(s *memoShard[V], key []byte, o V) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	m.storeLocked(s, key, o)
+}
+
+func (m *memo[V]) storeLocked(s *memoShard[V], key []byte, o V) {
 	if len(s.cur) >= m.limit {
 		s.prev, s.cur = s.cur, make(map[string]V, m.limit)
 	}
 	s.cur[string(key)] = o
-	s.mu.Unlock()
 }
 
 var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
