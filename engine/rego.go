@@ -188,16 +188,16 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	if err != nil {
 		return nil, &CompileError{File: "rego", Err: err}
 	}
-	l := &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts(), deterministic: true}
+	l := &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts()}
 	all := make([]*ast.Module, 0, len(modules))
 	for _, m := range modules {
 		all = append(all, m)
 	}
-	if paths, ok := regoInputPaths(all); ok {
+	paths, keyed, deterministic := regoInputPaths(all)
+	l.deterministic = deterministic
+	if keyed && deterministic {
 		l.keyPaths = newRegoKeyPaths(paths)
 		l.leaves = leavesFor(paths)
-	} else {
-		l.deterministic = regoDeterministic(all)
 	}
 	return l, nil
 }

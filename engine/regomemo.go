@@ -23,38 +23,36 @@ import (
 
 // regoInputPaths returns the paths of the input document that modules can
 // read: the constant prefix of every reference to input, sorted and
-// without a path that another one contains. ok is false when a module may
-// read input in a way the paths do not capture (input as a whole, a key
-// computed at evaluation time, an import of input or a with replacing it)
-// or calls a nondeterministic builtin, whose result the paths do not fix.
-func regoInputPaths(modules []*ast.Module) (paths [][]string, ok bool) {
-	ok = true
+// without a path that another one contains. keyed is false when a module
+// may read input in a way the paths do not capture (input as a whole, a key
+// computed at evaluation time, an import of input or a with replacing it);
+// deterministic is false when a module calls a nondeterministic builtin,
+// whose result nothing in the input fixes. Paths are nil unless both hold.
+func regoInputPaths(modules []*ast.Module) (paths [][]string, keyed, deterministic bool) {
+	keyed, deterministic = true, true
 	seen := map[string][]string{}
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
-		if !ok {
+		if !deterministic {
 			return true
 		}
 		switch x := x.(type) {
 		case *ast.Import:
 			if r, isRef := x.Path.Value.(ast.Ref); isRef && r.HasPrefix(ast.InputRootRef) {
-				ok = false
+				keyed = false
 			}
 			return true
 		case *ast.With:
 			if r, isRef := x.Target.Value.(ast.Ref); isRef && r.HasPrefix(ast.InputRootRef) {
-				ok = false
-				return true
+				keyed = false
 			}
 		case *ast.Expr:
 			if x.IsCall() && nondeterministic(x.Operator()) {
-				ok = false
-				return true
+				deterministic = false
 			}
 		case ast.Call:
 			if r, isRef := x[0].Value.(ast.Ref); isRef && nondeterministic(r) {
-				ok = false
-				return true
+				deterministic = false
 			}
 		case ast.Ref:
 			if !x[0].Equal(ast.InputRootDocument) {
@@ -70,17 +68,17 @@ func regoInputPaths(modules []*ast.Module) (paths [][]string, ok bool) {
 				path = append(path, string(s))
 			}
 			if len(path) == 0 {
-				ok = false // input[k] with k computed: any field
-				return true
+				keyed = false // input[k] with k computed: any field
+			} else {
+				seen[strings.Join(path, "\x00")] = path
 			}
-			seen[strings.Join(path, "\x00")] = path
 			for _, t := range x[i:] { // terms of a computed key may read input too
 				vis.Walk(t)
 			}
 			return true
 		case ast.Var:
 			if x.Equal(ast.InputRootDocument.Value) {
-				ok = false // input as a whole
+				keyed = false // input as a whole
 			}
 		}
 		return false
@@ -88,8 +86,8 @@ func regoInputPaths(modules []*ast.Module) (paths [][]string, ok bool) {
 	for _, m := range modules {
 		vis.Walk(m)
 	}
-	if !ok {
-		return nil, false
+	if !keyed || !deterministic {
+		return nil, keyed, deterministic
 	}
 	for _, p := range seen {
 		paths = append(paths, p)
@@ -103,7 +101,7 @@ func regoInputPaths(modules []*ast.Module) (paths [][]string, ok bool) {
 		}
 		out = append(out, p)
 	}
-	return out, true
+	return out, true, true
 }
 
 func hasPrefix(p, prefix []string) bool {
@@ -251,29 +249,6 @@ func (l *regoLayer) evaluateMemo(ctx context.Context, f *facts, m *memo[*layerRe
 		m.put(key, &r)
 	}
 	return r, err
-}
-
-// regoDeterministic reports whether no module calls a nondeterministic
-// builtin.
-func regoDeterministic(modules []*ast.Module) bool {
-	det := true
-	vis := ast.NewGenericVisitor(func(x any) bool {
-		switch x := x.(type) {
-		case *ast.Expr:
-			if x.IsCall() && nondeterministic(x.Operator()) {
-				det = false
-			}
-		case ast.Call:
-			if r, isRef := x[0].Value.(ast.Ref); isRef && nondeterministic(r) {
-				det = false
-			}
-		}
-		return !det
-	})
-	for _, m := range modules {
-		vis.Walk(m)
-	}
-	return det
 }
 
 // regoLeaf builds the value regoInput puts at one path, alone. With a

@@ -18,7 +18,8 @@ func TestRegoInputPaths(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, src string
-		want      []string // dotted paths; nil with ok false
+		want      []string // dotted paths; nil when not keyed or not deterministic
+		nondet    bool     // calls a nondeterministic builtin
 	}{
 		{"constant refs", `package p
 permit contains "a" if {
@@ -43,9 +44,9 @@ permit contains "a" if f(input) == "read"`, nil},
 q if input.action == "read"
 permit contains "a" if q with input.action as "read"`, nil},
 		{"nondeterministic builtin", `package p
-permit contains "a" if { input.action == "read"; time.now_ns() > 0 }`, nil},
+permit contains "a" if { input.action == "read"; time.now_ns() > 0 }`, nil, true},
 		{"nondeterministic nested call", `package p
-permit contains "a" if { x := time.now_ns(); x > 0 }`, nil},
+permit contains "a" if { x := time.now_ns(); x > 0 }`, nil, true},
 		{"import of input", `package p
 import input.subject
 permit contains "a" if "x" in subject.roles`, nil},
@@ -56,7 +57,11 @@ permit contains "a" if "x" in subject.roles`, nil},
 			if err != nil {
 				t.Fatal(err)
 			}
-			paths, ok := regoInputPaths([]*ast.Module{m})
+			paths, keyed, deterministic := regoInputPaths([]*ast.Module{m})
+			ok := keyed && deterministic
+			if deterministic == tc.nondet {
+				t.Errorf("deterministic = %t, want %t", deterministic, !tc.nondet)
+			}
 			if ok != (tc.want != nil) {
 				t.Fatalf("ok = %t, want %t (paths %v)", ok, tc.want != nil, paths)
 			}
