@@ -26,30 +26,30 @@ permit contains "a" if {
 	"analyst" in input.subject.roles
 	input.action == "read"
 	input.resource.type == data.types[_]
-}`, []string{"action", "resource.type", "subject.roles"}},
+}`, []string{"action", "resource.type", "subject.roles"}, false},
 		{"iteration keeps the constant prefix", `package p
-permit contains x if { some x in input.subject.roles; input.subject.roles[_] == "y" }`, []string{"subject.roles"}},
+permit contains x if { some x in input.subject.roles; input.subject.roles[_] == "y" }`, []string{"subject.roles"}, false},
 		{"a covering path wins", `package p
-permit contains "a" if { input.facts.agreement.active; input.facts.agreement.covers; count(input.facts) > 0 }`, []string{"facts"}},
+permit contains "a" if { input.facts.agreement.active; input.facts.agreement.covers; count(input.facts) > 0 }`, []string{"facts"}, false},
 		{"computed key read inside", `package p
-permit contains "a" if { input.resource[input.context.field] == "x" }`, []string{"context.field", "resource"}},
+permit contains "a" if { input.resource[input.context.field] == "x" }`, []string{"context.field", "resource"}, false},
 		{"input as a whole", `package p
-permit contains "a" if { x := input; x.action == "read" }`, nil},
+permit contains "a" if { x := input; x.action == "read" }`, nil, false},
 		{"input computed key", `package p
-permit contains "a" if { some k; input[k] == "read" }`, nil},
+permit contains "a" if { some k; input[k] == "read" }`, nil, false},
 		{"input as an argument", `package p
 f(x) := x.action
-permit contains "a" if f(input) == "read"`, nil},
+permit contains "a" if f(input) == "read"`, nil, false},
 		{"with replacing input", `package p
 q if input.action == "read"
-permit contains "a" if q with input.action as "read"`, nil},
+permit contains "a" if q with input.action as "read"`, nil, false},
 		{"nondeterministic builtin", `package p
 permit contains "a" if { input.action == "read"; time.now_ns() > 0 }`, nil, true},
 		{"nondeterministic nested call", `package p
 permit contains "a" if { x := time.now_ns(); x > 0 }`, nil, true},
 		{"import of input", `package p
 import input.subject
-permit contains "a" if "x" in subject.roles`, nil},
+permit contains "a" if "x" in subject.roles`, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
