@@ -41,17 +41,18 @@ type h1Sender struct {
 // errProtocol is a response this client cannot read.
 var errProtocol = errors.New("malformed HTTP/1.1 response")
 
-// newH1Requests renders each body as a complete POST to base+path.
-func newH1Requests(base, path, contentType string, bodies [][]byte) (addr string, reqs [][]byte, err error) {
-	addr, head, err := h1Head(base, path, contentType)
+// newH1Requests renders each body as a complete POST to base+path; head is
+// the request head up to its Content-Length value, for bodies made later.
+func newH1Requests(base, path, contentType string, bodies [][]byte) (addr, head string, reqs [][]byte, err error) {
+	addr, head, err = h1Head(base, path, contentType)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	reqs = make([][]byte, len(bodies))
 	for i, b := range bodies {
 		reqs[i] = appendH1Request(nil, head, b)
 	}
-	return addr, reqs, nil
+	return addr, head, reqs, nil
 }
 
 // h1Head returns the address to dial and the head of a POST to base+path,

@@ -45,7 +45,7 @@ func TestH1Sender(t *testing.T) {
 	defer srv.Close()
 
 	bodies := [][]byte{[]byte("length"), []byte("chunked"), []byte("close"), []byte("error"), []byte("teapot")}
-	addr, reqs, err := newH1Requests(srv.URL, "/decide", "application/json", bodies)
+	addr, _, reqs, err := newH1Requests(srv.URL, "/decide", "application/json", bodies)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestH1Sender(t *testing.T) {
 
 func TestNewH1Requests(t *testing.T) {
 	t.Parallel()
-	addr, reqs, err := newH1Requests("http://127.0.0.1:8787", "/p", "application/proto", [][]byte{[]byte("xyz")})
+	addr, _, reqs, err := newH1Requests("http://127.0.0.1:8787", "/p", "application/proto", [][]byte{[]byte("xyz")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func TestNewH1Requests(t *testing.T) {
 	if addr != "127.0.0.1:8787" || string(reqs[0]) != want {
 		t.Errorf("got %q, %q", addr, reqs[0])
 	}
-	if _, _, err := newH1Requests("https://example.test", "/p", "x", nil); err == nil || !strings.Contains(err.Error(), "http://") {
+	if _, _, _, err := newH1Requests("https://example.test", "/p", "x", nil); err == nil || !strings.Contains(err.Error(), "http://") {
 		t.Errorf("https: err = %v", err)
 	}
 }

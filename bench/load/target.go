@@ -69,11 +69,10 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 				return &httpSender{client: client, url: base + path, contentType: contentType, bodies: bodies, distinct: distinct(), decode: decode}
 			}, closeH1, nil
 		}
-		addr, reqs, err := newH1Requests(base, path, contentType, bodies)
+		addr, head, reqs, err := newH1Requests(base, path, contentType, bodies)
 		if err != nil {
 			return nil, nil, err
 		}
-		_, head, _ := h1Head(base, path, contentType)
 		var senders []*h1Sender
 		closeAll := func() {
 			for _, s := range senders {
