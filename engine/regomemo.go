@@ -241,11 +241,8 @@ func (l *regoLayer) evaluateMemo(ctx context.Context, f *facts, m *memo[*layerRe
 	if input == nil {
 		input = regoInput(f, l.consts)
 	}
-	if !ok {
-		return l.eval(ctx, input)
-	}
 	r, err := l.eval(ctx, input)
-	if err == nil {
+	if err == nil && ok {
 		m.put(key, &r)
 	}
 	return r, err
