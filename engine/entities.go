@@ -169,13 +169,14 @@ func newPrincipal(s *chaperonev1.Subject) cedar.Entity {
 		UID:     cedar.NewEntityUID("Subject", cedar.String(s.GetId())),
 		Parents: cedar.NewEntityUIDSet(parents...),
 		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"id":           cedar.String(s.GetId()),
-			"kind":         cedar.String(s.GetKind()),
-			"roles":        cedar.NewSet(roles...),
-			"organization": cedar.String(s.GetOrganization()),
-			"clientId":     cedar.String(s.GetClientId()),
-			"scopes":       stringSet(s.GetScopes()),
-			"identifiers":  identifierSet(s.GetIdentifiers()),
+			"id":            cedar.String(s.GetId()),
+			"kind":          cedar.String(s.GetKind()),
+			"roles":         cedar.NewSet(roles...),
+			"organization":  cedar.String(s.GetOrganization()),
+			"clientId":      cedar.String(s.GetClientId()),
+			"launchPatient": cedar.String(s.GetLaunchPatient()),
+			"scopes":        stringSet(s.GetScopes()),
+			"identifiers":   identifierSet(s.GetIdentifiers()),
 		}),
 	}
 }

@@ -164,7 +164,8 @@ func appendSubjectKey(buf []byte, s *chaperonev1.Subject) []byte {
 	buf = appendStr(buf, s.GetOrganization())
 	buf = appendIdentifiers(buf, s.GetOrganizationIdentifiers())
 	buf = appendStrs(buf, s.GetScopes())
-	return appendStr(buf, s.GetClientId())
+	buf = appendStr(buf, s.GetClientId())
+	return appendStr(buf, s.GetLaunchPatient())
 }
 
 func appendStr(buf []byte, s string) []byte {

@@ -381,6 +381,7 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 			ast.Item(ast.InternedTerm("organizationIdentifiers"), identifiersTerm(s.GetOrganizationIdentifiers())),
 			ast.Item(ast.InternedTerm("scopes"), stringsTerm(s.GetScopes())),
 			ast.Item(ast.InternedTerm("clientId"), ast.StringTerm(s.GetClientId())),
+			ast.Item(ast.InternedTerm("launchPatient"), ast.StringTerm(s.GetLaunchPatient())),
 		)),
 		ast.Item(ast.InternedTerm("action"), ast.StringTerm(req.GetAction())),
 		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(

@@ -270,6 +270,9 @@ var regoLeaves = map[string]regoLeaf{
 	},
 	"subject.scopes":   func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetSubject().GetScopes()).Value },
 	"subject.clientId": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetSubject().GetClientId()) },
+	"subject.launchPatient": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.String(f.req.GetSubject().GetLaunchPatient())
+	},
 	"action":           func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetAction()) },
 	"resource.type":    func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetType()) },
 	"resource.id":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetId()) },

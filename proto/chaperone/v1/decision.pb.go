@@ -195,7 +195,11 @@ type Subject struct {
 	// SMART on FHIR scopes granted to the caller's token.
 	Scopes []string `protobuf:"bytes,7,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// Client application (vendor app) the subject acts through.
-	ClientId      string `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ClientId string `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The patient in context of a SMART launch ("Patient/123"): what
+	// `patient/` scopes bind to. A `patient/` scope without it grants nothing;
+	// with it, only this patient's compartment.
+	LaunchPatient string `protobuf:"bytes,9,opt,name=launch_patient,json=launchPatient,proto3" json:"launch_patient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,6 +286,13 @@ func (x *Subject) GetScopes() []string {
 func (x *Subject) GetClientId() string {
 	if x != nil {
 		return x.ClientId
+	}
+	return ""
+}
+
+func (x *Subject) GetLaunchPatient() string {
+	if x != nil {
+		return x.LaunchPatient
 	}
 	return ""
 }
@@ -584,7 +595,12 @@ type Obligations struct {
 	// Security labels whose resources must be left out of a result.
 	RedactLabels []*Coding `protobuf:"bytes,2,rep,name=redact_labels,json=redactLabels,proto3" json:"redact_labels,omitempty"`
 	// Tags the caller records with its own audit of the access.
-	AuditTags     []string `protobuf:"bytes,3,rep,name=audit_tags,json=auditTags,proto3" json:"audit_tags,omitempty"`
+	AuditTags []string `protobuf:"bytes,3,rep,name=audit_tags,json=auditTags,proto3" json:"audit_tags,omitempty"`
+	// The enforcement point must decide every resource it returns (with
+	// BatchCheck, in the resource phase) before releasing it: set on an ALLOW
+	// whose answer set is unknown when deciding, e.g. a search, history or
+	// export of a patient-compartment type without resource.patient.
+	PerEntryCheck bool `protobuf:"varint,4,opt,name=per_entry_check,json=perEntryCheck,proto3" json:"per_entry_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -638,6 +654,13 @@ func (x *Obligations) GetAuditTags() []string {
 		return x.AuditTags
 	}
 	return nil
+}
+
+func (x *Obligations) GetPerEntryCheck() bool {
+	if x != nil {
+		return x.PerEntryCheck
+	}
+	return false
 }
 
 // Reason names what determined a decision.
@@ -954,7 +977,7 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"Identifier\x12 \n" +
 	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06system\x12 \n" +
 	"\x05value\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xc8\x03\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf9\x03\n" +
 	"\aSubject\x12\x1a\n" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\x12S\n" +
@@ -965,7 +988,8 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\forganization\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\forganization\x12]\n" +
 	"\x18organization_identifiers\x18\x06 \x03(\v2\x18.chaperone.v1.IdentifierB\b\xbaH\x05\x92\x01\x02\x10 R\x17organizationIdentifiers\x12*\n" +
 	"\x06scopes\x18\a \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\x80\x01\"\ar\x05\x10\x01\x18\x80\x02R\x06scopes\x12%\n" +
-	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\"\xe5\x03\n" +
+	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\x12/\n" +
+	"\x0elaunch_patient\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\rlaunchPatient\"\xe5\x03\n" +
 	"\bResource\x12/\n" +
 	"\x04type\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Z][A-Za-z]+$R\x04type\x12\x18\n" +
 	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x02id\x12\"\n" +
@@ -992,13 +1016,14 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\x06action\x18\x02 \x01(\tBU\xbaHRrPR\x04readR\x05vreadR\x06searchR\ahistoryR\x06createR\x06updateR\x05patchR\x06deleteR\x06exportR\toperationR\x06action\x12:\n" +
 	"\bresource\x18\x03 \x01(\v2\x16.chaperone.v1.ResourceB\x06\xbaH\x03\xc8\x01\x01R\bresource\x12?\n" +
 	"\x0epurpose_of_use\x18\x04 \x01(\tB\x19\xbaH\x16r\x14\x10\x01\x18 2\x0e^[A-Z][A-Z_]*$R\fpurposeOfUse\x12/\n" +
-	"\acontext\x18\x05 \x01(\v2\x15.chaperone.v1.ContextR\acontext\"\x86\x01\n" +
+	"\acontext\x18\x05 \x01(\v2\x15.chaperone.v1.ContextR\acontext\"\xae\x01\n" +
 	"\vObligations\x12\x1d\n" +
 	"\n" +
 	"mask_paths\x18\x01 \x03(\tR\tmaskPaths\x129\n" +
 	"\rredact_labels\x18\x02 \x03(\v2\x14.chaperone.v1.CodingR\fredactLabels\x12\x1d\n" +
 	"\n" +
-	"audit_tags\x18\x03 \x03(\tR\tauditTags\"S\n" +
+	"audit_tags\x18\x03 \x03(\tR\tauditTags\x12&\n" +
+	"\x0fper_entry_check\x18\x04 \x01(\bR\rperEntryCheck\"S\n" +
 	"\x06Reason\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1b\n" +
 	"\tpolicy_id\x18\x02 \x01(\tR\bpolicyId\x12\x18\n" +
