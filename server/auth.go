@@ -218,6 +218,10 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (*TokenClaims, err
 	}
 	c := &TokenClaims{}
 	c.Subject, _ = tok.Subject()
+	if c.Subject == "" {
+		// An empty sub names nobody: the caller would have no identity.
+		return nil, &TokenError{Reason: ReasonMissingClaim, Err: errors.New("empty sub")}
+	}
 	c.Expiry, _ = tok.Expiration()
 	var cid string
 	if tok.Get("client_id", &cid) == nil || tok.Get("azp", &cid) == nil {
@@ -726,8 +730,10 @@ func (g *Guard) authenticate(ctx context.Context, r *http.Request) (*Caller, err
 	switch {
 	case c.Subject != "":
 		c.ID = c.Subject
-	default:
+	case len(c.CertIdentities) > 0:
 		c.ID = c.CertIdentities[0]
+	default:
+		return nil, &TokenError{Reason: ReasonMissingClaim, Err: errors.New("no caller identity")}
 	}
 	return c, nil
 }

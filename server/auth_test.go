@@ -70,6 +70,7 @@ type claims struct {
 	aud                []string
 	exp, nbf           time.Time
 	noExp              bool
+	emptySub           bool // sign "sub":"" (sub is otherwise defaulted)
 }
 
 func (s *signer) sign(t testing.TB, c claims) string {
@@ -86,6 +87,9 @@ func (s *signer) sign(t testing.TB, c claims) string {
 	}
 	if c.exp.IsZero() {
 		c.exp = now.Add(time.Hour)
+	}
+	if c.emptySub {
+		c.sub = ""
 	}
 	b := jwt.NewBuilder().Subject(c.sub).Issuer(c.iss).Audience(c.aud).IssuedAt(now.Add(-time.Minute))
 	if !c.noExp {
@@ -215,6 +219,7 @@ func TestJWTCallers(t *testing.T) {
 		{name: "wrong audience", token: issuerKey.sign(t, claims{aud: []string{"someone-else"}}), wantReason: server.ReasonAudience},
 		{name: "wrong issuer", token: issuerKey.sign(t, claims{iss: "https://evil.test"}), wantReason: server.ReasonIssuer},
 		{name: "no expiry", token: issuerKey.sign(t, claims{noExp: true}), wantReason: server.ReasonMissingClaim},
+		{name: "empty subject", token: issuerKey.sign(t, claims{emptySub: true}), wantReason: server.ReasonMissingClaim},
 		{name: "wrong key", token: otherKey.sign(t, claims{}), wantReason: server.ReasonSignature},
 		{name: "unknown kid", token: newSigner(t, "k9").sign(t, claims{}), wantReason: server.ReasonUnknownKey},
 		{name: "alg none", token: unsignedToken("k1"), wantReason: server.ReasonAlgorithm},

@@ -26,6 +26,7 @@ import (
 //	chaperone_decisions_total{decision}               decisions by result (allow, deny)
 //	chaperone_decision_reasons_total{decision,reason} reason codes of decisions
 //	chaperone_caller_refusals_total{code}             requests refused by the guard
+//	chaperone_handler_panics_total                    requests whose handler panicked (answered internal)
 //
 // and hooks other packages plug their own statistics into without
 // importing Prometheus: [Metrics.ConsentCache], [Metrics.RedisErrors],
@@ -39,6 +40,7 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	reasons   *prometheus.CounterVec
 	refusals  *prometheus.CounterVec
+	panics    prometheus.Counter
 
 	known sync.Map // path → procedure label, for procedures in the registry
 }
@@ -72,8 +74,12 @@ func NewMetrics() *Metrics {
 			Name: "chaperone_caller_refusals_total",
 			Help: "Requests refused before reaching a service: unauthenticated, permission_denied, resource_exhausted.",
 		}, []string{"code"}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chaperone_handler_panics_total",
+			Help: "Requests whose handler panicked; each was answered with code internal.",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.reasons, m.refusals,
+	m.reg.MustRegister(m.requests, m.latency, m.decisions, m.reasons, m.refusals, m.panics,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -183,6 +189,8 @@ func (m *Metrics) observe(procedure string, code string, d time.Duration) {
 	m.requests.WithLabelValues(procedure, code).Inc()
 	m.latency.WithLabelValues(procedure).Observe(d.Seconds())
 }
+
+func (m *Metrics) panicked() { m.panics.Inc() }
 
 func (m *Metrics) refused(code connect.Code) {
 	m.refusals.WithLabelValues(code.String()).Inc()

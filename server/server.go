@@ -24,6 +24,7 @@ type Server struct {
 	validator   *validation.Validator
 	logger      *slog.Logger
 	recorder    Recorder
+	metrics     *Metrics
 	mux         *http.ServeMux
 	services    []string
 	mounts      []mount
@@ -48,6 +49,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l }
 
 // WithRecorder audits every decision through r before it is returned.
 func WithRecorder(r Recorder) Option { return func(s *Server) { s.recorder = r } }
+
+// WithMetrics counts what the server itself sees (handler panics) in m.
+func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
 // WithHandlerOptions adds Connect handler options (interceptors, limits) to
 // every service.
@@ -93,6 +97,7 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	for i := len(s.middleware) - 1; i >= 0; i-- {
 		s.handler = s.middleware[i](s.handler)
 	}
+	s.handler = &recoverer{next: s.handler, logger: s.logger, metrics: s.metrics, errw: connect.NewErrorWriter()}
 	return s
 }
 

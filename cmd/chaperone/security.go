@@ -148,7 +148,7 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 	if f.metrics {
 		s.metrics = server.NewMetrics()
 		cfg.Metrics = s.metrics
-		s.options = append(s.options, server.WithHTTPHandler("GET /metrics", s.metrics.Handler()))
+		s.options = append(s.options, server.WithHTTPHandler("GET /metrics", s.metrics.Handler()), server.WithMetrics(s.metrics))
 	}
 	guard, err := server.NewGuard(cfg)
 	if err != nil {
