@@ -15,9 +15,11 @@
 // able to recompute hashes. [Verify] walks a chain and reports the first bad
 // record as a [*TamperError].
 //
-// A [Log] is the [server.Recorder]: [Log.Record] copies the identifiers
-// into a bounded queue and returns (no I/O on the request goroutine); one
-// writer goroutine chains and appends batches to a [Sink] (group commit: after
+// A [Log] is the [server.Recorder]: [Log.Record] puts the request and
+// response into a bounded queue and returns (no I/O and no copy on the
+// request goroutine; the messages are retained, so the caller must not
+// modify them afterwards); one writer goroutine copies their identifiers
+// into a [Record], chains and appends batches to a [Sink] (group commit: after
 // a partial batch it waits [WithSyncDelay] so the records arriving meanwhile
 // share one write and fsync): a [FileSink]
 // (append-only JSON lines, one fsync per batch, rotation by size, the chain

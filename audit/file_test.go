@@ -157,6 +157,9 @@ func TestLogFailClosed(t *testing.T) {
 			if st.SinkHealthy || st.SinkErrors == 0 {
 				t.Errorf("Stats = %+v, want an unhealthy sink with errors", st)
 			}
+			if err := l.Healthy(); !errorsIs(err, audit.ErrSinkDown) {
+				t.Errorf("Healthy() = %v while the sink fails, want ErrSinkDown", err)
+			}
 			if tt.failClosed {
 				if failed == 0 || st.Rejected != uint64(failed) || st.Dropped != 0 {
 					t.Fatalf("failed %d; Stats = %+v", failed, st)
@@ -166,7 +169,16 @@ func TestLogFailClosed(t *testing.T) {
 			}
 			accepted := 20 - failed - int(st.Dropped)
 			sink.fail.Store(false) // the sink comes back: everything queued is written
+			for i := 0; l.Healthy() != nil; i++ {
+				if i == 1000 {
+					t.Fatalf("Healthy() = %v 10 s after the sink came back", l.Healthy())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			closeLog(t, l)
+			if err := l.Healthy(); !errorsIs(err, audit.ErrClosed) {
+				t.Errorf("Healthy() after Close = %v, want ErrClosed", err)
+			}
 			s := verifyFile(t, path, uint64(accepted), signer)
 			if s.Drops != st.Dropped {
 				t.Errorf("drop records say %d, Stats.Dropped = %d", s.Drops, st.Dropped)

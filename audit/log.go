@@ -148,13 +148,14 @@ func (it *item) record() Record {
 	return newDecision(it.at, it.req, it.resp)
 }
 
-// Record queues the record of one decision. It does no I/O and copies
-// nothing: it queues req and resp, which the writer goroutine turns into a
-// [Record] later, so the caller must not modify them after Record returns
-// (the server does not). When the queue is
-// full it waits up to the enqueue timeout, then returns [ErrQueueFull]
-// (fail-closed) or counts a drop (fail-open). After Close it returns
-// [ErrClosed].
+// Record queues the record of one decision. It does no I/O and does not
+// copy on the request goroutine: it retains req and resp in the queue, and
+// the writer goroutine copies their identifiers into a [Record] (which then
+// shares nothing with them) before writing it. The caller must therefore
+// not modify req or resp after Record returns (the server does not; it may
+// replace its response, never change it). When the queue is full it waits
+// up to the enqueue timeout, then returns [ErrQueueFull] (fail-closed) or
+// counts a drop (fail-open). After Close it returns [ErrClosed].
 func (l *Log) Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)
@@ -220,6 +221,23 @@ func (l *Log) Stats() Stats {
 		Checkpoints:   l.checkpoints.Load(),
 		SinkHealthy:   !l.sinkDown.Load(),
 	}
+}
+
+// ErrSinkDown is what [Log.Healthy] reports while appends fail.
+var ErrSinkDown = fmt.Errorf("%w: the audit sink is failing", ErrUnavailable)
+
+// Healthy reports whether the log is keeping records: nil, or an error
+// matching [ErrUnavailable] while the sink is failing (appends are being
+// retried), after Close, or once the log has stopped for good. It is cheap
+// (atomic loads), for readiness probes.
+func (l *Log) Healthy() error {
+	switch {
+	case l.closed.Load():
+		return ErrClosed
+	case l.sinkDown.Load():
+		return ErrSinkDown
+	}
+	return nil
 }
 
 // Close stops accepting records, writes every queued record and a final

@@ -144,8 +144,10 @@ func (r *Record) IsBreakGlass() bool {
 	return false
 }
 
-// newDecision copies the identifiers of a decision into a record. Slices are
-// copied so the caller may reuse its messages.
+// newDecision copies the identifiers of a decision into a record. Strings are
+// immutable and slices are copied, so the record shares nothing with req and
+// resp. The writer calls it; until then the log retains the messages (see
+// [Log.Record]).
 func newDecision(now time.Time, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) Record {
 	r := Record{
 		Kind:           KindDecision,

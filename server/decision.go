@@ -15,6 +15,11 @@ import (
 // returned (it may queue it and write it later, as audit.Log does). An error
 // means the record could not be kept; the decision is then replaced by DENY
 // AUDIT_UNAVAILABLE (fail closed).
+//
+// Copy contract: a Recorder may retain req and resp after Record returns
+// (audit.Log queues them and copies their identifiers on its writer
+// goroutine), so the server never modifies either message once it has
+// passed them to Record: a replacement answer is a new message.
 type Recorder interface {
 	Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
 }
