@@ -36,6 +36,10 @@ type ConsentResult struct {
 	// NamesSubject is set on a PERMIT whose deciding provision names the
 	// requesting subject itself as a recipient actor (a delegation).
 	NamesSubject bool
+	// NamesRecipient is set on a PERMIT whose deciding provision names the
+	// subject itself or the subject's organization as a recipient actor
+	// (by reference, or by identifier with the same system).
+	NamesRecipient bool
 }
 
 // ConsentEvaluator answers the consent question for one request. rule is
@@ -259,6 +263,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		}
 		f.consent = consent.Decision
 		f.consentNamesSubject = consent.NamesSubject
+		f.consentNamesRecipient = consent.NamesRecipient
 		resp.Consents = consent.Consents
 		if trace != nil {
 			step := &ConsentStep{Decision: consent.Decision, Provisions: consent.Provisions}

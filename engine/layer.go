@@ -38,9 +38,12 @@ type facts struct {
 	// consentNamesSubject: the permitting consent names the subject itself
 	// as a recipient (a delegation to this person).
 	consentNamesSubject bool
-	grant               bool // an active break-glass grant of the subject for the patient
-	agreement           agreementFact
-	scopes              scopeFacts
+	// consentNamesRecipient: the permitting consent names the subject or
+	// its organization as a recipient.
+	consentNamesRecipient bool
+	grant                 bool // an active break-glass grant of the subject for the patient
+	agreement             agreementFact
+	scopes                scopeFacts
 }
 
 // permitHit is a permitting policy.

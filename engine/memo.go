@@ -152,6 +152,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = binary.AppendVarint(buf, f.at.UnixMilli())
 	buf = appendStr(buf, f.consent)
 	buf = strconv.AppendBool(buf, f.consentNamesSubject)
+	buf = strconv.AppendBool(buf, f.consentNamesRecipient)
 	return appendFactsKey(buf, f), nil
 }
 

@@ -304,6 +304,9 @@ var regoLeaves = map[string]regoLeaf{
 	"consent.namesSubject": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.Boolean(f.consentNamesSubject)
 	},
+	"consent.namesRecipient": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.consentNamesRecipient)
+	},
 	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
 	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
 	"facts.scopes.present":  func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.present) },

@@ -70,7 +70,11 @@ after its file. Exit 0 for any decision, 2 for bad input.`,
 				}
 				consents = append(consents, cs...)
 			}
-			q := consent.NewQuery(req, time.Now())
+			at := time.Now()
+			if t := req.GetContext().GetTime(); t != nil {
+				at = t.AsTime() // offline: decide at the time the request states
+			}
+			q := consent.NewQuery(req, at)
 			res := consent.Evaluate(&q, consents, rule)
 			return printEvalResult(e, res)
 		},

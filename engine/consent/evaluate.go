@@ -74,56 +74,124 @@ type Result struct {
 	// reference or by one of the subject's own identifiers, as a recipient:
 	// the consent delegates to this person, not only to anyone.
 	NamesSubject bool
+	// NamesRecipient is set on a Permit when a deciding provision (or one
+	// of its ancestors) has a recipient actor that is the subject itself or
+	// the subject's organization, by reference or by identifier (same
+	// system and value): the consent discloses to this recipient, not to
+	// anyone.
+	NamesRecipient bool
 }
+
+// names says which recipients a deciding permit provision names.
+type names uint8
+
+const (
+	namesSubjectBit names = 1 << iota // the subject itself
+	namesOrgBit                       // the subject's organization
+)
 
 // outcome is the evaluation of one consent.
 type outcome struct {
 	effect consentstore.Effect // 0: the consent does not decide
 	provs  []string
 	redact []consentstore.Coding
-	named  bool
+	named  names
+	// residual: a root deny that a search matched but for its labels; it
+	// decides nothing and only withholds the labelled data.
+	residual bool
 }
 
 // Evaluate decides q against consents (typically one patient's, from the
 // store; consents of other patients and inactive ones are skipped).
+//
+// A consent PERMIT comes only from a permit provision that applies. Under
+// [DenyOverrides] any applicable deny decides, otherwise every applicable
+// permit does. Under [MostRecent] the most recent applicable consent decides
+// (a deny wins a tie); when that is a permit, every permit newer than the
+// most recent applicable deny stands with it: permits do not contradict one
+// another, so a newer general permit leaves an older delegation to a named
+// person in force, while a newer deny revokes both.
+//
+// A consent whose root is a deny that a search matches but for its security
+// labels (a residual deny) does not decide: it adds those labels to
+// RedactLabels, of a PERMIT that other consents give, or of NO_CONSENT when
+// nothing permits. Under [MostRecent] a residual older than the newest
+// permit that stands is superseded by it.
 func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
+	type applicable struct {
+		c *consentstore.Consent
+		o outcome
+	}
 	var (
-		res      Result
-		bestTime time.Time
-		found    bool
+		buf                      [8]applicable
+		apps                     = buf[:0]
+		lastDeny, lastPermit     time.Time
+		anyDeny, anyPermit, anyR bool
 	)
 	for _, c := range consents {
 		o, ok := evalConsent(q, c)
 		if !ok {
 			continue
 		}
-		d := Permit
-		if o.effect == consentstore.Deny {
-			d = Deny
-		}
+		apps = append(apps, applicable{c, o})
 		switch {
-		case !found:
-		case rule == MostRecent && c.DateTime.After(bestTime):
-		case rule == MostRecent && c.DateTime.Before(bestTime):
-			continue
-		case d == res.Decision:
-			res.Consents = join(res.Consents, c.RefSlice())
-			res.Provisions = join(res.Provisions, o.provs)
-			res.RedactLabels = joinCodings(res.RedactLabels, o.redact)
-			res.NamesSubject = res.NamesSubject || o.named
-			continue
-		case d == Deny:
-			// deny wins a tie (most-recent) or overrides (deny-overrides)
+		case o.residual:
+			anyR = true
+		case o.effect == consentstore.Deny:
+			if !anyDeny || c.DateTime.After(lastDeny) {
+				lastDeny = c.DateTime
+			}
+			anyDeny = true
 		default:
+			if !anyPermit || c.DateTime.After(lastPermit) {
+				lastPermit = c.DateTime
+			}
+			anyPermit = true
+		}
+	}
+	var res Result
+	switch {
+	case !anyDeny && !anyPermit && !anyR:
+		return res
+	case anyDeny && (rule != MostRecent || !anyPermit || !lastPermit.After(lastDeny)):
+		res.Decision = Deny
+	case anyPermit:
+		res.Decision = Permit
+	default:
+		res.Decision = NoConsent
+	}
+	// standing reports whether an applicable consent is part of the answer.
+	standing := func(a *applicable) bool {
+		switch {
+		case a.o.residual:
+			return res.Decision != Deny && (rule != MostRecent || !anyPermit || !a.c.DateTime.Before(lastPermit))
+		case a.o.effect == consentstore.Deny:
+			return res.Decision == Deny && (rule != MostRecent || a.c.DateTime.Equal(lastDeny))
+		default:
+			return res.Decision == Permit && (rule != MostRecent || !anyDeny || a.c.DateTime.After(lastDeny))
+		}
+	}
+	for i := range apps {
+		a := &apps[i]
+		if !standing(a) {
 			continue
 		}
-		found = true
-		bestTime = c.DateTime
-		res = Result{Decision: d, Consents: c.RefSlice(), Provisions: o.provs, RedactLabels: o.redact, NamesSubject: o.named}
-	}
-	if res.Decision == Deny {
-		res.RedactLabels = nil
-		res.NamesSubject = false
+		if a.o.residual {
+			// Residual labels are obligations, not the decision: they name
+			// no provision that decided.
+			res.RedactLabels = joinCodings(res.RedactLabels, a.o.redact)
+			if res.Decision == NoConsent {
+				res.Consents = join(res.Consents, a.c.RefSlice())
+			}
+			continue
+		}
+		res.Consents = join(res.Consents, a.c.RefSlice())
+		res.Provisions = join(res.Provisions, a.o.provs)
+		if res.Decision == Permit {
+			res.RedactLabels = joinCodings(res.RedactLabels, a.o.redact)
+			res.NamesSubject = res.NamesSubject || a.o.named&namesSubjectBit != 0
+			res.NamesRecipient = res.NamesRecipient || a.o.named != 0
+		}
 	}
 	return res
 }
@@ -151,7 +219,7 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 	case matchNo:
 		return outcome{}, false
 	case matchResidual:
-		return outcome{effect: consentstore.Permit, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels()}, true
+		return outcome{effect: consentstore.Deny, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels(), residual: true}, true
 	}
 	eff, provs, redact, named := decide(q, c.Root)
 	return outcome{effect: eff, provs: provs, redact: redact, named: named}, true
@@ -159,14 +227,14 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 
 // decide returns the decision of a matching provision p: that of its
 // deepest matching descendants (deny wins among siblings), else its own.
-// named reports whether p or a deciding descendant names the subject.
-func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding, bool) {
+// named says whom p or a deciding descendant names as recipient.
+func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding, names) {
 	var (
 		eff    consentstore.Effect
 		provs  []string
 		redact []consentstore.Coding
 		resid  []consentstore.Coding
-		named  bool
+		named  names
 	)
 	for _, ch := range p.Children {
 		switch match(q, ch) {
@@ -183,39 +251,52 @@ func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string,
 		case e == eff:
 			provs = join(provs, ps)
 			redact = joinCodings(redact, rs)
-			named = named || nm
+			named |= nm
 		}
 	}
 	if eff == 0 {
 		eff, provs = p.Effect, p.RefSlice()
 	}
 	if eff == consentstore.Deny {
-		return eff, provs, nil, false
+		return eff, provs, nil, 0
 	}
-	return eff, provs, joinCodings(redact, resid), named || namesSubject(q, p)
+	return eff, provs, joinCodings(redact, resid), named | namedBy(q, p)
 }
 
-// namesSubject reports whether one of p's actors is the requesting subject
-// itself (a recipient given by the subject's reference or one of its own
-// identifiers), not its organization or any holder of a role.
-func namesSubject(q *Query, p *consentstore.Provision) bool {
+// namedBy says whether one of p's recipient actors is the requesting
+// subject itself (by the subject's reference or one of its own
+// identifiers) or the subject's organization (by its reference or one of
+// its identifiers). A recipient given by role alone, or "any recipient",
+// names no one.
+func namedBy(q *Query, p *consentstore.Provision) names {
+	var n names
 	for i := range p.Actors {
 		a := &p.Actors[i]
 		if a.Target != consentstore.TargetRecipient || a.AnyRecipient {
 			continue
 		}
-		if a.Reference != "" && a.Reference == q.subjectID {
-			return true
+		if a.Reference != "" {
+			if a.Reference == q.subjectID {
+				n |= namesSubjectBit
+			}
+			if q.subjectOrg != "" && a.Reference == q.subjectOrg {
+				n |= namesOrgBit
+			}
 		}
 		if a.Identifier.Value != "" {
-			for _, id := range q.idents[:q.ownIdents] {
-				if id.Value == a.Identifier.Value && consentstore.SameSystem(strings.TrimRight(a.Identifier.System, "/"), id.System) {
-					return true
+			sys := strings.TrimRight(a.Identifier.System, "/")
+			for i, id := range q.idents {
+				if id.Value == a.Identifier.Value && consentstore.SameSystem(sys, id.System) {
+					if i < q.ownIdents {
+						n |= namesSubjectBit
+					} else {
+						n |= namesOrgBit
+					}
 				}
 			}
 		}
 	}
-	return false
+	return n
 }
 
 // join returns a followed by b, without allocating when either is empty

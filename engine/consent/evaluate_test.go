@@ -314,7 +314,10 @@ func TestEvaluateResidualObligations(t *testing.T) {
 		{name: "search with labels is decided", consents: []string{rDeny}, req: rq(search(), label("V")), want: consent.Deny},
 		{name: "deny without labels still denies a search", consents: []string{permitExcept(actorPract)}, req: rq(search()), want: consent.Deny},
 		{name: "denied search has no redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"permit","provision":[{"type":"deny",`+labelR+`},{"type":"deny",`+actorPract+`}]}`)}, req: rq(search()), want: consent.Deny},
-		{name: "root label deny permits a search with redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(search()), want: consent.Permit, redact: "R,V"},
+		// A deny-only consent never permits: the search is NO_CONSENT (the
+		// policies decide) with the labelled data withheld.
+		{name: "root label deny alone is no consent with redaction", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(search()), want: consent.NoConsent, redact: "R,V"},
+		{name: "root label deny with an older permit", consents: []string{r4("p", "2019-01-01", `{"type":"permit"}`), r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(search()), want: consent.Permit, redact: "R,V"},
 		{name: "root label deny still denies a labelled read", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(label("V")), want: consent.Deny},
 		{name: "root label deny does not apply to an unlabelled read", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`)}, req: rq(), want: consent.NoConsent},
 		{name: "root label deny of another actor", consents: []string{r4("c1", "2020-01-01", `{"type":"deny",`+actorPract+`,`+labelR+`}`)}, req: rq(search(), subject("Practitioner/002")), want: consent.NoConsent},
@@ -386,7 +389,7 @@ func TestEvaluateRootResidualAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%v allocations per evaluation", allocs)
 	}
-	if res.Decision != consent.Permit || len(res.RedactLabels) == 0 || len(res.Consents) != 1 || len(res.Provisions) != 1 {
+	if res.Decision != consent.NoConsent || len(res.RedactLabels) == 0 || len(res.Consents) != 1 || len(res.Provisions) != 0 {
 		t.Errorf("result %+v", res)
 	}
 }

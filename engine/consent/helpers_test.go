@@ -134,7 +134,11 @@ func readConsent(t testing.TB, path string) *consentstore.Consent {
 }
 
 func eval(req *chaperonev1.CheckRequest, rule consent.Rule, cs ...*consentstore.Consent) consent.Result {
-	q := consent.NewQuery(req, day("2030-01-01"))
+	at := day("2030-01-01")
+	if t := req.GetContext().GetTime(); t != nil {
+		at = t.AsTime() // the cases state their decision time in the request
+	}
+	q := consent.NewQuery(req, at)
 	return consent.Evaluate(&q, cs, rule)
 }
 

@@ -30,6 +30,7 @@ func TestNamesSubject(t *testing.T) {
 		opts      []reqOpt
 		decision  consent.Decision
 		named     bool
+		recipient bool // NamesRecipient; implied by named
 	}{
 		{name: "general permit", provision: `{"type": "permit"}`, decision: consent.Permit},
 		{name: "root permit to the subject", provision: `{"type": "permit", "actor": [` + rp1 + `]}`, decision: consent.Permit, named: true},
@@ -40,13 +41,15 @@ func TestNamesSubject(t *testing.T) {
 		{name: "nested permit under a root that names the subject", provision: `{"type": "permit", "actor": [` + rp1 + `], "provision": [{"type": "permit", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}]}`,
 			decision: consent.Permit, named: true},
 		{name: "permit to the subject's organization", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "Organization/54"}}]}`,
-			opts: []reqOpt{subjOrg("Organization/54")}, decision: consent.Permit},
+			opts: []reqOpt{subjOrg("Organization/54")}, decision: consent.Permit, recipient: true},
+		{name: "permit to another organization", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "Organization/54"}}]}`,
+			opts: []reqOpt{subjOrg("Organization/55")}, decision: consent.NoConsent},
 		{name: "permit to any recipient", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}}]}`,
 			decision: consent.Permit},
 		{name: "permit to the subject's identifier", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:family", "value": "rp-77"}}}]}`,
 			opts: []reqOpt{subject("RelatedPerson/x"), withIdent}, decision: consent.Permit, named: true},
 		{name: "an organization identifier is not the subject", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:family", "value": "rp-77"}}}]}`,
-			opts: []reqOpt{subject("RelatedPerson/x"), withOrgIdent}, decision: consent.Permit},
+			opts: []reqOpt{subject("RelatedPerson/x"), withOrgIdent}, decision: consent.Permit, recipient: true},
 		{name: "a deny naming the subject names nothing", provision: `{"type": "deny", "actor": [` + rp1 + `]}`, decision: consent.Deny},
 	}
 	for _, tt := range tests {
@@ -59,11 +62,53 @@ func TestNamesSubject(t *testing.T) {
 			opts := append([]reqOpt{subject("RelatedPerson/rp1")}, tt.opts...)
 			q := consent.NewQuery(rq(opts...), day("2024-01-01"))
 			res := consent.Evaluate(&q, []*consentstore.Consent{c}, consent.MostRecent)
-			if res.Decision != tt.decision || res.NamesSubject != tt.named {
-				t.Fatalf("decision %v namesSubject %v, want %v %v", res.Decision, res.NamesSubject, tt.decision, tt.named)
+			wantRecipient := tt.named || tt.recipient
+			if res.Decision != tt.decision || res.NamesSubject != tt.named || res.NamesRecipient != wantRecipient {
+				t.Fatalf("decision %v namesSubject %v namesRecipient %v, want %v %v %v",
+					res.Decision, res.NamesSubject, res.NamesRecipient, tt.decision, tt.named, wantRecipient)
 			}
 		})
 	}
 }
 
 func sprintf(format, arg string) string { return fmt.Sprintf(format, arg) }
+
+// TestNewerPermitKeepsDelegation: permits do not contradict one another, so
+// a newer general permit leaves an older delegation in force under
+// most-recent, and a deny newer than both revokes it.
+func TestNewerPermitKeepsDelegation(t *testing.T) {
+	t.Parallel()
+	const consentJSON = `{"resourceType": "Consent", "id": %q, "status": "active",
+	  "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+	  "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+	  "patient": {"reference": "Patient/52"}, "dateTime": %q, "provision": %s}`
+	parse := func(id, date, prov string) *consentstore.Consent {
+		c, err := consentstore.Parse([]byte(fmt.Sprintf(consentJSON, id, date, prov)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	delegation := parse("delegation", "2023-01-01", `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "RelatedPerson/rp1"}}]}`)
+	general := parse("general", "2023-06-01", `{"type": "permit"}`)
+	optOut := parse("opt-out", "2023-09-01", `{"type": "deny"}`)
+	for _, tc := range []struct {
+		name     string
+		consents []*consentstore.Consent
+		want     consent.Decision
+		named    bool
+	}{
+		{"delegation alone", []*consentstore.Consent{delegation}, consent.Permit, true},
+		{"newer general permit", []*consentstore.Consent{general, delegation}, consent.Permit, true},
+		{"newer opt-out revokes both", []*consentstore.Consent{delegation, optOut, general}, consent.Deny, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			q := consent.NewQuery(rq(subject("RelatedPerson/rp1")), day("2024-01-01"))
+			res := consent.Evaluate(&q, tc.consents, consent.MostRecent)
+			if res.Decision != tc.want || res.NamesSubject != tc.named {
+				t.Fatalf("decision %v namesSubject %v, want %v %v", res.Decision, res.NamesSubject, tc.want, tc.named)
+			}
+		})
+	}
+}

@@ -38,13 +38,11 @@ type Query struct {
 	residual     bool
 }
 
-// NewQuery precomputes what matching needs from req. The request time is
-// req.context.time, or now when it is absent.
-func NewQuery(req *chaperonev1.CheckRequest, now time.Time) Query {
-	q := Query{time: now}
-	if t := req.GetContext().GetTime(); t != nil {
-		q.time = t.AsTime()
-	}
+// NewQuery precomputes what matching needs from req, to be evaluated at
+// the instant at: the decision clock, which the caller chooses (a server
+// decides at its own time, not at req.context.time).
+func NewQuery(req *chaperonev1.CheckRequest, at time.Time) Query {
+	q := Query{time: at}
 	s := req.GetSubject()
 	q.subjectID = consentstore.CanonicalReference(s.GetId())
 	q.subjectOrg = consentstore.CanonicalReference(s.GetOrganization())
