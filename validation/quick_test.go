@@ -17,7 +17,17 @@ var pool = func() []string {
 	p := []string{"", "a", "read", "search", "READ", "TREAT", "treat", "T_1", "ETREAT", "Observation", "observation", "O",
 		"practitioner", "related-person", "Practitioner/p1", "10.1.2.3", "::1", "fe80::1%eth0", "01.2.3.4", "1.2.3",
 		"::ffff:1.2.3.4", "2001:db8::1", "1.2.3.4 ", "256.1.1.1", "[::1]", "FE80::A", "é", "日本", "🙂", "x\x00y",
-		"Patient/52", "patient/*.read", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}
+		"Patient/52", "patient/*.read", "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+		"SUD", "sud", " SUD", "SUD ", "S UD", "S\u00a0UD", "S\u200bUD", "R\x00", "obs1", "obs_1", "obs1 ",
+		"unconscious patient, checking allergies", "twenty characters!!!", "nineteen characters", " a b c d e f g h i j k l m n o p q r s t ",
+		"a b c d e f g h i j k l m n o p q r s", "\t\n" + strings.Repeat("x", 20), strings.Repeat("x", 19) + "\x01" + "y"}
+	// Valid references and respellings of them: the grammar's edges.
+	for _, ref := range []string{"Patient/53", "Organization/o1", "Practitioner/p1", "RelatedPerson/rp-1.a", "Patient/" + strings.Repeat("9", 64)} {
+		p = append(p, ref, strings.ToLower(ref), strings.ToUpper(ref), " "+ref, ref+" ", ref+"?", ref+"#", ref+"\x00", ref+"/",
+			ref+"\n", ref[strings.IndexByte(ref, '/')+1:], "http://fhir.example/"+ref, ref+"/_history/1",
+			strings.Replace(ref, "a", "\u0430", 1), strings.Replace(ref, "/", "//", 1), strings.Replace(ref, "/", "", 1))
+	}
+	p = append(p, "Patient/"+strings.Repeat("9", 65), "P/1", "Pa/", "/52", "Patient/5 3", "Patient/5_3", "Patient/5%33")
 	for _, n := range []int{31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 1025} {
 		p = append(p, strings.Repeat("a", n), strings.Repeat("é", n), "A"+strings.Repeat("b", n-1))
 	}
@@ -123,23 +133,31 @@ func mutate(rng *rand.Rand, m protoreflect.Message, depth int) {
 var seeds = func() map[protoreflect.FullName]proto.Message {
 	req := typicalRequest()
 	return map[protoreflect.FullName]proto.Message{
-		"chaperone.v1.CheckRequest":      req,
-		"chaperone.v1.BatchCheckRequest": &chaperonev1.BatchCheckRequest{Requests: []*chaperonev1.CheckRequest{req, req}},
-		"chaperone.v1.Subject":           req.GetSubject(),
-		"chaperone.v1.Resource":          req.GetResource(),
-		"chaperone.v1.Context":           req.GetContext(),
+		"chaperone.v1.CheckRequest":              req,
+		"chaperone.v1.BatchCheckRequest":         &chaperonev1.BatchCheckRequest{Requests: []*chaperonev1.CheckRequest{req, req}},
+		"chaperone.v1.Subject":                   req.GetSubject(),
+		"chaperone.v1.Resource":                  req.GetResource(),
+		"chaperone.v1.Context":                   req.GetContext(),
+		"chaperone.v1.Coding":                    req.GetResource().GetSecurityLabels()[0],
+		"chaperone.v1.ConsentServiceListRequest": &chaperonev1.ConsentServiceListRequest{Patient: "Patient/52"},
+		"chaperone.v1.AccessServiceListBreakGlassRequest": &chaperonev1.AccessServiceListBreakGlassRequest{
+			Subject: "Practitioner/p1", Patient: "Patient/52"},
 	}
 }()
 
 func typicalRequest() *chaperonev1.CheckRequest {
 	return &chaperonev1.CheckRequest{
 		Subject: &chaperonev1.Subject{Id: "Practitioner/p1", Kind: "practitioner", Roles: []string{"clinician"},
-			Organization: "Organization/o1", Scopes: []string{"user/Observation.rs"}, ClientId: "portal"},
+			Organization: "Organization/o1", Scopes: []string{"user/Observation.rs"}, ClientId: "portal",
+			LaunchPatient: "Patient/52"},
 		Action: "read",
-		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52",
+		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1",
+			Author: "Practitioner/p2", Codes: []*chaperonev1.Coding{{System: "http://loinc.org", Code: "1234-5"}},
+			Categories:     []*chaperonev1.Coding{{Code: "laboratory"}},
 			SecurityLabels: []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "N"}}},
 		PurposeOfUse: "TREAT",
-		Context:      &chaperonev1.Context{Ip: "10.1.2.3", NetworkZone: "corporate", CorrelationId: "c-1"},
+		Context: &chaperonev1.Context{Ip: "10.1.2.3", NetworkZone: "corporate", CorrelationId: "c-1",
+			BreakGlassReason: "unconscious patient, checking allergies"},
 	}
 }
 

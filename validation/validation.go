@@ -97,7 +97,24 @@ func (v *Validator) DecodeJSON(data []byte, msg proto.Message) error {
 	return v.Validate(msg)
 }
 
+// patternMessages words the violation of a pattern the API's .proto files
+// use for a kind of value, so a caller reads what the value must be rather
+// than a regular expression. A pattern not listed keeps protovalidate's
+// wording.
+var patternMessages = map[string]string{
+	`^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$`:                       `must be a FHIR literal reference "Type/id" (type [A-Z][A-Za-z]+, id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Patient/52"`,
+	`^[A-Za-z0-9.-]{1,64}$`:                                      `must be a FHIR id: 1 to 64 characters [A-Za-z0-9.-]`,
+	`^[^\s\p{Z}\p{C}]+$`:                                         "must not be empty or contain whitespace or control characters",
+	`^[^\s\p{Z}\p{C}]*$`:                                         "must not contain whitespace or control characters",
+	`^[\s\p{Z}]*(?:[\p{L}\p{M}\p{N}\p{P}\p{S}][\s\p{Z}]*){20,}$`: "must hold at least 20 non-space characters (and no control characters)",
+}
+
 func violationMessage(v *protovalidate.Violation) string {
+	if v.Proto.GetRuleId() == "string.pattern" && v.RuleValue.IsValid() {
+		if m, ok := patternMessages[v.RuleValue.String()]; ok {
+			return m
+		}
+	}
 	if m := v.Proto.GetMessage(); m != "" {
 		return m
 	}

@@ -128,9 +128,11 @@ func (x *BreakGlassGrant) GetRevoked() bool {
 }
 
 type AccessServiceGrantBreakGlassRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Patient string                 `protobuf:"bytes,2,opt,name=patient,proto3" json:"patient,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// FHIR reference of the subject the grant is for ("Practitioner/7").
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// FHIR reference of the patient whose record the grant opens ("Patient/52").
+	Patient string `protobuf:"bytes,2,opt,name=patient,proto3" json:"patient,omitempty"`
 	// Why the emergency access is needed, at least 20 characters.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
 	// How long the grant lasts; absent means 4h, at most 24h.
@@ -339,9 +341,11 @@ func (x *AccessServiceRevokeBreakGlassResponse) GetGrant() *BreakGlassGrant {
 }
 
 type AccessServiceListBreakGlassRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
-	Patient       string                 `protobuf:"bytes,2,opt,name=patient,proto3" json:"patient,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// FHIR reference of a subject ("Practitioner/7"); empty for any.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// FHIR reference of a patient ("Patient/52"); empty for any.
+	Patient       string `protobuf:"bytes,2,opt,name=patient,proto3" json:"patient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -829,12 +833,10 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x18\n" +
-	"\arevoked\x18\b \x01(\bR\arevoked\"\xfb\x01\n" +
-	"#AccessServiceGrantBreakGlassRequest\x12$\n" +
-	"\asubject\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\asubject\x12$\n" +
-	"\apatient\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\apatient\x12\"\n" +
+	"\arevoked\x18\b \x01(\bR\arevoked\"\xc7\x02\n" +
+	"#AccessServiceGrantBreakGlassRequest\x12J\n" +
+	"\asubject\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\asubject\x12J\n" +
+	"\apatient\x18\x02 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient\x12\"\n" +
 	"\x06reason\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x14\x18\xd0\x0fR\x06reason\x12;\n" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\x03ttl\x12'\n" +
@@ -846,10 +848,10 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\"\\\n" +
 	"%AccessServiceRevokeBreakGlassResponse\x123\n" +
-	"\x05grant\x18\x01 \x01(\v2\x1d.chaperone.v1.BreakGlassGrantR\x05grant\"\xd1\x01\n" +
-	"\"AccessServiceListBreakGlassRequest\x12\"\n" +
-	"\asubject\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\asubject\x12\"\n" +
-	"\apatient\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\apatient:c\xbaH`\x1a^\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.chaperone.v1.BreakGlassGrantR\x05grant\"\xa3\x02\n" +
+	"\"AccessServiceListBreakGlassRequest\x12K\n" +
+	"\asubject\x18\x01 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\asubject\x12K\n" +
+	"\apatient\x18\x02 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient:c\xbaH`\x1a^\n" +
 	"\x12subject_or_patient\x12\x1esubject or patient is required\x1a(this.subject != '' || this.patient != ''\"\\\n" +
 	"#AccessServiceListBreakGlassResponse\x125\n" +
 	"\x06grants\x18\x01 \x03(\v2\x1d.chaperone.v1.BreakGlassGrantR\x06grants\"\x90\x03\n" +

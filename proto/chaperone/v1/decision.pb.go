@@ -75,10 +75,14 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 }
 
 // Coding is a FHIR Coding reduced to what decisions use: a code in a system.
+//
+// Neither holds whitespace, a separator or a control character anywhere:
+// " SUD" or "S UD" is invalid input, not another code.
 type Coding struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	System        string                 `protobuf:"bytes,1,opt,name=system,proto3" json:"system,omitempty"`
-	Code          string                 `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The code system URI; empty when only the code is known.
+	System        string `protobuf:"bytes,1,opt,name=system,proto3" json:"system,omitempty"`
+	Code          string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -181,15 +185,23 @@ func (x *Identifier) GetValue() string {
 }
 
 // Subject is who asks: a practitioner, patient, related person, device or service.
+//
+// Every reference field (id, organization, launch_patient here; patient,
+// organization and author on Resource) is a FHIR literal reference
+// "Type/id": the type is [A-Z][A-Za-z]+, the id 1 to 64 of [A-Za-z0-9.-].
+// Anything else ("patient/53", "Patient/53 ", "Patient/53?", "53", an
+// absolute URL) is invalid input naming the field, so each reference has
+// exactly one spelling, the one consents, grants and policies are keyed by.
 type Subject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// FHIR reference of the subject, e.g. "Practitioner/p1".
+	// FHIR reference of the subject, e.g. "Practitioner/p1". Required.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// practitioner, patient, related-person, device or service; empty when unknown.
 	Kind        string        `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
 	Identifiers []*Identifier `protobuf:"bytes,3,rep,name=identifiers,proto3" json:"identifiers,omitempty"`
 	Roles       []string      `protobuf:"bytes,4,rep,name=roles,proto3" json:"roles,omitempty"`
-	// FHIR reference of the subject's organization (its tenant).
+	// FHIR reference of the subject's organization (its tenant), e.g.
+	// "Organization/o1"; empty when it has none.
 	Organization            string        `protobuf:"bytes,5,opt,name=organization,proto3" json:"organization,omitempty"`
 	OrganizationIdentifiers []*Identifier `protobuf:"bytes,6,rep,name=organization_identifiers,json=organizationIdentifiers,proto3" json:"organization_identifiers,omitempty"`
 	// SMART on FHIR scopes granted to the caller's token.
@@ -198,7 +210,7 @@ type Subject struct {
 	ClientId string `protobuf:"bytes,8,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	// The patient in context of a SMART launch ("Patient/123"): what
 	// `patient/` scopes bind to. A `patient/` scope without it grants nothing;
-	// with it, only this patient's compartment.
+	// with it, only this patient's compartment. Empty when there is none.
 	LaunchPatient string `protobuf:"bytes,9,opt,name=launch_patient,json=launchPatient,proto3" json:"launch_patient,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -302,16 +314,19 @@ type Resource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// FHIR resource type, e.g. "Observation".
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	Id   string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	// FHIR reference of the patient whose compartment holds the resource.
+	// FHIR id of the resource (1 to 64 of [A-Za-z0-9.-]); empty for a
+	// search, history or export of the type.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// FHIR reference of the patient whose compartment holds the resource,
+	// e.g. "Patient/52"; empty when the request names no patient.
 	Patient string `protobuf:"bytes,3,opt,name=patient,proto3" json:"patient,omitempty"`
 	// meta.security of the resource: confidentiality and sensitivity codes.
 	SecurityLabels []*Coding `protobuf:"bytes,4,rep,name=security_labels,json=securityLabels,proto3" json:"security_labels,omitempty"`
 	Codes          []*Coding `protobuf:"bytes,5,rep,name=codes,proto3" json:"codes,omitempty"`
 	Categories     []*Coding `protobuf:"bytes,6,rep,name=categories,proto3" json:"categories,omitempty"`
-	// FHIR reference of the organization that owns the resource.
+	// FHIR reference of the organization that owns the resource; may be empty.
 	Organization string `protobuf:"bytes,7,opt,name=organization,proto3" json:"organization,omitempty"`
-	// FHIR reference of the resource's author.
+	// FHIR reference of the resource's author; may be empty.
 	Author string `protobuf:"bytes,8,opt,name=author,proto3" json:"author,omitempty"`
 	// Clinically relevant date of the resource (for consent dataPeriod).
 	Date *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=date,proto3" json:"date,omitempty"`
@@ -426,7 +441,11 @@ type Context struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The instant the decision is made for; now when absent.
 	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
-	// Justification given for an emergency (break-glass) access.
+	// Justification given for an emergency (break-glass) access: empty, or
+	// at least 20 non-space characters (letters, digits, punctuation,
+	// symbols) separated by nothing but whitespace; control characters are
+	// refused. A reason of a few characters is invalid input, never a
+	// reason.
 	BreakGlassReason string `protobuf:"bytes,2,opt,name=break_glass_reason,json=breakGlassReason,proto3" json:"break_glass_reason,omitempty"`
 	Ip               string `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
 	NetworkZone      string `protobuf:"bytes,4,opt,name=network_zone,json=networkZone,proto3" json:"network_zone,omitempty"`
@@ -968,45 +987,43 @@ var File_chaperone_v1_decision_proto protoreflect.FileDescriptor
 
 const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\n" +
-	"\x1bchaperone/v1/decision.proto\x12\fchaperone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n" +
-	"\x06Coding\x12 \n" +
-	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06system\x12\x1e\n" +
-	"\x04code\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x04code\"P\n" +
+	"\x1bchaperone/v1/decision.proto\x12\fchaperone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n" +
+	"\x06Coding\x124\n" +
+	"\x06system\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x042\x12^[^\\s\\p{Z}\\p{C}]*$R\x06system\x122\n" +
+	"\x04code\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\s\\p{Z}\\p{C}]+$R\x04code\"P\n" +
 	"\n" +
 	"Identifier\x12 \n" +
 	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06system\x12 \n" +
 	"\x05value\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf9\x03\n" +
-	"\aSubject\x12\x1a\n" +
-	"\x02id\x18\x01 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\x12S\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf1\x04\n" +
+	"\aSubject\x12@\n" +
+	"\x02id\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\x02id\x12S\n" +
 	"\x04kind\x18\x02 \x01(\tB?\xbaH<r:R\x00R\fpractitionerR\apatientR\x0erelated-personR\x06deviceR\aserviceR\x04kind\x12D\n" +
 	"\videntifiers\x18\x03 \x03(\v2\x18.chaperone.v1.IdentifierB\b\xbaH\x05\x92\x01\x02\x10 R\videntifiers\x12&\n" +
 	"\x05roles\x18\x04 \x03(\tB\x10\xbaH\r\x92\x01\n" +
-	"\x10 \"\x06r\x04\x10\x01\x18@R\x05roles\x12,\n" +
-	"\forganization\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\forganization\x12]\n" +
+	"\x10 \"\x06r\x04\x10\x01\x18@R\x05roles\x12U\n" +
+	"\forganization\x18\x05 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\forganization\x12]\n" +
 	"\x18organization_identifiers\x18\x06 \x03(\v2\x18.chaperone.v1.IdentifierB\b\xbaH\x05\x92\x01\x02\x10 R\x17organizationIdentifiers\x12*\n" +
 	"\x06scopes\x18\a \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\x80\x01\"\ar\x05\x10\x01\x18\x80\x02R\x06scopes\x12%\n" +
-	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\x12/\n" +
-	"\x0elaunch_patient\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\rlaunchPatient\"\xe5\x03\n" +
+	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\x12X\n" +
+	"\x0elaunch_patient\x18\t \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\rlaunchPatient\"\xf9\x04\n" +
 	"\bResource\x12/\n" +
-	"\x04type\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Z][A-Za-z]+$R\x04type\x12\x18\n" +
-	"\x02id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x02id\x12\"\n" +
-	"\apatient\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\apatient\x12G\n" +
+	"\x04type\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Z][A-Za-z]+$R\x04type\x121\n" +
+	"\x02id\x18\x02 \x01(\tB!\xbaH\x1e\xd8\x01\x01r\x19\x18@2\x15^[A-Za-z0-9.-]{1,64}$R\x02id\x12K\n" +
+	"\apatient\x18\x03 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient\x12G\n" +
 	"\x0fsecurity_labels\x18\x04 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\x0esecurityLabels\x124\n" +
 	"\x05codes\x18\x05 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\x05codes\x12>\n" +
 	"\n" +
 	"categories\x18\x06 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\n" +
-	"categories\x12,\n" +
-	"\forganization\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\forganization\x12 \n" +
-	"\x06author\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06author\x12.\n" +
+	"categories\x12U\n" +
+	"\forganization\x18\a \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\forganization\x12I\n" +
+	"\x06author\x18\b \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\x06author\x12.\n" +
 	"\x04date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04date\x12+\n" +
 	"\bprofiles\x18\n" +
-	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\x98\x02\n" +
+	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\xd7\x02\n" +
 	"\aContext\x12.\n" +
-	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x126\n" +
-	"\x12break_glass_reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x10breakGlassReason\x12\x1c\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12u\n" +
+	"\x12break_glass_reason\x18\x02 \x01(\tBG\xbaHD\xd8\x01\x01r?\x18\x80\b2:^[\\s\\p{Z}]*(?:[\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}][\\s\\p{Z}]*){20,}$R\x10breakGlassReason\x12\x1c\n" +
 	"\x02ip\x18\x03 \x01(\tB\f\xbaH\t\xd8\x01\x01r\x04\x18@p\x01R\x02ip\x12*\n" +
 	"\fnetwork_zone\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\vnetworkZone\x12*\n" +
 	"\fdevice_trust\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\vdeviceTrust\x12/\n" +
