@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
+	"unicode"
 )
 
 // Limits of break-glass grants.
@@ -47,15 +47,15 @@ func (g Grant) ActiveAt(t time.Time) bool {
 
 // NewGrant checks a grant request and fills its times: ttl 0 means
 // [DefaultGrantTTL]; more than [MaxGrantTTL] is refused; the reason must
-// have at least [MinReasonLength] characters.
+// have at least [MinReasonLength] characters that are not white space.
 func NewGrant(subject, patient, reason, grantedBy string, ttl time.Duration, now time.Time) (Grant, error) {
 	switch {
 	case subject == "":
 		return Grant{}, &InvalidError{"subject", "is required"}
 	case patient == "":
 		return Grant{}, &InvalidError{"patient", "is required"}
-	case utf8.RuneCountInString(reason) < MinReasonLength:
-		return Grant{}, &InvalidError{"reason", fmt.Sprintf("must have at least %d characters", MinReasonLength)}
+	case nonSpace(reason) < MinReasonLength:
+		return Grant{}, &InvalidError{"reason", fmt.Sprintf("must have at least %d non-space characters", MinReasonLength)}
 	case ttl < 0:
 		return Grant{}, &InvalidError{"ttl", "must not be negative"}
 	case ttl > MaxGrantTTL:
@@ -65,6 +65,17 @@ func NewGrant(subject, patient, reason, grantedBy string, ttl time.Duration, now
 		ttl = DefaultGrantTTL
 	}
 	return Grant{Subject: subject, Patient: patient, Reason: reason, GrantedBy: grantedBy, CreatedAt: now, ExpiresAt: now.Add(ttl)}, nil
+}
+
+// nonSpace counts the characters of s that are not white space.
+func nonSpace(s string) int {
+	n := 0
+	for _, r := range s {
+		if !unicode.IsSpace(r) {
+			n++
+		}
+	}
+	return n
 }
 
 // Agreement is the business associate agreement of a client application.

@@ -27,6 +27,9 @@ func TestNewGrant(t *testing.T) {
 		{name: "negative ttl", subject: "Practitioner/p1", patient: "Patient/52", reason: reason, ttl: -time.Second, field: "ttl"},
 		{name: "short reason", subject: "Practitioner/p1", patient: "Patient/52", reason: "emergency", field: "reason"},
 		{name: "reason of 20 characters counts runes", subject: "Practitioner/p1", patient: "Patient/52", reason: strings.Repeat("é", 20), expires: now.Add(4 * time.Hour)},
+		{name: "white space does not count", subject: "Practitioner/p1", patient: "Patient/52", reason: "a b c d e f g h i j k l m n o p q r s", field: "reason"},
+		{name: "padding does not count", subject: "Practitioner/p1", patient: "Patient/52", reason: "emergency" + strings.Repeat(" \t\n\u00a0\u3000", 10), field: "reason"},
+		{name: "20 non-space characters among spaces", subject: "Practitioner/p1", patient: "Patient/52", reason: "a b c d e f g h i j k l m n o p q r s t", expires: now.Add(4 * time.Hour)},
 		{name: "no subject", patient: "Patient/52", reason: reason, field: "subject"},
 		{name: "no patient", subject: "Practitioner/p1", reason: reason, field: "patient"},
 	}

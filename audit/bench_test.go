@@ -42,7 +42,7 @@ func BenchmarkRecordRequestPath(b *testing.B) {
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
-		if err := l.Record(ctx, req, resp); err != nil {
+		if err := l.Record(ctx, "", req, resp); err != nil {
 			b.Fatal(err)
 		}
 		if n++; n == queue/2 {
@@ -87,7 +87,7 @@ func BenchmarkRecord(b *testing.B) {
 			l := audit.New(s.open(b), audit.WithSigner(newSigner(b)), audit.WithEnqueueTimeout(time.Minute))
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := l.Record(ctx, req, resp); err != nil {
+				if err := l.Record(ctx, "", req, resp); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -99,7 +99,7 @@ func BenchmarkRecord(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := l.Record(ctx, req, resp); err != nil {
+					if err := l.Record(ctx, "", req, resp); err != nil {
 						b.Error(err)
 						return
 					}

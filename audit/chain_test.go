@@ -36,7 +36,7 @@ func writeChain(t *testing.T, n int, signer *audit.Signer) [][]byte {
 	l := audit.New(sink, audit.WithSigner(signer), audit.WithCheckpoints(4, time.Hour), audit.WithBatchSize(1))
 	for i := range n {
 		req, resp := decision(i)
-		if err := l.Record(context.Background(), req, resp); err != nil {
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
 			t.Fatal(err)
 		}
 	}

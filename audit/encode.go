@@ -28,6 +28,7 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 	dst = appendField(dst, `,"prev":`, r.Prev)
 	dst = appendField(dst, `,"kind":`, string(r.Kind))
 	dst = appendTime(append(dst, `,"time":`...), r.Time)
+	dst = appendOmit(dst, `,"caller":`, r.Caller)
 	dst = appendOmit(dst, `,"decisionId":`, r.DecisionID)
 	if s := r.Subject; s != nil {
 		dst = appendField(dst, `,"subject":{"id":`, s.ID)
@@ -100,7 +101,7 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 // whose fields are all ones it knows, with plain times. The fields listed
 // in marshalOnly (encode_test.go) send a record to Marshal.
 func fastPath(r *Record) bool {
-	return r.Kind == KindDecision && r.Review == nil && r.Checkpoint == nil && r.Drop == nil &&
+	return r.Kind == KindDecision && r.Review == nil && r.Checkpoint == nil && r.Drop == nil && r.Change == nil &&
 		plainTime(r.Time) && (r.Context == nil || r.Context.RequestTime == nil || plainTime(*r.Context.RequestTime))
 }
 

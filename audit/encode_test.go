@@ -72,7 +72,7 @@ func randTime(rng *rand.Rand) time.Time {
 }
 
 func randDecision(rng *rand.Rand) Record {
-	r := Record{Seq: rng.Uint64(), Prev: randString(rng), Kind: KindDecision, Time: randTime(rng),
+	r := Record{Seq: rng.Uint64(), Prev: randString(rng), Kind: KindDecision, Time: randTime(rng), Caller: randString(rng),
 		DecisionID: randString(rng), Action: randString(rng), PurposeOfUse: randString(rng),
 		Decision: randString(rng), BundleRevision: randString(rng)}
 	if rng.IntN(4) > 0 {
@@ -139,7 +139,7 @@ func FuzzAppendRecord(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, a, b string, nanos int64) {
 		tm := time.Unix(0, nanos).UTC()
-		r := Record{Kind: KindDecision, Time: tm, Prev: a, DecisionID: b,
+		r := Record{Kind: KindDecision, Time: tm, Prev: a, Caller: b, DecisionID: b,
 			Subject:  &Subject{ID: a, Roles: []string{b, a}},
 			Resource: &Resource{Type: b, Labels: []Coding{{System: a, Code: b}}},
 			Context:  &Context{RequestTime: &tm, CorrelationID: a},
@@ -156,7 +156,7 @@ func FuzzAppendRecord(f *testing.F) {
 // marshalOnly are the fields of Record that send a record to encoding/json
 // (fastPath is false when one is set). Every other field must be written by
 // the hand-written encoder.
-var marshalOnly = []string{"Review", "Checkpoint", "Drop"}
+var marshalOnly = []string{"Review", "Checkpoint", "Drop", "Change"}
 
 // fill sets every field of v (a settable value) to a non-zero value derived
 // from its path, recursively: nested structs, pointers, slices (two

@@ -36,7 +36,7 @@ func record(t testing.TB, l *audit.Log, from, to int) {
 	t.Helper()
 	for i := from; i < to; i++ {
 		req, resp := decision(i)
-		if err := l.Record(context.Background(), req, resp); err != nil {
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
 			t.Fatalf("Record %d: %v", i, err)
 		}
 	}
@@ -144,7 +144,7 @@ func TestLogFailClosed(t *testing.T) {
 			var failed int
 			for i := range 20 {
 				req, resp := decision(i)
-				err := l.Record(context.Background(), req, resp)
+				err := l.Record(context.Background(), "", req, resp)
 				switch {
 				case err == nil:
 				case tt.failClosed && errorsIs(err, audit.ErrUnavailable):
@@ -207,7 +207,7 @@ func TestLogClose(t *testing.T) {
 		l := audit.New(openFile(t, filepath.Join(t.TempDir(), "audit.jsonl")))
 		closeLog(t, l)
 		req, resp := decision(1)
-		if err := l.Record(context.Background(), req, resp); !errorsIs(err, audit.ErrClosed) || !errorsIs(err, audit.ErrUnavailable) {
+		if err := l.Record(context.Background(), "", req, resp); !errorsIs(err, audit.ErrClosed) || !errorsIs(err, audit.ErrUnavailable) {
 			t.Fatalf("Record after Close = %v, want ErrClosed", err)
 		}
 		closeLog(t, l) // twice is fine
@@ -225,7 +225,7 @@ func TestLogClose(t *testing.T) {
 				defer wg.Done()
 				for i := range 5000 {
 					req, resp := decision(g*10000 + i)
-					if l.Record(context.Background(), req, resp) != nil {
+					if l.Record(context.Background(), "", req, resp) != nil {
 						return // closed
 					}
 					ok[g]++

@@ -20,6 +20,7 @@ const (
 	DefaultCheckpointInterval = time.Minute
 	DefaultBatchSize          = 8192
 	DefaultSyncDelay          = 10 * time.Millisecond
+	DefaultChangeTimeout      = 5 * time.Second
 )
 
 // Errors of a [Log]. Both match [ErrUnavailable]: the decision they belong
@@ -45,6 +46,7 @@ type Log struct {
 	cpInterval     time.Duration
 	batchSize      int
 	syncDelay      time.Duration
+	changeTimeout  time.Duration
 
 	closed   atomic.Bool
 	inflight atomic.Int64
@@ -102,6 +104,10 @@ func WithBatchSize(n int) Option { return func(l *Log) { l.batchSize = max(n, 1)
 // arrives.
 func WithSyncDelay(d time.Duration) Option { return func(l *Log) { l.syncDelay = max(d, 0) } }
 
+// WithChangeTimeout bounds how long [Log.Change] waits for its record to
+// be stored before it reports [ErrUnavailable].
+func WithChangeTimeout(d time.Duration) Option { return func(l *Log) { l.changeTimeout = d } }
+
 // WithLogger sets the logger of sink failures and drops.
 func WithLogger(lg *slog.Logger) Option { return func(l *Log) { l.logger = lg } }
 
@@ -121,6 +127,7 @@ func New(sink Sink, opts ...Option) *Log {
 		cpInterval:     DefaultCheckpointInterval,
 		batchSize:      DefaultBatchSize,
 		syncDelay:      DefaultSyncDelay,
+		changeTimeout:  DefaultChangeTimeout,
 		stop:           make(chan struct{}),
 		done:           make(chan struct{}),
 	}
@@ -133,22 +140,26 @@ func New(sink Sink, opts ...Option) *Log {
 }
 
 // item is what waits in the queue: a decision's request and response, made
-// into a [Record] by the writer, or a record made already.
+// into a [Record] by the writer, or a record made already. done, when set,
+// is told once the record is stored (nil) or given up (an error).
 type item struct {
-	at   time.Time
-	req  *chaperonev1.CheckRequest
-	resp *chaperonev1.CheckResponse
-	rec  *Record
+	at     time.Time
+	caller string
+	req    *chaperonev1.CheckRequest
+	resp   *chaperonev1.CheckResponse
+	rec    *Record
+	done   chan<- error
 }
 
 func (it *item) record() Record {
 	if it.rec != nil {
 		return *it.rec
 	}
-	return newDecision(it.at, it.req, it.resp)
+	return newDecision(it.at, it.caller, it.req, it.resp)
 }
 
-// Record queues the record of one decision. It does no I/O and does not
+// Record queues the record of one decision asked by caller (the
+// authenticated caller's name, see [Record].Caller). It does no I/O and does not
 // copy on the request goroutine: it retains req and resp in the queue, and
 // the writer goroutine copies their identifiers into a [Record] (which then
 // shares nothing with them) before writing it. The caller must therefore
@@ -156,23 +167,85 @@ func (it *item) record() Record {
 // replace its response, never change it). When the queue is full it waits
 // up to the enqueue timeout, then returns [ErrQueueFull] (fail-closed) or
 // counts a drop (fail-open). After Close it returns [ErrClosed].
-func (l *Log) Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
+func (l *Log) Record(ctx context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.enqueue(ctx, item{at: l.now().UTC(), req: req, resp: resp})
+	return l.enqueue(ctx, item{at: l.now().UTC(), caller: caller, req: req, resp: resp})
 }
 
-// Review queues a review record of a decision.
-func (l *Log) Review(ctx context.Context, rv Review) error {
+// Review records a review of a decision by caller and waits until it is
+// stored, like [Log.Change].
+func (l *Log) Review(ctx context.Context, caller string, rv Review) error {
+	return l.store(ctx, &Record{Kind: KindReview, Caller: caller, DecisionID: rv.DecisionID, Review: &rv})
+}
+
+// Change records an administrative change made by caller and waits until
+// the record is stored (written and fsynced, or acknowledged by Redis),
+// at most the change timeout ([WithChangeTimeout]) or until ctx ends. An
+// error matches [ErrUnavailable]: the change must then not be made. It
+// never drops a record, even with fail-open configured. A record that
+// timed out stays queued and may still be stored later; that is why a
+// change is recorded before it is applied and its outcome after (see
+// [Change]).
+func (l *Log) Change(ctx context.Context, caller string, c Change) error {
+	return l.store(ctx, &Record{Kind: KindChange, Caller: caller, Change: &c})
+}
+
+// ChangeOutcome queues the outcome record of a change without waiting: the
+// change was recorded already, so the outcome is best effort (its absence
+// reads as "outcome unknown").
+func (l *Log) ChangeOutcome(ctx context.Context, caller string, c Change) error {
 	l.inflight.Add(1)
 	defer l.inflight.Add(-1)
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.enqueue(ctx, item{rec: &Record{Kind: KindReview, Time: l.now().UTC(), DecisionID: rv.DecisionID, Review: &rv}})
+	return l.enqueueStrict(ctx, item{rec: &Record{Kind: KindChange, Time: l.now().UTC(), Caller: caller, Change: &c}})
+}
+
+// store queues r and waits until the writer has stored it.
+func (l *Log) store(ctx context.Context, r *Record) error {
+	done := make(chan error, 1)
+	err := func() error {
+		l.inflight.Add(1)
+		defer l.inflight.Add(-1)
+		if l.closed.Load() {
+			return ErrClosed
+		}
+		r.Time = l.now().UTC()
+		return l.enqueueStrict(ctx, item{rec: r, done: done})
+	}()
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(l.changeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: record not stored within %s", ErrUnavailable, l.changeTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
+}
+
+// enqueueStrict queues r, waiting up to the enqueue timeout for room, and
+// fails when there is none, whatever the fail-open setting.
+func (l *Log) enqueueStrict(ctx context.Context, r item) error {
+	t := time.NewTimer(l.enqueueTimeout)
+	defer t.Stop()
+	select {
+	case l.queue <- r:
+		return nil
+	case <-t.C:
+		return ErrQueueFull
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
 }
 
 func (l *Log) enqueue(ctx context.Context, r item) error {
@@ -279,6 +352,7 @@ func (l *Log) run() {
 	defer tick.Stop()
 	var (
 		batch      = make([]Record, 0, l.batchSize)
+		waiters    []chan<- error // of records in batch
 		sinceCP    int
 		lastCP     = l.now()
 		noted      uint64 // drops already in the chain
@@ -300,8 +374,16 @@ func (l *Log) run() {
 			return true
 		}
 		if !l.write(batch) {
+			for _, w := range waiters {
+				w <- fmt.Errorf("%w: the sink failed until the log was closed", ErrUnavailable)
+			}
+			waiters = waiters[:0]
 			return false
 		}
+		for _, w := range waiters {
+			w <- nil
+		}
+		waiters = waiters[:0]
 		sinceCP = n
 		batch = batch[:0]
 		return true
@@ -310,11 +392,14 @@ func (l *Log) run() {
 		select {
 		case it := <-l.queue:
 			batch = append(batch, it.record())
-			l.fill(&batch)
+			if it.done != nil {
+				waiters = append(waiters, it.done)
+			}
+			l.fill(&batch, &waiters)
 		case <-tick.C:
 		case <-l.stop:
 			for {
-				l.fill(&batch)
+				l.fill(&batch, &waiters)
 				if len(batch) == 0 {
 					break
 				}
@@ -352,11 +437,14 @@ func (l *Log) linger() {
 	}
 }
 
-func (l *Log) fill(batch *[]Record) {
+func (l *Log) fill(batch *[]Record, waiters *[]chan<- error) {
 	for len(*batch) < l.batchSize {
 		select {
 		case it := <-l.queue:
 			*batch = append(*batch, it.record())
+			if it.done != nil {
+				*waiters = append(*waiters, it.done)
+			}
 		default:
 			return
 		}

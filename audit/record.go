@@ -15,6 +15,7 @@ const (
 	KindReview     Kind = "review"     // a privacy officer's review of a decision
 	KindCheckpoint Kind = "checkpoint" // a signed head of the chain
 	KindDrop       Kind = "drop"       // decisions that were answered but not recorded (fail-open)
+	KindChange     Kind = "change"     // an administrative change of who may see what (see [Change])
 )
 
 // Record is one entry of the audit chain. Seq, Prev and Hash are set when
@@ -24,6 +25,10 @@ type Record struct {
 	Prev string    `json:"prev"`
 	Kind Kind      `json:"kind"`
 	Time time.Time `json:"time"`
+	// Caller is who sent the request, as the server authenticated it (the
+	// mutual TLS identity or token subject, [CallerAnonymousLoopback] when
+	// no authentication is configured): on decisions, reviews and changes.
+	Caller string `json:"caller,omitempty"`
 
 	// Decision records.
 	DecisionID     string       `json:"decisionId,omitempty"`
@@ -40,6 +45,7 @@ type Record struct {
 	Review         *Review      `json:"review,omitempty"`
 	Checkpoint     *Checkpoint  `json:"checkpoint,omitempty"`
 	Drop           *Drop        `json:"drop,omitempty"`
+	Change         *Change      `json:"change,omitempty"`
 }
 
 // Subject is who asked.
@@ -148,10 +154,11 @@ func (r *Record) IsBreakGlass() bool {
 // immutable and slices are copied, so the record shares nothing with req and
 // resp. The writer calls it; until then the log retains the messages (see
 // [Log.Record]).
-func newDecision(now time.Time, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) Record {
+func newDecision(now time.Time, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) Record {
 	r := Record{
 		Kind:           KindDecision,
 		Time:           now,
+		Caller:         caller,
 		DecisionID:     resp.GetDecisionId(),
 		Action:         req.GetAction(),
 		PurposeOfUse:   req.GetPurposeOfUse(),

@@ -120,7 +120,7 @@ func TestRedisDownFailClosed(t *testing.T) {
 	var refused, accepted int
 	for i := 5; i < 40; i++ {
 		req, resp := decision(i)
-		switch err := l.Record(context.Background(), req, resp); {
+		switch err := l.Record(context.Background(), "", req, resp); {
 		case err == nil:
 			accepted++
 		case errors.Is(err, audit.ErrUnavailable):

@@ -17,7 +17,7 @@ func BenchmarkSeal(b *testing.B) {
 	}
 	resp := &chaperonev1.CheckResponse{Decision: chaperonev1.Decision_DECISION_ALLOW, DecisionId: "d-1", BundleRevision: "r1",
 		Reasons: []*chaperonev1.Reason{{Code: "POLICY_PERMIT", PolicyId: "clinician-read-clinical-own-org"}}}
-	r := newDecision(time.Now().UTC(), req, resp)
+	r := newDecision(time.Now().UTC(), "svc-gateway", req, resp)
 	b.ReportAllocs()
 	var buf []byte
 	for b.Loop() {

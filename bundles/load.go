@@ -204,7 +204,17 @@ type Status struct {
 	// Failures counts the bundles refused since the loader started.
 	Failures uint64 `json:"failures"`
 	Source   string `json:"source"`
+	// Downgrade is set when the active bundle's revision is not newer
+	// than the one it replaced and it was activated deliberately.
+	Downgrade bool `json:"downgrade,omitempty"`
 }
+
+// ActivationRecorder is told of every bundle about to become active: next
+// is the status it will have, previous the status of the bundle it
+// replaces (no revision at the first load). It must return only once the
+// activation is recorded; an error refuses the bundle (the active one
+// keeps deciding), so no bundle decides without its record.
+type ActivationRecorder func(ctx context.Context, next, previous Status) error
 
 // Loader loads bundles from a [Source], verifies and compiles them off the
 // hot path, and activates the good ones. A bad bundle (bad digest, missing
@@ -219,6 +229,7 @@ type Loader struct {
 
 	mu     sync.Mutex // one load at a time
 	status atomic.Pointer[Status]
+	record ActivationRecorder
 }
 
 // LoaderOption configures a [Loader].
@@ -235,6 +246,12 @@ func WithTrustedKeys(keys []PublicKey, min int) LoaderOption {
 // WithLoaderLogger sets the logger of load events and errors.
 func WithLoaderLogger(logger *slog.Logger) LoaderOption {
 	return func(l *Loader) { l.logger = logger }
+}
+
+// WithActivationRecorder records every activation with r before it is
+// made (the audit chain: see [ActivationRecorder]).
+func WithActivationRecorder(r ActivationRecorder) LoaderOption {
+	return func(l *Loader) { l.record = r }
 }
 
 // WithLoaderClock sets the clock of the status timestamps.
@@ -277,7 +294,7 @@ func (l *Loader) Load(ctx context.Context) error {
 		return nil
 	}
 	if err == nil {
-		err = l.activate(a)
+		err = l.activate(ctx, a)
 	}
 	if err != nil {
 		l.logger.LogAttrs(ctx, slog.LevelError, "bundle refused; the active bundle keeps deciding",
@@ -296,7 +313,7 @@ func (l *Loader) Load(ctx context.Context) error {
 	return nil
 }
 
-func (l *Loader) activate(a *Archive) error {
+func (l *Loader) activate(ctx context.Context, a *Archive) error {
 	verified := &Verified{Digest: a.Digest()}
 	if a.Built() || len(l.verify.Keys) > 0 {
 		v, err := Verify(a, l.verify)
@@ -309,16 +326,23 @@ func (l *Loader) activate(a *Archive) error {
 	if err != nil {
 		return err
 	}
-	l.target.Activate(b)
-	l.status.Store(&Status{
+	prev := l.status.Load()
+	next := &Status{
 		Revision: b.Revision(),
 		Name:     b.Manifest().Name,
 		Digest:   verified.Digest,
 		Signers:  verified.Signers,
 		LoadedAt: l.now(),
 		Source:   l.source.String(),
-		Failures: l.status.Load().Failures,
-	})
+		Failures: prev.Failures,
+	}
+	if l.record != nil {
+		if err := l.record(ctx, *next, *prev); err != nil {
+			return fmt.Errorf("record the activation: %w", err)
+		}
+	}
+	l.target.Activate(b)
+	l.status.Store(next)
 	return nil
 }
 

@@ -12,19 +12,26 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/audit"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 )
 
 // AccessService is the AccessService API over an [access.Grants] store:
 // GrantBreakGlass records an emergency access (reason of at least 20
-// characters, ttl default 4h, at most 24h), RevokeBreakGlass ends it,
-// ListBreakGlass lists the grants of a subject or patient. Mount it with
-// [WithAccessService].
+// non-space characters, ttl default 4h, at most 24h), RevokeBreakGlass ends
+// it, ListBreakGlass lists the grants of a subject or patient. Mount it
+// with [WithAccessService].
+//
+// A grant's grantedBy is the authenticated caller ([CallerName]); the
+// request's granted_by field is accepted for compatibility and ignored.
+// With [WithAccessAudit], grants and revocations are put on the audit
+// chain before they are made (see [ChangeRecorder]).
 type AccessService struct {
-	grants access.Grants
-	logger *slog.Logger
-	now    func() time.Time
+	grants  access.Grants
+	logger  *slog.Logger
+	now     func() time.Time
+	changes ChangeRecorder
 }
 
 var _ chaperonev1connect.AccessServiceHandler = (*AccessService)(nil)
@@ -34,6 +41,10 @@ type AccessOption func(*AccessService)
 
 // WithAccessLogger sets the service's logger.
 func WithAccessLogger(l *slog.Logger) AccessOption { return func(s *AccessService) { s.logger = l } }
+
+// WithAccessAudit records every grant and revocation in r, before it is
+// made; when r cannot store the record the RPC fails with unavailable.
+func WithAccessAudit(r ChangeRecorder) AccessOption { return func(s *AccessService) { s.changes = r } }
 
 // NewAccessService returns an AccessService storing into grants.
 func NewAccessService(grants access.Grants, opts ...AccessOption) *AccessService {
@@ -58,14 +69,25 @@ func (s *AccessService) GrantBreakGlass(ctx context.Context, req *connect.Reques
 	if m.GetTtl() != nil {
 		ttl = m.GetTtl().AsDuration()
 	}
-	g, err := access.NewGrant(m.GetSubject(), m.GetPatient(), m.GetReason(), m.GetGrantedBy(), ttl, s.now())
+	// grantedBy is who is authenticated, never what the request says.
+	g, err := access.NewGrant(m.GetSubject(), m.GetPatient(), m.GetReason(), CallerName(ctx), ttl, s.now())
 	if err != nil {
 		return nil, accessError(ctx, s.logger, "grant break-glass", err)
+	}
+	g.ID = access.NewID()
+	expires := g.ExpiresAt.UTC()
+	done, err := s.audit().begin(ctx, audit.Change{Action: audit.ChangeGrant, GrantID: g.ID,
+		Subject: g.Subject, Patient: g.Patient, Reason: g.Reason, Expires: &expires})
+	if err != nil {
+		return nil, err
 	}
 	g, err = s.grants.PutGrant(ctx, g)
 	if err != nil {
-		return nil, accessError(ctx, s.logger, "grant break-glass", err)
+		err = accessError(ctx, s.logger, "grant break-glass", err)
+		done(err, audit.Change{})
+		return nil, err
 	}
+	done(nil, audit.Change{GrantID: g.ID})
 	// The audit trail of who opened which record is the decision log; this
 	// line records the grant itself (no reason text: it may carry PHI).
 	s.logger.InfoContext(ctx, "break-glass granted", "id", g.ID, "subject", g.Subject, "expires", g.ExpiresAt)
@@ -74,10 +96,18 @@ func (s *AccessService) GrantBreakGlass(ctx context.Context, req *connect.Reques
 
 // RevokeBreakGlass implements [chaperonev1connect.AccessServiceHandler].
 func (s *AccessService) RevokeBreakGlass(ctx context.Context, req *connect.Request[chaperonev1.AccessServiceRevokeBreakGlassRequest]) (*connect.Response[chaperonev1.AccessServiceRevokeBreakGlassResponse], error) {
+	done, err := s.audit().begin(ctx, audit.Change{Action: audit.ChangeGrantRevoke, GrantID: req.Msg.GetId()})
+	if err != nil {
+		return nil, err
+	}
 	g, err := s.grants.RevokeGrant(ctx, req.Msg.GetId())
 	if err != nil {
-		return nil, accessError(ctx, s.logger, "revoke break-glass", err)
+		err = accessError(ctx, s.logger, "revoke break-glass", err)
+		done(err, audit.Change{})
+		return nil, err
 	}
+	expires := g.ExpiresAt.UTC()
+	done(nil, audit.Change{Subject: g.Subject, Patient: g.Patient, Expires: &expires})
 	s.logger.InfoContext(ctx, "break-glass revoked", "id", g.ID)
 	return connect.NewResponse(&chaperonev1.AccessServiceRevokeBreakGlassResponse{Grant: grantMsg(g)}), nil
 }
@@ -94,6 +124,8 @@ func (s *AccessService) ListBreakGlass(ctx context.Context, req *connect.Request
 	}
 	return connect.NewResponse(resp), nil
 }
+
+func (s *AccessService) audit() changeLog { return changeLog{rec: s.changes, logger: s.logger} }
 
 func grantMsg(g access.Grant) *chaperonev1.BreakGlassGrant {
 	return &chaperonev1.BreakGlassGrant{

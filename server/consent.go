@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -19,9 +20,13 @@ import (
 // ConsentService is the ConsentService API over a [consentstore.Store]:
 // Put parses and stores FHIR Consent resources (R4 or R5), Get, List and
 // Revoke read and revoke them. Mount it with [WithConsentService].
+//
+// With [WithConsentAudit], puts and revocations are put on the audit chain
+// before they are made (see [ChangeRecorder]).
 type ConsentService struct {
-	store  consentstore.Store
-	logger *slog.Logger
+	store   consentstore.Store
+	logger  *slog.Logger
+	changes ChangeRecorder
 }
 
 var _ chaperonev1connect.ConsentServiceHandler = (*ConsentService)(nil)
@@ -32,6 +37,12 @@ type ConsentOption func(*ConsentService)
 // WithConsentLogger sets the service's logger.
 func WithConsentLogger(l *slog.Logger) ConsentOption {
 	return func(s *ConsentService) { s.logger = l }
+}
+
+// WithConsentAudit records every put and revocation in r, before it is
+// made; when r cannot store the record the RPC fails with unavailable.
+func WithConsentAudit(r ChangeRecorder) ConsentOption {
+	return func(s *ConsentService) { s.changes = r }
 }
 
 // NewConsentService returns a ConsentService storing into store.
@@ -71,10 +82,18 @@ func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperone
 		}
 		return nil, s.internal(ctx, "parse consent", err)
 	}
+	done, err := s.audit().begin(ctx, audit.Change{Action: audit.ChangeConsentPut, ConsentID: c.ID,
+		Patient: c.Patient, Status: c.Status, FHIRVersion: c.FHIRVersion})
+	if err != nil {
+		return nil, err
+	}
 	rec, err := s.store.Put(ctx, c)
 	if err != nil {
-		return nil, s.storeError(ctx, "put consent", err)
+		err = s.storeError(ctx, "put consent", err)
+		done(err, audit.Change{})
+		return nil, err
 	}
+	done(nil, audit.Change{ConsentID: rec.Consent.ID, Version: rec.Version})
 	s.logger.InfoContext(ctx, "consent stored", "id", rec.Consent.ID, "version", rec.Version, "fhir_version", rec.Consent.FHIRVersion)
 	return connect.NewResponse(&chaperonev1.ConsentServicePutResponse{Id: rec.Consent.ID, Version: rec.Version}), nil
 }
@@ -120,13 +139,22 @@ func (s *ConsentService) Revoke(ctx context.Context, req *connect.Request[chaper
 	if req.Msg.GetId() == "" {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("id: required"))
 	}
+	done, err := s.audit().begin(ctx, audit.Change{Action: audit.ChangeConsentRevoke, ConsentID: req.Msg.GetId()})
+	if err != nil {
+		return nil, err
+	}
 	rec, err := s.store.Revoke(ctx, req.Msg.GetId())
 	if err != nil {
-		return nil, s.storeError(ctx, "revoke consent", err)
+		err = s.storeError(ctx, "revoke consent", err)
+		done(err, audit.Change{})
+		return nil, err
 	}
+	done(nil, audit.Change{Patient: rec.Consent.Patient, Version: rec.Version, Status: rec.Consent.Status})
 	s.logger.InfoContext(ctx, "consent revoked", "id", rec.Consent.ID, "version", rec.Version)
 	return connect.NewResponse(&chaperonev1.ConsentServiceRevokeResponse{Id: rec.Consent.ID, Version: rec.Version}), nil
 }
+
+func (s *ConsentService) audit() changeLog { return changeLog{rec: s.changes, logger: s.logger} }
 
 func (s *ConsentService) stored(rec consentstore.Record) (*chaperonev1.StoredConsent, error) {
 	st := &structpb.Struct{}

@@ -12,8 +12,9 @@ import (
 )
 
 // Recorder takes the audit record of a decision before the decision is
-// returned (it may queue it and write it later, as audit.Log does). An error
-// means the record could not be kept; the decision is then replaced by DENY
+// returned (it may queue it and write it later, as audit.Log does). caller
+// names who asked, as [CallerName] gives it. An error means the record
+// could not be kept; the decision is then replaced by DENY
 // AUDIT_UNAVAILABLE (fail closed).
 //
 // Copy contract: a Recorder may retain req and resp after Record returns
@@ -21,7 +22,7 @@ import (
 // goroutine), so the server never modifies either message once it has
 // passed them to Record: a replacement answer is a new message.
 type Recorder interface {
-	Record(ctx context.Context, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
+	Record(ctx context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
 }
 
 // decisionService serves Check and BatchCheck. Requests reach it validated.
@@ -34,19 +35,20 @@ type decisionService struct {
 var _ chaperonev1connect.DecisionServiceHandler = (*decisionService)(nil)
 
 func (d *decisionService) Check(ctx context.Context, req *connect.Request[chaperonev1.CheckRequest]) (*connect.Response[chaperonev1.CheckResponse], error) {
-	return connect.NewResponse(d.decide(ctx, req.Msg)), nil
+	return connect.NewResponse(d.decide(ctx, CallerName(ctx), req.Msg)), nil
 }
 
 func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[chaperonev1.BatchCheckRequest]) (*connect.Response[chaperonev1.BatchCheckResponse], error) {
 	out := &chaperonev1.BatchCheckResponse{Responses: make([]*chaperonev1.CheckResponse, len(req.Msg.GetRequests()))}
+	caller := CallerName(ctx)
 	for i, r := range req.Msg.GetRequests() {
-		out.Responses[i] = d.decide(ctx, r)
+		out.Responses[i] = d.decide(ctx, caller, r)
 	}
 	return connect.NewResponse(out), nil
 }
 
 // decide asks the engine and records the decision.
-func (d *decisionService) decide(ctx context.Context, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+func (d *decisionService) decide(ctx context.Context, caller string, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
 	// The transport's correlation id (X-Request-Id, traceparent) stands in
 	// for a request without one, so the log line and the audit record carry
 	// it. Policies never see it, so decisions do not change.
@@ -58,7 +60,7 @@ func (d *decisionService) decide(ctx context.Context, req *chaperonev1.CheckRequ
 	}
 	resp := d.engine.Check(ctx, req)
 	if d.recorder != nil {
-		if err := d.recorder.Record(ctx, req, resp); err != nil {
+		if err := d.recorder.Record(ctx, caller, req, resp); err != nil {
 			d.logger.LogAttrs(ctx, slog.LevelError, "audit record not written; denying",
 				slog.String("decision_id", resp.GetDecisionId()), slog.String("error", err.Error()))
 			resp = &chaperonev1.CheckResponse{

@@ -25,6 +25,9 @@ type app struct {
 	agreements access.Agreements
 	logger     *slog.Logger
 	closers    []func(context.Context) error
+	// changes, when set, puts consent, grant and agreement changes on
+	// the audit chain (serve sets it to the decision log).
+	changes server.ChangeRecorder
 }
 
 // stores are what the engine and the services read and write.
@@ -105,10 +108,18 @@ func loadBundleDir(dir string) (*engine.Bundle, error) {
 
 // serverOptions mounts the services beside DecisionService.
 func (a *app) serverOptions() []server.Option {
+	co := []server.ConsentOption{server.WithConsentLogger(a.logger)}
+	ao := []server.AccessOption{server.WithAccessLogger(a.logger)}
+	agr := []server.AgreementOption{server.WithAgreementLogger(a.logger)}
+	if a.changes != nil {
+		co = append(co, server.WithConsentAudit(a.changes))
+		ao = append(ao, server.WithAccessAudit(a.changes))
+		agr = append(agr, server.WithAgreementAudit(a.changes))
+	}
 	return []server.Option{
-		server.WithConsentService(server.NewConsentService(a.consents, server.WithConsentLogger(a.logger))),
-		server.WithAccessService(server.NewAccessService(a.grants, server.WithAccessLogger(a.logger))),
-		server.WithAgreementService(server.NewAgreementService(a.agreements, server.WithAgreementLogger(a.logger))),
+		server.WithConsentService(server.NewConsentService(a.consents, co...)),
+		server.WithAccessService(server.NewAccessService(a.grants, ao...)),
+		server.WithAgreementService(server.NewAgreementService(a.agreements, agr...)),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"iter"
 	"log/slog"
 	"os"
+	"os/user"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,6 +211,7 @@ Times (--since, --until) are RFC 3339 ("2026-11-01T00:00:00Z"), a date
 		newAuditReviewCmd(e),
 		newAuditAnomaliesCmd(e),
 		newAuditRecertifyCmd(e),
+		newAuditChangesCmd(e),
 	)
 	return cmd
 }
@@ -540,7 +542,9 @@ func newAuditReviewCmd(e *env) *cobra.Command {
 		Short: "Record a review of a decision (usually break-glass) in the chain",
 		Long: `review appends a review record to the chain the decision is in (the file
 log, or the Redis stream holding the decision). It is safe while serve is
-writing to the same log. With --key a signed checkpoint follows the review.`,
+writing to the same log. With --key a signed checkpoint follows the review.
+The record's caller is the operating-system user who ran the command
+("local:NAME"); --by is the reviewer's name as they give it.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
@@ -581,7 +585,7 @@ writing to the same log. With --key a signed checkpoint follows the review.`,
 				return usageErrorf("no decision %q in the audit log", id)
 			}
 			l := audit.New(sink, opts...)
-			rerr := l.Review(ctx, audit.Review{DecisionID: id, By: by, Note: note})
+			rerr := l.Review(ctx, localCaller(), audit.Review{DecisionID: id, By: by, Note: note})
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			if err := errors.Join(rerr, l.Close(cctx)); err != nil {
@@ -708,6 +712,128 @@ func newAuditRecertifyCmd(e *env) *cobra.Command {
 	out.register(cmd.Flags())
 	cmd.Flags().StringVar(&org, "organization", "", "the organization, as a FHIR reference (Organization/o1)")
 	return cmd
+}
+
+// localCaller names the operating-system user running a command that
+// writes to the audit log directly, as the record's caller.
+func localCaller() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "local:" + u.Username
+	}
+	if n := os.Getenv("USER"); n != "" {
+		return "local:" + n
+	}
+	return "local:uid-" + strconv.Itoa(os.Getuid())
+}
+
+func newAuditChangesCmd(e *env) *cobra.Command {
+	var (
+		src     auditSource
+		win     windowFlags
+		out     format
+		patient string
+	)
+	cmd := &cobra.Command{
+		Use:   "changes [--patient P] [--since T] [--until T] [--format table|json]",
+		Short: "The administrative history: who put or revoked consents, grants and agreements, activated bundles, reviewed break-glass",
+		Long: `changes lists every administrative change on the audit chain, oldest
+first: consents put and revoked, break-glass grants given and revoked,
+vendor agreements put and revoked, policy bundles activated, and reviews of
+decisions. Each row names the authenticated caller who made it (the token
+subject or mutual TLS identity; anonymous-loopback when serve ran without
+caller authentication; bundle-loader for activations, whose signers are
+shown) and the outcome: applied, failed (with the error), or unknown when
+the change was recorded but its outcome was not (the server stopped in
+between). With --patient only the changes about that patient: its
+consents and grants, and reviews of decisions about it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			w, err := win.window(time.Now())
+			if err != nil {
+				return err
+			}
+			recs, err := src.records(cmd.Context())
+			if err != nil {
+				return err
+			}
+			cs := audit.Changes(recs, patient, w)
+			if cs == nil {
+				cs = []audit.ChangeEntry{}
+			}
+			return out.print(e.stdout, cs, "TIME\tCALLER\tACTION\tTARGET\tPATIENT\tSUBJECT\tOUTCOME\tDETAIL", func(row func(...any)) {
+				for _, c := range cs {
+					outcome := c.Outcome
+					if c.Error != "" {
+						outcome += " (" + c.Error + ")"
+					}
+					row(c.Time, c.Caller, string(c.Action), changeTarget(c), c.Patient, c.Subject, outcome, changeDetail(c))
+				}
+			})
+		},
+	}
+	src.register(cmd.Flags())
+	win.register(cmd.Flags())
+	out.register(cmd.Flags())
+	cmd.Flags().StringVar(&patient, "patient", "", "only changes about this patient, as a FHIR reference (Patient/52)")
+	return cmd
+}
+
+// changeTarget is what a change acted on.
+func changeTarget(c audit.ChangeEntry) string {
+	switch {
+	case c.ConsentID != "":
+		return "consent " + c.ConsentID
+	case c.GrantID != "":
+		return "grant " + c.GrantID
+	case c.ClientID != "":
+		return "agreement " + c.ClientID
+	case c.Revision != "":
+		return "bundle " + c.Revision
+	case c.DecisionID != "":
+		return "decision " + c.DecisionID
+	}
+	return ""
+}
+
+// changeDetail is the rest of a change, in one cell.
+func changeDetail(c audit.ChangeEntry) string {
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	add("version", c.Version)
+	add("status", c.Status)
+	add("fhir", c.FHIRVersion)
+	if c.Expires != nil {
+		add("expires", c.Expires.UTC().Format(time.RFC3339))
+	}
+	if c.Reason != "" {
+		add("reason", strconv.Quote(c.Reason))
+	}
+	add("vendor", c.Vendor)
+	add("tier", c.Tier)
+	if c.Action == audit.ChangeAgreementPut {
+		add("baa", strconv.FormatBool(c.BAASigned))
+	}
+	add("purposes", strings.Join(c.Purposes, ","))
+	add("resourceTypes", strings.Join(c.ResourceTypes, ","))
+	add("digest", c.Digest)
+	add("signers", strings.Join(c.Signers, ","))
+	add("previous", c.PreviousRevision)
+	if c.Downgrade {
+		add("downgrade", "true")
+	}
+	add("source", c.Source)
+	add("by", c.ReviewedBy)
+	if c.Note != "" {
+		add("note", strconv.Quote(c.Note))
+	}
+	return strings.Join(parts, " ")
 }
 
 // countList renders {"Observation": 3, "Patient": 1} as "Observation:3,Patient:1".

@@ -75,7 +75,7 @@ func writeAuditLog(t *testing.T, ds []auditDecision) (path, key string) {
 	for i, d := range ds {
 		clock.Store(d.at.UnixNano())
 		req, resp := d.messages(i)
-		if err := l.Record(context.Background(), req, resp); err != nil {
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -256,7 +256,7 @@ func TestAuditFlagsOpenFile(t *testing.T) {
 	}
 	for i, d := range sampleDecisions() {
 		req, resp := d.messages(i)
-		if err := l.Record(context.Background(), req, resp); err != nil {
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -323,7 +323,7 @@ func TestAuditRedis(t *testing.T) {
 	}
 	for i, d := range sampleDecisions() {
 		req, resp := d.messages(i)
-		if err := l.Record(context.Background(), req, resp); err != nil {
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
 			t.Fatal(err)
 		}
 	}

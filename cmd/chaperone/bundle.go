@@ -496,6 +496,8 @@ type bundleFlags struct {
 	minSignatures int
 	poll          time.Duration
 	loader        *bundles.Loader // set by start
+	// record, when set, records every activation before it is made.
+	record bundles.ActivationRecorder
 }
 
 // addBundleFlags adds --bundle, --verify-key, --min-signatures and
@@ -549,6 +551,9 @@ func (f *bundleFlags) start(ctx context.Context, eng *engine.Engine, logger *slo
 		}
 	}
 	opts := []bundles.LoaderOption{bundles.WithLoaderLogger(logger)}
+	if f.record != nil {
+		opts = append(opts, bundles.WithActivationRecorder(f.record))
+	}
 	if len(keys) > 0 {
 		opts = append(opts, bundles.WithTrustedKeys(keys, f.minSignatures))
 	}

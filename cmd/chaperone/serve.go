@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaperone-pdp/chaperone/audit"
+	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
@@ -100,17 +102,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 			}
 			closers = append(closers, app.close)
-			// The embedded bundle is active; --bundle replaces it before
-			// the first request and is watched from then on.
-			bundleOpt, stopBundles, err := bf.start(ctx, app.engine, logger)
-			if err != nil {
-				return err
-			}
-			defer stopBundles()
 			if af.redisURL == "" && rf.url != "" {
 				// With --redis the decision log goes to Redis Streams too.
 				af.redisURL = rf.url
 			}
+			// The audit log opens first: bundle activations and admin
+			// changes are recorded on it, before they take effect.
 			auditLog, err := af.open(ctx, logger)
 			if err != nil {
 				return err
@@ -121,6 +118,15 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 				return nil
 			})
+			app.changes = auditLog
+			bf.record = recordActivation(auditLog)
+			// The embedded bundle is active; --bundle replaces it before
+			// the first request and is watched from then on.
+			bundleOpt, stopBundles, err := bf.start(ctx, app.engine, logger)
+			if err != nil {
+				return err
+			}
+			defer stopBundles()
 			if m := sec.metrics; m != nil {
 				loader := bf.loader
 				_ = m.Bundle(func() string { return loader.Status().Revision }, func() uint64 { return loader.Status().Failures })
@@ -176,6 +182,19 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
+}
+
+// recordActivation puts every bundle activation on the audit chain before
+// the bundle decides: revision, digest, signers, source, the revision it
+// replaces and whether it is a downgrade.
+func recordActivation(l *audit.Log) bundles.ActivationRecorder {
+	return func(ctx context.Context, next, prev bundles.Status) error {
+		return l.Change(ctx, audit.CallerBundleLoader, audit.Change{
+			ID: audit.NewChangeID(), Action: audit.ChangeBundleActivate, Outcome: audit.OutcomeApplied,
+			Revision: next.Revision, BundleName: next.Name, Digest: next.Digest, Signers: next.Signers,
+			Source: next.Source, PreviousRevision: prev.Revision, Downgrade: next.Downgrade,
+		})
+	}
 }
 
 // servePprof serves net/http/pprof on a loopback address of its own, apart
