@@ -16,6 +16,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -769,7 +770,7 @@ consents and grants, and reviews of decisions about it.`,
 					if c.Error != "" {
 						outcome += " (" + c.Error + ")"
 					}
-					row(c.Time, c.Caller, string(c.Action), changeTarget(c), c.Patient, c.Subject, outcome, changeDetail(c))
+					row(c.Time, cell(c.Caller), string(c.Action), cell(changeTarget(c)), cell(c.Patient), cell(c.Subject), cell(outcome), changeDetail(c))
 				}
 			})
 		},
@@ -779,6 +780,17 @@ consents and grants, and reviews of decisions about it.`,
 	out.register(cmd.Flags())
 	cmd.Flags().StringVar(&patient, "patient", "", "only changes about this patient, as a FHIR reference (Patient/52)")
 	return cmd
+}
+
+// cell is s for a table cell: quoted when it holds anything but printable
+// characters and spaces, so a caller's id cannot forge a row.
+func cell(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // changeTarget is what a change acted on.
@@ -803,7 +815,7 @@ func changeDetail(c audit.ChangeEntry) string {
 	var parts []string
 	add := func(k, v string) {
 		if v != "" {
-			parts = append(parts, k+"="+v)
+			parts = append(parts, k+"="+cell(v))
 		}
 	}
 	add("version", c.Version)

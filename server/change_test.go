@@ -1,0 +1,376 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/audit"
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/policies"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+	"github.com/chaperone-pdp/chaperone/server"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// adminServer is a server with every admin service recording its changes
+// and decisions in one audit log, behind a guard.
+type adminServer struct {
+	base     string
+	consents *consentstore.Memory
+	access   *access.Memory
+}
+
+func startAdmin(t *testing.T, l *audit.Log, cfg server.GuardConfig) *adminServer {
+	t.Helper()
+	cs, acc := consentstore.NewMemory(), access.NewMemory()
+	eng := engine.New(engine.StoreConsents(cs), engine.WithGrants(acc), engine.WithAgreements(acc))
+	b, err := engine.LoadBundle(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Activate(b)
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := server.NewGuard(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := server.New(eng, v,
+		server.WithRecorder(l),
+		server.WithMiddleware(guard.Middleware),
+		server.WithHandlerOptions(guard.HandlerOptions()...),
+		server.WithConsentService(server.NewConsentService(cs, server.WithConsentAudit(l))),
+		server.WithAccessService(server.NewAccessService(acc, server.WithAccessAudit(l))),
+		server.WithAgreementService(server.NewAgreementService(acc, server.WithAgreementAudit(l))),
+	).HTTPServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return &adminServer{base: "http://" + ln.Addr().String(), consents: cs, access: acc}
+}
+
+// bearer adds a bearer token to every request.
+type bearer string
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// callerClients are the clients of one caller.
+type callerClients struct {
+	consents   chaperonev1connect.ConsentServiceClient
+	access     chaperonev1connect.AccessServiceClient
+	agreements chaperonev1connect.AgreementServiceClient
+	decisions  chaperonev1connect.DecisionServiceClient
+}
+
+func clientsOf(base string, hc *http.Client) callerClients {
+	return callerClients{
+		consents:   chaperonev1connect.NewConsentServiceClient(hc, base),
+		access:     chaperonev1connect.NewAccessServiceClient(hc, base),
+		agreements: chaperonev1connect.NewAgreementServiceClient(hc, base),
+		decisions:  chaperonev1connect.NewDecisionServiceClient(hc, base),
+	}
+}
+
+const changeConsent = `{"resourceType":"Consent","id":"c-audit","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}]},
+ "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/52"},
+ "policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]},
+ "provision":{"type":"deny","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PRCP"}]},"reference":{"reference":"Organization/o9"}}]}}`
+
+func readChain(t *testing.T, l *audit.Log, path string) []audit.Record {
+	t.Helper()
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(audit.ReadFiles(path)); err != nil {
+		t.Fatalf("a log with change records does not verify: %v", err)
+	}
+	recs, err := audit.Records(audit.ReadFiles(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// Every admin action of a real server is on the decision chain, attributed
+// to the authenticated caller (two callers told apart), with what it
+// changed; decisions name their caller too; a grant's grantedBy is the
+// caller whatever the request says.
+func TestAdminChangesOnTheChain(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sink, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(sink, audit.WithSyncDelay(0))
+	idp := newSigner(t, "k1")
+	js := newJWKSServer(t, jwksJSON(t, idp))
+	authz, err := server.NewAuthorizer(server.AuthzConfig{Callers: []server.CallerGrant{
+		{Name: "alice", Subjects: []string{"alice"}, Allow: []string{"*"}},
+		{Name: "bob", Subjects: []string{"bob"}, Allow: []string{"*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startAdmin(t, l, server.GuardConfig{JWT: newVerifier(t, js.url, time.Second), Authorizer: authz})
+	alice := clientsOf(s.base, &http.Client{Transport: bearer(idp.sign(t, claims{sub: "alice"})), Timeout: 10 * time.Second})
+	bob := clientsOf(s.base, &http.Client{Transport: bearer(idp.sign(t, claims{sub: "bob"})), Timeout: 10 * time.Second})
+	ctx := context.Background()
+
+	put, err := alice.consents.Put(ctx, putReq(t, changeConsent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.consents.Revoke(ctx, connect.NewRequest(&chaperonev1.ConsentServiceRevokeRequest{Id: "c-audit"})); err != nil {
+		t.Fatal(err)
+	}
+	const reason = "unconscious patient in the emergency room"
+	grant, err := alice.access.GrantBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+		Subject: "Practitioner/7", Patient: "Patient/52", Reason: reason, GrantedBy: "Practitioner/somebody-else"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grant.Msg.GetGrant()
+	if g.GetGrantedBy() != "alice" {
+		t.Errorf("grantedBy = %q, want the authenticated caller alice (not the request's text)", g.GetGrantedBy())
+	}
+	if stored, _ := s.access.ListGrants(ctx, "Practitioner/7", ""); len(stored) != 1 || stored[0].GrantedBy != "alice" {
+		t.Errorf("stored grants = %+v, want one granted by alice", stored)
+	}
+	if _, err := bob.access.RevokeBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceRevokeBreakGlassRequest{Id: g.GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.access.RevokeBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceRevokeBreakGlassRequest{Id: "no-such-grant"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("revoke of an unknown grant: %v, want not_found", err)
+	}
+	if _, err := alice.agreements.Put(ctx, connect.NewRequest(&chaperonev1.AgreementServicePutRequest{Agreement: &chaperonev1.Agreement{
+		ClientId: "vendor-app", Vendor: "Vendor Inc", Tier: "business-associate", BaaSigned: true,
+		Purposes: []string{"TREAT"}, ResourceTypes: []string{"Observation"}}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.agreements.Revoke(ctx, connect.NewRequest(&chaperonev1.AgreementServiceRevokeRequest{ClientId: "vendor-app"})); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []callerClients{alice, bob} {
+		if _, err := c.decisions.Check(ctx, connect.NewRequest(checkRequest(t))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	recs := readChain(t, l, path)
+	var deciders []string
+	for _, r := range recs {
+		if r.Kind == audit.KindDecision {
+			deciders = append(deciders, r.Caller)
+		}
+	}
+	if len(deciders) != 2 || deciders[0] != "alice" || deciders[1] != "bob" {
+		t.Errorf("decision callers = %q, want [alice bob]", deciders)
+	}
+	got := audit.Changes(recs, "", audit.Window{})
+	want := []struct {
+		action       audit.ChangeAction
+		caller       string
+		outcome      string
+		errCode      string
+		patient      string
+		target, more string
+	}{
+		{audit.ChangeConsentPut, "alice", audit.OutcomeApplied, "", "Patient/52", "c-audit", put.Msg.GetVersion()},
+		{audit.ChangeConsentRevoke, "bob", audit.OutcomeApplied, "", "Patient/52", "c-audit", "active"},
+		{audit.ChangeGrant, "alice", audit.OutcomeApplied, "", "Patient/52", g.GetId(), reason},
+		{audit.ChangeGrantRevoke, "bob", audit.OutcomeApplied, "", "Patient/52", g.GetId(), "Practitioner/7"},
+		{audit.ChangeGrantRevoke, "bob", audit.OutcomeFailed, "not_found", "", "no-such-grant", ""},
+		{audit.ChangeAgreementPut, "alice", audit.OutcomeApplied, "", "", "vendor-app", "Vendor Inc"},
+		{audit.ChangeAgreementRevoke, "bob", audit.OutcomeApplied, "", "", "vendor-app", ""},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d changes, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		c := got[i]
+		target := c.ConsentID + c.GrantID + c.ClientID
+		more := map[audit.ChangeAction]string{
+			audit.ChangeConsentPut: c.Version, audit.ChangeConsentRevoke: c.Status, audit.ChangeGrant: c.Reason,
+			audit.ChangeGrantRevoke: c.Subject, audit.ChangeAgreementPut: c.Vendor,
+		}[c.Action]
+		if c.Action != w.action || c.Caller != w.caller || c.Outcome != w.outcome || c.Error != w.errCode ||
+			c.Patient != w.patient || target != w.target || more != w.more {
+			t.Errorf("change %d = %+v\nwant %+v", i, c, w)
+		}
+	}
+	if c := got[2]; c.Subject != "Practitioner/7" || c.Expires == nil || !c.Expires.Equal(g.GetExpireTime().AsTime()) {
+		t.Errorf("grant change = %+v, want subject Practitioner/7 expiring %v", c, g.GetExpireTime().AsTime())
+	}
+	if c := got[0]; c.Status != "active" || c.FHIRVersion == "" {
+		t.Errorf("consent change = %+v, want status active and the FHIR version", c)
+	}
+	if ps := audit.Changes(recs, "Patient/52", audit.Window{}); len(ps) != 4 {
+		t.Errorf("changes about Patient/52 = %d, want 4 (consent put and revoke, grant and revoke)", len(ps))
+	}
+}
+
+// failingRecorder is a change recorder that cannot store anything.
+type failingRecorder struct{}
+
+func (failingRecorder) Change(context.Context, string, audit.Change) error {
+	return audit.ErrUnavailable
+}
+func (failingRecorder) ChangeOutcome(context.Context, string, audit.Change) error {
+	return audit.ErrUnavailable
+}
+
+// When a change's record cannot be stored the RPC fails with unavailable
+// and the change is not made: the stores hold nothing, and no grant opens a
+// record. The real log behind a sink that is down answers so too.
+func TestAdminChangeRefusedWithoutAudit(t *testing.T) {
+	t.Parallel()
+	for name, newRec := range map[string]func(t *testing.T) server.ChangeRecorder{
+		"recorder fails": func(*testing.T) server.ChangeRecorder { return failingRecorder{} },
+		"sink down": func(t *testing.T) server.ChangeRecorder {
+			l := audit.New(downSink{}, audit.WithChangeTimeout(50*time.Millisecond))
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+				defer cancel()
+				_ = l.Close(ctx)
+			})
+			return l
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRec(t)
+			cs, acc := consentstore.NewMemory(), access.NewMemory()
+			v, err := validation.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng := engine.New(engine.StoreConsents(cs), engine.WithGrants(acc), engine.WithAgreements(acc))
+			hs := server.New(eng, v,
+				server.WithConsentService(server.NewConsentService(cs, server.WithConsentAudit(rec))),
+				server.WithAccessService(server.NewAccessService(acc, server.WithAccessAudit(rec))),
+				server.WithAgreementService(server.NewAgreementService(acc, server.WithAgreementAudit(rec))),
+			).HTTPServer()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go hs.Serve(ln)
+			t.Cleanup(func() { hs.Close() })
+			c := clientsOf("http://"+ln.Addr().String(), &http.Client{Timeout: 10 * time.Second})
+			ctx := context.Background()
+			// A consent and an agreement stored before, to revoke.
+			parsed, err := consentstore.Parse([]byte(changeConsent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cs.Put(ctx, parsed); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := acc.PutAgreement(ctx, access.Agreement{ClientID: "kept", Vendor: "V", BAASigned: true}); err != nil {
+				t.Fatal(err)
+			}
+			calls := map[string]func() error{
+				"consent put": func() error {
+					_, err := c.consents.Put(ctx, putReq(t, `{"resourceType":"Consent","id":"new","status":"active","patient":{"reference":"Patient/9"}}`))
+					return err
+				},
+				"consent revoke": func() error {
+					_, err := c.consents.Revoke(ctx, connect.NewRequest(&chaperonev1.ConsentServiceRevokeRequest{Id: "c-audit"}))
+					return err
+				},
+				"grant": func() error {
+					_, err := c.access.GrantBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+						Subject: "Practitioner/7", Patient: "Patient/52", Reason: "unconscious patient in the emergency room"}))
+					return err
+				},
+				"agreement put": func() error {
+					_, err := c.agreements.Put(ctx, connect.NewRequest(&chaperonev1.AgreementServicePutRequest{Agreement: &chaperonev1.Agreement{
+						ClientId: "new-app", Vendor: "V", BaaSigned: true}}))
+					return err
+				},
+				"agreement revoke": func() error {
+					_, err := c.agreements.Revoke(ctx, connect.NewRequest(&chaperonev1.AgreementServiceRevokeRequest{ClientId: "kept"}))
+					return err
+				},
+			}
+			for what, call := range calls {
+				if err := call(); connect.CodeOf(err) != connect.CodeUnavailable {
+					t.Errorf("%s: %v, want unavailable", what, err)
+				}
+			}
+			if _, err := cs.Get(ctx, "new"); !errors.Is(err, consentstore.ErrNotFound) {
+				t.Errorf("the refused consent was stored: %v", err)
+			}
+			if rec, err := cs.Get(ctx, "c-audit"); err != nil || rec.Revoked {
+				t.Errorf("the refused revocation took effect: %+v %v", rec, err)
+			}
+			if gs, err := acc.ListGrants(ctx, "", ""); err != nil || len(gs) != 0 {
+				t.Errorf("grants after a refused grant: %+v %v", gs, err)
+			}
+			if _, err := acc.GetAgreement(ctx, "new-app"); !errors.Is(err, access.ErrNotFound) {
+				t.Errorf("the refused agreement was stored: %v", err)
+			}
+			if a, err := acc.GetAgreement(ctx, "kept"); err != nil || a.Revoked {
+				t.Errorf("the refused agreement revocation took effect: %+v %v", a, err)
+			}
+		})
+	}
+}
+
+// Without caller authentication (the loopback default) changes and
+// decisions are attributed to anonymous-loopback, and so is a grant.
+func TestAnonymousCallerName(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sink, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(sink, audit.WithSyncDelay(0))
+	s := startAdmin(t, l, server.GuardConfig{})
+	c := clientsOf(s.base, &http.Client{Timeout: 10 * time.Second})
+	grant, err := c.access.GrantBreakGlass(context.Background(), connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+		Subject: "Practitioner/7", Patient: "Patient/52", Reason: "unconscious patient in the emergency room"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grant.Msg.GetGrant().GetGrantedBy() != audit.CallerAnonymousLoopback {
+		t.Errorf("grantedBy = %q", grant.Msg.GetGrant().GetGrantedBy())
+	}
+	if _, err := c.decisions.Check(context.Background(), connect.NewRequest(checkRequest(t))); err != nil {
+		t.Fatal(err)
+	}
+	recs := readChain(t, l, path)
+	n := 0
+	for _, r := range recs {
+		if r.Kind == audit.KindDecision || r.Kind == audit.KindChange {
+			n++
+			if r.Caller != audit.CallerAnonymousLoopback {
+				t.Errorf("%s record caller = %q", r.Kind, r.Caller)
+			}
+		}
+	}
+	if n != 3 { // the grant, its outcome, the decision
+		t.Errorf("%d records, want 3", n)
+	}
+}
