@@ -30,8 +30,18 @@
 // notes it in the chain. [Log.Close] drains the queue and writes a final
 // checkpoint.
 //
+// Every record names its caller ([Record].Caller): the identity the
+// server authenticated, so two callers' decisions can be told apart.
+// Administrative changes of who may see what (consents, break-glass grants,
+// vendor agreements put or revoked; bundle activations) are [KindChange]
+// records on the same chain: [Log.Change] stores the record of a change
+// before it is made and returns only once it is stored, so the server can
+// refuse a change it could not record; [Log.ChangeOutcome] then notes
+// whether it was applied (see [Change]). [Changes] reads the
+// administrative history back, with the reviews of decisions.
+//
 // The reports a privacy officer reads ([Disclosures], [BreakGlass],
-// [Anomalies], [Recertify]) work on the records read back with [ReadFiles]
+// [Anomalies], [Recertify], [Changes]) work on the records read back with [ReadFiles]
 // or [ReadStream].
 //
 // [server.Recorder]: https://pkg.go.dev/github.com/chaperone-pdp/chaperone/server#Recorder

@@ -8,8 +8,12 @@
 // .proto files before a handler sees it; a message that breaks one is
 // answered with Connect code invalid_argument naming the field. Every
 // decision goes through a [Recorder] (the audit trail) before it is
-// returned; a decision that cannot be recorded becomes DENY
-// AUDIT_UNAVAILABLE.
+// returned, with the caller's name ([CallerName]); a decision that cannot
+// be recorded becomes DENY AUDIT_UNAVAILABLE. Every change of consents,
+// break-glass grants and vendor agreements is recorded through a
+// [ChangeRecorder] before it is made, attributed to the authenticated
+// caller; a change that cannot be recorded is refused with unavailable
+// and not made.
 //
 // Who may call is the [Guard]'s job, an HTTP middleware in front of every
 // service: callers identified by mutual TLS ([NewTLSConfig]) or bearer JWTs
