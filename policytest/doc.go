@@ -36,4 +36,10 @@
 // summary; [Summary.Coverage] counts, per policy id of the bundle, the tests
 // whose decision involved it (from the response reasons and the engine's
 // trace of every layer).
+//
+// [Prepare] parses the suites and loads their fixtures once, for running
+// them against many bundles: each [Runner] (one per goroutine) decides
+// with engines of its own and stops at the first failing test
+// ([Runner.FirstFailure]); `chaperone test --mutate` (package mutate) is
+// built on it.
 package policytest

@@ -2,7 +2,6 @@ package policytest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/engine"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // Options configure [Run].
@@ -90,66 +88,25 @@ func Run(ctx context.Context, dir string, opts Options) (Summary, error) {
 			return Summary{}, fmt.Errorf("load bundle %s: %w", dir, err)
 		}
 	}
-	files, err := FindSuites(dir)
+	p, err := Prepare(ctx, dir)
 	if err != nil {
 		return Summary{}, err
 	}
-	if len(files) == 0 {
-		return Summary{}, fmt.Errorf("no %s suites under %s", SuiteSuffix, dir)
-	}
-	v, err := validation.New()
-	if err != nil {
-		return Summary{}, err
-	}
-	var (
-		suites []*Suite
-		errs   []error
-	)
-	for _, f := range files {
-		s, err := ParseSuite(f, v)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		suites = append(suites, s)
-	}
-	type prepared struct {
-		suite *Suite
-		eng   *engine.Engine
-	}
-	var ready []prepared
-	for _, s := range suites {
-		st, err := loadFixtures(ctx, s)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		now := s.Now
-		eng := engine.New(engine.StoreConsents(st.consents),
-			engine.WithGrants(st.grants), engine.WithAgreements(st.agreements),
-			engine.WithClock(func() time.Time { return now }),
-			engine.WithDecisionIDs(func() string { return "policytest" }),
-			engine.WithMemo(0))
-		eng.Activate(b)
-		ready = append(ready, prepared{s, eng})
-	}
-	if len(errs) > 0 {
-		return Summary{}, errors.Join(errs...)
-	}
+	engines := p.engines(b)
 
 	cov := newCoverage(b, dir)
 	var sum Summary
-	for _, p := range ready {
-		sr := SuiteResult{Name: p.suite.Name, File: p.suite.File}
-		for i := range p.suite.Tests {
-			c := &p.suite.Tests[i]
-			if opts.Run != nil && !opts.Run.MatchString(p.suite.Name+"/"+c.Name) {
+	for i, s := range p.suites {
+		sr := SuiteResult{Name: s.Name, File: s.File}
+		for j := range s.Tests {
+			c := &s.Tests[j]
+			if opts.Run != nil && !opts.Run.MatchString(s.Name+"/"+c.Name) {
 				continue
 			}
 			if err := ctx.Err(); err != nil {
 				return sum, err
 			}
-			r := runCase(ctx, p.eng, p.suite, c)
+			r := runCase(ctx, engines[i], s, c)
 			switch r.Status {
 			case Pass:
 				sum.Passed++

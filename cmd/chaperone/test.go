@@ -1,22 +1,27 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaperone-pdp/chaperone/mutate"
 	"github.com/chaperone-pdp/chaperone/policytest"
 )
 
 func newTestCmd(e *env) *cobra.Command {
 	var (
-		format   string
-		runExpr  string
-		coverage bool
+		format    string
+		runExpr   string
+		coverage  bool
+		mutateRun bool
+		mutateMin float64
+		verbose   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "test [DIR] [--format text|junit|json] [--run REGEXP] [--coverage]",
+		Use:   "test [DIR] [--format text|junit|json] [--run REGEXP] [--coverage] [--mutate [--mutate-min P]]",
 		Short: "Run the policy test suites (*_test.yaml) of a bundle directory",
 		Long: `test runs every *_test.yaml suite under DIR (default policies) against the
 bundle in DIR, through the real engine with the suites' fixtures (FHIR
@@ -29,8 +34,30 @@ junit writes the report to stdout for CI and the final line to stderr.
 counts, per policy id, the tests whose decision involved it, and lists the
 policies no test reaches.
 
-Exit 0 when every test passes, 1 when any fails, 2 for an error in a suite
-file (reported with file and line) or bad usage.`,
+--mutate measures whether the suites would notice a broken rule: it makes
+mutants of every policy, one change each, and runs the suites against every
+mutant in process (in parallel, tests stopping at the first failure). Cedar
+mutations: drop a conjunct or a disjunct, negate a condition, swap == and
+!=, < and <=, > and >=, in and ==, contains/containsAny/containsAll, drop an
+element of a literal set, turn permit into forbid and back, drop an
+obligation annotation (@mask, @audit_tag, @redact_label, one value of its
+list, @overrides_consent). Rego mutations: drop a body expression, negate it,
+swap a comparison, drop an element of a literal set or array (or an entry
+of a rule's object value), drop an entry of the obligations. A mutant that
+no test fails survives and is reported as "file:line:col: mutation:
+original text"; the report ends with "mutants: K killed of N (P%)", N
+counting neither mutants that do not compile nor equivalent ones. A
+comment "mutate: equivalent [OP] — reason" (// in Cedar, # in Rego) at the
+end of a line, or on the line before, marks that line's mutants (only
+operator OP's, when named) as equivalent: listed with the reason, not
+scored, and reported if a test kills one anyway. --format json writes every
+mutant with its status. -v also lists killed and non-compiling mutants.
+--mutate-min P exits 1 when the score is below P percent (default 0).
+The suites must pass against the bundle as written.
+
+Exit 0 when every test passes, 1 when any fails (or, with --mutate, when
+the score is below --mutate-min), 2 for an error in a suite file (reported
+with file and line) or bad usage.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "policies"
@@ -39,6 +66,21 @@ file (reported with file and line) or bad usage.`,
 			}
 			if format != "text" && format != "json" && format != "junit" {
 				return usageErrorf("--format %q: want text, junit or json", format)
+			}
+			if mutateRun {
+				if format == "junit" {
+					return usageErrorf("--mutate: --format junit is not supported (want text or json)")
+				}
+				if runExpr != "" || coverage {
+					return usageErrorf("--mutate runs every test; --run and --coverage do not apply")
+				}
+				if mutateMin < 0 || mutateMin > 100 {
+					return usageErrorf("--mutate-min %v: want a percentage from 0 to 100", mutateMin)
+				}
+				return runMutate(cmd.Context(), e, dir, format, mutateMin, verbose)
+			}
+			if cmd.Flags().Changed("mutate-min") {
+				return usageErrorf("--mutate-min needs --mutate")
 			}
 			var opts policytest.Options
 			if runExpr != "" {
@@ -80,5 +122,29 @@ file (reported with file and line) or bad usage.`,
 	cmd.Flags().StringVar(&format, "format", "text", "report format: text, junit or json")
 	cmd.Flags().StringVar(&runExpr, "run", "", "run only the tests whose suite/test name matches this regular expression")
 	cmd.Flags().BoolVar(&coverage, "coverage", false, "report how many tests reach each policy id")
+	cmd.Flags().BoolVar(&mutateRun, "mutate", false, "score the suites by the policy mutants they kill")
+	cmd.Flags().Float64Var(&mutateMin, "mutate-min", 0, "with --mutate: exit 1 when fewer than this percentage of mutants are killed")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "with --mutate: list killed and non-compiling mutants too")
 	return cmd
+}
+
+// runMutate is `chaperone test --mutate`.
+func runMutate(ctx context.Context, e *env, dir, format string, min float64, verbose bool) error {
+	rep, err := mutate.Run(ctx, dir, mutate.Options{})
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	if format == "json" {
+		err = mutate.WriteJSON(e.stdout, rep)
+		fmt.Fprintln(e.stderr, rep.Line())
+	} else {
+		err = mutate.WriteText(e.stdout, rep, verbose)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Score() < min {
+		return failedf("mutation score %.1f%% is below --mutate-min %v", rep.Score(), min)
+	}
+	return nil
 }
