@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 	"unicode"
+
+	"github.com/chaperone-pdp/chaperone/fhir"
 )
 
 // Limits of break-glass grants.
@@ -120,10 +122,11 @@ func (a Agreement) Validate() error {
 	return nil
 }
 
-// Covers reports whether the agreement allows purpose on resourceType ("*"
+// Covers reports whether the agreement allows purpose (one of its purposes
+// or a specialisation of one: CLMATTCH is within HPAYMT) on resourceType ("*"
 // in either list allows any).
 func (a Agreement) Covers(purpose, resourceType string) bool {
-	return (slices.Contains(a.Purposes, "*") || slices.Contains(a.Purposes, purpose)) &&
+	return (slices.Contains(a.Purposes, "*") || slices.ContainsFunc(a.Purposes, func(p string) bool { return fhir.PurposeWithin(purpose, p) })) &&
 		(slices.Contains(a.ResourceTypes, "*") || slices.Contains(a.ResourceTypes, resourceType))
 }
 

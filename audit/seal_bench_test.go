@@ -9,7 +9,7 @@ import (
 
 func BenchmarkSeal(b *testing.B) {
 	req := &chaperonev1.CheckRequest{
-		Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1", ClientId: "portal"},
+		Subject:      &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1", ClientId: "portal"},
 		Action:       "read",
 		Resource:     &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", SecurityLabels: []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "N"}}},
 		PurposeOfUse: "TREAT",

@@ -148,7 +148,7 @@ func Diff(ctx context.Context, oldB, newB *engine.Bundle, reqs []Request, opts D
 	}
 	newEngine := func(b *engine.Bundle) *engine.Engine {
 		e := engine.New(opts.Consents,
-			engine.WithClock(func() time.Time { return opts.Now }),
+			engine.WithClock(func() time.Time { return opts.Now }), engine.WithRequestTime(),
 			engine.WithDecisionIDs(func() string { return "" }))
 		e.Activate(b)
 		return e

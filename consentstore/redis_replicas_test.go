@@ -41,7 +41,7 @@ func newEngine(t testing.TB, s *consentstore.Redis) *engine.Engine {
 // under the reference bundle unless a consent denies it.
 func checkRequest(patient string) *chaperonev1.CheckRequest {
 	return &chaperonev1.CheckRequest{
-		Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+		Subject:      &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
 		Action:       "read",
 		Resource:     &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: patient, Organization: "Organization/o1"},
 		PurposeOfUse: "TREAT",

@@ -52,6 +52,17 @@ type Manifest struct {
 	// Timezone in which context.hour is computed for policies (IANA name,
 	// default UTC).
 	Timezone string `json:"timezone,omitempty"`
+	// Roles lists the role names the policies know. When set, a subject
+	// holding any other role is denied UNKNOWN_ROLE (a respelt role would
+	// otherwise escape the forbids written for it).
+	Roles []string `json:"roles,omitempty"`
+	// Labels lists, per code system, the security label codes the policies
+	// know. When set, a resource carrying any other label is denied
+	// UNKNOWN_SECURITY_LABEL instead of being read as unlabelled. Systems
+	// are compared in canonical form (the urn:oid: spelling of a v3 code
+	// system is the same system); a label without a system is known when
+	// some listed system has its code.
+	Labels map[string][]string `json:"labels,omitempty"`
 }
 
 // Bundle is a compiled policy directory, ready to decide. It is immutable.
@@ -60,6 +71,8 @@ type Bundle struct {
 	cacheTTL       time.Duration
 	timeResolution time.Duration
 	location       *time.Location
+	roles          map[string]bool // nil: any role
+	labels         labelSet        // nil: any label
 	layers         []layer
 	files          []string
 }
@@ -220,5 +233,19 @@ func (b *Bundle) applyManifest() error {
 		}
 		b.location = loc
 	}
+	if m.Roles != nil {
+		b.roles = map[string]bool{}
+		for _, r := range m.Roles {
+			if r == "" {
+				return errors.New("roles: an empty role name")
+			}
+			b.roles[r] = true
+		}
+	}
+	ls, err := newLabelSet(m.Labels)
+	if err != nil {
+		return err
+	}
+	b.labels = ls
 	return nil
 }

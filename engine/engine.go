@@ -60,7 +60,10 @@ type Engine struct {
 	agreements AgreementLookup
 	logger     *slog.Logger
 	now        func() time.Time
-	newID      func() string
+	// requestTime: decide at req.context.time when it is set (offline
+	// tools); otherwise always at now.
+	requestTime bool
+	newID       func() string
 }
 
 // Option configures an [Engine].
@@ -69,8 +72,17 @@ type Option func(*Engine)
 // WithLogger sets the logger for evaluation errors (identifiers only, no PHI).
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.logger = l } }
 
-// WithClock sets the clock used when a request has no context.time.
+// WithClock sets the engine's decision clock (default time.Now). Policies,
+// consent periods, grants and agreements all see this time; a request's
+// context.time is ignored unless [WithRequestTime] is given.
 func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = now } }
+
+// WithRequestTime makes the engine decide at a request's context.time when
+// it is set, and at the clock's time otherwise. It is for offline tools
+// (chaperone check, chaperone test, bundle diff) and replays: a server that
+// let callers choose the decision clock would let them step around every
+// expiry, period and office hour.
+func WithRequestTime() Option { return func(e *Engine) { e.requestTime = true } }
 
 // DefaultMemoSize is how many policy outcomes an engine remembers per
 // active bundle unless [WithMemo] says otherwise.
@@ -179,6 +191,11 @@ type FactsStep struct {
 	AgreementCovers bool `json:"agreementCovers"`
 	ScopesPresent   bool `json:"scopesPresent"`
 	ScopesAllow     bool `json:"scopesAllow"`
+	// SameOrganization: subject and resource name the same organization.
+	SameOrganization bool `json:"sameOrganization"`
+	// Population: a search, history or export of a patient-compartment
+	// type with no patient named.
+	Population bool `json:"population"`
 }
 
 // LayerStep is one policy layer's part of a [Trace].
@@ -208,8 +225,8 @@ func (t *Trace) String() string {
 		b.WriteString("\n")
 	}
 	if f := t.Facts; f != nil {
-		fmt.Fprintf(&b, "facts: breakGlassGrant=%v agreement=%v (active=%v covers=%v) scopes present=%v allow=%v\n",
-			f.BreakGlassGrant, f.Agreement, f.AgreementActive, f.AgreementCovers, f.ScopesPresent, f.ScopesAllow)
+		fmt.Fprintf(&b, "facts: breakGlassGrant=%v agreement=%v (active=%v covers=%v) scopes present=%v allow=%v sameOrganization=%v population=%v\n",
+			f.BreakGlassGrant, f.Agreement, f.AgreementActive, f.AgreementCovers, f.ScopesPresent, f.ScopesAllow, f.SameOrganization, f.Population)
 	}
 	for _, l := range t.Layers {
 		fmt.Fprintf(&b, "layer %s: %s", l.Layer, l.Effect)
@@ -241,13 +258,19 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		trace.Revision = b.manifest.Revision
 	}
 
+	if r := b.admit(req); r != nil {
+		return denyWith(resp, trace, r)
+	}
+
 	f := facts{req: req, at: e.now(), consent: ConsentNoConsent}
-	if t := req.GetContext().GetTime(); t != nil {
+	if t := req.GetContext().GetTime(); t != nil && e.requestTime {
 		f.at = t.AsTime()
 	}
 	f.exact = f.at
 	f.at = truncateTime(f.at, b.timeResolution)
 	f.hour = f.at.In(b.location).Hour()
+	f.sameOrganization = sameOrganization(req)
+	f.population = population(req)
 
 	var consent ConsentResult
 	if req.GetResource().GetPatient() != "" {
@@ -283,7 +306,8 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	}
 	if trace != nil {
 		trace.Facts = &FactsStep{BreakGlassGrant: f.grant, Agreement: f.agreement.exists, AgreementActive: f.agreement.active,
-			AgreementCovers: f.agreement.covers, ScopesPresent: f.scopes.present, ScopesAllow: f.scopes.allows}
+			AgreementCovers: f.agreement.covers, ScopesPresent: f.scopes.present, ScopesAllow: f.scopes.allows,
+			SameOrganization: f.sameOrganization, Population: f.population}
 	}
 
 	out, err := e.evaluateLayers(ctx, a, &f, trace)
@@ -293,40 +317,30 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 			slog.String("error", err.Error()))
 		return denyWith(resp, trace, &chaperonev1.Reason{Code: "POLICY_ERROR", Message: "a policy failed to evaluate"})
 	}
-	permits, denies, obl := out.permits, out.denies, out.obl
 
-	// Deny-overrides.
-	if len(denies) > 0 {
-		reasons := make([]*chaperonev1.Reason, len(denies))
-		for i, d := range denies {
+	switch combine(combineInput{
+		consent:        f.consent,
+		requireConsent: b.manifest.NoConsent == NoConsentDeny && req.GetResource().GetPatient() != "",
+		permits:        out.permits,
+		denies:         out.denies,
+	}) {
+	case verdictForbidden:
+		reasons := make([]*chaperonev1.Reason, len(out.denies))
+		for i, d := range out.denies {
 			reasons[i] = &chaperonev1.Reason{Code: d.code, PolicyId: d.id, Message: d.message}
 		}
 		return denyWith(resp, trace, reasons...)
-	}
-	overridden := false
-	for _, p := range permits {
-		overridden = overridden || p.overridesConsent
-	}
-	if f.consent == ConsentDeny && !overridden {
+	case verdictConsent:
 		return denyWith(resp, trace, consentReasons("CONSENT_DENY", consent)...)
-	}
-	if f.consent == ConsentNoConsent && b.manifest.NoConsent == NoConsentDeny &&
-		req.GetResource().GetPatient() != "" && !overridden {
+	case verdictNoConsent:
 		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_CONSENT", Message: "no applicable consent and the bundle requires one"})
-	}
-	if len(permits) == 0 {
+	case verdictNoPermit:
 		return denyWith(resp, trace, &chaperonev1.Reason{Code: "NO_PERMIT", Message: "no policy permits this request"})
 	}
 
 	resp.Decision = chaperonev1.Decision_DECISION_ALLOW
-	if len(consent.RedactLabels) > 0 {
-		obl = obl.clone()
-		for _, l := range consent.RedactLabels {
-			obl.addLabel(label{l.GetSystem(), l.GetCode()})
-		}
-	}
-	resp.Obligations = obl.proto()
-	for _, p := range permits {
+	resp.Obligations = engineObligations(&out.obl, &f, consent.RedactLabels)
+	for _, p := range out.permits {
 		resp.Reasons = append(resp.Reasons, &chaperonev1.Reason{Code: "POLICY_PERMIT", PolicyId: p.id})
 	}
 	switch f.consent {

@@ -42,7 +42,7 @@ func loadTestBundle(t testing.TB, dir string) *engine.Bundle {
 
 func request(roles []string, action, typ, purpose string) *chaperonev1.CheckRequest {
 	return &chaperonev1.CheckRequest{
-		Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Roles: roles, Organization: "Organization/o1"},
+		Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Kind: "practitioner", Roles: roles, Organization: "Organization/o1"},
 		Action:       action,
 		Resource:     &chaperonev1.Resource{Type: typ, Id: "r1", Patient: "Patient/52", Organization: "Organization/o1"},
 		PurposeOfUse: purpose,
@@ -117,7 +117,7 @@ func TestCheck(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := engine.New(tt.consents)
+			e := engine.New(tt.consents, engine.WithRequestTime())
 			e.Activate(b)
 			req := tt.req
 			if tt.noPatient {
@@ -166,7 +166,7 @@ func TestCheck(t *testing.T) {
 
 func TestCheckWithoutBundle(t *testing.T) {
 	t.Parallel()
-	resp := engine.New(noConsent).Check(context.Background(), request([]string{"clinician"}, "read", "Observation", "TREAT"))
+	resp := engine.New(noConsent, engine.WithRequestTime()).Check(context.Background(), request([]string{"clinician"}, "read", "Observation", "TREAT"))
 	if resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || resp.GetReasons()[0].GetCode() != "NO_BUNDLE" {
 		t.Fatalf("got %v", resp)
 	}
@@ -179,7 +179,7 @@ func TestNoConsentDenyManifest(t *testing.T) {
 	if err := os.WriteFile(dir+"/manifest.yaml", []byte("name: x\nrevision: r2\nnoConsent: deny\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e := engine.New(noConsent)
+	e := engine.New(noConsent, engine.WithRequestTime())
 	e.Activate(loadTestBundle(t, dir))
 	resp := e.Check(context.Background(), request([]string{"clinician"}, "read", "Observation", "TREAT"))
 	if resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || resp.GetReasons()[0].GetCode() != "NO_CONSENT" {
@@ -189,7 +189,7 @@ func TestNoConsentDenyManifest(t *testing.T) {
 
 func TestExplain(t *testing.T) {
 	t.Parallel()
-	e := engine.New(consentOK)
+	e := engine.New(consentOK, engine.WithRequestTime())
 	e.Activate(loadTestBundle(t, "testdata/basic"))
 	_, trace := e.Explain(context.Background(), request([]string{"clinician"}, "read", "Observation", "TREAT"))
 	if trace.Consent == nil || trace.Consent.Decision != engine.ConsentPermit {
@@ -252,7 +252,7 @@ func TestMemo(t *testing.T) {
 	t.Parallel()
 	b := loadTestBundle(t, "testdata/basic")
 	switching := &switchingConsent{decision: engine.ConsentPermit}
-	e := engine.New(switching)
+	e := engine.New(switching, engine.WithRequestTime())
 	e.Activate(b)
 	ctx := context.Background()
 	req := request([]string{"billing"}, "read", "Claim", "HPAYMT")

@@ -127,6 +127,8 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 		"consentNamesSubject":   cedar.Boolean(f.consentNamesSubject),
 		"consentNamesRecipient": cedar.Boolean(f.consentNamesRecipient),
 		"breakGlassGrant":       cedar.Boolean(f.grant),
+		"sameOrganization":      cedar.Boolean(f.sameOrganization),
+		"population":            cedar.Boolean(f.population),
 		"scopes":                consts.scopeFacts(&f.scopes),
 		"agreement":             consts.agreement(&f.agreement),
 	}

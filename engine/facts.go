@@ -52,7 +52,7 @@ func (e *factError) Unwrap() error { return e.err }
 // the SMART scope facts of the request.
 func (e *Engine) gatherAccessFacts(ctx context.Context, f *facts) error {
 	req := f.req
-	f.scopes = evaluateScopes(req.GetSubject().GetScopes(), req.GetResource().GetType(), req.GetAction())
+	f.scopes = evaluateScopes(req)
 	if e.grants != nil && req.GetResource().GetPatient() != "" {
 		_, ok, err := e.grants.ActiveGrant(ctx, req.GetSubject().GetId(), req.GetResource().GetPatient(), f.exact)
 		if err != nil {

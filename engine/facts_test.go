@@ -82,7 +82,7 @@ func TestAccessFacts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			e := engine.New(consentDenies, engine.WithGrants(store), engine.WithAgreements(store))
+			e := engine.New(consentDenies, engine.WithGrants(store), engine.WithAgreements(store), engine.WithRequestTime())
 			e.Activate(b)
 			req := request(nil, "read", "Observation", "TREAT")
 			tt.edit(req)

@@ -18,8 +18,8 @@ var reasonCode = regexp.MustCompile(`^[A-Z][A-Z_]*$`)
 // and every accepted request gets ALLOW or DENY, each DENY with a reason code.
 func FuzzCheck(f *testing.F) {
 	for _, seed := range []string{
-		`{"subject":{"id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","patient":"Patient/52","organization":"Organization/o1"},"purposeOfUse":"TREAT"}`,
-		`{"subject":{"id":"Patient/52","roles":["patient"]},"action":"search","resource":{"type":"Observation","patient":"Patient/52"},"purposeOfUse":"PATRQT","context":{"time":"2024-06-01T00:00:00Z"}}`,
+		`{"subject":{"kind":"practitioner","id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","patient":"Patient/52","organization":"Organization/o1"},"purposeOfUse":"TREAT"}`,
+		`{"subject":{"kind":"patient","id":"Patient/52","roles":["patient"]},"action":"search","resource":{"type":"Observation","patient":"Patient/52"},"purposeOfUse":"PATRQT","context":{"time":"2024-06-01T00:00:00Z"}}`,
 		`{"subject":{"id":"x"},"action":"delete","resource":{"type":"Patient","securityLabels":[{"code":"R"}]},"purposeOfUse":"ETREAT","context":{"breakGlassReason":"r","ip":"::1"}}`,
 		`{"subject":{},"action":"","resource":{"type":"observation"}}`,
 		`{`, `null`, `[]`, `{"requests":[]}`,
@@ -34,7 +34,7 @@ func FuzzCheck(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	e := engine.New(noConsent)
+	e := engine.New(noConsent, engine.WithRequestTime())
 	e.Activate(b)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &chaperonev1.CheckRequest{}

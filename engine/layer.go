@@ -42,8 +42,13 @@ type facts struct {
 	// its organization as a recipient.
 	consentNamesRecipient bool
 	grant                 bool // an active break-glass grant of the subject for the patient
-	agreement             agreementFact
-	scopes                scopeFacts
+	// sameOrganization: subject and resource name the same organization.
+	sameOrganization bool
+	// population: a search, history or export of a patient-compartment
+	// type naming no patient.
+	population bool
+	agreement  agreementFact
+	scopes     scopeFacts
 }
 
 // permitHit is a permitting policy.

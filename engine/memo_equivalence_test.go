@@ -55,7 +55,7 @@ func TestMemoAnswersAsEvaluation(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := engine.New(consentByPatient{}, append([]engine.Option{engine.WithGrants(acc), engine.WithAgreements(acc),
-			engine.WithDecisionIDs(func() string { return "id" })}, opts...)...)
+			engine.WithDecisionIDs(func() string { return "id" }), engine.WithRequestTime()}, opts...)...)
 		e.Activate(b)
 		return e
 	}

@@ -49,8 +49,8 @@ type regoLayer struct {
 // (OPA shares its interned terms the same way), so one copy serves every
 // evaluation and saves building three of the input's eight objects.
 type regoConsts struct {
-	consent map[string]*ast.Term // by decision, namesSubject false
-	facts   [2][2]*ast.Term      // [scopes.present][scopes.allows]
+	consent map[string]*ast.Term  // by decision, namesSubject false
+	facts   [2][2][2][2]*ast.Term // [scopes.present][scopes.allows][sameOrganization][population]
 }
 
 func newRegoConsts() *regoConsts {
@@ -58,9 +58,15 @@ func newRegoConsts() *regoConsts {
 	for _, d := range []string{ConsentPermit, ConsentDeny, ConsentNoConsent} {
 		c.consent[d] = consentTerm(d, false, false)
 	}
-	for _, present := range []bool{false, true} {
-		for _, allows := range []bool{false, true} {
-			c.facts[b2i(present)][b2i(allows)] = factsTerm(&facts{scopes: scopeFacts{present: present, allows: allows}})
+	bools := []bool{false, true}
+	for _, present := range bools {
+		for _, allows := range bools {
+			for _, same := range bools {
+				for _, pop := range bools {
+					c.facts[b2i(present)][b2i(allows)][b2i(same)][b2i(pop)] = factsTerm(&facts{
+						scopes: scopeFacts{present: present, allows: allows}, sameOrganization: same, population: pop})
+				}
+			}
 		}
 	}
 	return c
@@ -77,7 +83,7 @@ func (c *regoConsts) factsOf(f *facts) *ast.Term {
 	a := &f.agreement
 	if !f.grant && len(f.scopes.levels) == 0 && !a.exists && !a.active && !a.covers &&
 		a.vendor == "" && a.tier == "" && len(a.purposes) == 0 && len(a.resourceTypes) == 0 {
-		return c.facts[b2i(f.scopes.present)][b2i(f.scopes.allows)]
+		return c.facts[b2i(f.scopes.present)][b2i(f.scopes.allows)][b2i(f.sameOrganization)][b2i(f.population)]
 	}
 	return factsTerm(f)
 }
@@ -432,6 +438,8 @@ func consentTerm(decision string, namesSubject, namesRecipient bool) *ast.Term {
 func factsTerm(f *facts) *ast.Term {
 	return ast.ObjectTerm(
 		ast.Item(ast.InternedTerm("breakGlassGrant"), ast.InternedTerm(f.grant)),
+		ast.Item(ast.InternedTerm("sameOrganization"), ast.InternedTerm(f.sameOrganization)),
+		ast.Item(ast.InternedTerm("population"), ast.InternedTerm(f.population)),
 		ast.Item(ast.InternedTerm("scopes"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("present"), ast.InternedTerm(f.scopes.present)),
 			ast.Item(ast.InternedTerm("allows"), ast.InternedTerm(f.scopes.allows)),

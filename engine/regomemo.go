@@ -309,9 +309,13 @@ var regoLeaves = map[string]regoLeaf{
 	},
 	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
 	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
-	"facts.scopes.present":  func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.present) },
-	"facts.scopes.allows":   func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.allows) },
-	"facts.scopes.levels":   func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.scopes.levels).Value },
+	"facts.sameOrganization": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.sameOrganization)
+	},
+	"facts.population":     func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.population) },
+	"facts.scopes.present": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.present) },
+	"facts.scopes.allows":  func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.scopes.allows) },
+	"facts.scopes.levels":  func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.scopes.levels).Value },
 	"facts.agreement.exists": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.Boolean(f.agreement.exists)
 	},

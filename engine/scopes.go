@@ -1,6 +1,12 @@
 package engine
 
-import "strings"
+import (
+	"net/url"
+	"strings"
+
+	"github.com/chaperone-pdp/chaperone/fhir"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
 
 // SMART on FHIR scope permissions, one bit per letter of a v2 scope.
 const (
@@ -15,61 +21,97 @@ const (
 // needs: read and vread need r; search and history s (history lists
 // versions like a search); create c; update and patch u; delete d; a bulk
 // export r and s; an operation r.
-var interactionNeeds = map[string]uint8{
-	"read":      scopeR,
-	"vread":     scopeR,
-	"search":    scopeS,
-	"history":   scopeS,
-	"create":    scopeC,
-	"update":    scopeU,
-	"patch":     scopeU,
-	"delete":    scopeD,
-	"export":    scopeR | scopeS,
-	"operation": scopeR,
+var interactionNeeds = map[fhir.Interaction]uint8{
+	fhir.Read:      scopeR,
+	fhir.Vread:     scopeR,
+	fhir.Search:    scopeS,
+	fhir.History:   scopeS,
+	fhir.Create:    scopeC,
+	fhir.Update:    scopeU,
+	fhir.Patch:     scopeU,
+	fhir.Delete:    scopeD,
+	fhir.Export:    scopeR | scopeS,
+	fhir.Operation: scopeR,
 }
 
 // scopeFacts is what the subject's SMART scopes say about one request.
 type scopeFacts struct {
-	// present: the subject carries at least one resource scope.
+	// present: the subject carries at least one resource scope, or one
+	// that was meant as a resource scope but does not parse.
 	present bool
-	// allows: some scope grants the interaction on the resource type.
+	// allows: the scopes together grant the interaction on this resource.
 	allows bool
 	// levels that granted it: "patient", "user", "system".
 	levels []string
 }
 
-// evaluateScopes parses SMART scopes, v2 (`patient/Observation.rs`,
-// `user/*.cruds`, with an optional `?query` restriction, which is ignored
-// here and left to policies) and v1 (`.read`, `.write`, `.*`, mapped to
-// rs, cud and cruds), and says whether they allow the interaction on the
-// resource type. Scopes that are not resource scopes (openid, fhirUser,
-// launch…) are skipped.
-func evaluateScopes(scopes []string, resourceType, action string) scopeFacts {
+// smartScope is one parsed SMART resource scope.
+type smartScope struct {
+	level, typ string
+	bits       uint8
+	query      url.Values // nil: no restriction
+}
+
+// scopeKind says what a scope string is.
+type scopeKind uint8
+
+const (
+	scopeOther     scopeKind = iota // not a resource scope (openid, launch/patient, …)
+	scopeResource                   // a resource scope that parses
+	scopeMalformed                  // meant as a resource scope, does not parse: grants nothing
+)
+
+// nonResourceScopes are the SMART and OpenID scopes that say nothing about
+// resources.
+var nonResourceScopes = map[string]bool{
+	"openid": true, "profile": true, "fhirUser": true, "launch": true,
+	"offline_access": true, "online_access": true, "email": true,
+}
+
+// evaluateScopes parses the subject's SMART scopes, v2
+// (`patient/Observation.rs`, `user/*.cruds`, with an optional `?query`) and
+// v1 (`.read`, `.write`, `.*`, mapped to rs, cud and cruds), and says
+// whether they grant the request. They fail closed:
+//
+//   - a scope meant as a resource scope that does not parse
+//     (`patient/Observation.sr`, `Patient/Observation.rs`) makes scopes
+//     present and grants nothing;
+//   - a scope with a query grants only when the request is shown to satisfy
+//     it: `category` and `code` token parameters (system|code, code,
+//     |code, system|; a comma is "or", repeated parameters "and") matched
+//     against resource.categories and resource.codes; any other parameter
+//     cannot be shown and grants nothing;
+//   - `patient/` scopes bind to subject.launchPatient: without it they grant
+//     nothing, with it only that patient's compartment (resource.patient).
+func evaluateScopes(req *chaperonev1.CheckRequest) scopeFacts {
 	var f scopeFacts
-	need := interactionNeeds[action]
+	res := req.GetResource()
+	need := interactionNeeds[fhir.Interaction(req.GetAction())]
+	launch := req.GetSubject().GetLaunchPatient()
 	var granted uint8
-	for _, s := range scopes {
-		level, rest, ok := strings.Cut(s, "/")
-		if !ok || (level != "patient" && level != "user" && level != "system") {
+	for _, s := range req.GetSubject().GetScopes() {
+		sc, kind := parseScope(s)
+		switch kind {
+		case scopeOther:
 			continue
-		}
-		typ, perms, ok := strings.Cut(rest, ".")
-		if !ok || typ == "" {
-			continue
-		}
-		perms, _, _ = strings.Cut(perms, "?")
-		bits, ok := scopeBits(perms)
-		if !ok {
+		case scopeMalformed:
+			f.present = true
 			continue
 		}
 		f.present = true
-		if typ != "*" && typ != resourceType {
+		if sc.typ != "*" && sc.typ != res.GetType() {
 			continue
 		}
-		if bits&need != 0 {
-			granted |= bits & need
-			if !containsString(f.levels, level) {
-				f.levels = append(f.levels, level)
+		if sc.level == "patient" && (launch == "" || res.GetPatient() != launch) {
+			continue
+		}
+		if sc.query != nil && !queryHolds(sc.query, res) {
+			continue
+		}
+		if sc.bits&need != 0 {
+			granted |= sc.bits & need
+			if !containsString(f.levels, sc.level) {
+				f.levels = append(f.levels, sc.level)
 			}
 		}
 	}
@@ -78,6 +120,61 @@ func evaluateScopes(scopes []string, resourceType, action string) scopeFacts {
 		f.levels = nil
 	}
 	return f
+}
+
+// parseScope reads one scope string.
+func parseScope(s string) (smartScope, scopeKind) {
+	if nonResourceScopes[s] || strings.HasPrefix(s, "launch/") {
+		return smartScope{}, scopeOther
+	}
+	level, rest, hasSlash := strings.Cut(s, "/")
+	if !hasSlash {
+		// A bare word is not a resource scope unless it starts like one.
+		l := strings.ToLower(s)
+		if strings.HasPrefix(l, "patient") || strings.HasPrefix(l, "user") || strings.HasPrefix(l, "system") {
+			return smartScope{}, scopeMalformed
+		}
+		return smartScope{}, scopeOther
+	}
+	if level != "patient" && level != "user" && level != "system" {
+		return smartScope{}, scopeMalformed
+	}
+	typ, perms, ok := strings.Cut(rest, ".")
+	if !ok || !validScopeType(typ) {
+		return smartScope{}, scopeMalformed
+	}
+	sc := smartScope{level: level, typ: typ}
+	perms, query, hasQuery := strings.Cut(perms, "?")
+	bits, ok := scopeBits(perms)
+	if !ok {
+		return smartScope{}, scopeMalformed
+	}
+	sc.bits = bits
+	if hasQuery {
+		q, err := url.ParseQuery(query)
+		if err != nil || len(q) == 0 {
+			return smartScope{}, scopeMalformed
+		}
+		sc.query = q
+	}
+	return sc, scopeResource
+}
+
+// validScopeType: "*" or a resource type name.
+func validScopeType(t string) bool {
+	if t == "*" {
+		return true
+	}
+	if len(t) < 2 || t[0] < 'A' || t[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(t); i++ {
+		c := t[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // scopeBits reads the permission part of a scope: v1 words or v2 letters
@@ -105,4 +202,63 @@ func scopeBits(p string) (uint8, bool) {
 		bits |= 1 << i
 	}
 	return bits, true
+}
+
+// queryHolds reports whether the resource is shown to satisfy every
+// parameter of a scope's query.
+func queryHolds(q url.Values, res *chaperonev1.Resource) bool {
+	for name, values := range q {
+		var have []*chaperonev1.Coding
+		switch name {
+		case "category":
+			have = res.GetCategories()
+		case "code":
+			have = res.GetCodes()
+		default:
+			return false
+		}
+		for _, v := range values {
+			if !tokenMatchesAny(v, have) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tokenMatchesAny reports whether one of the comma-separated FHIR token
+// values of a search parameter matches one of the codings.
+func tokenMatchesAny(param string, have []*chaperonev1.Coding) bool {
+	for _, tok := range strings.Split(param, ",") {
+		if tok == "" {
+			continue
+		}
+		system, code, hasSystem := strings.Cut(tok, "|")
+		if !hasSystem {
+			code, system = system, ""
+		}
+		system = strings.TrimRight(system, "/")
+		for _, c := range have {
+			have := strings.TrimRight(c.GetSystem(), "/")
+			switch {
+			case !hasSystem: // code: any system
+				if c.GetCode() == code {
+					return true
+				}
+			case system == "": // |code: no system
+				if have == "" && c.GetCode() == code {
+					return true
+				}
+			case code == "": // system|: any code of the system
+				if have == system {
+					return true
+				}
+			default:
+				if have == system && c.GetCode() == code {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

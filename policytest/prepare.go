@@ -77,7 +77,7 @@ func (p *Prepared) engines(b *engine.Bundle) []*engine.Engine {
 		st, now := p.stores[i], s.Now
 		e := engine.New(engine.StoreConsents(st.consents),
 			engine.WithGrants(st.grants), engine.WithAgreements(st.agreements),
-			engine.WithClock(func() time.Time { return now }),
+			engine.WithClock(func() time.Time { return now }), engine.WithRequestTime(),
 			engine.WithDecisionIDs(func() string { return "policytest" }),
 			engine.WithMemo(0))
 		if b != nil {

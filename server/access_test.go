@@ -134,7 +134,7 @@ func TestAgreementVisibleToNextCheck(t *testing.T) {
 	check := func() *chaperonev1.CheckResponse {
 		t.Helper()
 		resp, err := c.decisions.Check(ctx, connect.NewRequest(&chaperonev1.CheckRequest{
-			Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1", ClientId: "acme-app"},
+			Subject:      &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1", ClientId: "acme-app"},
 			Action:       "read",
 			Resource:     &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1"},
 			PurposeOfUse: "TREAT",

@@ -105,7 +105,7 @@ func TestBundleHotSwapUnderLoad(t *testing.T) {
 	httpClient := &http.Client{Timeout: 10 * time.Second}
 	client := chaperonev1connect.NewDecisionServiceClient(httpClient, base)
 	req := &chaperonev1.CheckRequest{
-		Subject:      &chaperonev1.Subject{Id: "Practitioner/b1", Roles: []string{"billing"}},
+		Subject:      &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/b1", Roles: []string{"billing"}, Organization: "Organization/o1"},
 		Action:       "read",
 		Resource:     &chaperonev1.Resource{Type: "Claim", Id: "cl1"},
 		PurposeOfUse: "HOPERAT",

@@ -128,7 +128,7 @@ func TestCheckGRPC(t *testing.T) {
 			t.Parallel()
 			client := chaperonev1connect.NewDecisionServiceClient(h2cClient(), base, opts...)
 			req := &chaperonev1.CheckRequest{
-				Subject:      &chaperonev1.Subject{Id: "Patient/52", Roles: []string{"patient"}},
+				Subject:      &chaperonev1.Subject{Kind: "patient", Id: "Patient/52", Roles: []string{"patient"}},
 				Action:       "read",
 				Resource:     &chaperonev1.Resource{Type: "Observation", Id: "o9", Patient: "Patient/52"},
 				PurposeOfUse: "PATRQT",
@@ -158,7 +158,7 @@ func TestBatchCheck(t *testing.T) {
 	client := chaperonev1connect.NewDecisionServiceClient(h2cClient(), base, connect.WithGRPC())
 	mk := func(patient string) *chaperonev1.CheckRequest {
 		return &chaperonev1.CheckRequest{
-			Subject:      &chaperonev1.Subject{Id: "Patient/52", Roles: []string{"patient"}},
+			Subject:      &chaperonev1.Subject{Kind: "patient", Id: "Patient/52", Roles: []string{"patient"}},
 			Action:       "read",
 			Resource:     &chaperonev1.Resource{Type: "Observation", Patient: patient},
 			PurposeOfUse: "PATRQT",

@@ -75,9 +75,10 @@ func newAppWith(bundleDir string, st stores, logger *slog.Logger, opts ...engine
 	return a, nil
 }
 
-// newEngine is newApp for one-off commands that only decide.
+// newEngine is newApp for one-off commands that only decide. Offline, a
+// request is decided at the time it states (context.time), else now.
 func newEngine(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*engine.Engine, error) {
-	a, err := newApp(ctx, bundleDir, consentsDir, logger)
+	a, err := newApp(ctx, bundleDir, consentsDir, logger, engine.WithRequestTime())
 	if err != nil {
 		return nil, err
 	}

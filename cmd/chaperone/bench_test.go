@@ -51,9 +51,9 @@ func TestBench(t *testing.T) {
 	t.Parallel()
 	addr := benchServer(t)
 	reqFile := filepath.Join(t.TempDir(), "reqs.jsonl")
-	if err := os.WriteFile(reqFile, []byte(`{"subject":{"id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o1"},"purposeOfUse":"TREAT"}
+	if err := os.WriteFile(reqFile, []byte(`{"subject":{"kind":"practitioner","id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o1"},"purposeOfUse":"TREAT"}
 
-{"subject":{"id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o2"},"purposeOfUse":"TREAT"}
+{"subject":{"kind":"practitioner","id":"Practitioner/p1","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52","organization":"Organization/o2"},"purposeOfUse":"TREAT"}
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -117,7 +117,7 @@ func TestOpenRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := a.engine.Check(ctx, &chaperonev1.CheckRequest{
-		Subject:  &chaperonev1.Subject{Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+		Subject:  &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
 		Action:   "read",
 		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1"}, PurposeOfUse: "TREAT",
 	})

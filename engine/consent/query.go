@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhir"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -60,7 +61,7 @@ func NewQuery(req *chaperonev1.CheckRequest, at time.Time) Query {
 		}
 	}
 	q.action = consentstore.ActionBit(req.GetAction())
-	q.purposes = purposeChain(req.GetPurposeOfUse())
+	q.purposes = fhir.PurposeChain(req.GetPurposeOfUse())
 	for _, p := range q.purposes {
 		if p == "HRESCH" {
 			q.research = true
@@ -120,43 +121,4 @@ func patientRef(s string) string {
 		return "Patient/" + s
 	}
 	return s
-}
-
-// purposeParent is the v3 PurposeOfUse (ActReason) hierarchy: child → parent.
-var purposeParent = map[string]string{
-	// treatment
-	"ETREAT": "TREAT", "BTG": "ETREAT", "ERTREAT": "ETREAT", "CLINTRL": "TREAT", "COC": "TREAT",
-	"POPHLTH": "TREAT", "PRECLINTRL": "TREAT",
-	// payment
-	"CLMATTCH": "HPAYMT", "COVAUTH": "HPAYMT", "COVERAGE": "HPAYMT", "ELIGDTRM": "COVERAGE",
-	"ELIGVER": "COVERAGE", "ENROLLM": "COVERAGE", "MILDCRANGE": "COVERAGE", "REMITADV": "HPAYMT",
-	// operations
-	"CAREMGT": "HOPERAT", "DONAT": "HOPERAT", "FRAUD": "HOPERAT", "GOV": "HOPERAT", "HACCRED": "HOPERAT",
-	"HCOMPL": "HOPERAT", "HDECD": "HOPERAT", "HDIRECT": "HOPERAT", "HDM": "HOPERAT", "HLEGAL": "HOPERAT",
-	"HOUTCOMS": "HOPERAT", "HPRGRP": "HOPERAT", "HQUALIMP": "HOPERAT", "HSYSADMIN": "HOPERAT",
-	"LABELING": "HOPERAT", "METAMGT": "HOPERAT", "MEMADMIN": "HOPERAT", "MILCDM": "HOPERAT",
-	"PATADMIN": "HOPERAT", "PATSFTY": "HOPERAT", "PERFMSR": "HOPERAT", "RECORDMGT": "HOPERAT",
-	"SYSDEV": "HOPERAT", "HTEST": "HOPERAT", "TRAIN": "HOPERAT",
-	// research
-	"BIORCH": "HRESCH", "CLINTRCH": "HRESCH", "CLINTRCHNPC": "CLINTRCH", "CLINTRCHPC": "CLINTRCH",
-	"PRECLINTRCH": "HRESCH", "DSRCH": "HRESCH", "POARCH": "HRESCH", "TRANSRCH": "HRESCH",
-	// patient request
-	"FAMRQT": "PATRQT", "PWATRNY": "PATRQT", "SUPNWK": "PATRQT",
-	// public health
-	"DISASTER": "PUBHLTH", "THREAT": "PUBHLTH",
-}
-
-func purposeChain(p string) []string {
-	if p == "" {
-		return nil
-	}
-	out := []string{p}
-	for len(out) < 8 {
-		parent, ok := purposeParent[out[len(out)-1]]
-		if !ok {
-			break
-		}
-		out = append(out, parent)
-	}
-	return out
 }

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// Subject kinds (CheckRequest.subject.kind).
+const (
+	KindPractitioner  = "practitioner"
+	KindPatient       = "patient"
+	KindRelatedPerson = "related-person"
+	KindDevice        = "device"
+	KindService       = "service"
+)
+
+// Roles whose holder must be of the kind of the same name.
+const (
+	RolePatient       = "patient"
+	RoleRelatedPerson = "related-person"
+)
+
+// workforceKind reports whether a subject of kind acts for an
+// organization: practitioners, devices and services.
+func workforceKind(kind string) bool {
+	return kind == KindPractitioner || kind == KindDevice || kind == KindService
+}
+
+// admit checks, before any fact is looked up, what no policy may overlook
+// and returns the reason to deny, or nil:
+//
+//   - ROLE_KIND_MISMATCH: the role "patient" needs kind patient,
+//     "related-person" kind related-person, and every other role a
+//     workforce kind (practitioner, device, service);
+//   - UNKNOWN_ROLE: a role the manifest's roles list does not name;
+//   - ORGANIZATION_REQUIRED: a workforce subject without an organization,
+//     which would otherwise compare as "another organization" nowhere and
+//     as "no organization" everywhere;
+//   - UNKNOWN_SECURITY_LABEL: a resource label whose system or code the
+//     manifest's labels do not list, which would otherwise be read as
+//     unlabelled.
+func (b *Bundle) admit(req *chaperonev1.CheckRequest) *chaperonev1.Reason {
+	s := req.GetSubject()
+	kind := s.GetKind()
+	for _, r := range s.GetRoles() {
+		var ok bool
+		switch r {
+		case RolePatient:
+			ok = kind == KindPatient
+		case RoleRelatedPerson:
+			ok = kind == KindRelatedPerson
+		default:
+			ok = workforceKind(kind)
+		}
+		if !ok {
+			return &chaperonev1.Reason{Code: "ROLE_KIND_MISMATCH", Message: fmt.Sprintf("role %q cannot be held by a subject of kind %q", r, kind)}
+		}
+		if b.roles != nil && !b.roles[r] {
+			return &chaperonev1.Reason{Code: "UNKNOWN_ROLE", Message: fmt.Sprintf("role %q is not one the bundle knows", r)}
+		}
+	}
+	if workforceKind(kind) && s.GetOrganization() == "" {
+		return &chaperonev1.Reason{Code: "ORGANIZATION_REQUIRED", Message: "a workforce subject must name its organization"}
+	}
+	if b.labels != nil {
+		for i, l := range req.GetResource().GetSecurityLabels() {
+			if !b.labels.known(l.GetSystem(), l.GetCode()) {
+				return &chaperonev1.Reason{Code: "UNKNOWN_SECURITY_LABEL",
+					Message: fmt.Sprintf("resource.securityLabels[%d] is not a label the bundle knows", i)}
+			}
+		}
+	}
+	return nil
+}
+
+// labelSet is the manifest's known security labels: canonical system →
+// codes. A label without a system is known when some system has its code.
+type labelSet map[string]map[string]bool
+
+func newLabelSet(m map[string][]string) (labelSet, error) {
+	if m == nil {
+		return nil, nil
+	}
+	ls := labelSet{}
+	for sys, codes := range m {
+		c := consentstore.CanonicalSystem(sys)
+		if c == "" {
+			return nil, fmt.Errorf("labels: a code system must be named")
+		}
+		if ls[c] == nil {
+			ls[c] = map[string]bool{}
+		}
+		for _, code := range codes {
+			if code == "" {
+				return nil, fmt.Errorf("labels: %s: an empty code", sys)
+			}
+			ls[c][code] = true
+		}
+	}
+	return ls, nil
+}
+
+func (ls labelSet) known(system, code string) bool {
+	if system == "" {
+		for _, codes := range ls {
+			if codes[code] {
+				return true
+			}
+		}
+		return false
+	}
+	return ls[consentstore.CanonicalSystem(system)][code]
+}
