@@ -151,8 +151,8 @@ func Changes(recs []Record, patient string, w Window) []ChangeEntry {
 				mergeOutcome(&out[j], r.Change)
 				continue
 			}
-			// A change recorded once, with its outcome (bundle activations:
-			// nothing can fail between the record and the swap).
+			// An outcome without its change: a change refused because its
+			// record was not stored in time, whose record was then lost.
 			e := ChangeEntry{Time: r.Time, Caller: r.Caller, Change: *r.Change, Outcome: r.Change.Outcome}
 			e.Change.Outcome = ""
 			out = append(out, e)

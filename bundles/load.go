@@ -213,8 +213,9 @@ type Status struct {
 // is the status it will have, previous the status of the bundle it
 // replaces (no revision at the first load). It must return only once the
 // activation is recorded; an error refuses the bundle (the active one
-// keeps deciding), so no bundle decides without its record.
-type ActivationRecorder func(ctx context.Context, next, previous Status) error
+// keeps deciding), so no bundle decides without its record. The loader
+// calls activated once the bundle is active.
+type ActivationRecorder func(ctx context.Context, next, previous Status) (activated func(), err error)
 
 // Loader loads bundles from a [Source], verifies and compiles them off the
 // hot path, and activates the good ones. A bad bundle (bad digest, missing
@@ -336,13 +337,16 @@ func (l *Loader) activate(ctx context.Context, a *Archive) error {
 		Source:   l.source.String(),
 		Failures: prev.Failures,
 	}
+	activated := func() {}
 	if l.record != nil {
-		if err := l.record(ctx, *next, *prev); err != nil {
+		var err error
+		if activated, err = l.record(ctx, *next, *prev); err != nil {
 			return fmt.Errorf("record the activation: %w", err)
 		}
 	}
 	l.target.Activate(b)
 	l.status.Store(next)
+	activated()
 	return nil
 }
 

@@ -65,6 +65,10 @@ func (l changeLog) begin(ctx context.Context, c audit.Change) (func(err error, r
 	if err := l.rec.Change(ctx, caller, c); err != nil {
 		l.logger.LogAttrs(ctx, slog.LevelError, "audit record of a change not stored; change refused",
 			slog.String("action", string(c.Action)), slog.String("caller", caller), slog.String("error", err.Error()))
+		// The record may still be stored later (it timed out in the
+		// queue): its outcome says the change was not made.
+		_ = l.rec.ChangeOutcome(context.WithoutCancel(ctx), caller, audit.Change{ID: c.ID, Action: c.Action,
+			Outcome: audit.OutcomeFailed, Error: connect.CodeUnavailable.String()})
 		return nil, connect.NewError(connect.CodeUnavailable, errAuditUnavailable)
 	}
 	return func(err error, result audit.Change) {

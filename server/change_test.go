@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -372,5 +373,50 @@ func TestAnonymousCallerName(t *testing.T) {
 	}
 	if n != 3 { // the grant, its outcome, the decision
 		t.Errorf("%d records, want 3", n)
+	}
+}
+
+// switchSink fails while down is set, else appends to the file sink.
+type switchSink struct {
+	*audit.FileSink
+	down atomic.Bool
+}
+
+func (s *switchSink) Append(ctx context.Context, b *audit.Batch) error {
+	if s.down.Load() {
+		return errors.New("disk gone")
+	}
+	return s.FileSink.Append(ctx, b)
+}
+
+// A change whose record timed out while the sink was down is refused and
+// not made; when the sink comes back the record is written after all, and
+// its outcome says the change failed, so the history never shows a change
+// that did not happen as made.
+func TestAdminChangeRecordedLateReadsFailed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	fs, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &switchSink{FileSink: fs}
+	sink.down.Store(true)
+	l := audit.New(sink, audit.WithChangeTimeout(50*time.Millisecond), audit.WithSyncDelay(0))
+	s := startAdmin(t, l, server.GuardConfig{})
+	c := clientsOf(s.base, &http.Client{Timeout: 10 * time.Second})
+	_, err = c.access.GrantBreakGlass(context.Background(), connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+		Subject: "Practitioner/7", Patient: "Patient/52", Reason: "unconscious patient in the emergency room"}))
+	if connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("grant with the audit sink down: %v, want unavailable", err)
+	}
+	if gs, _ := s.access.ListGrants(context.Background(), "", ""); len(gs) != 0 {
+		t.Fatalf("the refused grant was stored: %+v", gs)
+	}
+	sink.down.Store(false) // the writer retries and stores the queued records
+	recs := readChain(t, l, path)
+	cs := audit.Changes(recs, "", audit.Window{})
+	if len(cs) != 1 || cs[0].Action != audit.ChangeGrant || cs[0].Outcome != audit.OutcomeFailed || cs[0].Error != "unavailable" {
+		t.Fatalf("changes = %+v, want the grant, failed (unavailable)", cs)
 	}
 }

@@ -43,10 +43,12 @@ func writeChangeLog(t *testing.T) (path, key string) {
 		audit.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
 	ctx := context.Background()
 	at(time.Hour)
-	if err := recordActivation(l)(ctx, bundles.Status{Revision: "2026.12.01-1", Name: "ref", Digest: "sha256:abc",
-		Signers: []string{"k1", "k2"}, Source: "bundle.tar.gz"}, bundles.Status{Revision: "2026.11.25-2"}); err != nil {
+	activated, err := recordActivation(l)(ctx, bundles.Status{Revision: "2026.12.01-1", Name: "ref", Digest: "sha256:abc",
+		Signers: []string{"k1", "k2"}, Source: "bundle.tar.gz"}, bundles.Status{Revision: "2026.11.25-2"})
+	if err != nil {
 		t.Fatal(err)
 	}
+	activated()
 	expires := day.Add(6 * time.Hour)
 	for _, c := range []struct {
 		at      time.Duration

@@ -185,15 +185,25 @@ SIGTERM or SIGINT stops it gracefully.`,
 }
 
 // recordActivation puts every bundle activation on the audit chain before
-// the bundle decides: revision, digest, signers, source, the revision it
-// replaces and whether it is a downgrade.
+// the bundle decides (revision, digest, signers, source, the revision it
+// replaces and whether it is a downgrade), and its outcome after.
 func recordActivation(l *audit.Log) bundles.ActivationRecorder {
-	return func(ctx context.Context, next, prev bundles.Status) error {
-		return l.Change(ctx, audit.CallerBundleLoader, audit.Change{
-			ID: audit.NewChangeID(), Action: audit.ChangeBundleActivate, Outcome: audit.OutcomeApplied,
+	return func(ctx context.Context, next, prev bundles.Status) (func(), error) {
+		c := audit.Change{
+			ID: audit.NewChangeID(), Action: audit.ChangeBundleActivate,
 			Revision: next.Revision, BundleName: next.Name, Digest: next.Digest, Signers: next.Signers,
 			Source: next.Source, PreviousRevision: prev.Revision, Downgrade: next.Downgrade,
-		})
+		}
+		outcome := audit.Change{ID: c.ID, Action: c.Action, Outcome: audit.OutcomeFailed, Error: "unavailable"}
+		if err := l.Change(ctx, audit.CallerBundleLoader, c); err != nil {
+			// The record may still be stored later: say the activation failed.
+			_ = l.ChangeOutcome(ctx, audit.CallerBundleLoader, outcome)
+			return nil, err
+		}
+		return func() {
+			outcome.Outcome, outcome.Error = audit.OutcomeApplied, ""
+			_ = l.ChangeOutcome(context.WithoutCancel(ctx), audit.CallerBundleLoader, outcome)
+		}, nil
 	}
 }
 
