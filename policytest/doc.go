@@ -17,7 +17,8 @@
 //	    want:
 //	      decision: ALLOW                # or DENY
 //	      reasons: [BREAK_GLASS_REASON_REQUIRED, {code: POLICY_PERMIT, policyId: break-glass-emergency-access}]
-//	      obligations: {auditTags: [BREAK_GLASS], maskPaths: [...], redactLabels: [{system: ..., code: ...}]}
+//	      obligations: {auditTags: [BREAK_GLASS], maskPaths: [...], redactLabels: [{system: ..., code: ...}], perEntryCheck: true}
+//	      exact: [reasons, obligations]  # optional: nothing beyond the reasons / obligations listed
 //	    skip: "why this case is parked"  # optional
 //
 // Every fixture of a suite is loaded into in-memory stores (consents in a
@@ -28,7 +29,13 @@
 // [engine.Engine.Explain]. A test passes when the decision is the wanted
 // one, every wanted reason is among the response's reasons (a string matches
 // a reason code; an object matches its code and policy id), and every wanted
-// obligation is among the response's obligations (subset semantics).
+// obligation is among the response's obligations (subset semantics). With
+// exact: [reasons], a response reason that no wanted reason matches fails
+// the test; with exact: [obligations], so does a mask path, audit tag or
+// redacted label not wanted, or a perEntryCheck other than wanted (no
+// obligations listed: the response must carry none). Exact assertions say
+// what must be absent, e.g. no DISCLOSURE tag on a read inside the
+// subject's own organization.
 //
 // [Run] returns a [Summary]; a suite file that cannot be read, parsed or
 // validated is an error naming the file and line ([*SuiteError]), reported

@@ -193,8 +193,21 @@ func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
 		}
 		diff = append(diff, msg+" got "+formatReasons(resp.GetReasons()))
 	}
-	if o := want.Obligations; o != nil {
-		g := resp.GetObligations()
+	if want.ExactReasons {
+		var extra []string
+		for _, r := range resp.GetReasons() {
+			if !slices.ContainsFunc(want.Reasons, func(w WantReason) bool {
+				return (w.Code == "" || r.GetCode() == w.Code) && (w.PolicyID == "" || r.GetPolicyId() == w.PolicyID)
+			}) {
+				extra = append(extra, formatReasons([]*chaperonev1.Reason{r}))
+			}
+		}
+		if len(extra) > 0 {
+			diff = append(diff, "reasons: unexpected "+strings.Join(extra, ", "))
+		}
+	}
+	o, g := want.Obligations, resp.GetObligations()
+	if o != nil || want.ExactObligations {
 		diff = appendMissing(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
 		diff = appendMissing(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
 		var wl, gl []string
@@ -205,8 +218,32 @@ func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
 			gl = append(gl, l.GetSystem()+"|"+l.GetCode())
 		}
 		diff = appendMissing(diff, "redactLabels", wl, gl)
+		if want.ExactObligations {
+			diff = appendUnexpected(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
+			diff = appendUnexpected(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
+			diff = appendUnexpected(diff, "redactLabels", wl, gl)
+			if o.GetPerEntryCheck() != g.GetPerEntryCheck() {
+				diff = append(diff, fmt.Sprintf("perEntryCheck: want %t, got %t", o.GetPerEntryCheck(), g.GetPerEntryCheck()))
+			}
+		} else if o.GetPerEntryCheck() && !g.GetPerEntryCheck() {
+			diff = append(diff, "perEntryCheck: want true, got false")
+		}
 	}
 	return diff
+}
+
+// appendUnexpected reports what got has beyond want.
+func appendUnexpected(diff []string, what string, want, got []string) []string {
+	var extra []string
+	for _, g := range got {
+		if !slices.Contains(want, g) {
+			extra = append(extra, g)
+		}
+	}
+	if len(extra) == 0 {
+		return diff
+	}
+	return append(diff, fmt.Sprintf("%s: unexpected %s", what, strings.Join(extra, ", ")))
 }
 
 func appendMissing(diff []string, what string, want, got []string) []string {

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"errors"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -178,5 +180,48 @@ func TestWriteJUnit(t *testing.T) {
 	}
 	if c := rep.Suites[0].Cases[2]; c.Name != "parked" || c.Skipped == nil {
 		t.Errorf("skipped case = %+v", c)
+	}
+}
+
+func TestExactAssertions(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/exact", policytest.Options{})
+	got := map[string]string{}
+	for _, r := range sum.Suites[0].Tests {
+		got[r.Name] = strings.Join(r.Diff, "; ")
+	}
+	want := map[string]string{
+		"exactly these":                   "",
+		"a mask beyond the wanted ones":   "maskPaths: unexpected Observation.note",
+		"no obligations wanted":           "maskPaths: unexpected Observation.note; auditTags: unexpected CLINICAL",
+		"a reason beyond the wanted ones": "reasons: missing @somebody-else; got [POLICY_PERMIT@clinician-reads]; reasons: unexpected [POLICY_PERMIT@clinician-reads]",
+		"perEntryCheck wanted":            "perEntryCheck: want true, got false",
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: diff %q, want %q", name, got[name], w)
+		}
+	}
+}
+
+func TestExactMalformed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, f := range []string{"manifest.yaml", "p.cedar"} {
+		data, err := os.ReadFile("testdata/exact/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	suite := "name: x\ntests:\n  - name: t\n    request: {subject: {id: Practitioner/p1, roles: [clinician]}, action: read, resource: {type: Observation, id: o1}, purposeOfUse: TREAT}\n    want: {decision: ALLOW, exact: [masks]}\n"
+	if err := os.WriteFile(filepath.Join(dir, "x_test.yaml"), []byte(suite), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := policytest.Run(context.Background(), dir, policytest.Options{})
+	if err == nil || !strings.Contains(err.Error(), `x_test.yaml:5: test "t": exact: "masks" is neither reasons nor obligations`) {
+		t.Errorf("Run = %v", err)
 	}
 }

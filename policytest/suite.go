@@ -71,6 +71,11 @@ type Want struct {
 	Reasons []WantReason
 	// Obligations must each be among the response's obligations.
 	Obligations *chaperonev1.Obligations
+	// ExactReasons: the response has no reason beyond Reasons.
+	ExactReasons bool
+	// ExactObligations: the response has no obligation beyond Obligations
+	// (none at all when Obligations is nil).
+	ExactObligations bool
 }
 
 // WantReason is one expected reason.
@@ -379,8 +384,20 @@ func jsonable(v any) any {
 }
 
 func (p *parser) want(n *yaml.Node, what string) Want {
-	f := p.fields(n, what+": want", "decision", "reasons", "obligations")
+	f := p.fields(n, what+": want", "decision", "reasons", "obligations", "exact")
 	var w Want
+	if v, ok := f["exact"]; ok {
+		for _, e := range p.strings(v, what+": exact") {
+			switch e {
+			case "reasons":
+				w.ExactReasons = true
+			case "obligations":
+				w.ExactObligations = true
+			default:
+				p.errorf(v, "%s: exact: %q is neither reasons nor obligations", what, e)
+			}
+		}
+	}
 	if v, ok := f["decision"]; ok {
 		w.Decision = strings.ToUpper(strings.TrimPrefix(p.str(v, what+": decision"), "DECISION_"))
 		if w.Decision != "ALLOW" && w.Decision != "DENY" {
@@ -419,8 +436,16 @@ func (p *parser) want(n *yaml.Node, what string) Want {
 		}
 	}
 	if v, ok := f["obligations"]; ok {
-		of := p.fields(v, what+": obligations", "maskPaths", "auditTags", "redactLabels")
+		of := p.fields(v, what+": obligations", "maskPaths", "auditTags", "redactLabels", "perEntryCheck")
 		o := &chaperonev1.Obligations{}
+		if pe, ok := of["perEntryCheck"]; ok {
+			switch b := p.str(pe, what+": perEntryCheck"); b {
+			case "true", "false":
+				o.PerEntryCheck = b == "true"
+			default:
+				p.errorf(pe, "%s: perEntryCheck must be true or false, got %q", what, b)
+			}
+		}
 		if m, ok := of["maskPaths"]; ok {
 			o.MaskPaths = p.strings(m, what+": maskPaths")
 		}
