@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -418,5 +420,153 @@ func TestAdminChangeRecordedLateReadsFailed(t *testing.T) {
 	cs := audit.Changes(recs, "", audit.Window{})
 	if len(cs) != 1 || cs[0].Action != audit.ChangeGrant || cs[0].Outcome != audit.OutcomeFailed || cs[0].Error != "unavailable" {
 		t.Fatalf("changes = %+v, want the grant, failed (unavailable)", cs)
+	}
+}
+
+// flakyRecorder is the audit log with a fault: while fail is set it
+// refuses change records (as a log whose sink is down does).
+type flakyRecorder struct {
+	*audit.Log
+	fail atomic.Bool
+}
+
+func (f *flakyRecorder) Change(ctx context.Context, caller string, c audit.Change) error {
+	if f.fail.Load() {
+		return audit.ErrUnavailable
+	}
+	return f.Log.Change(ctx, caller, c)
+}
+
+// No change without its record, as a property: over random sequences of
+// admin calls with the audit failing at random, every call answered OK has
+// an applied change on the chain, none refused has one, and replaying the
+// applied changes gives exactly what the stores hold.
+func TestNoChangeWithoutItsRecord(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 16))
+			path := filepath.Join(t.TempDir(), "audit.jsonl")
+			sink, err := audit.OpenFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &flakyRecorder{Log: audit.New(sink, audit.WithSyncDelay(0))}
+			cs, acc := consentstore.NewMemory(), access.NewMemory()
+			v, err := validation.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := server.New(engine.New(engine.StoreConsents(cs)), v,
+				server.WithConsentService(server.NewConsentService(cs, server.WithConsentAudit(rec))),
+				server.WithAccessService(server.NewAccessService(acc, server.WithAccessAudit(rec))),
+				server.WithAgreementService(server.NewAgreementService(acc, server.WithAgreementAudit(rec))),
+			).HTTPServer()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go hs.Serve(ln)
+			t.Cleanup(func() { hs.Close() })
+			c := clientsOf("http://"+ln.Addr().String(), &http.Client{Timeout: 10 * time.Second})
+			ctx := context.Background()
+
+			var grantIDs []string
+			ok := map[audit.ChangeAction]int{}
+			ids := []string{"a", "b", "c"}
+			for range 40 {
+				rec.fail.Store(rng.IntN(3) == 0)
+				id := ids[rng.IntN(len(ids))]
+				var (
+					action audit.ChangeAction
+					err    error
+				)
+				switch rng.IntN(6) {
+				case 0:
+					action = audit.ChangeConsentPut
+					_, err = c.consents.Put(ctx, putReq(t, `{"resourceType":"Consent","id":"`+id+`","status":"active","patient":{"reference":"Patient/`+id+`"}}`))
+				case 1:
+					action = audit.ChangeConsentRevoke
+					_, err = c.consents.Revoke(ctx, connect.NewRequest(&chaperonev1.ConsentServiceRevokeRequest{Id: id}))
+				case 2:
+					action = audit.ChangeGrant
+					var resp *connect.Response[chaperonev1.AccessServiceGrantBreakGlassResponse]
+					resp, err = c.access.GrantBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+						Subject: "Practitioner/" + id, Patient: "Patient/52", Reason: "unconscious patient in the emergency room"}))
+					if err == nil {
+						grantIDs = append(grantIDs, resp.Msg.GetGrant().GetId())
+					}
+				case 3:
+					action = audit.ChangeGrantRevoke
+					gid := "unknown"
+					if len(grantIDs) > 0 {
+						gid = grantIDs[rng.IntN(len(grantIDs))]
+					}
+					_, err = c.access.RevokeBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceRevokeBreakGlassRequest{Id: gid}))
+				case 4:
+					action = audit.ChangeAgreementPut
+					_, err = c.agreements.Put(ctx, connect.NewRequest(&chaperonev1.AgreementServicePutRequest{Agreement: &chaperonev1.Agreement{
+						ClientId: id, Vendor: "V", BaaSigned: true}}))
+				case 5:
+					action = audit.ChangeAgreementRevoke
+					_, err = c.agreements.Revoke(ctx, connect.NewRequest(&chaperonev1.AgreementServiceRevokeRequest{ClientId: id}))
+				}
+				switch code := connect.CodeOf(err); {
+				case err == nil:
+					ok[action]++
+				case rec.fail.Load() && code != connect.CodeUnavailable:
+					t.Fatalf("%s with the audit failing: %v, want unavailable", action, err)
+				case !rec.fail.Load() && code != connect.CodeNotFound:
+					t.Fatalf("%s: %v", action, err)
+				}
+			}
+
+			rec.fail.Store(false)
+			recs := readChain(t, rec.Log, path)
+			applied := map[audit.ChangeAction]int{}
+			consentRevoked, agreementRevoked, grantRevoked := map[string]bool{}, map[string]bool{}, map[string]bool{}
+			for _, e := range audit.Changes(recs, "", audit.Window{}) {
+				if e.Outcome != audit.OutcomeApplied {
+					continue
+				}
+				applied[e.Action]++
+				switch e.Action {
+				case audit.ChangeConsentPut, audit.ChangeConsentRevoke:
+					consentRevoked[e.ConsentID] = e.Action == audit.ChangeConsentRevoke
+				case audit.ChangeAgreementPut, audit.ChangeAgreementRevoke:
+					agreementRevoked[e.ClientID] = e.Action == audit.ChangeAgreementRevoke
+				case audit.ChangeGrant, audit.ChangeGrantRevoke:
+					grantRevoked[e.GrantID] = e.Action == audit.ChangeGrantRevoke
+				}
+			}
+			if fmt.Sprint(applied) != fmt.Sprint(ok) {
+				t.Errorf("applied changes on the chain %v, calls answered OK %v", applied, ok)
+			}
+			for _, id := range ids {
+				r, err := cs.Get(ctx, id)
+				revoked, recorded := consentRevoked[id]
+				if (err == nil) != recorded || (err == nil && r.Revoked != revoked) {
+					t.Errorf("consent %s: store %+v %v, chain recorded=%v revoked=%v", id, r, err, recorded, revoked)
+				}
+				a, err := acc.GetAgreement(ctx, id)
+				revoked, recorded = agreementRevoked[id]
+				if (err == nil) != recorded || (err == nil && a.Revoked != revoked) {
+					t.Errorf("agreement %s: store %+v %v, chain recorded=%v revoked=%v", id, a, err, recorded, revoked)
+				}
+			}
+			gs, err := acc.ListGrants(ctx, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(gs) != len(grantRevoked) {
+				t.Errorf("%d grants stored, %d on the chain", len(gs), len(grantRevoked))
+			}
+			for _, g := range gs {
+				if revoked, recorded := grantRevoked[g.ID]; !recorded || g.Revoked != revoked {
+					t.Errorf("grant %s: revoked=%v in the store, chain recorded=%v revoked=%v", g.ID, g.Revoked, recorded, revoked)
+				}
+			}
+		})
 	}
 }
