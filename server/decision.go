@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -30,15 +33,53 @@ type decisionService struct {
 	engine   *engine.Engine
 	recorder Recorder // nil: decisions are not audited
 	logger   *slog.Logger
+	clock    requestClock
+}
+
+// DefaultMaxClockSkew is how far a request's context.time may be from the
+// server's clock unless [WithClockSkew] says otherwise.
+const DefaultMaxClockSkew = 5 * time.Minute
+
+// requestClock holds the rule for context.time: within maxSkew of now, or
+// anything when trusted.
+type requestClock struct {
+	now     func() time.Time
+	maxSkew time.Duration
+	trusted bool
+}
+
+// check returns an invalid_argument error naming field when the request's
+// stated time is too far from the server's clock. The engine decides at
+// the server's clock anyway; refusing a far-off time tells a caller whose
+// clock is wrong, instead of silently deciding at another instant.
+func (c requestClock) check(req *chaperonev1.CheckRequest, field string) error {
+	ts := req.GetContext().GetTime()
+	if ts == nil || c.trusted {
+		return nil
+	}
+	d := ts.AsTime().Sub(c.now())
+	if d < -c.maxSkew || d > c.maxSkew {
+		return connect.NewError(connect.CodeInvalidArgument,
+			fmt.Errorf("%s: more than %s from the server's clock (decisions are made at the server's time)", field, c.maxSkew))
+	}
+	return nil
 }
 
 var _ chaperonev1connect.DecisionServiceHandler = (*decisionService)(nil)
 
 func (d *decisionService) Check(ctx context.Context, req *connect.Request[chaperonev1.CheckRequest]) (*connect.Response[chaperonev1.CheckResponse], error) {
+	if err := d.clock.check(req.Msg, "context.time"); err != nil {
+		return nil, err
+	}
 	return connect.NewResponse(d.decide(ctx, CallerName(ctx), req.Msg)), nil
 }
 
 func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[chaperonev1.BatchCheckRequest]) (*connect.Response[chaperonev1.BatchCheckResponse], error) {
+	for i, r := range req.Msg.GetRequests() {
+		if err := d.clock.check(r, "requests["+strconv.Itoa(i)+"].context.time"); err != nil {
+			return nil, err
+		}
+	}
 	out := &chaperonev1.BatchCheckResponse{Responses: make([]*chaperonev1.CheckResponse, len(req.Msg.GetRequests()))}
 	caller := CallerName(ctx)
 	for i, r := range req.Msg.GetRequests() {

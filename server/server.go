@@ -24,6 +24,7 @@ type Server struct {
 	validator   *validation.Validator
 	logger      *slog.Logger
 	recorder    Recorder
+	clock       requestClock
 	metrics     *Metrics
 	mux         *http.ServeMux
 	services    []string
@@ -46,6 +47,24 @@ type Option func(*Server)
 
 // WithLogger sets the server's logger.
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.logger = l } }
+
+// WithClockSkew sets how far a request's context.time may be from the
+// server's clock (default [DefaultMaxClockSkew]); a time further away is
+// invalid_argument naming context.time. now is the server's clock (nil:
+// time.Now).
+func WithClockSkew(maxSkew time.Duration, now func() time.Time) Option {
+	return func(s *Server) {
+		s.clock.maxSkew = maxSkew
+		if now != nil {
+			s.clock.now = now
+		}
+	}
+}
+
+// WithTrustedRequestTime accepts any context.time, for test harnesses and
+// replays whose engine decides at the stated time
+// ([engine.WithRequestTime]).
+func WithTrustedRequestTime() Option { return func(s *Server) { s.clock.trusted = true } }
 
 // WithRecorder audits every decision through r before it is returned.
 func WithRecorder(r Recorder) Option { return func(s *Server) { s.recorder = r } }
@@ -72,12 +91,13 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 		validator: v,
 		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		mux:       http.NewServeMux(),
+		clock:     requestClock{now: time.Now, maxSkew: DefaultMaxClockSkew},
 	}
 	for _, o := range opts {
 		o(s)
 	}
 	s.mounts = append([]mount{{chaperonev1connect.DecisionServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
-		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, recorder: s.recorder, logger: s.logger}, opts...)
+		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, recorder: s.recorder, logger: s.logger, clock: s.clock}, opts...)
 	}}}, s.mounts...)
 	for _, m := range s.mounts {
 		path, h := m.fn(s.connectOptions()...)

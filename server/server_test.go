@@ -66,7 +66,11 @@ func h2cClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 10 * time.Second}
 }
 
-const pinnedRequest = `{"subject": {"id": "Practitioner/p1", "kind": "practitioner", "identifiers": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "123"}],
+// pinnedRequest is a request with every field set. Its context.time is
+// the test's start: a server refuses a time far from its clock.
+var pinnedRequest = strings.Replace(pinnedRequestAt, "NOW", time.Now().UTC().Format(time.RFC3339), 1)
+
+const pinnedRequestAt = `{"subject": {"id": "Practitioner/p1", "kind": "practitioner", "identifiers": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "123"}],
   "roles": ["clinician"], "organization": "Organization/o1", "organizationIdentifiers": [{"system": "urn:oid:2.16.840.1.113883.4.4", "value": "99"}],
   "scopes": ["user/Observation.rs"], "clientId": "portal"},
  "action": "read",
@@ -75,7 +79,7 @@ const pinnedRequest = `{"subject": {"id": "Practitioner/p1", "kind": "practition
   "codes": [{"system": "http://loinc.org", "code": "1234-5"}], "categories": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}],
   "organization": "Organization/o1", "author": "Practitioner/x", "date": "2020-01-01T00:00:00Z"},
  "purposeOfUse": "TREAT",
- "context": {"time": "2024-06-01T00:00:00Z", "breakGlassReason": "", "ip": "10.1.2.3", "networkZone": "clinic", "deviceTrust": "managed", "correlationId": "c-1"}}`
+ "context": {"time": "NOW", "breakGlassReason": "", "ip": "10.1.2.3", "networkZone": "clinic", "deviceTrust": "managed", "correlationId": "c-1"}}`
 
 func postJSON(t *testing.T, client *http.Client, url, body string) (int, map[string]any) {
 	t.Helper()

@@ -93,7 +93,7 @@ func TestOPABodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(bodies[0])
-	for _, want := range []string{`{"input":{`, `"purposeOfUse":"TREAT"`, `"breakGlassReason":""`, `"time":"2024-06-01T12:00:00Z"`} {
+	for _, want := range []string{`{"input":{`, `"purposeOfUse":"TREAT"`, `"breakGlassReason":""`, `"networkZone":"clinic"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("body has no %s: %s", want, s)
 		}

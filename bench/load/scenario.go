@@ -14,7 +14,6 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -54,7 +53,9 @@ var scenarios = map[string]func() *Scenario{
 	"clinician-read": clinicianReadScenario,
 }
 
-// ScenarioTime is the decision time of every built-in request.
+// ScenarioTime is a fixed decision time for in-process benchmarks whose
+// engine decides at the stated time. The built-in requests state no time:
+// a server decides at its own clock and refuses a far-off context.time.
 var ScenarioTime = time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC)
 
 const confidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -86,7 +87,7 @@ func req(subject, kind string, roles []string, org, action, rtype, patient, rorg
 		Resource: &chaperonev1.Resource{Type: rtype, Id: "r1", Patient: patient, Organization: rorg,
 			Codes: []*chaperonev1.Coding{{System: "http://loinc.org", Code: "1234-5"}}},
 		PurposeOfUse: purpose,
-		Context:      &chaperonev1.Context{Time: timestamppb.New(ScenarioTime), NetworkZone: "clinic", DeviceTrust: "managed"},
+		Context:      &chaperonev1.Context{NetworkZone: "clinic", DeviceTrust: "managed"},
 	}
 	if rtype == "Patient" {
 		r.Resource.Id = patient[len("Patient/"):]

@@ -28,6 +28,8 @@ func newServeCmd(e *env) *cobra.Command {
 		drain       time.Duration
 		pprofAddr   string
 		memoSize    int
+		maxSkew     time.Duration
+		trustTime   bool
 		rf          redisFlags
 		bf          *bundleFlags
 		sf          *securityFlags
@@ -67,6 +69,16 @@ SIGTERM or SIGINT stops it gracefully.`,
 				err = errors.Join(errs...)
 			}()
 
+			if maxSkew <= 0 {
+				return usageErrorf("--max-clock-skew must be positive")
+			}
+			engineOpts := []engine.Option{engine.WithMemo(memoSize)}
+			clockOpt := server.WithClockSkew(maxSkew, nil)
+			if trustTime {
+				logger.Warn("--trust-request-time: decisions are made at the time each request states; callers can step around every expiry, period and office hour. For test harnesses and replays only.")
+				engineOpts = append(engineOpts, engine.WithRequestTime())
+				clockOpt = server.WithTrustedRequestTime()
+			}
 			v, err := validation.New()
 			if err != nil {
 				return err
@@ -90,13 +102,13 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
 					_ = m.RedisErrors(rerrs.n.Load)
 				}
-				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger, engine.WithMemo(memoSize))
+				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger, engineOpts...)
 				if err != nil {
 					_ = closeRedis(context.Background())
 					return err
 				}
 			} else {
-				app, err = newApp(ctx, "", consentsDir, logger, engine.WithMemo(memoSize))
+				app, err = newApp(ctx, "", consentsDir, logger, engineOpts...)
 				if err != nil {
 					return err
 				}
@@ -132,7 +144,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 				_ = m.Bundle(func() string { return loader.Status().Revision }, func() uint64 { return loader.Status().Failures })
 				_ = m.AuditQueue(func() int { return auditLog.Stats().QueueDepth }, func() uint64 { return auditLog.Stats().Dropped })
 			}
-			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger))
+			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
 			ln, err := net.Listen("tcp", addr)
@@ -178,6 +190,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
+	cmd.Flags().DurationVar(&maxSkew, "max-clock-skew", server.DefaultMaxClockSkew, "how far a request's context.time may be from the server's clock (invalid_argument beyond); decisions are made at the server's time")
+	cmd.Flags().BoolVar(&trustTime, "trust-request-time", false, "decide at the time each request states (context.time) instead of the server's: for test harnesses and replays only, never in production")
 	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
