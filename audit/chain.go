@@ -41,11 +41,23 @@ type Sealed struct {
 type Batch struct {
 	recs   []Record
 	signer *Signer
+	floor  *Head       // the head may not be behind this one (see [ErrRewound])
+	next   Head        // the head after the last successful seal
+	anchor *AnchorHead // the last checkpoint of the last seal
 }
 
 // NewBatch returns a batch of recs; checkpoint records among them are signed
 // by signer when sealed.
 func NewBatch(signer *Signer, recs ...Record) *Batch { return &Batch{recs: recs, signer: signer} }
+
+// ErrRewound means the head a batch was to be chained onto is behind the
+// head its writer last wrote (the log was truncated, deleted or replaced
+// under it). A writer that sees it stops for good.
+var ErrRewound = fmt.Errorf("%w: the log's head moved backwards or the log was replaced", ErrUnavailable)
+
+// requireFloor makes sealing fail with [ErrRewound] when the head found is
+// behind floor: a lower sequence number, or the same with another hash.
+func (b *Batch) requireFloor(floor Head) { b.floor = &floor }
 
 // Len is the number of records.
 func (b *Batch) Len() int { return len(b.recs) }
@@ -61,17 +73,31 @@ func (b *Batch) Seal(head Head) ([]Sealed, Head, error) {
 // buffer (appended to buf and returned); the lines of the result are
 // slices of it.
 func (b *Batch) sealInto(buf []byte, head Head) ([]byte, []Sealed, Head, error) {
+	if f := b.floor; f != nil && (head.Seq < f.Seq || head.Seq == f.Seq && head.Hash != f.Hash) {
+		return buf, nil, head, fmt.Errorf("%w: found seq %d (%.12s…), last written seq %d (%.12s…)", ErrRewound, head.Seq, head.Hash, f.Seq, f.Hash)
+	}
 	out := make([]Sealed, len(b.recs))
 	starts := make([]int, len(b.recs))
+	var anchor *AnchorHead
 	buf = slices.Grow(buf, len(b.recs)*typicalLine)
 	for i := range b.recs {
 		r := b.recs[i] // a copy: a batch may be sealed again after a failed append
 		r.Seq, r.Prev = head.Seq+1, head.Hash
-		if r.Kind == KindCheckpoint {
+		switch r.Kind {
+		case KindCheckpoint:
 			if b.signer == nil {
 				return buf, nil, head, errors.New("checkpoint without a signing key")
 			}
-			r.Checkpoint = b.signer.sign(head, r.Time)
+			r.Checkpoint = b.signer.sign(head, r.Time, r.Checkpoint != nil && r.Checkpoint.Closed)
+		case KindGenesis, KindRestart:
+			if b.signer == nil || r.Opening == nil {
+				return buf, nil, head, errors.New("opening without a signing key")
+			}
+			r.Kind = KindGenesis
+			if head.Seq > 0 {
+				r.Kind = KindRestart
+			}
+			r.Opening = b.signer.signOpening(r.Kind, r.Opening, head, r.Time)
 		}
 		starts[i] = len(buf)
 		var (
@@ -84,6 +110,9 @@ func (b *Batch) sealInto(buf []byte, head Head) ([]byte, []Sealed, Head, error) 
 		}
 		buf = append(buf, '\n')
 		out[i] = Sealed{Seq: r.Seq, Hash: hash}
+		if cp := r.Checkpoint; r.Kind == KindCheckpoint {
+			anchor = &AnchorHead{Seq: r.Seq, Hash: hash, Count: cp.Count, Head: cp.Head, Time: cp.Time, KeyID: cp.KeyID, Sig: cp.Sig, Closed: cp.Closed}
+		}
 		head = Head{Seq: r.Seq, Hash: hash}
 	}
 	for i := range out { // buf has stopped moving
@@ -93,6 +122,7 @@ func (b *Batch) sealInto(buf []byte, head Head) ([]byte, []Sealed, Head, error) 
 		}
 		out[i].Line = buf[starts[i] : end-1 : end-1]
 	}
+	b.next, b.anchor = head, anchor
 	return buf, out, head, nil
 }
 
@@ -153,8 +183,14 @@ var (
 	ErrMalformed    = errors.New("not a chained record")
 	ErrHashMismatch = errors.New("contents do not match the record's hash (edited)")
 	ErrBrokenLink   = errors.New("chain broken (record deleted, inserted or reordered)")
-	ErrBadSignature = errors.New("checkpoint signature does not verify")
-	ErrUnknownKey   = errors.New("checkpoint signed by an unknown key")
+	ErrBadSignature = errors.New("signature does not verify")
+	ErrUnknownKey   = errors.New("signed by a key not given (not the log the key signed)")
+	ErrNoGenesis    = errors.New("the log does not begin with a signed genesis record")
+	ErrCadence      = errors.New("a checkpoint is missing where the log's cadence requires one")
+	ErrAfterClose   = errors.New("records follow the clean-shutdown checkpoint")
+	ErrOpenTail     = errors.New("the log was not closed cleanly: records after its last signed record are not anchored")
+	ErrInstance     = errors.New("the log belongs to another instance")
+	ErrAnchor       = errors.New("the log does not reach the anchored head (truncated or replaced)")
 )
 
 // TamperError names the first bad record of a chain.
@@ -163,7 +199,7 @@ type TamperError struct {
 	Seq        uint64 // the record's sequence number, when readable
 	DecisionID string // when the record is a readable decision
 	Detail     string
-	Err        error // ErrMalformed, ErrHashMismatch, ErrBrokenLink, ErrBadSignature or ErrUnknownKey
+	Err        error // one of the sentinel errors above
 }
 
 func (e *TamperError) Error() string {
@@ -201,28 +237,70 @@ type Summary struct {
 	Drops            uint64 // decisions answered without a record (from drop records)
 	Checkpoints      uint64
 	Signed           uint64 // checkpoints whose signature was verified
-	UnsignedTail     uint64 // records after the last verified checkpoint
+	UnsignedTail     uint64 // records after the last signed record (checkpoint, genesis or restart)
 	Head             Head
 	LastCheckpointAt time.Time
+	Genesis          *Opening // the signed genesis (with keys)
+	Restarts         uint64   // restart records: writers that took up the log
+	Closed           bool     // the last record is a clean-shutdown checkpoint
+	Anchored         bool     // the anchor given was found in the chain
 }
 
-// Verify walks a chain from its first record: each line must match its own
-// hash, link to the one before and carry the next sequence number; each
-// checkpoint must sign the head before it. With keys, checkpoint signatures
-// are verified (a checkpoint by another key fails); without, they are only
-// counted. It returns a [*TamperError] naming the first bad record, or the
-// error of reading the entries.
+// VerifyOptions are the checks of [VerifyWith] beyond the hash chain.
+type VerifyOptions struct {
+	// Keys are the public keys the log may be signed by. With none, only
+	// the hash chain and the structure of checkpoints are checked (a log
+	// rewritten with recomputed hashes passes). With keys, the log must
+	// begin with a genesis signed by one of them, every checkpoint and
+	// restart must be signed by one of them, the cadence the genesis (or
+	// the latest restart) declares must hold, nothing but a restart may
+	// follow a clean-shutdown checkpoint, and a log that was not closed
+	// cleanly fails with [ErrOpenTail] unless AllowOpenTail.
+	Keys []ed25519.PublicKey
+	// AllowOpenTail accepts a log whose last record is not a
+	// clean-shutdown checkpoint (a running server's log, or one whose
+	// server crashed); the records after its last signed record are
+	// counted in [Summary].UnsignedTail.
+	AllowOpenTail bool
+	// Instance, when set, must be the genesis's instance id.
+	Instance string
+	// Anchor, when set, is a head the log must reach: the record at
+	// Anchor.Seq must exist and hash to Anchor.Hash ([ErrAnchor]).
+	Anchor *Head
+}
+
+// Verify is [VerifyWith] with keys and no other option.
 func Verify(entries iter.Seq2[Entry, error], keys ...ed25519.PublicKey) (Summary, error) {
+	return VerifyWith(entries, VerifyOptions{Keys: keys})
+}
+
+// VerifyWith walks a chain from its first record: each line must match its
+// own hash, link to the one before and carry the next sequence number; each
+// checkpoint must sign the head before it; and with keys the rules of
+// [VerifyOptions] hold. It returns a [*TamperError] naming the first bad
+// record, or the error of reading the entries.
+func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, error) {
+	keys := o.Keys
 	byID := make(map[string]ed25519.PublicKey, len(keys))
 	for _, k := range keys {
 		byID[KeyID(k)] = k
 	}
-	var s Summary
-	head := GenesisHead
+	var (
+		s        Summary
+		head     = GenesisHead
+		where    string
+		cadence  *Opening // the latest verified opening
+		since    uint64   // unsigned records since the last signed one
+		signedAt time.Time
+		closed   bool // the last record is a clean-shutdown checkpoint
+		lastSeq  uint64
+		lastID   string
+	)
 	for e, err := range entries {
 		if err != nil {
 			return s, err
 		}
+		where = e.Where
 		r, hash, err := unseal(e.Line)
 		if err != nil {
 			te := &TamperError{Where: e.Where, Seq: head.Seq + 1, Err: err}
@@ -247,6 +325,17 @@ func Verify(entries iter.Seq2[Entry, error], keys ...ed25519.PublicKey) (Summary
 		if r.Prev != head.Hash {
 			return s, bad(ErrBrokenLink, "prev %.12s… is not the hash of record %d (%.12s…)", r.Prev, head.Seq, head.Hash)
 		}
+		signed := false // r is a verified signed record
+		if len(keys) > 0 {
+			switch {
+			case r.Seq == 1 && r.Kind != KindGenesis:
+				return s, bad(ErrNoGenesis, "the first record is a %s record", r.Kind)
+			case r.Seq > 1 && r.Kind == KindGenesis:
+				return s, bad(ErrBrokenLink, "a second genesis")
+			case closed && r.Kind != KindRestart && r.Kind != KindCheckpoint:
+				return s, bad(ErrAfterClose, "a %s record after the clean shutdown at seq %d", r.Kind, head.Seq)
+			}
+		}
 		switch r.Kind {
 		case KindDecision:
 			s.Decisions++
@@ -256,6 +345,33 @@ func Verify(entries iter.Seq2[Entry, error], keys ...ed25519.PublicKey) (Summary
 			if r.Drop != nil {
 				s.Drops += r.Drop.Count
 			}
+		case KindGenesis, KindRestart:
+			op := r.Opening
+			if op == nil || op.Count != head.Seq || op.Head != head.Hash {
+				return s, bad(ErrBrokenLink, "%s does not sign the head before it", r.Kind)
+			}
+			if len(keys) == 0 {
+				break
+			}
+			k, ok := byID[op.KeyID]
+			if !ok {
+				return s, bad(ErrUnknownKey, "%s signed by key id %q", r.Kind, op.KeyID)
+			}
+			if !ed25519.Verify(k, openingMessage(r.Kind, op, r.Time), op.Sig) {
+				return s, bad(ErrBadSignature, "%s, key id %q", r.Kind, op.KeyID)
+			}
+			if op.CheckpointEvery < 1 || op.CheckpointIntervalMs < 1 {
+				return s, bad(ErrCadence, "%s declares no cadence", r.Kind)
+			}
+			if r.Kind == KindGenesis {
+				if o.Instance != "" && op.Instance != o.Instance {
+					return s, bad(ErrInstance, "genesis of instance %q, want %q", op.Instance, o.Instance)
+				}
+				s.Genesis = op
+			} else {
+				s.Restarts++
+			}
+			cadence, signed = op, true
 		case KindCheckpoint:
 			cp := r.Checkpoint
 			if cp == nil || cp.Count != head.Seq || cp.Head != head.Hash {
@@ -265,23 +381,61 @@ func Verify(entries iter.Seq2[Entry, error], keys ...ed25519.PublicKey) (Summary
 			if len(keys) > 0 {
 				k, ok := byID[cp.KeyID]
 				if !ok {
-					return s, bad(ErrUnknownKey, "key id %q", cp.KeyID)
+					return s, bad(ErrUnknownKey, "checkpoint signed by key id %q", cp.KeyID)
 				}
-				if !ed25519.Verify(k, checkpointMessage(cp.Count, cp.Head, cp.Time), cp.Sig) {
-					return s, bad(ErrBadSignature, "key id %q", cp.KeyID)
+				if !ed25519.Verify(k, checkpointMessage(cp.Count, cp.Head, cp.Time, cp.Closed), cp.Sig) {
+					return s, bad(ErrBadSignature, "checkpoint, key id %q", cp.KeyID)
 				}
 				s.Signed++
-				s.UnsignedTail = 0
 				s.LastCheckpointAt = cp.Time
-				head = Head{Seq: r.Seq, Hash: hash}
-				s.Records++
-				continue
+				signed = true
 			}
 		}
+		if len(keys) > 0 && !signed && cadence != nil {
+			// The writer's rule, checked with the same stored values: a
+			// checkpoint comes before a record when CheckpointEvery
+			// records already follow the last signed one, or when it is
+			// not the first since and comes CheckpointInterval after it.
+			if since >= uint64(cadence.CheckpointEvery) {
+				return s, bad(ErrCadence, "%d records after the signed record at seq %d, at most %d allowed", since+1, r.Seq-since-1, cadence.CheckpointEvery)
+			}
+			if since > 0 && r.Time.Sub(signedAt) >= time.Duration(cadence.CheckpointIntervalMs)*time.Millisecond {
+				return s, bad(ErrCadence, "%s after the signed record at seq %d, interval %dms", r.Time.Sub(signedAt), r.Seq-since-1, cadence.CheckpointIntervalMs)
+			}
+		}
+		if signed {
+			since, signedAt = 0, r.Time
+		} else {
+			since++
+		}
+		closed = r.Kind == KindCheckpoint && signed && r.Checkpoint.Closed
+		if o.Anchor != nil && r.Seq == o.Anchor.Seq {
+			if hash != o.Anchor.Hash {
+				return s, bad(ErrAnchor, "the anchored head at seq %d hashes to %.12s…, this record to %.12s…", o.Anchor.Seq, o.Anchor.Hash, hash)
+			}
+			s.Anchored = true
+		}
 		s.Records++
-		s.UnsignedTail++
 		head = Head{Seq: r.Seq, Hash: hash}
+		lastSeq, lastID = r.Seq, r.DecisionID
 	}
-	s.Head = head
+	s.Head, s.UnsignedTail, s.Closed = head, since, closed
+	if len(keys) > 0 && head.Seq == 0 {
+		return s, &TamperError{Where: where + "(empty)", Err: ErrNoGenesis, Detail: "the log is empty"}
+	}
+	if o.Anchor != nil && !s.Anchored {
+		return s, &TamperError{Where: where, Seq: lastSeq, DecisionID: lastID, Err: ErrAnchor,
+			Detail: fmt.Sprintf("the log ends at seq %d, before the anchored head at seq %d", head.Seq, o.Anchor.Seq)}
+	}
+	if len(keys) > 0 && !closed && !o.AllowOpenTail {
+		te := &TamperError{Where: where, Seq: lastSeq, DecisionID: lastID, Err: ErrOpenTail}
+		if since > 0 {
+			te.Seq, te.DecisionID = head.Seq-since+1, ""
+			te.Detail = fmt.Sprintf("%d records from seq %d on (the last record is at %s)", since, head.Seq-since+1, where)
+		} else {
+			te.Detail = "the log ends at a signed record without the clean-shutdown marker (a crash, or a cut at a checkpoint); --allow-open-tail accepts it, an anchor proves where it ends"
+		}
+		return s, te
+	}
 	return s, nil
 }

@@ -86,11 +86,12 @@ func hashOf(t *testing.T, line []byte) string {
 func TestVerifyDetectsTampering(t *testing.T) {
 	t.Parallel()
 	signer := newSigner(t)
-	// 10 decisions, checkpoints after records 4, 8 (seq 5, 10) and a final
-	// one: lines 1-4 decisions, 5 checkpoint, 6-9, 10 checkpoint, 11-12, 13.
+	// A genesis, 10 decisions, checkpoints after records 4, 8 and a final
+	// one: line 1 genesis, 2-5 decisions, 6 checkpoint, 7-10, 11
+	// checkpoint, 12-13, 14 the clean-shutdown checkpoint.
 	orig := writeChain(t, 10, signer)
-	if len(orig) != 13 {
-		t.Fatalf("chain has %d lines, want 13", len(orig))
+	if len(orig) != 14 {
+		t.Fatalf("chain has %d lines, want 14", len(orig))
 	}
 	clone := func() [][]byte {
 		out := make([][]byte, len(orig))
@@ -107,47 +108,47 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		noKeys    bool   // verify without the public key
 	}{
 		{name: "intact", tamper: func(l [][]byte) [][]byte { return l }},
-		{name: "edited", wantErr: audit.ErrHashMismatch, wantWhere: "log:03", tamper: func(l [][]byte) [][]byte {
-			l[2] = bytes.Replace(l[2], []byte(`"ALLOW"`), []byte(`"DENY"`), 1)
+		{name: "edited", wantErr: audit.ErrHashMismatch, wantWhere: "log:04", tamper: func(l [][]byte) [][]byte {
+			l[3] = bytes.Replace(l[3], []byte(`"ALLOW"`), []byte(`"DENY"`), 1)
 			return l
 		}},
-		{name: "edited and rehashed", wantErr: audit.ErrBrokenLink, wantWhere: "log:04", tamper: func(l [][]byte) [][]byte {
-			l[2] = reseal(t, l[2], func(m map[string]any) { m["purposeOfUse"] = "HRESCH" })
+		{name: "edited and rehashed", wantErr: audit.ErrBrokenLink, wantWhere: "log:05", tamper: func(l [][]byte) [][]byte {
+			l[3] = reseal(t, l[3], func(m map[string]any) { m["purposeOfUse"] = "HRESCH" })
 			return l
 		}},
-		{name: "deleted", wantErr: audit.ErrBrokenLink, wantWhere: "log:03", tamper: func(l [][]byte) [][]byte {
-			return append(l[:2], l[3:]...)
+		{name: "deleted", wantErr: audit.ErrBrokenLink, wantWhere: "log:04", tamper: func(l [][]byte) [][]byte {
+			return append(l[:3], l[4:]...)
 		}},
-		{name: "first deleted", wantErr: audit.ErrBrokenLink, wantWhere: "log:01", tamper: func(l [][]byte) [][]byte {
+		{name: "genesis deleted", wantErr: audit.ErrBrokenLink, wantWhere: "log:01", tamper: func(l [][]byte) [][]byte {
 			return l[1:]
 		}},
-		{name: "reordered", wantErr: audit.ErrBrokenLink, wantWhere: "log:02", tamper: func(l [][]byte) [][]byte {
-			l[1], l[2] = l[2], l[1]
+		{name: "reordered", wantErr: audit.ErrBrokenLink, wantWhere: "log:03", tamper: func(l [][]byte) [][]byte {
+			l[2], l[3] = l[3], l[2]
 			return l
 		}},
-		{name: "inserted copy", wantErr: audit.ErrBrokenLink, wantWhere: "log:04", tamper: func(l [][]byte) [][]byte {
-			return append(l[:3], append([][]byte{bytes.Clone(l[1])}, l[3:]...)...)
+		{name: "inserted copy", wantErr: audit.ErrBrokenLink, wantWhere: "log:05", tamper: func(l [][]byte) [][]byte {
+			return append(l[:4], append([][]byte{bytes.Clone(l[2])}, l[4:]...)...)
 		}},
 		// The forgery itself links; the record after it is the first that cannot.
-		{name: "inserted forgery linked to its predecessor", wantErr: audit.ErrBrokenLink, wantWhere: "log:05", tamper: func(l [][]byte) [][]byte {
-			forged := reseal(t, l[2], func(m map[string]any) {
-				m["seq"], m["prev"], m["decisionId"] = 4, hashOf(t, l[2]), "d-forged"
+		{name: "inserted forgery linked to its predecessor", wantErr: audit.ErrBrokenLink, wantWhere: "log:06", tamper: func(l [][]byte) [][]byte {
+			forged := reseal(t, l[3], func(m map[string]any) {
+				m["seq"], m["prev"], m["decisionId"] = 5, hashOf(t, l[3]), "d-forged"
 			})
-			return append(l[:3], append([][]byte{forged}, l[3:]...)...)
+			return append(l[:4], append([][]byte{forged}, l[4:]...)...)
 		}},
-		{name: "malformed line", wantErr: audit.ErrMalformed, wantWhere: "log:06", tamper: func(l [][]byte) [][]byte {
-			l[5] = []byte("{\"seq\":6}\n")
+		{name: "malformed line", wantErr: audit.ErrMalformed, wantWhere: "log:07", tamper: func(l [][]byte) [][]byte {
+			l[6] = []byte("{\"seq\":7}\n")
 			return l
 		}},
-		{name: "checkpoint signature altered", wantErr: audit.ErrBadSignature, wantWhere: "log:05", tamper: func(l [][]byte) [][]byte {
-			l[4] = reseal(t, l[4], func(m map[string]any) {
+		{name: "checkpoint signature altered", wantErr: audit.ErrBadSignature, wantWhere: "log:06", tamper: func(l [][]byte) [][]byte {
+			l[5] = reseal(t, l[5], func(m map[string]any) {
 				cp := m["checkpoint"].(map[string]any)
 				cp["time"] = "2030-01-01T00:00:00Z"
 			})
 			return l
 		}},
-		{name: "tail rewritten with recomputed hashes", wantErr: audit.ErrBadSignature, wantWhere: "log:10", tamper: rewriteFrom(t, 6)},
-		{name: "tail rewritten, no key: undetectable", noKeys: true, tamper: rewriteFrom(t, 6)},
+		{name: "tail rewritten with recomputed hashes", wantErr: audit.ErrBadSignature, wantWhere: "log:11", tamper: rewriteFrom(t, 7)},
+		{name: "tail rewritten, no key: undetectable", noKeys: true, tamper: rewriteFrom(t, 7)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +195,9 @@ func rewriteFrom(t *testing.T, i int) func([][]byte) [][]byte {
 				if cp, ok := m["checkpoint"].(map[string]any); ok {
 					cp["head"] = prev
 				}
+				if op, ok := m["opening"].(map[string]any); ok {
+					op["head"] = prev
+				}
 			})
 		}
 		return l
@@ -212,6 +216,7 @@ func TestCheckpointKeys(t *testing.T) {
 	}{
 		{name: "right key", keys: []ed25519.PublicKey{signer.Public()}, wantSigned: 3},
 		{name: "right key among others", keys: []ed25519.PublicKey{other.Public(), signer.Public()}, wantSigned: 3},
+		// The genesis names the key: another key fails at record 1.
 		{name: "other key only", keys: []ed25519.PublicKey{other.Public()}, wantErr: audit.ErrUnknownKey},
 		{name: "no key: counted, not verified", wantSigned: 0},
 	}

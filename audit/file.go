@@ -37,6 +37,7 @@ type FileSink struct {
 	size  int64    // size of f after our last append
 	head  Head
 	fresh bool   // head and size are what we last wrote to f
+	wrote bool   // an append of ours succeeded: PATH may not be replaced under us
 	buf   []byte // the lines of the last append, reused
 }
 
@@ -96,7 +97,10 @@ func (s *FileSink) Append(ctx context.Context, b *Batch) error {
 	}
 	defer unlockFile(s.lock)
 
-	if !sameFile(s.f, s.path) { // rotated or replaced by another process
+	if !sameFile(s.f, s.path) { // rotated by another writer, or replaced or deleted
+		if s.wrote && !s.rotatedAway() {
+			return fmt.Errorf("%w: %s was replaced or deleted", ErrRewound, s.path)
+		}
 		if err := s.open(); err != nil {
 			return err
 		}
@@ -128,13 +132,33 @@ func (s *FileSink) Append(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("fsync audit log: %w", err)
 	}
 	s.size += int64(n)
-	s.head = next
+	s.head, s.wrote = next, true
 	if s.maxSize > 0 && s.size >= s.maxSize {
 		if err := s.rotate(); err != nil {
 			return err // the records are stored; the next append retries the rotation
 		}
 	}
 	return nil
+}
+
+// rotatedAway reports whether the file this sink has open is now the
+// rotated files of the log (another writer rotated it; the head read from
+// PATH must then still not be behind ours).
+func (s *FileSink) rotatedAway() bool {
+	segs, err := segments(s.path)
+	if err != nil {
+		return false
+	}
+	a, err := s.f.Stat()
+	if err != nil {
+		return false
+	}
+	for i := len(segs) - 1; i >= 0; i-- {
+		if b, err := os.Stat(segs[i]); err == nil && os.SameFile(a, b) {
+			return true
+		}
+	}
+	return false
 }
 
 // rotate renames the full file to PATH.<first seq> and starts a new one.

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"sync"
@@ -101,18 +102,32 @@ func TestFileSink(t *testing.T) {
 			verifyFile(t, path, 10, signer)
 		}},
 		{name: "two writers on one file keep one chain", run: func(t *testing.T, path string, signer *audit.Signer) {
-			var wg sync.WaitGroup
-			for w := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					l := audit.New(openFile(t, path, audit.WithMaxFileSize(8192)), audit.WithSigner(signer), audit.WithBatchSize(2))
-					record(t, l, w*100, w*100+100)
-					closeLog(t, l)
-				}()
+			// The server, and a guest (audit review) appending while it runs.
+			server := audit.New(openFile(t, path, audit.WithMaxFileSize(8192)), audit.WithSigner(signer),
+				audit.WithBatchSize(2), audit.WithCheckpoints(5, time.Hour))
+			record(t, server, 0, 1)
+			for i := 0; server.Stats().Written < 2; i++ {
+				if i == 1000 {
+					t.Fatal("the server wrote nothing in 10 s")
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				guest := audit.New(openFile(t, path, audit.WithMaxFileSize(8192)), audit.WithSigner(signer),
+					audit.WithBatchSize(2), audit.WithJoin(false))
+				record(t, guest, 1000, 1100)
+				closeLog(t, guest)
+			}()
+			record(t, server, 1, 100)
 			wg.Wait()
-			verifyFile(t, path, 200, signer)
+			closeLog(t, server)
+			s, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: []ed25519.PublicKey{signer.Public()}, AllowOpenTail: true})
+			if err != nil || s.Decisions != 200 {
+				t.Fatalf("Verify = %+v, %v; want 200 decisions", s, err)
+			}
 		}},
 	}
 	for _, tt := range tests {

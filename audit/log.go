@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,17 @@ type Log struct {
 	sinkErrors  atomic.Uint64
 	checkpoints atomic.Uint64
 	sinkDown    atomic.Bool
+
+	instance   string
+	join       bool // another writer owns the chain (audit review)
+	joinClosed bool // ... and it was closed cleanly when this one joined
+	durable    bool
+	anchor     Anchor
+	anchorErrs atomic.Uint64
+	anchored   atomic.Uint64         // seq of the last head stored in the anchor
+	unanchored *AnchorHead           // writer goroutine only: a head the anchor has yet to take
+	halted     atomic.Pointer[error] // set once the writer stopped for good
+	head       Head                  // writer goroutine only: the head after our last append
 }
 
 // Option configures a [Log].
@@ -108,6 +120,35 @@ func WithSyncDelay(d time.Duration) Option { return func(l *Log) { l.syncDelay =
 // be stored before it reports [ErrUnavailable].
 func WithChangeTimeout(d time.Duration) Option { return func(l *Log) { l.changeTimeout = d } }
 
+// WithInstance names the writer in the genesis and restart records (the
+// server's instance id, by default its host name).
+func WithInstance(id string) Option { return func(l *Log) { l.instance = id } }
+
+// WithJoin makes the log a guest on a chain another writer owns (chaperone
+// audit review appending to a server's log): it writes no genesis or
+// restart record; with a signer it signs a checkpoint before and after
+// each batch of its records, and its last is marked as a clean shutdown
+// when closed says the chain was closed cleanly when the guest joined.
+func WithJoin(closed bool) Option { return func(l *Log) { l.join, l.joinClosed = true, closed } }
+
+// WithDurable chooses when Record returns: false (the default, "queued")
+// returns once the record is queued; true ("durable") returns only once
+// the record is stored (written and fsynced by a [FileSink], acknowledged
+// by Redis for a [RedisSink]), so no answered decision can be missing from
+// the log after a crash. Durable records skip the group-commit delay:
+// records arriving during one write share the next.
+func WithDurable(on bool) Option { return func(l *Log) { l.durable = on } }
+
+// WithAnchor writes the head of every checkpoint to a, a second place an
+// attacker who can rewrite the log may not reach ([FileAnchor],
+// [RedisAnchor]); verification with the anchor then catches a log cut
+// after the fact. At start the writer reads the anchor and refuses
+// ([ErrRewound], the log halts) to continue a log that ends before the
+// anchored head. A failed anchor write is logged, counted
+// ([Stats].AnchorErrors) and retried with the next checkpoint or tick; it
+// does not stop decisions.
+func WithAnchor(a Anchor) Option { return func(l *Log) { l.anchor = a } }
+
 // WithLogger sets the logger of sink failures and drops.
 func WithLogger(lg *slog.Logger) Option { return func(l *Log) { l.logger = lg } }
 
@@ -134,21 +175,28 @@ func New(sink Sink, opts ...Option) *Log {
 	for _, o := range opts {
 		o(l)
 	}
+	if l.instance == "" {
+		l.instance, _ = os.Hostname()
+	}
 	l.runCtx, l.abort = context.WithCancelCause(context.Background())
-	go l.run()
+	// The opening is made before any record can be queued, so its time
+	// precedes theirs.
+	w := &writer{l: l, batch: make([]Record, 0, l.batchSize), dropsAt: l.now()}
+	w.opening()
+	go l.run(w)
 	return l
 }
 
 // item is what waits in the queue: a decision's request and response, made
-// into a [Record] by the writer, or a record made already. done, when set,
-// is told once the record is stored (nil) or given up (an error).
+// into a [Record] by the writer, or a record made already. ack, when set,
+// is settled once the record is stored or given up.
 type item struct {
 	at     time.Time
 	caller string
 	req    *chaperonev1.CheckRequest
 	resp   *chaperonev1.CheckResponse
 	rec    *Record
-	done   chan<- error
+	ack    *ack
 }
 
 func (it *item) record() Record {
@@ -156,6 +204,55 @@ func (it *item) record() Record {
 		return *it.rec
 	}
 	return newDecision(it.at, it.caller, it.req, it.resp)
+}
+
+// ack is what a durable Record waits for: the writer settles it when the
+// records it counts are stored, or fails it.
+type ack struct {
+	pending atomic.Int64
+	once    sync.Once
+	done    chan struct{}
+	err     error // set before done is closed
+}
+
+func newAck(n int) *ack {
+	a := &ack{done: make(chan struct{})}
+	a.pending.Store(int64(n))
+	if n == 0 {
+		close(a.done)
+	}
+	return a
+}
+
+// stored counts one record stored.
+func (a *ack) stored() {
+	if a.pending.Add(-1) == 0 {
+		a.once.Do(func() { close(a.done) })
+	}
+}
+
+// fail settles the ack with err.
+func (a *ack) fail(err error) { a.once.Do(func() { a.err = err; close(a.done) }) }
+
+func (a *ack) wait(ctx context.Context) error {
+	select {
+	case <-a.done:
+		return a.err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: waiting for the record to be stored: %w", ErrUnavailable, context.Cause(ctx))
+	}
+}
+
+// ErrHalted means the writer stopped for good: the log's head moved
+// backwards or the log was replaced under it ([ErrRewound]). Only a
+// restart, after an operator has looked, resumes.
+var ErrHalted = fmt.Errorf("%w: the writer has stopped", ErrUnavailable)
+
+func (l *Log) haltErr() error {
+	if e := l.halted.Load(); e != nil {
+		return fmt.Errorf("%w: %w", ErrHalted, *e)
+	}
+	return nil
 }
 
 // Record queues the record of one decision asked by caller (the
@@ -173,7 +270,71 @@ func (l *Log) Record(ctx context.Context, caller string, req *chaperonev1.CheckR
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	return l.enqueue(ctx, item{at: l.now().UTC(), caller: caller, req: req, resp: resp})
+	if err := l.haltErr(); err != nil {
+		l.rejected.Add(1)
+		return err
+	}
+	it := item{at: l.now().UTC(), caller: caller, req: req, resp: resp}
+	if !l.durable {
+		return l.enqueue(ctx, it)
+	}
+	it.ack = newAck(1)
+	if err := l.enqueue(ctx, it); err != nil {
+		return err
+	}
+	return it.ack.wait(ctx)
+}
+
+// RecordAll records the decisions of one BatchCheck: resps[i] answers
+// reqs[i]. It returns nil when every record was kept, else one error per
+// decision (nil for those kept). With [WithDurable] the decisions share one
+// wait for the sink, instead of one each.
+func (l *Log) RecordAll(ctx context.Context, caller string, reqs []*chaperonev1.CheckRequest, resps []*chaperonev1.CheckResponse) []error {
+	l.inflight.Add(1)
+	defer l.inflight.Add(-1)
+	var errs []error
+	failAt := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(reqs))
+		}
+		errs[i] = err
+	}
+	err := l.haltErr()
+	if l.closed.Load() {
+		err = ErrClosed
+	}
+	if err != nil {
+		for i := range reqs {
+			failAt(i, err)
+		}
+		return errs
+	}
+	var a *ack
+	if l.durable {
+		a = newAck(len(reqs))
+	}
+	at := l.now().UTC()
+	queued := make([]bool, len(reqs))
+	for i := range reqs {
+		if err := l.enqueue(ctx, item{at: at, caller: caller, req: reqs[i], resp: resps[i], ack: a}); err != nil {
+			failAt(i, err)
+			if a != nil {
+				a.stored() // not queued: nothing to wait for
+			}
+			continue
+		}
+		queued[i] = true
+	}
+	if a != nil {
+		if err := a.wait(ctx); err != nil {
+			for i := range reqs {
+				if queued[i] {
+					failAt(i, err)
+				}
+			}
+		}
+	}
+	return errs
 }
 
 // Review records a review of a decision by caller and waits until it is
@@ -203,20 +364,26 @@ func (l *Log) ChangeOutcome(ctx context.Context, caller string, c Change) error 
 	if l.closed.Load() {
 		return ErrClosed
 	}
+	if err := l.haltErr(); err != nil {
+		return err
+	}
 	return l.enqueueStrict(ctx, item{rec: &Record{Kind: KindChange, Time: l.now().UTC(), Caller: caller, Change: &c}})
 }
 
 // store queues r and waits until the writer has stored it.
 func (l *Log) store(ctx context.Context, r *Record) error {
-	done := make(chan error, 1)
+	a := newAck(1)
 	err := func() error {
 		l.inflight.Add(1)
 		defer l.inflight.Add(-1)
 		if l.closed.Load() {
 			return ErrClosed
 		}
+		if err := l.haltErr(); err != nil {
+			return err
+		}
 		r.Time = l.now().UTC()
-		return l.enqueueStrict(ctx, item{rec: r, done: done})
+		return l.enqueueStrict(ctx, item{rec: r, ack: a})
 	}()
 	if err != nil {
 		return err
@@ -224,8 +391,8 @@ func (l *Log) store(ctx context.Context, r *Record) error {
 	t := time.NewTimer(l.changeTimeout)
 	defer t.Stop()
 	select {
-	case err := <-done:
-		return err
+	case <-a.done:
+		return a.err
 	case <-t.C:
 		return fmt.Errorf("%w: record not stored within %s", ErrUnavailable, l.changeTimeout)
 	case <-ctx.Done():
@@ -262,7 +429,7 @@ func (l *Log) enqueue(ctx context.Context, r item) error {
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	if l.failClosed {
+	if l.failClosed || r.ack != nil {
 		l.rejected.Add(1)
 		return ErrQueueFull
 	}
@@ -280,6 +447,9 @@ type Stats struct {
 	SinkErrors    uint64 // failed appends (each retried)
 	Checkpoints   uint64 // checkpoints stored
 	SinkHealthy   bool   // the last append succeeded
+	Halted        bool   // the writer stopped for good (head moved backwards, log replaced): decisions are denied
+	AnchorErrors  uint64 // failed anchor writes
+	AnchoredSeq   uint64 // the last checkpoint stored in the anchor
 }
 
 // Stats returns the counters.
@@ -293,6 +463,9 @@ func (l *Log) Stats() Stats {
 		SinkErrors:    l.sinkErrors.Load(),
 		Checkpoints:   l.checkpoints.Load(),
 		SinkHealthy:   !l.sinkDown.Load(),
+		Halted:        l.halted.Load() != nil,
+		AnchorErrors:  l.anchorErrs.Load(),
+		AnchoredSeq:   l.anchored.Load(),
 	}
 }
 
@@ -307,6 +480,8 @@ func (l *Log) Healthy() error {
 	switch {
 	case l.closed.Load():
 		return ErrClosed
+	case l.halted.Load() != nil:
+		return l.haltErr()
 	case l.sinkDown.Load():
 		return ErrSinkDown
 	}
@@ -334,7 +509,11 @@ func (l *Log) Close(ctx context.Context) error {
 		}
 		var errs []error
 		if n := l.unsaved.Load(); n > 0 {
-			errs = append(errs, fmt.Errorf("audit: %d records not written: %w", n, context.Cause(ctx)))
+			cause := l.haltErr()
+			if cause == nil {
+				cause = context.Cause(ctx)
+			}
+			errs = append(errs, fmt.Errorf("audit: %d records not written: %w", n, cause))
 		}
 		if err := l.sink.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("audit: close sink: %w", err))
@@ -344,88 +523,185 @@ func (l *Log) Close(ctx context.Context) error {
 	return l.closeErr
 }
 
+// writer is the state of the writer goroutine.
+type writer struct {
+	l       *Log
+	batch   []Record
+	acks    []*ack    // acks[i] is settled when batch[i] is stored (nil: none)
+	sinceCP int       // unsigned records since the last signed one (written or batched)
+	lastCP  time.Time // time of the last signed record (written or batched)
+	noted   uint64    // drops already in the chain
+	dropsAt time.Time
+}
+
+// add appends r to the batch, preceded by a checkpoint when the cadence
+// requires one (the rule [VerifyWith] checks): CheckpointEvery unsigned
+// records since the last signed one, or this record comes the checkpoint
+// interval after it and is not the first since.
+func (w *writer) add(r Record, a *ack) {
+	l := w.l
+	if l.signer != nil && w.sinceCP > 0 && (w.sinceCP >= l.cpEvery || r.Time.Sub(w.lastCP) >= l.cpInterval) {
+		w.checkpoint(false)
+	}
+	w.batch = append(w.batch, r)
+	w.acks = append(w.acks, a)
+	w.sinceCP++
+}
+
+func (w *writer) checkpoint(closed bool) {
+	now := w.l.now().UTC()
+	w.batch = append(w.batch, Record{Kind: KindCheckpoint, Time: now, Checkpoint: &Checkpoint{Closed: closed}})
+	w.acks = append(w.acks, nil)
+	w.sinceCP, w.lastCP = 0, now
+}
+
+// opening starts the batch with the genesis (or, on a log that has records,
+// the restart) of this writer, or with a checkpoint for a guest.
+func (w *writer) opening() {
+	l := w.l
+	if l.signer == nil {
+		return
+	}
+	if l.join {
+		return
+	}
+	now := l.now().UTC()
+	w.batch = append(w.batch, Record{Kind: KindGenesis, Time: now, Opening: &Opening{
+		Instance: l.instance, CheckpointEvery: l.cpEvery, CheckpointIntervalMs: max(l.cpInterval.Milliseconds(), 1),
+	}})
+	w.acks = append(w.acks, nil)
+	w.sinceCP, w.lastCP = 0, now
+}
+
 // run is the writer: it takes batches off the queue, adds drop notes and
 // checkpoints, and appends them until they are stored.
-func (l *Log) run() {
+func (l *Log) run(w *writer) {
 	defer close(l.done)
 	tick := time.NewTicker(min(l.cpInterval, time.Second))
 	defer tick.Stop()
-	var (
-		batch      = make([]Record, 0, l.batchSize)
-		waiters    []chan<- error // of records in batch
-		sinceCP    int
-		lastCP     = l.now()
-		noted      uint64 // drops already in the chain
-		dropsSince = l.now()
-	)
+	l.readAnchor()
 	flush := func(final bool) bool {
-		if d := l.dropped.Load(); d > noted {
+		if d := l.dropped.Load(); d > w.noted {
 			l.logger.Warn("audit: decisions answered without a record (fail-open, queue full)",
-				slog.Uint64("dropped", d-noted), slog.Uint64("dropped_total", d))
-			batch = append(batch, Record{Kind: KindDrop, Time: l.now().UTC(), Drop: &Drop{Count: d - noted, Since: dropsSince.UTC()}})
-			noted, dropsSince = d, l.now()
+				slog.Uint64("dropped", d-w.noted), slog.Uint64("dropped_total", d))
+			w.add(Record{Kind: KindDrop, Time: l.now().UTC(), Drop: &Drop{Count: d - w.noted, Since: w.dropsAt.UTC()}}, nil)
+			w.noted, w.dropsAt = d, l.now()
 		}
-		n := sinceCP + len(batch)
-		if l.signer != nil && n > 0 && (final || n >= l.cpEvery || l.now().Sub(lastCP) >= l.cpInterval) {
-			batch = append(batch, Record{Kind: KindCheckpoint, Time: l.now().UTC()})
-			n, lastCP = 0, l.now()
+		switch {
+		case l.signer == nil:
+		case l.join:
+			// A guest signs the head before and after each of its
+			// batches, so the owner's cadence holds whatever it counts.
+			if len(w.batch) > 0 {
+				w.checkpoint(final && l.joinClosed)
+				w.batch = append(w.batch[len(w.batch)-1:], w.batch[:len(w.batch)-1]...)
+				w.acks = append(w.acks[len(w.acks)-1:], w.acks[:len(w.acks)-1]...)
+				w.checkpoint(final && l.joinClosed)
+			} else if final && l.joinClosed {
+				w.checkpoint(true)
+			}
+		case final:
+			w.checkpoint(true)
+		case w.sinceCP > 0 && (w.sinceCP >= l.cpEvery || l.now().Sub(w.lastCP) >= l.cpInterval):
+			w.checkpoint(false)
 		}
-		if len(batch) == 0 {
+		if len(w.batch) == 0 {
 			return true
 		}
-		if !l.write(batch) {
-			for _, w := range waiters {
-				w <- fmt.Errorf("%w: the sink failed until the log was closed", ErrUnavailable)
-			}
-			waiters = waiters[:0]
+		if !l.write(w.batch) {
 			return false
 		}
-		for _, w := range waiters {
-			w <- nil
+		l.putAnchor()
+		for i, a := range w.acks {
+			if a != nil {
+				a.stored()
+			}
+			w.acks[i] = nil
 		}
-		waiters = waiters[:0]
-		sinceCP = n
-		batch = batch[:0]
+		w.batch, w.acks = w.batch[:0], w.acks[:0]
 		return true
+	}
+	// lost fails every record not written: the batch and what is queued.
+	lost := func(err error) {
+		n := len(w.batch)
+		for _, a := range w.acks {
+			if a != nil {
+				a.fail(err)
+			}
+		}
+		w.batch, w.acks = w.batch[:0], w.acks[:0]
+		for {
+			select {
+			case it := <-l.queue:
+				n++
+				if it.ack != nil {
+					it.ack.fail(err)
+				}
+				continue
+			default:
+			}
+			break
+		}
+		l.unsaved.Add(int64(n))
+	}
+	// stopped: the writer gave up (Close deadline) or halted; it fails
+	// whatever arrives until Close.
+	stopped := func() {
+		err := l.haltErr()
+		if err == nil {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(l.runCtx))
+		}
+		lost(err)
+		if l.halted.Load() == nil {
+			return // aborted by Close
+		}
+		for {
+			select {
+			case it := <-l.queue:
+				l.unsaved.Add(1)
+				if it.ack != nil {
+					it.ack.fail(err)
+				}
+			case <-l.stop:
+				lost(err)
+				return
+			}
+		}
 	}
 	for {
 		select {
 		case it := <-l.queue:
-			batch = append(batch, it.record())
-			if it.done != nil {
-				waiters = append(waiters, it.done)
-			}
-			l.fill(&batch, &waiters)
+			w.add(it.record(), it.ack)
+			l.fill(w)
 		case <-tick.C:
+			l.putAnchor()
 		case <-l.stop:
 			for {
-				l.fill(&batch, &waiters)
-				if len(batch) == 0 {
+				l.fill(w)
+				if len(w.batch) == 0 {
 					break
 				}
 				if !flush(false) {
-					l.unsaved.Add(int64(len(batch) + len(l.queue)))
+					stopped()
 					return
 				}
 			}
 			if !flush(true) {
-				l.unsaved.Add(int64(len(batch)))
+				stopped()
 			}
 			return
 		}
-		wrote := len(batch)
+		wrote := len(w.batch)
 		if !flush(false) {
-			// Aborted (Close deadline) while the sink was failing.
-			l.unsaved.Add(int64(len(batch) + len(l.queue)))
+			stopped()
 			return
 		}
-		if wrote > 0 && wrote < l.batchSize && l.syncDelay > 0 {
+		if wrote > 0 && wrote < l.batchSize && l.syncDelay > 0 && !l.durable {
 			l.linger()
 		}
 	}
 }
 
-// fill moves queued records into the batch without waiting.
 // linger waits the sync delay, or until Close, leaving arriving records
 // in the queue.
 func (l *Log) linger() {
@@ -437,24 +713,26 @@ func (l *Log) linger() {
 	}
 }
 
-func (l *Log) fill(batch *[]Record, waiters *[]chan<- error) {
-	for len(*batch) < l.batchSize {
+// fill moves queued records into the batch without waiting.
+func (l *Log) fill(w *writer) {
+	for len(w.batch) < l.batchSize {
 		select {
 		case it := <-l.queue:
-			*batch = append(*batch, it.record())
-			if it.done != nil {
-				*waiters = append(*waiters, it.done)
-			}
+			w.add(it.record(), it.ack)
 		default:
 			return
 		}
 	}
 }
 
-// write appends the batch, retrying with backoff until it is stored or the
-// log is aborted. It reports whether the batch was stored.
+// write appends the batch, retrying with backoff until it is stored, the
+// log is aborted, or the sink shows the head moved backwards (the writer
+// then halts). It reports whether the batch was stored.
 func (l *Log) write(batch []Record) bool {
 	b := NewBatch(l.signer, batch...)
+	if l.head.Hash != "" {
+		b.requireFloor(l.head)
+	}
 	backoff := 10 * time.Millisecond
 	var lastLog time.Time
 	for {
@@ -462,6 +740,10 @@ func (l *Log) write(batch []Record) bool {
 		if err == nil {
 			if l.sinkDown.Swap(false) {
 				l.logger.Info("audit: sink recovered")
+			}
+			l.head = b.next
+			if b.anchor != nil {
+				l.unanchored = b.anchor
 			}
 			l.written.Add(uint64(len(batch)))
 			for i := range batch {
@@ -473,6 +755,13 @@ func (l *Log) write(batch []Record) bool {
 		}
 		l.sinkErrors.Add(1)
 		l.sinkDown.Store(true)
+		if errors.Is(err, ErrRewound) {
+			l.halted.Store(&err)
+			l.logger.Error("audit: the log's head moved backwards or the log was replaced under the writer; "+
+				"refusing to continue: every decision is denied (AUDIT_UNAVAILABLE) until an operator restarts the server",
+				slog.String("error", err.Error()), slog.Uint64("last_seq", l.head.Seq), slog.String("last_hash", l.head.Hash))
+			return false
+		}
 		if time.Since(lastLog) >= time.Second {
 			l.logger.Error("audit: append failed; retrying", slog.String("error", err.Error()),
 				slog.Int("batch", len(batch)), slog.Int("queued", len(l.queue)))
@@ -485,4 +774,42 @@ func (l *Log) write(batch []Record) bool {
 		}
 		backoff = min(2*backoff, time.Second)
 	}
+}
+
+// readAnchor makes the anchored head the floor of the first append: a log
+// that ends before it was cut, and the writer halts rather than continue it.
+func (l *Log) readAnchor() {
+	if l.anchor == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.runCtx, 5*time.Second)
+	defer cancel()
+	h, ok, err := l.anchor.Last(ctx)
+	if err != nil {
+		l.anchorErrs.Add(1)
+		l.logger.Error("audit: cannot read the anchor; the log's end is not checked against it", slog.String("error", err.Error()))
+		return
+	}
+	if ok {
+		l.head = Head{Seq: h.Seq, Hash: h.Hash}
+		l.anchored.Store(h.Seq)
+	}
+}
+
+// putAnchor stores the last checkpoint written in the anchor.
+func (l *Log) putAnchor() {
+	if l.anchor == nil || l.unanchored == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.runCtx, 5*time.Second)
+	defer cancel()
+	if err := l.anchor.Put(ctx, *l.unanchored); err != nil {
+		if l.anchorErrs.Add(1) == 1 || l.anchorErrs.Load()%100 == 0 {
+			l.logger.Error("audit: anchor write failed; retrying with the next checkpoint", slog.String("error", err.Error()),
+				slog.Uint64("anchor_errors", l.anchorErrs.Load()))
+		}
+		return
+	}
+	l.anchored.Store(l.unanchored.Seq)
+	l.unanchored = nil
 }

@@ -16,6 +16,8 @@ const (
 	KindCheckpoint Kind = "checkpoint" // a signed head of the chain
 	KindDrop       Kind = "drop"       // decisions that were answered but not recorded (fail-open)
 	KindChange     Kind = "change"     // an administrative change of who may see what (see [Change])
+	KindGenesis    Kind = "genesis"    // the first record of a signed log: who writes it, with which key, at which cadence
+	KindRestart    Kind = "restart"    // a writer took up an existing signed log (a server restart), signing its head
 )
 
 // Record is one entry of the audit chain. Seq, Prev and Hash are set when
@@ -46,6 +48,7 @@ type Record struct {
 	Checkpoint     *Checkpoint  `json:"checkpoint,omitempty"`
 	Drop           *Drop        `json:"drop,omitempty"`
 	Change         *Change      `json:"change,omitempty"`
+	Opening        *Opening     `json:"opening,omitempty"`
 }
 
 // Subject is who asked.
@@ -116,6 +119,31 @@ type Checkpoint struct {
 	Time  time.Time `json:"time"`
 	KeyID string    `json:"keyId"`
 	Sig   []byte    `json:"sig"`
+	// Closed marks the clean-shutdown checkpoint, the last record a
+	// writer leaves when it closes; it is signed.
+	Closed bool `json:"closed,omitempty"`
+}
+
+// Opening is the signed body of a genesis or restart record: the writer
+// that opened the log (Instance), the key that signs its checkpoints and
+// the cadence it keeps, bound to the head of the chain before it (Count
+// records hashing to Head; 0 and [Genesis] for a genesis). Sig is the
+// Ed25519 signature of all of it with the record's kind and time.
+type Opening struct {
+	Instance string `json:"instance"`
+	KeyID    string `json:"keyId"`
+	// PublicKey is the raw Ed25519 public key; verification still needs
+	// it from the operator (--pub), this only names it.
+	PublicKey []byte `json:"publicKey"`
+	// CheckpointEvery and CheckpointIntervalMs are the cadence: no more
+	// than CheckpointEvery records between two signed records, and a
+	// record more than CheckpointIntervalMs after the last signed record
+	// (by record times) follows a checkpoint unless it is the first since.
+	CheckpointEvery      int    `json:"checkpointEvery"`
+	CheckpointIntervalMs int64  `json:"checkpointIntervalMs"`
+	Count                uint64 `json:"count"`
+	Head                 string `json:"head"`
+	Sig                  []byte `json:"sig"`
 }
 
 // Drop notes decisions answered without a record (fail-open mode).

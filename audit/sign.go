@@ -43,20 +43,43 @@ func (s *Signer) KeyID() string { return s.id }
 // Public is the signer's public key.
 func (s *Signer) Public() ed25519.PublicKey { return s.key.Public().(ed25519.PublicKey) }
 
-func (s *Signer) sign(head Head, at time.Time) *Checkpoint {
+func (s *Signer) sign(head Head, at time.Time, closed bool) *Checkpoint {
 	at = at.UTC()
 	return &Checkpoint{
-		Count: head.Seq,
-		Head:  head.Hash,
-		Time:  at,
-		KeyID: s.id,
-		Sig:   ed25519.Sign(s.key, checkpointMessage(head.Seq, head.Hash, at)),
+		Count:  head.Seq,
+		Head:   head.Hash,
+		Time:   at,
+		KeyID:  s.id,
+		Closed: closed,
+		Sig:    ed25519.Sign(s.key, checkpointMessage(head.Seq, head.Hash, at, closed)),
 	}
 }
 
 // checkpointMessage is what a checkpoint signature covers.
-func checkpointMessage(count uint64, head string, at time.Time) []byte {
-	return []byte("chaperone-audit-checkpoint-v1\n" + strconv.FormatUint(count, 10) + "\n" + head + "\n" + at.UTC().Format(time.RFC3339Nano) + "\n")
+func checkpointMessage(count uint64, head string, at time.Time, closed bool) []byte {
+	m := "chaperone-audit-checkpoint-v1\n" + strconv.FormatUint(count, 10) + "\n" + head + "\n" + at.UTC().Format(time.RFC3339Nano) + "\n"
+	if closed {
+		m += "closed\n"
+	}
+	return []byte(m)
+}
+
+// signOpening fills and signs the opening of a genesis or restart record
+// chained onto head.
+func (s *Signer) signOpening(kind Kind, o *Opening, head Head, at time.Time) *Opening {
+	out := *o
+	out.KeyID, out.PublicKey = s.id, s.Public()
+	out.Count, out.Head = head.Seq, head.Hash
+	out.Sig = ed25519.Sign(s.key, openingMessage(kind, &out, at))
+	return &out
+}
+
+// openingMessage is what the signature of a genesis or restart covers.
+func openingMessage(kind Kind, o *Opening, at time.Time) []byte {
+	return []byte("chaperone-audit-opening-v1\n" + string(kind) + "\n" + o.Instance + "\n" + o.KeyID + "\n" +
+		hex.EncodeToString(o.PublicKey) + "\n" + strconv.Itoa(o.CheckpointEvery) + "\n" +
+		strconv.FormatInt(o.CheckpointIntervalMs, 10) + "\n" + strconv.FormatUint(o.Count, 10) + "\n" + o.Head + "\n" +
+		at.UTC().Format(time.RFC3339Nano) + "\n")
 }
 
 // ErrKey means a key file is not an Ed25519 key in PEM.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/user"
 	"slices"
@@ -42,6 +43,9 @@ type auditFlags struct {
 	checkpointEvery    int
 	checkpointInterval time.Duration
 	syncDelay          time.Duration
+	instance           string
+	anchor             string
+	ack                string
 }
 
 // addAuditFlags registers serve's --audit-* flags.
@@ -58,6 +62,9 @@ func addAuditFlags(fs *pflag.FlagSet) *auditFlags {
 	fs.DurationVar(&f.syncDelay, "audit-sync-delay", audit.DefaultSyncDelay, "group commit: after a write, let records gather this long before the next write and fsync (delays durability, not answers; 0 writes at once)")
 	fs.IntVar(&f.checkpointEvery, "audit-checkpoint-every", audit.DefaultCheckpointEvery, "sign a checkpoint after this many records")
 	fs.DurationVar(&f.checkpointInterval, "audit-checkpoint-interval", audit.DefaultCheckpointInterval, "sign a checkpoint at least this often while records arrive")
+	fs.StringVar(&f.instance, "audit-instance", "", "instance id the signed genesis binds the log to (default the host name)")
+	fs.StringVar(&f.anchor, "audit-anchor", "", "also write every checkpoint's head here (a FILE, or redis://…[?key=K], default key "+audit.DefaultAnchorPrefix+"INSTANCE), so audit verify --anchor catches a cut log; needs --audit-key")
+	fs.StringVar(&f.ack, "audit-ack", "queued", "when a decision is answered: queued (its record is queued; a crash loses up to the group-commit delay) or durable (its record is fsynced, or acknowledged by Redis)")
 	return f
 }
 
@@ -72,6 +79,17 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		audit.WithCheckpoints(f.checkpointEvery, f.checkpointInterval),
 		audit.WithSyncDelay(f.syncDelay),
 	}
+	switch f.ack {
+	case "queued":
+	case "durable":
+		opts = append(opts, audit.WithDurable(true))
+	default:
+		return nil, usageErrorf("--audit-ack %q: want queued or durable", f.ack)
+	}
+	if f.instance == "" {
+		f.instance = hostName()
+	}
+	opts = append(opts, audit.WithInstance(f.instance))
 	if f.keyFile != "" {
 		s, err := audit.LoadSigner(f.keyFile)
 		if err != nil {
@@ -79,14 +97,99 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		}
 		opts = append(opts, audit.WithSigner(s))
 	} else {
-		logger.Warn("audit: no --audit-key; the decision log is hash-chained but has no signed checkpoints")
+		logger.Warn("audit: no --audit-key; the decision log is hash-chained but has no signed genesis or checkpoints")
+	}
+	var closeAnchor func()
+	if f.anchor != "" {
+		if f.keyFile == "" {
+			return nil, usageErrorf("--audit-anchor anchors signed checkpoints: give --audit-key")
+		}
+		a, closeFn, err := openAuditAnchor(f.anchor, f.instance)
+		if err != nil {
+			return nil, err
+		}
+		opts, closeAnchor = append(opts, audit.WithAnchor(a)), closeFn
 	}
 	sink, where, err := f.sink(ctx, logger)
 	if err != nil {
+		if closeAnchor != nil {
+			closeAnchor()
+		}
 		return nil, err
 	}
-	logger.Info("audit log", slog.String("sink", where), slog.Bool("fail_closed", f.failClosed))
+	if closeAnchor != nil {
+		sink = &closingSink{Sink: sink, close: closeAnchor}
+	}
+	logger.Info("audit log", slog.String("sink", where), slog.Bool("fail_closed", f.failClosed),
+		slog.String("ack", f.ack), slog.String("instance", f.instance), slog.String("anchor", redactURL(f.anchor)))
 	return audit.New(sink, opts...), nil
+}
+
+// closingSink also closes what the log's anchor holds.
+type closingSink struct {
+	audit.Sink
+	close func()
+}
+
+func (s *closingSink) Close() error { err := s.Sink.Close(); s.close(); return err }
+
+func hostName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "default"
+	}
+	return host
+}
+
+// openAuditAnchor opens --audit-anchor / --anchor: a file path, or a Redis
+// URL whose optional "key" query parameter names the key (default
+// audit.DefaultAnchorPrefix + instance).
+func openAuditAnchor(raw, instance string) (audit.Anchor, func(), error) {
+	if !strings.HasPrefix(raw, "redis") {
+		return audit.NewFileAnchor(raw), func() {}, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, nil, usageErrorf("anchor: %v", err)
+	}
+	q := u.Query()
+	key := q.Get("key")
+	q.Del("key")
+	u.RawQuery = q.Encode()
+	if key == "" {
+		if instance == "" {
+			return nil, nil, usageErrorf("anchor %s: name the key (?key=…) or the instance (--instance)", u.Redacted())
+		}
+		key = audit.DefaultAnchorPrefix + instance
+	}
+	rdb, err := newRedisClient(u.String(), 5*time.Second)
+	if err != nil {
+		return nil, nil, usageErrorf("anchor: %v", err)
+	}
+	return audit.NewRedisAnchor(rdb, key), func() { rdb.Close() }, nil
+}
+
+// readAuditAnchor reads the last anchored head for verify, checking its
+// signature when keys are given.
+func readAuditAnchor(ctx context.Context, raw, instance string, keys []ed25519.PublicKey) (audit.AnchorHead, error) {
+	a, closeFn, err := openAuditAnchor(raw, instance)
+	if err != nil {
+		return audit.AnchorHead{}, err
+	}
+	defer closeFn()
+	h, ok, err := a.Last(ctx)
+	if err != nil {
+		return h, usageErrorf("--anchor: %v", err)
+	}
+	if !ok {
+		return h, usageErrorf("--anchor %s: no anchored head", redactURL(raw))
+	}
+	if len(keys) > 0 {
+		if err := h.Verify(keys...); err != nil {
+			return h, failedf("--anchor: %v", err)
+		}
+	}
+	return h, nil
 }
 
 func (f *auditFlags) sink(ctx context.Context, logger *slog.Logger) (audit.Sink, string, error) {
@@ -114,13 +217,7 @@ func (f *auditFlags) sink(ctx context.Context, logger *slog.Logger) (audit.Sink,
 	return &ownedRedisSink{RedisSink: audit.NewRedisSink(rdb, stream), rdb: rdb}, "redis stream " + stream, nil
 }
 
-func defaultAuditStream() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "default"
-	}
-	return audit.DefaultStreamPrefix + host
-}
+func defaultAuditStream() string { return audit.DefaultStreamPrefix + hostName() }
 
 // ownedRedisSink closes its client with the sink.
 type ownedRedisSink struct {
@@ -259,22 +356,42 @@ func newAuditKeygenCmd(e *env) *cobra.Command {
 
 func newAuditVerifyCmd(e *env) *cobra.Command {
 	var (
-		src  auditSource
-		pubs []string
+		src       auditSource
+		pubs      []string
+		openTail  bool
+		instance  string
+		anchorURL string
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [FILE] [--redis URL [--stream S]] [--pub KEY.pem]...",
-		Short: "Check the hash chain and checkpoints; exit 1 naming the first bad record",
+		Use:   "verify [FILE] [--redis URL [--stream S]] [--pub KEY.pem]... [--anchor FILE|redis://…] [--allow-open-tail] [--instance ID]",
+		Short: "Check the hash chain, the signed genesis and checkpoints; exit 1 naming the first bad record",
 		Long: `verify walks the decision log from its first record: every record must
 match its own hash, link to the record before and carry the next sequence
-number, and every checkpoint must sign the head before it. With --pub the
-checkpoint signatures are verified too (a checkpoint by any other key
-fails); without, a chain rewritten with recomputed hashes cannot be told
-from the original. Records after the last signed checkpoint are reported:
-deleting them cannot be detected until the next checkpoint.
+number, and every checkpoint must sign the head before it.
 
-Exit 0 when intact, 1 on tampering (the first bad record is named), 2 when
-the log cannot be read.`,
+With --pub (a log written with serve --audit-key) it also requires:
+  - a genesis record, signed by one of the keys, as the first record (it
+    names the instance, the key and the checkpoint cadence);
+  - every checkpoint and restart record signed by one of the keys;
+  - the cadence of the genesis (or the latest restart): no more than
+    --audit-checkpoint-every records between signed records, and no record
+    --audit-checkpoint-interval after the last signed one unless it is the
+    first since;
+  - nothing but a restart after a clean-shutdown checkpoint;
+  - a log closed cleanly: the last record is the clean-shutdown checkpoint.
+    A log that was not (a running server's, or one whose server crashed) is
+    reported with its unanchored tail and fails unless --allow-open-tail.
+Without --pub a chain rewritten with recomputed hashes cannot be told from
+the original.
+
+--anchor reads the last head serve wrote to --audit-anchor (a file, or a
+Redis URL); the log must reach it: the record at the anchored sequence
+number must exist and hash to the anchored hash, so a log cut after the
+fact (even at a checkpoint, even with --allow-open-tail) fails.
+--instance requires the genesis to name this instance id.
+
+Exit 0 when intact, 1 on tampering, an open tail or a missed anchor (the
+first bad record is named), 2 when the log cannot be read.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
@@ -295,10 +412,24 @@ the log cannot be read.`,
 			if len(chains) == 0 {
 				return usageErrorf("no audit streams in Redis")
 			}
+			opts := audit.VerifyOptions{Keys: keys, AllowOpenTail: openTail, Instance: instance}
+			if anchorURL != "" {
+				if len(chains) != 1 {
+					return usageErrorf("--anchor: name one chain (--stream)")
+				}
+				a, err := readAuditAnchor(cmd.Context(), anchorURL, instance, keys)
+				if err != nil {
+					return err
+				}
+				opts.Anchor = &audit.Head{Seq: a.Seq, Hash: a.Hash}
+			}
 			for _, c := range chains {
-				s, err := audit.Verify(c.entries, keys...)
+				s, err := audit.VerifyWith(c.entries, opts)
 				var te *audit.TamperError
 				if errors.As(err, &te) {
+					if errors.Is(err, audit.ErrOpenTail) {
+						return failedf("%s: NOT CLOSED CLEANLY: %v", c.name, te)
+					}
 					return failedf("%s: TAMPERED: %v", c.name, te)
 				}
 				if err != nil {
@@ -310,8 +441,19 @@ the log cannot be read.`,
 				case len(keys) == 0:
 					fmt.Fprintf(e.stdout, "  %d checkpoints, signatures NOT verified (no --pub)\n", s.Checkpoints)
 				default:
+					fmt.Fprintf(e.stdout, "  genesis: instance %q, key id %s, a checkpoint every %d records or %s; %d restarts\n",
+						s.Genesis.Instance, s.Genesis.KeyID, s.Genesis.CheckpointEvery,
+						time.Duration(s.Genesis.CheckpointIntervalMs)*time.Millisecond, s.Restarts)
 					fmt.Fprintf(e.stdout, "  %d checkpoints, %d signatures verified; %d records after the last signed checkpoint\n",
 						s.Checkpoints, s.Signed, s.UnsignedTail)
+					if s.Closed {
+						fmt.Fprintf(e.stdout, "  closed cleanly\n")
+					} else {
+						fmt.Fprintf(e.stdout, "  OPEN: not closed cleanly; %d records in the unanchored tail (accepted: --allow-open-tail)\n", s.UnsignedTail)
+					}
+				}
+				if opts.Anchor != nil {
+					fmt.Fprintf(e.stdout, "  reaches the anchored head seq %d\n", opts.Anchor.Seq)
 				}
 				if s.Drops > 0 {
 					fmt.Fprintf(e.stdout, "  WARNING: %d decisions were answered without a record (fail-open drops)\n", s.Drops)
@@ -321,7 +463,10 @@ the log cannot be read.`,
 		},
 	}
 	src.register(cmd.Flags())
-	cmd.Flags().StringArrayVar(&pubs, "pub", nil, "Ed25519 public key (PKIX PEM) that signs checkpoints; repeat for rotated keys")
+	cmd.Flags().StringArrayVar(&pubs, "pub", nil, "Ed25519 public key (PKIX PEM) that signs the genesis and checkpoints; repeat for rotated keys")
+	cmd.Flags().BoolVar(&openTail, "allow-open-tail", false, "accept a log that was not closed cleanly (a running or crashed server's); its unanchored tail is reported")
+	cmd.Flags().StringVar(&instance, "instance", "", "require the genesis to name this instance id")
+	cmd.Flags().StringVar(&anchorURL, "anchor", "", "the anchor serve --audit-anchor wrote (FILE or redis://…): the log must reach its head")
 	return cmd
 }
 
@@ -575,6 +720,13 @@ The record's caller is the operating-system user who ran the command
 				if _, ok := audit.FindDecision(recs, id); !ok {
 					continue
 				}
+				if recs[0].Kind == audit.KindGenesis && keyFile == "" {
+					return usageErrorf("the log is signed: give --key, or the review breaks its checkpoint cadence")
+				}
+				// A guest on the server's chain: it keeps the chain's
+				// cadence and its clean-shutdown state.
+				last := recs[len(recs)-1]
+				opts = append(opts, audit.WithJoin(last.Kind == audit.KindCheckpoint && last.Checkpoint != nil && last.Checkpoint.Closed))
 				if rdb != nil {
 					sink = audit.NewRedisSink(rdb, c.name)
 				} else if sink, err = audit.OpenFile(src.file); err != nil {

@@ -70,7 +70,7 @@ func writeAuditLog(t *testing.T, ds []auditDecision) (path, key string) {
 		t.Fatal(err)
 	}
 	var clock atomic.Int64
-	l := audit.New(sink, audit.WithSigner(signer), audit.WithCheckpoints(3, time.Hour),
+	l := audit.New(sink, audit.WithSigner(signer), audit.WithCheckpoints(3, time.Hour), audit.WithAnchor(audit.NewFileAnchor(path+".anchor")),
 		audit.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
 	for i, d := range ds {
 		clock.Store(d.at.UnixNano())
@@ -107,26 +107,56 @@ func TestAuditVerifyCommand(t *testing.T) {
 		name     string
 		tamper   func(t *testing.T, path string)
 		pub      string // "right", "other" or ""
+		extra    []string
 		wantCode int
 		wantOut  string
 	}{
-		{name: "intact with key", pub: "right", wantCode: 0, wantOut: "signatures verified; 0 records after the last signed checkpoint"},
+		{name: "intact with key", pub: "right", wantCode: 0, wantOut: "signatures verified; 0 records after the last signed checkpoint\n  closed cleanly"},
 		{name: "intact without key", wantCode: 0, wantOut: "signatures NOT verified"},
-		{name: "wrong key", pub: "other", wantCode: 1, wantOut: "signed by an unknown key"},
-		{name: "edited", pub: "right", wantCode: 1, wantOut: "audit.jsonl:2 (seq 2, decision d-1)", tamper: func(t *testing.T, path string) {
+		{name: "wrong key", pub: "other", wantCode: 1, wantOut: "audit.jsonl:1 (seq 1): signed by a key not given (not the log the key signed)"},
+		{name: "edited", pub: "right", wantCode: 1, wantOut: "decision d-1): contents do not match", tamper: func(t *testing.T, path string) {
 			editLines(t, path, func(ls []string) []string {
-				ls[1] = strings.Replace(ls[1], "HRESCH", "TREAT", 1)
+				for i := range ls {
+					if strings.Contains(ls[i], `"decisionId":"d-1"`) {
+						ls[i] = strings.Replace(ls[i], "HRESCH", "TREAT", 1)
+					}
+				}
 				return ls
 			})
 		}},
-		{name: "deleted", pub: "right", wantCode: 1, wantOut: "audit.jsonl:2 (seq 3", tamper: func(t *testing.T, path string) {
-			editLines(t, path, func(ls []string) []string { return append(ls[:1], ls[2:]...) })
+		{name: "deleted", pub: "right", wantCode: 1, wantOut: "audit.jsonl:3 (seq 4", tamper: func(t *testing.T, path string) {
+			editLines(t, path, func(ls []string) []string { return append(ls[:2], ls[3:]...) })
 		}},
-		{name: "reordered", pub: "right", wantCode: 1, wantOut: "audit.jsonl:1 (seq 2", tamper: func(t *testing.T, path string) {
-			editLines(t, path, func(ls []string) []string { ls[0], ls[1] = ls[1], ls[0]; return ls })
+		{name: "reordered", pub: "right", wantCode: 1, wantOut: "audit.jsonl:2 (seq 3", tamper: func(t *testing.T, path string) {
+			editLines(t, path, func(ls []string) []string { ls[1], ls[2] = ls[2], ls[1]; return ls })
 		}},
-		{name: "inserted", pub: "right", wantCode: 1, wantOut: "audit.jsonl:3 (seq 2", tamper: func(t *testing.T, path string) {
-			editLines(t, path, func(ls []string) []string { return append(ls[:2], append([]string{ls[1]}, ls[2:]...)...) })
+		{name: "inserted", pub: "right", wantCode: 1, wantOut: "audit.jsonl:4 (seq 3", tamper: func(t *testing.T, path string) {
+			editLines(t, path, func(ls []string) []string { return append(ls[:3], append([]string{ls[2]}, ls[3:]...)...) })
+		}},
+		{name: "last 10 lines dropped", pub: "right", wantCode: 1, wantOut: "NOT CLOSED CLEANLY", tamper: func(t *testing.T, path string) {
+			editLines(t, path, func(ls []string) []string { return ls[:len(ls)-10] })
+		}},
+		{name: "last 10 lines dropped, open tail allowed", pub: "right", extra: []string{"--allow-open-tail"}, wantCode: 0,
+			wantOut: "OPEN: not closed cleanly", tamper: func(t *testing.T, path string) {
+				editLines(t, path, func(ls []string) []string { return ls[:len(ls)-10] })
+			}},
+		{name: "last 10 lines dropped, anchored", pub: "right", extra: []string{"--allow-open-tail", "--anchor", "ANCHOR"}, wantCode: 1,
+			wantOut: "the log ends at seq 14, before the anchored head at seq 24", tamper: func(t *testing.T, path string) {
+				editLines(t, path, func(ls []string) []string { return ls[:len(ls)-10] })
+			}},
+		{name: "anchored", pub: "right", extra: []string{"--anchor", "ANCHOR"}, wantCode: 0, wantOut: "reaches the anchored head seq 24"},
+		{name: "unsigned log with key", pub: "right", wantCode: 1, wantOut: "audit.jsonl:1 (seq 1, decision d-0): the log does not begin with a signed genesis", tamper: func(t *testing.T, path string) {
+			os.Remove(path)
+			l := audit.New(mustOpen(t, path))
+			if err := l.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			l = audit.New(mustOpen(t, path))
+			req, resp := sampleDecisions()[0].messages(0)
+			_ = l.Record(context.Background(), "test", req, resp)
+			if err := l.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
 		}},
 		{name: "missing file", wantCode: 2, wantOut: "no such file", tamper: func(t *testing.T, path string) { os.Remove(path) }},
 	}
@@ -145,6 +175,9 @@ func TestAuditVerifyCommand(t *testing.T) {
 				other := filepath.Join(t.TempDir(), "other")
 				runAudit(t, "audit", "keygen", "-o", other)
 				args = append(args, "--pub", other+".pub.pem")
+			}
+			for _, a := range tt.extra {
+				args = append(args, strings.ReplaceAll(a, "ANCHOR", path+".anchor"))
 			}
 			code, stdout, stderr := runAudit(t, args...)
 			if code != tt.wantCode || !strings.Contains(stdout+stderr, tt.wantOut) {
@@ -341,4 +374,13 @@ func TestAuditRedis(t *testing.T) {
 	if code != 0 || strings.TrimSpace(stdout) != "[]" {
 		t.Fatalf("break-glass --redis: %d %s", code, stdout)
 	}
+}
+
+func mustOpen(t *testing.T, path string) *audit.FileSink {
+	t.Helper()
+	s, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

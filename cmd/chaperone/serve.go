@@ -143,6 +143,13 @@ SIGTERM or SIGINT stops it gracefully.`,
 				loader := bf.loader
 				_ = m.Bundle(func() string { return loader.Status().Revision }, func() uint64 { return loader.Status().Failures })
 				_ = m.AuditQueue(func() int { return auditLog.Stats().QueueDepth }, func() uint64 { return auditLog.Stats().Dropped })
+				_ = m.GaugeFunc("chaperone_audit_halted", "1 when the audit writer stopped for good (its log was truncated, deleted or replaced under it): every decision is denied until a restart.", func() float64 {
+					if auditLog.Stats().Halted {
+						return 1
+					}
+					return 0
+				})
+				_ = m.CounterFunc("chaperone_audit_anchor_errors_total", "Failed writes of a checkpoint head to --audit-anchor.", func() float64 { return float64(auditLog.Stats().AnchorErrors) })
 			}
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
