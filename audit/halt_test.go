@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/audit"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // waitUntil polls cond every 5 ms for at most 10 s.
@@ -150,4 +151,52 @@ func TestRestartRefusesACutLog(t *testing.T) {
 	if n := len(readLines(t, path)); n != len(all)-20 {
 		t.Fatalf("%d lines after the refused restart, want %d (nothing written)", n, len(all)-20)
 	}
+}
+
+// TestDurableAck: with WithDurable, Record and RecordAll return only once
+// the records are in the file; while the sink fails they wait and, at the
+// caller's deadline, fail with ErrUnavailable (the decision is denied).
+func TestDurableAck(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sink := &flakySink{inner: openFile(t, path)}
+	signer := newSigner(t)
+	l := audit.New(sink, audit.WithSigner(signer), audit.WithDurable(true), audit.WithSyncDelay(time.Hour))
+	inFile := func(id string) bool {
+		b, _ := os.ReadFile(path)
+		return bytes.Contains(b, []byte(`"decisionId":"`+id+`"`))
+	}
+	req, resp := decision(1)
+	if err := l.Record(context.Background(), "test", req, resp); err != nil {
+		t.Fatal(err)
+	}
+	if !inFile("d-1") {
+		t.Fatal("Record returned before its record was in the file")
+	}
+	reqs, resps := make([]*chaperonev1.CheckRequest, 200), make([]*chaperonev1.CheckResponse, 200)
+	for i := range reqs {
+		reqs[i], resps[i] = decision(100 + i)
+	}
+	if errs := l.RecordAll(context.Background(), "test", reqs, resps); errs != nil {
+		t.Fatalf("RecordAll: %v", errs)
+	}
+	for i := range reqs {
+		if !inFile(resps[i].GetDecisionId()) {
+			t.Fatalf("RecordAll returned before %s was in the file", resps[i].GetDecisionId())
+		}
+	}
+	sink.fail.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, resp = decision(2)
+	if err := l.Record(ctx, "test", req, resp); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("Record while the sink fails = %v, want ErrUnavailable", err)
+	}
+	errs := l.RecordAll(ctx, "test", reqs[:3], resps[:3])
+	if len(errs) != 3 || !errors.Is(errs[0], audit.ErrUnavailable) {
+		t.Fatalf("RecordAll while the sink fails = %v", errs)
+	}
+	sink.fail.Store(false)
+	closeLog(t, l)
+	verifyFile(t, path, 1+200+1+3, signer)
 }

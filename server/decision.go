@@ -28,6 +28,14 @@ type Recorder interface {
 	Record(ctx context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error
 }
 
+// BatchRecorder is a [Recorder] that takes the decisions of one BatchCheck
+// together (audit.Log.RecordAll: with durable acknowledgement they share one
+// wait for the disk). It returns nil, or one error per decision (nil where
+// kept). The copy contract of [Recorder] holds.
+type BatchRecorder interface {
+	RecordAll(ctx context.Context, caller string, reqs []*chaperonev1.CheckRequest, resps []*chaperonev1.CheckResponse) []error
+}
+
 // decisionService serves Check and BatchCheck. Requests reach it validated.
 type decisionService struct {
 	engine   *engine.Engine
@@ -80,16 +88,43 @@ func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[c
 			return nil, err
 		}
 	}
-	out := &chaperonev1.BatchCheckResponse{Responses: make([]*chaperonev1.CheckResponse, len(req.Msg.GetRequests()))}
+	reqs := req.Msg.GetRequests()
+	out := &chaperonev1.BatchCheckResponse{Responses: make([]*chaperonev1.CheckResponse, len(reqs))}
 	caller := CallerName(ctx)
-	for i, r := range req.Msg.GetRequests() {
-		out.Responses[i] = d.decide(ctx, caller, r)
+	br, ok := d.recorder.(BatchRecorder)
+	if !ok {
+		for i, r := range reqs {
+			out.Responses[i] = d.decide(ctx, caller, r)
+		}
+		return connect.NewResponse(out), nil
+	}
+	for i, r := range reqs {
+		out.Responses[i] = d.evaluate(ctx, r)
+	}
+	errs := br.RecordAll(ctx, caller, reqs, out.Responses)
+	for i, r := range reqs {
+		if errs != nil && errs[i] != nil {
+			out.Responses[i] = d.unaudited(ctx, out.Responses[i], errs[i])
+		}
+		d.logDecision(ctx, r, out.Responses[i])
 	}
 	return connect.NewResponse(out), nil
 }
 
 // decide asks the engine and records the decision.
 func (d *decisionService) decide(ctx context.Context, caller string, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+	resp := d.evaluate(ctx, req)
+	if d.recorder != nil {
+		if err := d.recorder.Record(ctx, caller, req, resp); err != nil {
+			resp = d.unaudited(ctx, resp, err)
+		}
+	}
+	d.logDecision(ctx, req, resp)
+	return resp
+}
+
+// evaluate asks the engine.
+func (d *decisionService) evaluate(ctx context.Context, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
 	// The transport's correlation id (X-Request-Id, traceparent) stands in
 	// for a request without one, so the log line and the audit record carry
 	// it. Policies never see it, so decisions do not change.
@@ -99,23 +134,22 @@ func (d *decisionService) decide(ctx context.Context, caller string, req *chaper
 		}
 		req.Context.CorrelationId = cid
 	}
-	resp := d.engine.Check(ctx, req)
-	if d.recorder != nil {
-		if err := d.recorder.Record(ctx, caller, req, resp); err != nil {
-			d.logger.LogAttrs(ctx, slog.LevelError, "audit record not written; denying",
-				slog.String("decision_id", resp.GetDecisionId()), slog.String("error", err.Error()))
-			resp = &chaperonev1.CheckResponse{
-				Decision:       chaperonev1.Decision_DECISION_DENY,
-				Obligations:    &chaperonev1.Obligations{},
-				Reasons:        []*chaperonev1.Reason{{Code: "AUDIT_UNAVAILABLE", Message: "the decision could not be audited"}},
-				DecisionId:     resp.GetDecisionId(),
-				BundleRevision: resp.GetBundleRevision(),
-				CacheTtl:       resp.GetCacheTtl(),
-			}
-		}
+	return d.engine.Check(ctx, req)
+}
+
+// unaudited is the answer to a decision whose record could not be kept: a
+// new message (the recorder may retain resp), DENY AUDIT_UNAVAILABLE.
+func (d *decisionService) unaudited(ctx context.Context, resp *chaperonev1.CheckResponse, err error) *chaperonev1.CheckResponse {
+	d.logger.LogAttrs(ctx, slog.LevelError, "audit record not written; denying",
+		slog.String("decision_id", resp.GetDecisionId()), slog.String("error", err.Error()))
+	return &chaperonev1.CheckResponse{
+		Decision:       chaperonev1.Decision_DECISION_DENY,
+		Obligations:    &chaperonev1.Obligations{},
+		Reasons:        []*chaperonev1.Reason{{Code: "AUDIT_UNAVAILABLE", Message: "the decision could not be audited"}},
+		DecisionId:     resp.GetDecisionId(),
+		BundleRevision: resp.GetBundleRevision(),
+		CacheTtl:       resp.GetCacheTtl(),
 	}
-	d.logDecision(ctx, req, resp)
-	return resp
 }
 
 // logDecision writes one debug line per decision: identifiers only, no PHI.
