@@ -11,6 +11,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
@@ -38,7 +39,7 @@ func seededStore(b testing.TB) *consentstore.Memory {
 	}
 	mem := consentstore.NewMemory()
 	for _, raw := range sc.Consents {
-		c, err := consentstore.Parse(raw)
+		c, err := fhirconsent.Parse(raw)
 		if err != nil {
 			b.Fatal(err)
 		}

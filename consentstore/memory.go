@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 var _ Store = (*Memory)(nil)
@@ -32,7 +34,7 @@ func NewMemory() *Memory {
 }
 
 // Put implements [Store].
-func (m *Memory) Put(ctx context.Context, c *Consent) (Record, error) {
+func (m *Memory) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
 	}
@@ -76,7 +78,7 @@ func (m *Memory) List(ctx context.Context, patient string) ([]Record, string, er
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	patient = CanonicalReference(patient)
+	patient = fhirconsent.CanonicalReference(patient)
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var out []Record
@@ -118,7 +120,7 @@ func (m *Memory) ForPatient(ctx context.Context, patient string) (Set, error) {
 	m.mu.RUnlock()
 	if s == nil {
 		// Callers may pass a patient reference in another spelling.
-		if c := CanonicalReference(patient); c != patient {
+		if c := fhirconsent.CanonicalReference(patient); c != patient {
 			return m.ForPatient(ctx, c)
 		}
 		return Set{Version: "0"}, nil
@@ -136,13 +138,13 @@ func (m *Memory) patientVersion(patient string) string {
 
 // rebuild recomputes the patient's Set at version v. Callers hold mu.
 func (m *Memory) rebuild(patient, v string) {
-	var cs []*Consent
+	var cs []*fhirconsent.Consent
 	for _, r := range m.records {
 		if r.Consent.Patient == patient && !r.Revoked {
 			cs = append(cs, r.Consent)
 		}
 	}
-	slices.SortFunc(cs, func(a, b *Consent) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(cs, func(a, b *fhirconsent.Consent) int { return strings.Compare(a.ID, b.ID) })
 	m.patients[patient] = &Set{Consents: cs, Version: v}
 }
 
@@ -161,7 +163,7 @@ func (m *Memory) Load(ctx context.Context, path string) (int, error) {
 		if err != nil {
 			return n, fmt.Errorf("load consents: %w", err)
 		}
-		cs, err := ParseMany(data)
+		cs, err := fhirconsent.ParseMany(data)
 		if err != nil {
 			return n, fmt.Errorf("load consents from %s: %w", f, err)
 		}

@@ -9,7 +9,10 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/consentstore/storetest"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
+
+const minimalR4 = `{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"}}`
 
 func TestMemory(t *testing.T) {
 	t.Parallel()
@@ -38,13 +41,13 @@ func TestMemoryLoad(t *testing.T) {
 	if len(set.Consents) != 4 {
 		t.Errorf("patient 52: %d consents", len(set.Consents))
 	}
-	n, err = consentstore.NewMemory().Load(ctx, "testdata/hl7-r4")
+	n, err = consentstore.NewMemory().Load(ctx, "../fhirconsent/testdata/hl7-r4")
 	if err != nil || n != 15 {
 		t.Errorf("load HL7 examples: %d, %v", n, err)
 	}
 	write("bad.json", `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"provision":{"actor":[{"reference":1}]}}`)
 	_, err = consentstore.NewMemory().Load(ctx, dir)
-	var pe *consentstore.ParseError
+	var pe *fhirconsent.ParseError
 	if !errors.As(err, &pe) || pe.Path != "provision.actor[0].reference" {
 		t.Errorf("bad file: %v", err)
 	}
@@ -56,7 +59,7 @@ func TestMemoryLoad(t *testing.T) {
 func BenchmarkMemoryForPatient(b *testing.B) {
 	ctx := context.Background()
 	m := consentstore.NewMemory()
-	if _, err := m.Load(ctx, "testdata/hl7-r4"); err != nil {
+	if _, err := m.Load(ctx, "../fhirconsent/testdata/hl7-r4"); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

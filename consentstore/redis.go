@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chaperone-pdp/chaperone/access"
+
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 var (
@@ -288,7 +290,7 @@ func unavailable(op string, err error) error {
 }
 
 // Put implements [Store].
-func (r *Redis) Put(ctx context.Context, c *Consent) (Record, error) {
+func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
 	}
@@ -373,7 +375,7 @@ func (r *Redis) List(ctx context.Context, patient string) ([]Record, string, err
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
-	patient = CanonicalReference(patient)
+	patient = fhirconsent.CanonicalReference(patient)
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	var (
@@ -452,7 +454,7 @@ func (e *patientEntry) expiry() time.Time { return e.expires }
 
 // patient returns the patient's entry from the cache or Redis.
 func (r *Redis) patient(ctx context.Context, patient string) (*patientEntry, error) {
-	patient = CanonicalReference(patient)
+	patient = fhirconsent.CanonicalReference(patient)
 	if r.trusted.Load() {
 		if e, ok := r.patients.get(patient); ok {
 			r.hits.Add(1)
@@ -503,7 +505,7 @@ func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry,
 			e.set.Consents = append(e.set.Consents, rec.Consent)
 		}
 	}
-	slices.SortFunc(e.set.Consents, func(a, b *Consent) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(e.set.Consents, func(a, b *fhirconsent.Consent) int { return strings.Compare(a.ID, b.ID) })
 	if e.grants, err = decodeGrants(grantsOf.Val()); err != nil {
 		return nil, err
 	}
@@ -537,7 +539,7 @@ func (r *Redis) decodeRecord(patient, id, val string) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("consent %q: %w", id, err)
 	}
-	c, err := Parse(raw)
+	c, err := fhirconsent.Parse(raw)
 	if err != nil {
 		return Record{}, fmt.Errorf("consent %q: stored resource does not parse: %w", id, err)
 	}

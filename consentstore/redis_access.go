@@ -14,6 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chaperone-pdp/chaperone/access"
+
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 // Break-glass grants live in the patient's hash PREFIX:{Patient/id}:grants
@@ -101,7 +103,7 @@ func (r *Redis) PutGrant(ctx context.Context, g access.Grant) (access.Grant, err
 	if g.ID == "" {
 		g.ID = access.NewID()
 	}
-	g.Patient = CanonicalReference(g.Patient)
+	g.Patient = fhirconsent.CanonicalReference(g.Patient)
 	g.Revoked = false
 	doc, err := json.Marshal(grantDoc{g.ID, g.Subject, g.Patient, g.Reason, g.GrantedBy, g.CreatedAt, g.ExpiresAt})
 	if err != nil {
@@ -166,7 +168,7 @@ func (r *Redis) ListGrants(ctx context.Context, subject, patient string) ([]acce
 	}
 	ctx, cancel := r.call(ctx)
 	defer cancel()
-	patients := []string{CanonicalReference(patient)}
+	patients := []string{fhirconsent.CanonicalReference(patient)}
 	if patient == "" {
 		byID, err := r.client.HGetAll(ctx, r.subjectGrantsKey(subject)).Result()
 		if err != nil {

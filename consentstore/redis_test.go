@@ -14,6 +14,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/access"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/consentstore/storetest"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/test/redistest"
 )
 
@@ -74,16 +75,16 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func mustParseConsent(t testing.TB, js string) *consentstore.Consent {
+func mustParseConsent(t testing.TB, js string) *fhirconsent.Consent {
 	t.Helper()
-	c, err := consentstore.Parse([]byte(js))
+	c, err := fhirconsent.Parse([]byte(js))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func denyConsent(t testing.TB, id, patient string) *consentstore.Consent {
+func denyConsent(t testing.TB, id, patient string) *fhirconsent.Consent {
 	return mustParseConsent(t, fmt.Sprintf(`{"resourceType":"Consent","id":%q,"status":"active","dateTime":"2020-01-01","patient":{"reference":%q},"provision":{"type":"deny"}}`, id, patient))
 }
 

@@ -3,6 +3,8 @@ package consentstore
 import (
 	"context"
 	"errors"
+
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 // ErrNotFound is returned for an id the store does not hold.
@@ -11,7 +13,7 @@ var ErrNotFound = errors.New("consent not found")
 // Record is a stored consent with its record version and revocation state.
 type Record struct {
 	// Consent is the compiled consent; its ID and Version are the record's.
-	Consent *Consent
+	Consent *fhirconsent.Consent
 	// Version changes on every write of the record.
 	Version string
 	// Revoked is set once the consent was revoked: it no longer takes part
@@ -24,7 +26,7 @@ type Record struct {
 // patient's consent version, which changes on every write for the patient.
 // Consents is shared and must not be modified.
 type Set struct {
-	Consents []*Consent
+	Consents []*fhirconsent.Consent
 	Version  string
 }
 
@@ -34,7 +36,7 @@ type Store interface {
 	// Put stores c under its resource id, or a generated one when it has
 	// none, replacing a record with the same id (a revoked one too: the new
 	// record is not revoked). It bumps the patient's version.
-	Put(ctx context.Context, c *Consent) (Record, error)
+	Put(ctx context.Context, c *fhirconsent.Consent) (Record, error)
 	// Get returns the record with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (Record, error)
 	// List returns the patient's records (revoked ones too), ordered by id,

@@ -3,7 +3,7 @@ package engine
 import (
 	"fmt"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -85,7 +85,7 @@ func newLabelSet(m map[string][]string) (labelSet, error) {
 	}
 	ls := labelSet{}
 	for sys, codes := range m {
-		c := consentstore.CanonicalSystem(sys)
+		c := fhirconsent.CanonicalSystem(sys)
 		if c == "" {
 			return nil, fmt.Errorf("labels: a code system must be named")
 		}
@@ -111,5 +111,5 @@ func (ls labelSet) known(system, code string) bool {
 		}
 		return false
 	}
-	return ls[consentstore.CanonicalSystem(system)][code]
+	return ls[fhirconsent.CanonicalSystem(system)][code]
 }

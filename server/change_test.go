@@ -18,6 +18,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -282,7 +283,7 @@ func TestAdminChangeRefusedWithoutAudit(t *testing.T) {
 			c := clientsOf("http://"+ln.Addr().String(), &http.Client{Timeout: 10 * time.Second})
 			ctx := context.Background()
 			// A consent and an agreement stored before, to revoke.
-			parsed, err := consentstore.Parse([]byte(changeConsent))
+			parsed, err := fhirconsent.Parse([]byte(changeConsent))
 			if err != nil {
 				t.Fatal(err)
 			}

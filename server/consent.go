@@ -13,6 +13,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 )
@@ -70,9 +71,9 @@ func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperone
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: not a JSON object"))
 	}
-	c, err := consentstore.Parse(data)
+	c, err := fhirconsent.Parse(data)
 	if err != nil {
-		var pe *consentstore.ParseError
+		var pe *fhirconsent.ParseError
 		if errors.As(err, &pe) {
 			path := "consent"
 			if pe.Path != "" {

@@ -44,7 +44,7 @@ func putReq(t *testing.T, js string) *connect.Request[chaperonev1.ConsentService
 
 func TestConsentServicePut(t *testing.T) {
 	t.Parallel()
-	example, err := os.ReadFile("../consentstore/testdata/hl7-r4/Consent-consent-example-notOrg.json")
+	example, err := os.ReadFile("../fhirconsent/testdata/hl7-r4/Consent-consent-example-notOrg.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/validation"
@@ -62,7 +63,7 @@ after its file. Exit 0 for any decision, 2 for bad input.`,
 			if err != nil {
 				return err
 			}
-			var consents []*consentstore.Consent
+			var consents []*fhirconsent.Consent
 			for _, f := range args {
 				cs, err := readConsentFile(f)
 				if err != nil {
@@ -127,12 +128,12 @@ func readEvalRequest(e *env, file string) (*chaperonev1.CheckRequest, error) {
 
 // readConsentFile parses a file of consents; one without an id is named
 // after the file ("<name>" or "<name>-<n>" when the file holds several).
-func readConsentFile(file string) ([]*consentstore.Consent, error) {
+func readConsentFile(file string) ([]*fhirconsent.Consent, error) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, usageErrorf("read consent: %v", err)
 	}
-	cs, err := consentstore.ParseMany(data)
+	cs, err := fhirconsent.ParseMany(data)
 	if err != nil {
 		return nil, usageErrorf("%s: %v", file, err)
 	}
@@ -151,21 +152,21 @@ func readConsentFile(file string) ([]*consentstore.Consent, error) {
 }
 
 type evalOutput struct {
-	Decision    string                    `json:"decision"`
-	Obligations evalObligations           `json:"obligations"`
-	Consents    []consentstore.ConsentRef `json:"consents"`
-	Provisions  []string                  `json:"provisions"`
+	Decision    string                   `json:"decision"`
+	Obligations evalObligations          `json:"obligations"`
+	Consents    []fhirconsent.ConsentRef `json:"consents"`
+	Provisions  []string                 `json:"provisions"`
 }
 
 type evalObligations struct {
-	RedactLabels []consentstore.Coding `json:"redactLabels"`
+	RedactLabels []fhirconsent.Coding `json:"redactLabels"`
 }
 
 func printEvalResult(e *env, res consent.Result) error {
 	out := evalOutput{
 		Decision:    res.Decision.String(),
-		Obligations: evalObligations{RedactLabels: append([]consentstore.Coding{}, res.RedactLabels...)},
-		Consents:    append([]consentstore.ConsentRef{}, res.Consents...),
+		Obligations: evalObligations{RedactLabels: append([]fhirconsent.Coding{}, res.RedactLabels...)},
+		Consents:    append([]fhirconsent.ConsentRef{}, res.Consents...),
 		Provisions:  append([]string{}, res.Provisions...),
 	}
 	enc := json.NewEncoder(e.stdout)
@@ -207,7 +208,7 @@ Exit 0 when every consent was stored, 1 when the server refused or failed,
 				if err != nil {
 					return usageErrorf("read consent: %v", err)
 				}
-				cs, err := consentstore.ParseMany(data)
+				cs, err := fhirconsent.ParseMany(data)
 				if err != nil {
 					return usageErrorf("%s: %v", f, err)
 				}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
 )
@@ -40,7 +41,7 @@ func runConsent(t *testing.T, stdin string, args ...string) (int, string, string
 	return exitUsage, out.String(), errb.String()
 }
 
-const hl7 = "../../consentstore/testdata/hl7-r4/"
+const hl7 = "../../fhirconsent/testdata/hl7-r4/"
 
 func writeFile(t *testing.T, dir, name, data string) string {
 	t.Helper()
@@ -108,10 +109,10 @@ func TestConsentEval(t *testing.T) {
 			var out struct {
 				Decision    string `json:"decision"`
 				Obligations struct {
-					RedactLabels []consentstore.Coding `json:"redactLabels"`
+					RedactLabels []fhirconsent.Coding `json:"redactLabels"`
 				} `json:"obligations"`
-				Consents   []consentstore.ConsentRef `json:"consents"`
-				Provisions []string                  `json:"provisions"`
+				Consents   []fhirconsent.ConsentRef `json:"consents"`
+				Provisions []string                 `json:"provisions"`
 			}
 			if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 				t.Fatalf("%v: %s", err, stdout)

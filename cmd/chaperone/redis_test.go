@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/test/redistest"
 )
@@ -109,7 +109,7 @@ func TestOpenRedis(t *testing.T) {
 	if len(a.serverOptions()) < 3 {
 		t.Error("services not mounted")
 	}
-	c, err := consentstore.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
+	c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

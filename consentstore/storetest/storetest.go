@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 // Run runs the store suite; newStore returns an empty store for each test.
@@ -46,20 +47,20 @@ func Run(t *testing.T, newStore func(t *testing.T) consentstore.Store) {
 	}
 }
 
-func consent(t *testing.T, id, patient string) *consentstore.Consent {
+func consent(t *testing.T, id, patient string) *fhirconsent.Consent {
 	t.Helper()
 	idPart := ""
 	if id != "" {
 		idPart = fmt.Sprintf(`"id":%q,`, id)
 	}
-	c, err := consentstore.Parse(fmt.Appendf(nil, `{"resourceType":"Consent",%s"status":"active","patient":{"reference":%q},"provision":{"type":"permit"}}`, idPart, patient))
+	c, err := fhirconsent.Parse(fmt.Appendf(nil, `{"resourceType":"Consent",%s"status":"active","patient":{"reference":%q},"provision":{"type":"permit"}}`, idPart, patient))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func put(t *testing.T, s consentstore.Store, c *consentstore.Consent) consentstore.Record {
+func put(t *testing.T, s consentstore.Store, c *fhirconsent.Consent) consentstore.Record {
 	t.Helper()
 	rec, err := s.Put(context.Background(), c)
 	if err != nil {

@@ -3,8 +3,8 @@ package consent_test
 import (
 	"testing"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 // BenchmarkEvaluate evaluates a typical consent: a permit with three nested
@@ -14,7 +14,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		`{"type":"deny",`+actorPract+`,`+actionAccess+`},`+
 		`{"type":"deny","actor":[{"reference":{"reference":"Organization/54"}}],`+labelR+`},`+
 		`{"type":"deny","purpose":[{"code":"HMARKT"}]}]}`))
-	cs := []*consentstore.Consent{c}
+	cs := []*fhirconsent.Consent{c}
 	for _, bc := range []struct {
 		name string
 		opts []reqOpt
@@ -32,7 +32,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		})
 	}
 	b.Run("case=search-root-label-deny", func(b *testing.B) {
-		cs := []*consentstore.Consent{mustParse(b, r4("root", "2020-01-01", `{"type":"deny",`+labelR+`}`))}
+		cs := []*fhirconsent.Consent{mustParse(b, r4("root", "2020-01-01", `{"type":"deny",`+labelR+`}`))}
 		q := consent.NewQuery(rq(search()), day("2024-01-01"))
 		b.ReportAllocs()
 		for b.Loop() {

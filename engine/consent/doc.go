@@ -3,7 +3,7 @@
 //
 // A [Query] holds what matching needs from one
 // [chaperonev1.CheckRequest], normalised once ([NewQuery]); [Evaluate]
-// runs it against compiled [consentstore.Consent] values and returns a
+// runs it against compiled [fhirconsent.Consent] values and returns a
 // [Result]: PERMIT, DENY or NO_CONSENT, the consents and provisions that
 // decided, and the security labels to redact.
 //

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 // Decision is the outcome of consent evaluation.
@@ -63,12 +63,12 @@ func ParseRule(s string) (Rule, error) {
 type Result struct {
 	Decision Decision
 	// Consents are the consents that decided.
-	Consents []consentstore.ConsentRef
+	Consents []fhirconsent.ConsentRef
 	// Provisions name the provisions that decided, "Consent/<id>#<path>".
 	Provisions []string
 	// RedactLabels are security labels whose resources must be withheld
 	// (residual obligations of deny provisions a search could not match).
-	RedactLabels []consentstore.Coding
+	RedactLabels []fhirconsent.Coding
 	// NamesSubject is set on a Permit when a deciding provision (or one of
 	// its ancestors) has an actor that is the requesting subject itself, by
 	// reference or by one of the subject's own identifiers, as a recipient:
@@ -92,9 +92,9 @@ const (
 
 // outcome is the evaluation of one consent.
 type outcome struct {
-	effect consentstore.Effect // 0: the consent does not decide
+	effect fhirconsent.Effect // 0: the consent does not decide
 	provs  []string
-	redact []consentstore.Coding
+	redact []fhirconsent.Coding
 	named  names
 	// residual: a root deny that a search matched but for its labels; it
 	// decides nothing and only withholds the labelled data.
@@ -117,9 +117,9 @@ type outcome struct {
 // RedactLabels, of a PERMIT that other consents give, or of NO_CONSENT when
 // nothing permits. Under [MostRecent] a residual older than the newest
 // permit that stands is superseded by it.
-func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
+func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 	type applicable struct {
-		c *consentstore.Consent
+		c *fhirconsent.Consent
 		o outcome
 	}
 	var (
@@ -137,7 +137,7 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 		switch {
 		case o.residual:
 			anyR = true
-		case o.effect == consentstore.Deny:
+		case o.effect == fhirconsent.Deny:
 			if !anyDeny || c.DateTime.After(lastDeny) {
 				lastDeny = c.DateTime
 			}
@@ -165,7 +165,7 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 		switch {
 		case a.o.residual:
 			return res.Decision != Deny && (rule != MostRecent || !anyPermit || !a.c.DateTime.Before(lastPermit))
-		case a.o.effect == consentstore.Deny:
+		case a.o.effect == fhirconsent.Deny:
 			return res.Decision == Deny && (rule != MostRecent || a.c.DateTime.Equal(lastDeny))
 		default:
 			return res.Decision == Permit && (rule != MostRecent || !anyDeny || a.c.DateTime.After(lastDeny))
@@ -200,16 +200,16 @@ func Evaluate(q *Query, consents []*consentstore.Consent, rule Rule) Result {
 // A root deny provision that a search matches but for its security labels
 // (matchResidual) permits with those labels to redact: the consent denies
 // only the labelled data, which the caller withholds from the results.
-func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
+func evalConsent(q *Query, c *fhirconsent.Consent) (outcome, bool) {
 	if !c.Active() || q.patient == "" || c.Patient != q.patient {
 		return outcome{}, false
 	}
 	switch c.Scope {
-	case consentstore.ScopeResearch:
+	case fhirconsent.ScopeResearch:
 		if !q.research {
 			return outcome{}, false
 		}
-	case consentstore.ScopeTreatment, consentstore.ScopeAdvanceDirective:
+	case fhirconsent.ScopeTreatment, fhirconsent.ScopeAdvanceDirective:
 		return outcome{}, false
 	}
 	if !c.Validity.Contains(q.time) {
@@ -219,7 +219,7 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 	case matchNo:
 		return outcome{}, false
 	case matchResidual:
-		return outcome{effect: consentstore.Deny, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels(), residual: true}, true
+		return outcome{effect: fhirconsent.Deny, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels(), residual: true}, true
 	}
 	eff, provs, redact, named := decide(q, c.Root)
 	return outcome{effect: eff, provs: provs, redact: redact, named: named}, true
@@ -228,12 +228,12 @@ func evalConsent(q *Query, c *consentstore.Consent) (outcome, bool) {
 // decide returns the decision of a matching provision p: that of its
 // deepest matching descendants (deny wins among siblings), else its own.
 // named says whom p or a deciding descendant names as recipient.
-func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string, []consentstore.Coding, names) {
+func decide(q *Query, p *fhirconsent.Provision) (fhirconsent.Effect, []string, []fhirconsent.Coding, names) {
 	var (
-		eff    consentstore.Effect
+		eff    fhirconsent.Effect
 		provs  []string
-		redact []consentstore.Coding
-		resid  []consentstore.Coding
+		redact []fhirconsent.Coding
+		resid  []fhirconsent.Coding
 		named  names
 	)
 	for _, ch := range p.Children {
@@ -246,7 +246,7 @@ func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string,
 		}
 		e, ps, rs, nm := decide(q, ch)
 		switch {
-		case eff == 0 || (e == consentstore.Deny && eff == consentstore.Permit):
+		case eff == 0 || (e == fhirconsent.Deny && eff == fhirconsent.Permit):
 			eff, provs, redact, named = e, ps, rs, nm
 		case e == eff:
 			provs = join(provs, ps)
@@ -257,7 +257,7 @@ func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string,
 	if eff == 0 {
 		eff, provs = p.Effect, p.RefSlice()
 	}
-	if eff == consentstore.Deny {
+	if eff == fhirconsent.Deny {
 		return eff, provs, nil, 0
 	}
 	return eff, provs, joinCodings(redact, resid), named | namedBy(q, p)
@@ -268,11 +268,11 @@ func decide(q *Query, p *consentstore.Provision) (consentstore.Effect, []string,
 // identifiers) or the subject's organization (by its reference or one of
 // its identifiers). A recipient given by role alone, or "any recipient",
 // names no one.
-func namedBy(q *Query, p *consentstore.Provision) names {
+func namedBy(q *Query, p *fhirconsent.Provision) names {
 	var n names
 	for i := range p.Actors {
 		a := &p.Actors[i]
-		if a.Target != consentstore.TargetRecipient || a.AnyRecipient {
+		if a.Target != fhirconsent.TargetRecipient || a.AnyRecipient {
 			continue
 		}
 		if a.Reference != "" {
@@ -286,7 +286,7 @@ func namedBy(q *Query, p *consentstore.Provision) names {
 		if a.Identifier.Value != "" {
 			sys := strings.TrimRight(a.Identifier.System, "/")
 			for i, id := range q.idents {
-				if id.Value == a.Identifier.Value && consentstore.SameSystem(sys, id.System) {
+				if id.Value == a.Identifier.Value && fhirconsent.SameSystem(sys, id.System) {
 					if i < q.ownIdents {
 						n |= namesSubjectBit
 					} else {
@@ -318,4 +318,4 @@ func join[T comparable](a, b []T) []T {
 	return out
 }
 
-func joinCodings(a, b []consentstore.Coding) []consentstore.Coding { return join(a, b) }
+func joinCodings(a, b []fhirconsent.Coding) []fhirconsent.Coding { return join(a, b) }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -51,7 +51,7 @@ func runCases(t *testing.T, cases []evalCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var cs []*consentstore.Consent
+			var cs []*fhirconsent.Consent
 			for _, js := range tc.consents {
 				cs = append(cs, mustParse(t, js))
 			}
@@ -135,11 +135,11 @@ func TestEvaluateCriteria(t *testing.T) {
 
 		// security labels
 		{name: "sensitivity label matches", consents: []string{permitExcept(`"securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]`)},
-			req: rq(label(consentstore.SystemActCode + "|HIV")), want: consent.Deny},
+			req: rq(label(fhirconsent.SystemActCode + "|HIV")), want: consent.Deny},
 		{name: "sensitivity label via value set url", consents: []string{permitExcept(`"securityLabel":[{"system":"http://terminology.hl7.org/ValueSet/v3-InformationSensitivityPolicy","code":"HIV"}]`)},
-			req: rq(label(consentstore.SystemActCode + "|HIV")), want: consent.Deny},
+			req: rq(label(fhirconsent.SystemActCode + "|HIV")), want: consent.Deny},
 		{name: "sensitivity label absent", consents: []string{permitExcept(`"securityLabel":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]`)},
-			req: rq(label(consentstore.SystemActCode + "|PSY")), want: consent.Permit},
+			req: rq(label(fhirconsent.SystemActCode + "|PSY")), want: consent.Permit},
 		{name: "deny R covers R", consents: []string{permitExcept(labelR)}, req: rq(label("R")), want: consent.Deny},
 		{name: "deny R covers V", consents: []string{permitExcept(labelR)}, req: rq(label("V")), want: consent.Deny},
 		{name: "deny R does not cover N", consents: []string{permitExcept(labelR)}, req: rq(label("N")), want: consent.Permit},
@@ -309,7 +309,7 @@ func TestEvaluateResidualObligations(t *testing.T) {
 		{name: "search redacts higher confidentiality", consents: []string{rDeny}, req: rq(search()), want: consent.Permit, redact: "R,V"},
 		{name: "search of another actor", consents: []string{rDeny}, req: rq(search(), subject("Practitioner/002")), want: consent.Permit},
 		{name: "search for a write action", consents: []string{rDeny}, req: rq(rid(""), action("create")), want: consent.Permit},
-		{name: "read of labelled resource denies", consents: []string{labelsDeny}, req: rq(label(consentstore.SystemActCode + "|HIV")), want: consent.Deny},
+		{name: "read of labelled resource denies", consents: []string{labelsDeny}, req: rq(label(fhirconsent.SystemActCode + "|HIV")), want: consent.Deny},
 		{name: "read of unlabelled resource permits", consents: []string{labelsDeny}, req: rq(), want: consent.Permit},
 		{name: "search with labels is decided", consents: []string{rDeny}, req: rq(search(), label("V")), want: consent.Deny},
 		{name: "deny without labels still denies a search", consents: []string{permitExcept(actorPract)}, req: rq(search()), want: consent.Deny},
@@ -382,7 +382,7 @@ func TestR4R5Agree(t *testing.T) {
 // only by label is decided without allocating.
 func TestEvaluateRootResidualAllocs(t *testing.T) {
 	c := mustParse(t, r4("c1", "2020-01-01", `{"type":"deny",`+labelR+`}`))
-	cs := []*consentstore.Consent{c}
+	cs := []*fhirconsent.Consent{c}
 	q := consent.NewQuery(rq(search()), day("2024-01-01"))
 	var res consent.Result
 	allocs := testing.AllocsPerRun(100, func() { res = consent.Evaluate(&q, cs, consent.MostRecent) })

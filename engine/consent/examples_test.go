@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -36,7 +36,7 @@ func runFileCases(t *testing.T, dir string, cases []fileCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var cs []*consentstore.Consent
+			var cs []*fhirconsent.Consent
 			for _, f := range tc.files {
 				cs = append(cs, readConsent(t, filepath.Join(dir, f)))
 			}
@@ -81,7 +81,7 @@ func TestHL7R4Examples(t *testing.T) {
 		signature = "Consent-consent-example-signature.json"
 		smart     = "Consent-consent-example-smartonfhir.json"
 	)
-	runFileCases(t, "../../consentstore/testdata/hl7-r4", []fileCase{
+	runFileCases(t, "../../fhirconsent/testdata/hl7-r4", []fileCase{
 		// basic: "Authorize normal access for treatment: all of the PHI
 		// collected at Good Health available for normal treatment use"
 		// (opt-in, valid 1964-01-01 .. 2016-01-01).
@@ -151,7 +151,7 @@ func TestHL7R4Examples(t *testing.T) {
 		// sexuality, special-interest and normal data.
 		{name: "pkb/normal data shared", files: []string{pkb}, req: f001(patient("Patient/example"), subjOrg("Organization/f001"), label("N")), want: consent.Permit},
 		{name: "pkb/restricted data withheld", files: []string{pkb}, req: f001(patient("Patient/example"), subjOrg("Organization/f001"), label("R")), want: consent.Deny},
-		{name: "pkb/restricted psychiatry shared", files: []string{pkb}, req: f001(patient("Patient/example"), subjOrg("Organization/f001"), label("R"), label(consentstore.SystemActCode+"|PSY")), want: consent.Permit},
+		{name: "pkb/restricted psychiatry shared", files: []string{pkb}, req: f001(patient("Patient/example"), subjOrg("Organization/f001"), label("R"), label(fhirconsent.SystemActCode+"|PSY")), want: consent.Permit},
 		{name: "pkb/other organization", files: []string{pkb}, req: f001(patient("Patient/example"), subjOrg("Organization/x"), label("R")), want: consent.NoConsent},
 
 		// signature: opt-in for Practitioner/13 (PRCP), 2015-10-10 .. 2016-10-10.
@@ -256,8 +256,8 @@ func TestLEAPExamples(t *testing.T) {
 		both("label/normal permitted", "consent-boris-deny-restricted-label.json", "consent-boris-deny-restricted-label.json", org54(label("N")), consent.Permit, ""),
 		both("label/search redacts", "consent-boris-deny-restricted-label.json", "consent-boris-deny-restricted-label.json", org54(search()), consent.Permit, "R,V"),
 		both("label/other org search", "consent-boris-deny-restricted-label.json", "consent-boris-deny-restricted-label.json", org99(search()), consent.Permit, ""),
-		both("multiple labels/HIV denied", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(label(consentstore.SystemActCode+"|HIV")), consent.Deny, ""),
-		both("multiple labels/ETHUD denied", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(label(consentstore.SystemActCode+"|ETHUD")), consent.Deny, ""),
+		both("multiple labels/HIV denied", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(label(fhirconsent.SystemActCode+"|HIV")), consent.Deny, ""),
+		both("multiple labels/ETHUD denied", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(label(fhirconsent.SystemActCode+"|ETHUD")), consent.Deny, ""),
 		both("multiple labels/unlabelled permitted", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(), consent.Permit, ""),
 		both("multiple labels/search redacts", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(search()), consent.Permit, "ETHUD,HIV"),
 		both("multiple labels/expired", "consent-boris-multiple-deny-labels.json", "consent-boris-multiple-deny-labels.json", org99(at("2025-06-02")), consent.NoConsent, ""),

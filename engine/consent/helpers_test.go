@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -103,27 +103,27 @@ func category(l string) reqOpt {
 func coding(l string) *chaperonev1.Coding {
 	sys, c, ok := strings.Cut(l, "|")
 	if !ok {
-		return &chaperonev1.Coding{System: consentstore.SystemConfidentiality, Code: l}
+		return &chaperonev1.Coding{System: fhirconsent.SystemConfidentiality, Code: l}
 	}
 	return &chaperonev1.Coding{System: sys, Code: c}
 }
 
-func mustParse(t testing.TB, js string) *consentstore.Consent {
+func mustParse(t testing.TB, js string) *fhirconsent.Consent {
 	t.Helper()
-	c, err := consentstore.Parse([]byte(js))
+	c, err := fhirconsent.Parse([]byte(js))
 	if err != nil {
 		t.Fatalf("parse: %v\n%s", err, js)
 	}
 	return c
 }
 
-func readConsent(t testing.TB, path string) *consentstore.Consent {
+func readConsent(t testing.TB, path string) *fhirconsent.Consent {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := consentstore.Parse(data)
+	c, err := fhirconsent.Parse(data)
 	if err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
@@ -133,7 +133,7 @@ func readConsent(t testing.TB, path string) *consentstore.Consent {
 	return c
 }
 
-func eval(req *chaperonev1.CheckRequest, rule consent.Rule, cs ...*consentstore.Consent) consent.Result {
+func eval(req *chaperonev1.CheckRequest, rule consent.Rule, cs ...*fhirconsent.Consent) consent.Result {
 	at := day("2030-01-01")
 	if t := req.GetContext().GetTime(); t != nil {
 		at = t.AsTime() // the cases state their decision time in the request
@@ -142,7 +142,7 @@ func eval(req *chaperonev1.CheckRequest, rule consent.Rule, cs ...*consentstore.
 	return consent.Evaluate(&q, cs, rule)
 }
 
-func labelCodes(cs []consentstore.Coding) string {
+func labelCodes(cs []fhirconsent.Coding) string {
 	var b []string
 	for _, c := range cs {
 		b = append(b, c.Code)

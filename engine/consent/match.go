@@ -3,7 +3,7 @@ package consent
 import (
 	"strings"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 type matchKind uint8
@@ -17,7 +17,7 @@ const (
 )
 
 // match reports whether every criterion of p matches q.
-func match(q *Query, p *consentstore.Provision) matchKind {
+func match(q *Query, p *fhirconsent.Provision) matchKind {
 	if !p.Period.IsZero() && !p.Period.Contains(q.time) {
 		return matchNo
 	}
@@ -45,11 +45,11 @@ func match(q *Query, p *consentstore.Provision) matchKind {
 	if len(p.Data) > 0 && !matchData(q, p.Data) {
 		return matchNo
 	}
-	if p.Expression && p.Effect != consentstore.Deny {
+	if p.Expression && p.Effect != fhirconsent.Deny {
 		return matchNo
 	}
 	if len(p.Labels) > 0 && !matchLabels(q, p) {
-		if q.residual && p.Effect == consentstore.Deny {
+		if q.residual && p.Effect == fhirconsent.Deny {
 			return matchResidual
 		}
 		return matchNo
@@ -57,7 +57,7 @@ func match(q *Query, p *consentstore.Provision) matchKind {
 	return matchYes
 }
 
-func matchActors(q *Query, actors []consentstore.Actor) bool {
+func matchActors(q *Query, actors []fhirconsent.Actor) bool {
 	for i := range actors {
 		if matchActor(q, &actors[i]) {
 			return true
@@ -66,11 +66,11 @@ func matchActors(q *Query, actors []consentstore.Actor) bool {
 	return false
 }
 
-func matchActor(q *Query, a *consentstore.Actor) bool {
+func matchActor(q *Query, a *fhirconsent.Actor) bool {
 	switch a.Target {
-	case consentstore.TargetCustodian:
+	case fhirconsent.TargetCustodian:
 		return a.Reference == "" && a.Identifier.Value == "" || a.Reference != "" && a.Reference == q.org
-	case consentstore.TargetAuthor:
+	case fhirconsent.TargetAuthor:
 		return a.Reference == "" && a.Identifier.Value == "" || a.Reference != "" && a.Reference == q.author
 	}
 	if a.AnyRecipient {
@@ -82,7 +82,7 @@ func matchActor(q *Query, a *consentstore.Actor) bool {
 	if v := a.Identifier.Value; v != "" {
 		sys := strings.TrimRight(a.Identifier.System, "/")
 		for _, id := range q.idents {
-			if id.Value == v && consentstore.SameSystem(sys, id.System) {
+			if id.Value == v && fhirconsent.SameSystem(sys, id.System) {
 				return true
 			}
 		}
@@ -109,7 +109,7 @@ func matchActor(q *Query, a *consentstore.Actor) bool {
 	return false
 }
 
-func matchPurpose(q *Query, purposes []consentstore.Coding) bool {
+func matchPurpose(q *Query, purposes []fhirconsent.Coding) bool {
 	for _, want := range purposes {
 		for _, have := range q.purposes {
 			if want.Code == have {
@@ -120,7 +120,7 @@ func matchPurpose(q *Query, purposes []consentstore.Coding) bool {
 	return false
 }
 
-func matchClass(q *Query, classes []consentstore.Class) bool {
+func matchClass(q *Query, classes []fhirconsent.Class) bool {
 	for _, c := range classes {
 		if c.ResourceType != "" && c.ResourceType == q.resourceType {
 			return true
@@ -136,10 +136,10 @@ func matchClass(q *Query, classes []consentstore.Class) bool {
 	return false
 }
 
-func matchCodes(have, want []consentstore.Coding) bool {
+func matchCodes(have, want []fhirconsent.Coding) bool {
 	for _, w := range want {
 		for _, h := range have {
-			if w.Code == h.Code && consentstore.SameSystem(w.System, h.System) {
+			if w.Code == h.Code && fhirconsent.SameSystem(w.System, h.System) {
 				return true
 			}
 		}
@@ -147,10 +147,10 @@ func matchCodes(have, want []consentstore.Coding) bool {
 	return false
 }
 
-func matchData(q *Query, data []consentstore.DataRef) bool {
+func matchData(q *Query, data []fhirconsent.DataRef) bool {
 	for _, d := range data {
 		switch d.Meaning {
-		case consentstore.MeaningAuthoredBy:
+		case fhirconsent.MeaningAuthoredBy:
 			if q.author != "" && d.Reference == q.author {
 				return true
 			}
@@ -166,19 +166,19 @@ func matchData(q *Query, data []consentstore.DataRef) bool {
 // matchLabels: any label criterion matches a label of the resource. A
 // confidentiality criterion compares levels: a deny covers its level and
 // above, a permit its level and below.
-func matchLabels(q *Query, p *consentstore.Provision) bool {
+func matchLabels(q *Query, p *fhirconsent.Provision) bool {
 	for _, l := range p.Labels {
 		if l.Level > 0 {
 			if q.conf == 0 {
 				continue
 			}
-			if p.Effect == consentstore.Deny && q.conf >= l.Level || p.Effect == consentstore.Permit && q.conf <= l.Level {
+			if p.Effect == fhirconsent.Deny && q.conf >= l.Level || p.Effect == fhirconsent.Permit && q.conf <= l.Level {
 				return true
 			}
 			continue
 		}
 		for _, h := range q.labels {
-			if h.Code == l.Canonical.Code && consentstore.SameSystem(l.Canonical.System, h.System) {
+			if h.Code == l.Canonical.Code && fhirconsent.SameSystem(l.Canonical.System, h.System) {
 				return true
 			}
 		}

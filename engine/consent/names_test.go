@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -55,13 +55,13 @@ func TestNamesSubject(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := consentstore.Parse([]byte(sprintf(base, tt.provision)))
+			c, err := fhirconsent.Parse([]byte(sprintf(base, tt.provision)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			opts := append([]reqOpt{subject("RelatedPerson/rp1")}, tt.opts...)
 			q := consent.NewQuery(rq(opts...), day("2024-01-01"))
-			res := consent.Evaluate(&q, []*consentstore.Consent{c}, consent.MostRecent)
+			res := consent.Evaluate(&q, []*fhirconsent.Consent{c}, consent.MostRecent)
 			wantRecipient := tt.named || tt.recipient
 			if res.Decision != tt.decision || res.NamesSubject != tt.named || res.NamesRecipient != wantRecipient {
 				t.Fatalf("decision %v namesSubject %v namesRecipient %v, want %v %v %v",
@@ -82,8 +82,8 @@ func TestNewerPermitKeepsDelegation(t *testing.T) {
 	  "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
 	  "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
 	  "patient": {"reference": "Patient/52"}, "dateTime": %q, "provision": %s}`
-	parse := func(id, date, prov string) *consentstore.Consent {
-		c, err := consentstore.Parse([]byte(fmt.Sprintf(consentJSON, id, date, prov)))
+	parse := func(id, date, prov string) *fhirconsent.Consent {
+		c, err := fhirconsent.Parse([]byte(fmt.Sprintf(consentJSON, id, date, prov)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,13 +94,13 @@ func TestNewerPermitKeepsDelegation(t *testing.T) {
 	optOut := parse("opt-out", "2023-09-01", `{"type": "deny"}`)
 	for _, tc := range []struct {
 		name     string
-		consents []*consentstore.Consent
+		consents []*fhirconsent.Consent
 		want     consent.Decision
 		named    bool
 	}{
-		{"delegation alone", []*consentstore.Consent{delegation}, consent.Permit, true},
-		{"newer general permit", []*consentstore.Consent{general, delegation}, consent.Permit, true},
-		{"newer opt-out revokes both", []*consentstore.Consent{delegation, optOut, general}, consent.Deny, false},
+		{"delegation alone", []*fhirconsent.Consent{delegation}, consent.Permit, true},
+		{"newer general permit", []*fhirconsent.Consent{general, delegation}, consent.Permit, true},
+		{"newer opt-out revokes both", []*fhirconsent.Consent{delegation, optOut, general}, consent.Deny, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

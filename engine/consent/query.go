@@ -4,8 +4,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/fhir"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -17,8 +17,8 @@ type Query struct {
 	patient    string
 	subjectID  string
 	subjectOrg string
-	idents     []consentstore.Identifier // the subject's own, then its organization's
-	ownIdents  int                       // how many of idents are the subject's own
+	idents     []fhirconsent.Identifier // the subject's own, then its organization's
+	ownIdents  int                      // how many of idents are the subject's own
 	roles      []string
 	kind       string
 	clientID   string
@@ -33,8 +33,8 @@ type Query struct {
 	org          string
 	date         time.Time
 	conf         int8
-	labels       []consentstore.Coding // canonical
-	codes        []consentstore.Coding // codes and categories, canonical
+	labels       []fhirconsent.Coding // canonical
+	codes        []fhirconsent.Coding // codes and categories, canonical
 	profiles     []string
 	residual     bool
 }
@@ -45,22 +45,22 @@ type Query struct {
 func NewQuery(req *chaperonev1.CheckRequest, at time.Time) Query {
 	q := Query{time: at}
 	s := req.GetSubject()
-	q.subjectID = consentstore.CanonicalReference(s.GetId())
-	q.subjectOrg = consentstore.CanonicalReference(s.GetOrganization())
+	q.subjectID = fhirconsent.CanonicalReference(s.GetId())
+	q.subjectOrg = fhirconsent.CanonicalReference(s.GetOrganization())
 	q.roles = s.GetRoles()
 	q.kind = s.GetKind()
 	q.clientID = s.GetClientId()
 	if n := len(s.GetIdentifiers()) + len(s.GetOrganizationIdentifiers()); n > 0 {
-		q.idents = make([]consentstore.Identifier, 0, n)
+		q.idents = make([]fhirconsent.Identifier, 0, n)
 		for _, id := range s.GetIdentifiers() {
-			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+			q.idents = append(q.idents, fhirconsent.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
 		}
 		q.ownIdents = len(q.idents)
 		for _, id := range s.GetOrganizationIdentifiers() {
-			q.idents = append(q.idents, consentstore.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+			q.idents = append(q.idents, fhirconsent.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
 		}
 	}
-	q.action = consentstore.ActionBit(req.GetAction())
+	q.action = fhirconsent.ActionBit(req.GetAction())
 	q.purposes = fhir.PurposeChain(req.GetPurposeOfUse())
 	for _, p := range q.purposes {
 		if p == "HRESCH" {
@@ -74,28 +74,28 @@ func NewQuery(req *chaperonev1.CheckRequest, at time.Time) Query {
 	if id := r.GetId(); id != "" && q.resourceType != "" {
 		q.resourceRef = q.resourceType + "/" + id
 	}
-	q.author = consentstore.CanonicalReference(r.GetAuthor())
-	q.org = consentstore.CanonicalReference(r.GetOrganization())
+	q.author = fhirconsent.CanonicalReference(r.GetAuthor())
+	q.org = fhirconsent.CanonicalReference(r.GetOrganization())
 	if d := r.GetDate(); d != nil {
 		q.date = d.AsTime()
 	}
 	if n := len(r.GetSecurityLabels()); n > 0 {
-		q.labels = make([]consentstore.Coding, 0, n)
+		q.labels = make([]fhirconsent.Coding, 0, n)
 		for _, l := range r.GetSecurityLabels() {
-			c := consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()})
+			c := fhirconsent.CanonicalCoding(fhirconsent.Coding{System: l.GetSystem(), Code: l.GetCode()})
 			q.labels = append(q.labels, c)
-			if lv := consentstore.ConfidentialityLevel(c); lv > q.conf {
+			if lv := fhirconsent.ConfidentialityLevel(c); lv > q.conf {
 				q.conf = lv
 			}
 		}
 	}
 	if n := len(r.GetCodes()) + len(r.GetCategories()); n > 0 {
-		q.codes = make([]consentstore.Coding, 0, n)
+		q.codes = make([]fhirconsent.Coding, 0, n)
 		for _, l := range r.GetCodes() {
-			q.codes = append(q.codes, consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()}))
+			q.codes = append(q.codes, fhirconsent.CanonicalCoding(fhirconsent.Coding{System: l.GetSystem(), Code: l.GetCode()}))
 		}
 		for _, l := range r.GetCategories() {
-			q.codes = append(q.codes, consentstore.CanonicalCoding(consentstore.Coding{System: l.GetSystem(), Code: l.GetCode()}))
+			q.codes = append(q.codes, fhirconsent.CanonicalCoding(fhirconsent.Coding{System: l.GetSystem(), Code: l.GetCode()}))
 		}
 	}
 	for _, p := range r.GetProfiles() {
@@ -116,7 +116,7 @@ func patientRef(s string) string {
 	if s == "" {
 		return ""
 	}
-	s = consentstore.CanonicalReference(s)
+	s = fhirconsent.CanonicalReference(s)
 	if !strings.Contains(s, "/") && !strings.Contains(s, ":") {
 		return "Patient/" + s
 	}

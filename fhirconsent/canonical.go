@@ -1,4 +1,4 @@
-package consentstore
+package fhirconsent
 
 import (
 	"strings"

@@ -1,4 +1,4 @@
-package consentstore_test
+package fhirconsent_test
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
 const minimalR4 = `{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"}}`
@@ -21,34 +21,34 @@ func TestParseMetadata(t *testing.T) {
 		version  string
 		patient  string
 		dateTime string
-		scope    consentstore.Scope
+		scope    fhirconsent.Scope
 		validity string // start..end (end exclusive) in RFC3339, "" when open
-		root     consentstore.Effect
+		root     fhirconsent.Effect
 	}{
-		{name: "minimal R4", js: minimalR4, version: "R4", patient: "Patient/52", scope: consentstore.ScopeUnknown, root: consentstore.Permit},
+		{name: "minimal R4", js: minimalR4, version: "R4", patient: "Patient/52", scope: fhirconsent.ScopeUnknown, root: fhirconsent.Permit},
 		{name: "R4 absolute patient reference", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"http://x.org/fhir/Patient/52/_history/2"}}`,
-			version: "R4", patient: "Patient/52", root: consentstore.Permit},
+			version: "R4", patient: "Patient/52", root: fhirconsent.Permit},
 		{name: "R4 scope and period", js: `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},"patient":{"reference":"Patient/1"},"dateTime":"2019-11-01","provision":{"type":"deny","period":{"start":"2019-11-01","end":"2029-01-01"}}}`,
-			version: "R4", patient: "Patient/1", dateTime: "2019-11-01T00:00:00Z", scope: consentstore.ScopeResearch, validity: "2019-11-01T00:00:00Z..2029-01-02T00:00:00Z", root: consentstore.Deny},
+			version: "R4", patient: "Patient/1", dateTime: "2019-11-01T00:00:00Z", scope: fhirconsent.ScopeResearch, validity: "2019-11-01T00:00:00Z..2029-01-02T00:00:00Z", root: fhirconsent.Deny},
 		{name: "R4 policyRule OPTOUT", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"policyRule":{"coding":[{"code":"OPTOUT"}]}}`,
-			version: "R4", patient: "Patient/1", root: consentstore.Deny},
+			version: "R4", patient: "Patient/1", root: fhirconsent.Deny},
 		{name: "R4 scope in category", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://loinc.org","code":"59284-6"}]},{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"treatment"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: consentstore.ScopeTreatment, root: consentstore.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeTreatment, root: fhirconsent.Permit},
 		{name: "LOINC category is privacy", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: consentstore.ScopePrivacy, root: consentstore.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopePrivacy, root: fhirconsent.Permit},
 		{name: "advance directive category", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentcategorycodes","code":"acd"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: consentstore.ScopeAdvanceDirective, root: consentstore.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeAdvanceDirective, root: fhirconsent.Permit},
 		{name: "R5", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"date":"2020-05-29","period":{"start":"2019-11-01T10:00:00+02:00"},"decision":"deny"}`,
-			version: "R5", patient: "Patient/52", dateTime: "2020-05-29T00:00:00Z", validity: "2019-11-01T08:00:00Z..", root: consentstore.Deny},
+			version: "R5", patient: "Patient/52", dateTime: "2020-05-29T00:00:00Z", validity: "2019-11-01T08:00:00Z..", root: fhirconsent.Deny},
 		{name: "R5 by provision list only", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"provision":[]}`,
-			version: "R5", patient: "Patient/52", root: consentstore.Permit},
+			version: "R5", patient: "Patient/52", root: fhirconsent.Permit},
 		{name: "R5 year-month precision", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"period":{"start":"2019","end":"2020-02"}}`,
-			version: "R5", patient: "Patient/52", validity: "2019-01-01T00:00:00Z..2020-03-01T00:00:00Z", root: consentstore.Permit},
+			version: "R5", patient: "Patient/52", validity: "2019-01-01T00:00:00Z..2020-03-01T00:00:00Z", root: fhirconsent.Permit},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := consentstore.Parse([]byte(tc.js))
+			c, err := fhirconsent.Parse([]byte(tc.js))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -81,7 +81,7 @@ func fmtTime(t time.Time) string {
 
 func TestParseProvisionTree(t *testing.T) {
 	t.Parallel()
-	c, err := consentstore.Parse([]byte(`{"resourceType":"Consent","id":"x","status":"active","subject":{"reference":"Patient/52"},"decision":"deny",
+	c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"x","status":"active","subject":{"reference":"Patient/52"},"decision":"deny",
 	 "provision":[{"actor":[{"role":{"coding":[{"code":"CST"}]},"reference":{"reference":"Organization/1"}}],"provision":[{"securityLabel":[{"code":"R"}],"provision":[{"purpose":[{"code":"ETREAT"}]}]}]},
 	              {"action":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentaction","code":"access"}]}]}]}`))
 	if err != nil {
@@ -98,11 +98,11 @@ func TestParseProvisionTree(t *testing.T) {
 		ok   bool
 	}{
 		{"paths", p0.Path == "provision[0]" && p1.Path == "provision[1]" && deep.Path == "provision[0].provision[0].provision[0]"},
-		{"alternation", p0.Effect == consentstore.Permit && p0.Children[0].Effect == consentstore.Deny && deep.Effect == consentstore.Permit},
-		{"custodian actor", p0.Actors[0].Target == consentstore.TargetCustodian && p0.Actors[0].Reference == "Organization/1"},
-		{"confidentiality level", p0.Children[0].Labels[0].Level == consentstore.LevelR},
+		{"alternation", p0.Effect == fhirconsent.Permit && p0.Children[0].Effect == fhirconsent.Deny && deep.Effect == fhirconsent.Permit},
+		{"custodian actor", p0.Actors[0].Target == fhirconsent.TargetCustodian && p0.Actors[0].Reference == "Organization/1"},
+		{"confidentiality level", p0.Children[0].Labels[0].Level == fhirconsent.LevelR},
 		{"redact labels", len(p0.Children[0].RedactLabels()) == 2 && p0.Children[0].RedactLabels()[1].Code == "V"},
-		{"actions", p1.HasActions && p1.Actions&consentstore.ActionRead != 0 && p1.Actions&consentstore.ActionUpdate == 0},
+		{"actions", p1.HasActions && p1.Actions&fhirconsent.ActionRead != 0 && p1.Actions&fhirconsent.ActionUpdate == 0},
 		{"refs", deep.RefSlice()[0] == "Consent/x#provision[0].provision[0].provision[0]" && c.RefSlice()[0].ID == "x"},
 	}
 	for _, ch := range checks {
@@ -161,8 +161,8 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := consentstore.Parse([]byte(tc.js))
-			var pe *consentstore.ParseError
+			_, err := fhirconsent.Parse([]byte(tc.js))
+			var pe *fhirconsent.ParseError
 			if !errors.As(err, &pe) {
 				t.Fatalf("err = %v, want *ParseError", err)
 			}
@@ -181,7 +181,7 @@ func TestParseErrors(t *testing.T) {
 func TestParseIgnoresUnknownElements(t *testing.T) {
 	t.Parallel()
 	js := `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"extension":[{"url":"x"}],"_status":{"id":"s"},"provision":{"foo":1,"actor":[{"reference":{"reference":"Practitioner/1"},"bar":[]}]}}`
-	if _, err := consentstore.Parse([]byte(js)); err != nil {
+	if _, err := fhirconsent.Parse([]byte(js)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -208,9 +208,9 @@ func TestParseMany(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cs, err := consentstore.ParseMany([]byte(tc.data))
+			cs, err := fhirconsent.ParseMany([]byte(tc.data))
 			if tc.errPath != "" || tc.errMsg != "" {
-				var pe *consentstore.ParseError
+				var pe *fhirconsent.ParseError
 				if !errors.As(err, &pe) {
 					t.Fatalf("err = %v, want *ParseError", err)
 				}
@@ -238,12 +238,12 @@ func TestParseMany(t *testing.T) {
 
 func TestWithID(t *testing.T) {
 	t.Parallel()
-	c, err := consentstore.Parse([]byte(`{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"provision":{"provision":[{"type":"deny"}]}}`))
+	c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"provision":{"provision":[{"type":"deny"}]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := c.WithID("gen", "7")
-	if d.ID != "gen" || d.Version != "7" || d.RefSlice()[0] != (consentstore.ConsentRef{ID: "gen", Version: "7"}) {
+	if d.ID != "gen" || d.Version != "7" || d.RefSlice()[0] != (fhirconsent.ConsentRef{ID: "gen", Version: "7"}) {
 		t.Errorf("ref %+v", d.RefSlice())
 	}
 	if got := d.Root.Children[0].RefSlice()[0]; got != "Consent/gen#provision.provision[0]" {
@@ -252,7 +252,7 @@ func TestWithID(t *testing.T) {
 	if c.Root.Children[0].RefSlice()[0] != "Consent/#provision.provision[0]" {
 		t.Errorf("original changed: %q", c.Root.Children[0].RefSlice()[0])
 	}
-	again, err := consentstore.Parse(d.Raw)
+	again, err := fhirconsent.Parse(d.Raw)
 	if err != nil || again.ID != "gen" {
 		t.Errorf("raw JSON has no id: %v %s", err, d.Raw)
 	}
@@ -277,13 +277,13 @@ func TestParseExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := consentstore.Parse(data)
+			c, err := fhirconsent.Parse(data)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := consentstore.R4
+			want := fhirconsent.R4
 			if strings.Contains(f, "/r5/") {
-				want = consentstore.R5
+				want = fhirconsent.R5
 			}
 			if c.FHIRVersion != want {
 				t.Errorf("version %s, want %s", c.FHIRVersion, want)
@@ -321,9 +321,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/1"},"decision":"deny","provision":[{"securityLabel":[{"code":"R"}],"provision":[{"period":{"start":"2020","end":"2021"}}]}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Consent"}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := consentstore.Parse(data)
+		c, err := fhirconsent.Parse(data)
 		if err != nil {
-			var pe *consentstore.ParseError
+			var pe *fhirconsent.ParseError
 			if !errors.As(err, &pe) {
 				t.Fatalf("error %v is not a *ParseError", err)
 			}
@@ -336,6 +336,6 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("incomplete consent %+v", c)
 		}
 		_ = c.WithID("x", "1")
-		_, _ = consentstore.ParseMany(data)
+		_, _ = fhirconsent.ParseMany(data)
 	})
 }
