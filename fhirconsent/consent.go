@@ -1,6 +1,9 @@
 package fhirconsent
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // FHIR versions a [Consent] is read as.
 const (
@@ -17,27 +20,48 @@ type Coding struct {
 	Code   string `json:"code"`
 }
 
-// Identifier is a value in a namespace, as FHIR Identifier.
+// Identifier is a value in a namespace, as FHIR Identifier. System is
+// canonical: without a trailing slash ([CanonicalIdentifier]).
 type Identifier struct {
 	System string
 	Value  string
 }
 
+// CanonicalIdentifier is the identifier with its system's trailing slashes
+// removed; the value is kept as given.
+func CanonicalIdentifier(system, value string) Identifier {
+	return Identifier{System: strings.TrimRight(system, "/"), Value: value}
+}
+
+// Matches reports whether id and o are the same identifier: both have a
+// value and their systems and values are equal. A missing system matches
+// only a missing system, never "any system": the same value in two
+// namespaces names two different parties.
+func (id Identifier) Matches(o Identifier) bool {
+	return id.Value != "" && id.Value == o.Value && id.System == o.System
+}
+
 // Effect is what a provision does when it matches: permit or deny.
 type Effect uint8
 
-// Effects. The zero Effect is none (not a valid provision effect).
+// Effects. The zero Effect is none: a provision without a type of its own
+// and nothing to infer one from (an R4 root without type or OPTIN/OPTOUT
+// policyRule, an R5 consent without decision, and the untyped provisions
+// below it). A provision with no effect never decides by itself.
 const (
 	Permit Effect = iota + 1
 	Deny
 )
 
-// Opposite is the other effect.
+// Opposite is the other effect; the opposite of none is none.
 func (e Effect) Opposite() Effect {
-	if e == Permit {
+	switch e {
+	case Permit:
 		return Deny
+	case Deny:
+		return Permit
 	}
-	return Permit
+	return 0
 }
 
 func (e Effect) String() string {

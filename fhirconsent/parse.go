@@ -351,14 +351,24 @@ func (n node) reference() (string, Identifier, error) {
 	if o, ok, err := n.obj("identifier"); err != nil {
 		return "", id, err
 	} else if ok {
-		if id.System, _, err = o.str("system"); err != nil {
-			return "", id, err
-		}
-		if id.Value, _, err = o.str("value"); err != nil {
+		if id, err = o.identifier(); err != nil {
 			return "", id, err
 		}
 	}
 	return CanonicalReference(ref), id, nil
+}
+
+// identifier reads an Identifier, its system canonical.
+func (n node) identifier() (Identifier, error) {
+	system, _, err := n.str("system")
+	if err != nil {
+		return Identifier{}, err
+	}
+	value, _, err := n.str("value")
+	if err != nil {
+		return Identifier{}, err
+	}
+	return CanonicalIdentifier(system, value), nil
 }
 
 var (
@@ -441,11 +451,8 @@ func compileConsent(m map[string]any, raw []byte) (*Consent, error) {
 		return nil, err
 	}
 	for _, o := range ids {
-		var id Identifier
-		if id.System, _, err = o.str("system"); err != nil {
-			return nil, err
-		}
-		if id.Value, _, err = o.str("value"); err != nil {
+		id, err := o.identifier()
+		if err != nil {
 			return nil, err
 		}
 		c.Identifiers = append(c.Identifiers, id)
@@ -501,7 +508,7 @@ func compileR4(root node, c *Consent, categories [][]Coding) error {
 		}
 	}
 	c.Scope = classify(scope, categories)
-	base := Permit
+	var base Effect // none until the consent says
 	if o, ok, err := root.obj("policyRule"); err != nil {
 		return err
 	} else if ok {
@@ -544,7 +551,7 @@ func compileR5(root node, c *Consent, categories [][]Coding) error {
 	if c.Validity, _, err = root.period("period"); err != nil {
 		return err
 	}
-	base := Permit
+	var base Effect // none until the consent says
 	if d, ok, err := root.str("decision"); err != nil {
 		return err
 	} else if ok {

@@ -25,25 +25,31 @@ func TestParseMetadata(t *testing.T) {
 		validity string // start..end (end exclusive) in RFC3339, "" when open
 		root     fhirconsent.Effect
 	}{
-		{name: "minimal R4", js: minimalR4, version: "R4", patient: "Patient/52", scope: fhirconsent.ScopeUnknown, root: fhirconsent.Permit},
+		{name: "minimal R4", js: minimalR4, version: "R4", patient: "Patient/52", scope: fhirconsent.ScopeUnknown, root: 0},
 		{name: "R4 absolute patient reference", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"http://x.org/fhir/Patient/52/_history/2"}}`,
-			version: "R4", patient: "Patient/52", root: fhirconsent.Permit},
+			version: "R4", patient: "Patient/52", root: 0},
 		{name: "R4 scope and period", js: `{"resourceType":"Consent","status":"active","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},"patient":{"reference":"Patient/1"},"dateTime":"2019-11-01","provision":{"type":"deny","period":{"start":"2019-11-01","end":"2029-01-01"}}}`,
 			version: "R4", patient: "Patient/1", dateTime: "2019-11-01T00:00:00Z", scope: fhirconsent.ScopeResearch, validity: "2019-11-01T00:00:00Z..2029-01-02T00:00:00Z", root: fhirconsent.Deny},
+		{name: "R4 policyRule OPTIN", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"policyRule":{"coding":[{"code":"OPTIN"}]}}`,
+			version: "R4", patient: "Patient/1", root: fhirconsent.Permit},
+		{name: "R4 policyRule not OPTIN or OPTOUT", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"policyRule":{"coding":[{"code":"hipaa-self-pay"}]},"provision":{"provision":[{"type":"deny"}]}}`,
+			version: "R4", patient: "Patient/1", root: 0},
+		{name: "R5 permit", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"decision":"permit"}`,
+			version: "R5", patient: "Patient/52", root: fhirconsent.Permit},
 		{name: "R4 policyRule OPTOUT", js: `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/1"},"policyRule":{"coding":[{"code":"OPTOUT"}]}}`,
 			version: "R4", patient: "Patient/1", root: fhirconsent.Deny},
 		{name: "R4 scope in category", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://loinc.org","code":"59284-6"}]},{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"treatment"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeTreatment, root: fhirconsent.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeTreatment, root: 0},
 		{name: "LOINC category is privacy", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopePrivacy, root: fhirconsent.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopePrivacy, root: 0},
 		{name: "advance directive category", js: `{"resourceType":"Consent","status":"active","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentcategorycodes","code":"acd"}]}],"patient":{"reference":"Patient/1"}}`,
-			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeAdvanceDirective, root: fhirconsent.Permit},
+			version: "R4", patient: "Patient/1", scope: fhirconsent.ScopeAdvanceDirective, root: 0},
 		{name: "R5", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"date":"2020-05-29","period":{"start":"2019-11-01T10:00:00+02:00"},"decision":"deny"}`,
 			version: "R5", patient: "Patient/52", dateTime: "2020-05-29T00:00:00Z", validity: "2019-11-01T08:00:00Z..", root: fhirconsent.Deny},
 		{name: "R5 by provision list only", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"provision":[]}`,
-			version: "R5", patient: "Patient/52", root: fhirconsent.Permit},
+			version: "R5", patient: "Patient/52", root: 0},
 		{name: "R5 year-month precision", js: `{"resourceType":"Consent","status":"active","subject":{"reference":"Patient/52"},"period":{"start":"2019","end":"2020-02"}}`,
-			version: "R5", patient: "Patient/52", validity: "2019-01-01T00:00:00Z..2020-03-01T00:00:00Z", root: fhirconsent.Permit},
+			version: "R5", patient: "Patient/52", validity: "2019-01-01T00:00:00Z..2020-03-01T00:00:00Z", root: 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,18 +23,24 @@
 //
 // # The decision of one consent
 //
-// The base decision is the R4 root provision.type, else policyRule (OPTIN,
-// OPTINR → permit; OPTOUT, OPTOUTE → deny), else permit; in R5 it is
-// decision (default permit). A nested provision without a type of its own
-// (every R5 provision) means the opposite of its parent. Among the nested
-// provisions that match, the deepest match decides; sibling provisions that
-// match and disagree: deny wins.
+// A consent PERMIT comes only from a provision of type permit that
+// applies. The root's type is the R4 root provision.type, else policyRule
+// (OPTIN, OPTINR → permit; OPTOUT, OPTOUTE → deny); in R5 it is decision.
+// With none of them (e.g. R4 policyRule "hipaa-self-pay" and an untyped
+// root) the root has no type: it decides nothing itself, and the consent
+// decides only through nested provisions with a type. A nested provision
+// without a type of its own (every R5 provision) is an exception: the
+// opposite of its parent, and without a type too when its parent has none.
+// Among the nested provisions that match, the deepest match with a type
+// decides; sibling provisions that match and disagree: deny wins.
 //
 // A provision matches when every criterion it has matches (within one
 // criterion's list any entry may match):
 //   - actor: a recipient role (IRCP, PRCP, ..., or none) is compared with
 //     the subject: reference equal to subject.id or subject.organization,
-//     identifier in subject.identifiers or subject.organizationIdentifiers,
+//     identifier in subject.identifiers or subject.organizationIdentifiers
+//     (same system and same value; a missing system matches only a
+//     missing system),
 //     or, for an actor given by role alone, a role of the subject; the
 //     custodian role (CST) is compared with resource.organization, the
 //     author role (AUT) with resource.author.
@@ -70,7 +76,8 @@
 // provision whose only unmatched criterion is its security labels then does
 // not deny; its labels (with the higher confidentiality levels) become
 // [Result.RedactLabels], which the caller must withhold from what it
-// returns under the PERMIT. When that provision is the consent's root (a
-// consent that only denies labelled data), the consent decides PERMIT with
-// its labels to redact.
+// returns. Residual labels never make a PERMIT: under a permit that
+// applies they are its obligations (PERMIT plus RedactLabels); when the
+// consent has nothing else that applies (a consent that only denies
+// labelled data), the answer is NO_CONSENT plus RedactLabels.
 package consent

@@ -3,7 +3,6 @@ package consent
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
@@ -142,7 +141,7 @@ func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 				lastDeny = c.DateTime
 			}
 			anyDeny = true
-		default:
+		case o.effect == fhirconsent.Permit:
 			if !anyPermit || c.DateTime.After(lastPermit) {
 				lastPermit = c.DateTime
 			}
@@ -167,9 +166,10 @@ func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 			return res.Decision != Deny && (rule != MostRecent || !anyPermit || !a.c.DateTime.Before(lastPermit))
 		case a.o.effect == fhirconsent.Deny:
 			return res.Decision == Deny && (rule != MostRecent || a.c.DateTime.Equal(lastDeny))
-		default:
+		case a.o.effect == fhirconsent.Permit:
 			return res.Decision == Permit && (rule != MostRecent || !anyDeny || a.c.DateTime.After(lastDeny))
 		}
+		return false
 	}
 	for i := range apps {
 		a := &apps[i]
@@ -197,9 +197,10 @@ func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 }
 
 // evalConsent evaluates one consent; ok is false when it does not apply.
-// A root deny provision that a search matches but for its security labels
-// (matchResidual) permits with those labels to redact: the consent denies
-// only the labelled data, which the caller withholds from the results.
+// Only a permit provision that applies makes the outcome a permit. A deny
+// provision that a search matches but for its security labels
+// (matchResidual) decides nothing: when nothing else in the consent
+// decides, the consent's outcome is residual, its labels to withhold.
 func evalConsent(q *Query, c *fhirconsent.Consent) (outcome, bool) {
 	if !c.Active() || q.patient == "" || c.Patient != q.patient {
 		return outcome{}, false
@@ -221,20 +222,37 @@ func evalConsent(q *Query, c *fhirconsent.Consent) (outcome, bool) {
 	case matchResidual:
 		return outcome{effect: fhirconsent.Deny, provs: c.Root.RefSlice(), redact: c.Root.RedactLabels(), residual: true}, true
 	}
-	eff, provs, redact, named := decide(q, c.Root)
-	return outcome{effect: eff, provs: provs, redact: redact, named: named}, true
+	v := decide(q, c.Root)
+	switch v.effect {
+	case fhirconsent.Permit, fhirconsent.Deny:
+		return outcome{effect: v.effect, provs: v.provs, redact: v.redact, named: v.named}, true
+	}
+	// Nothing with an effect applies (a root without a type of its own
+	// and no typed descendant that matches).
+	if len(v.resid) > 0 {
+		return outcome{effect: fhirconsent.Deny, redact: v.resid, residual: true}, true
+	}
+	return outcome{}, false
+}
+
+// verdict is what a matching provision decides.
+type verdict struct {
+	effect fhirconsent.Effect // 0: nothing with an effect applies
+	provs  []string
+	redact []fhirconsent.Coding // permit: labels to withhold
+	named  names                // permit: recipients it names
+	resid  []fhirconsent.Coding // no effect: residual labels found below
 }
 
 // decide returns the decision of a matching provision p: that of its
-// deepest matching descendants (deny wins among siblings), else its own.
-// named says whom p or a deciding descendant names as recipient.
-func decide(q *Query, p *fhirconsent.Provision) (fhirconsent.Effect, []string, []fhirconsent.Coding, names) {
+// deepest matching descendants with an effect (deny wins among siblings),
+// else its own. A provision without an effect (see [fhirconsent.Effect])
+// decides nothing: then the verdict has no effect and carries the labels
+// of residual denies below it.
+func decide(q *Query, p *fhirconsent.Provision) verdict {
 	var (
-		eff    fhirconsent.Effect
-		provs  []string
-		redact []fhirconsent.Coding
-		resid  []fhirconsent.Coding
-		named  names
+		best  verdict
+		resid []fhirconsent.Coding
 	)
 	for _, ch := range p.Children {
 		switch match(q, ch) {
@@ -244,23 +262,30 @@ func decide(q *Query, p *fhirconsent.Provision) (fhirconsent.Effect, []string, [
 			resid = joinCodings(resid, ch.RedactLabels())
 			continue
 		}
-		e, ps, rs, nm := decide(q, ch)
+		v := decide(q, ch)
 		switch {
-		case eff == 0 || (e == fhirconsent.Deny && eff == fhirconsent.Permit):
-			eff, provs, redact, named = e, ps, rs, nm
-		case e == eff:
-			provs = join(provs, ps)
-			redact = joinCodings(redact, rs)
-			named |= nm
+		case v.effect != fhirconsent.Permit && v.effect != fhirconsent.Deny:
+			resid = joinCodings(resid, v.resid)
+		case best.effect == 0 || (v.effect == fhirconsent.Deny && best.effect == fhirconsent.Permit):
+			best = v
+		case v.effect == best.effect:
+			best.provs = join(best.provs, v.provs)
+			best.redact = joinCodings(best.redact, v.redact)
+			best.named |= v.named
 		}
 	}
-	if eff == 0 {
-		eff, provs = p.Effect, p.RefSlice()
+	if best.effect == 0 {
+		if p.Effect != fhirconsent.Permit && p.Effect != fhirconsent.Deny {
+			return verdict{resid: resid}
+		}
+		best = verdict{effect: p.Effect, provs: p.RefSlice()}
 	}
-	if eff == fhirconsent.Deny {
-		return eff, provs, nil, 0
+	if best.effect == fhirconsent.Deny {
+		return verdict{effect: fhirconsent.Deny, provs: best.provs}
 	}
-	return eff, provs, joinCodings(redact, resid), named | namedBy(q, p)
+	best.redact = joinCodings(best.redact, resid)
+	best.named |= namedBy(q, p)
+	return best
 }
 
 // namedBy says whether one of p's recipient actors is the requesting
@@ -284,9 +309,8 @@ func namedBy(q *Query, p *fhirconsent.Provision) names {
 			}
 		}
 		if a.Identifier.Value != "" {
-			sys := strings.TrimRight(a.Identifier.System, "/")
 			for i, id := range q.idents {
-				if id.Value == a.Identifier.Value && fhirconsent.SameSystem(sys, id.System) {
+				if a.Identifier.Matches(id) {
 					if i < q.ownIdents {
 						n |= namesSubjectBit
 					} else {

@@ -1,7 +1,6 @@
 package consent
 
 import (
-	"strings"
 
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
@@ -79,10 +78,9 @@ func matchActor(q *Query, a *fhirconsent.Actor) bool {
 	if a.Reference != "" {
 		return a.Reference == q.subjectID || (q.subjectOrg != "" && a.Reference == q.subjectOrg)
 	}
-	if v := a.Identifier.Value; v != "" {
-		sys := strings.TrimRight(a.Identifier.System, "/")
+	if a.Identifier.Value != "" {
 		for _, id := range q.idents {
-			if id.Value == v && fhirconsent.SameSystem(sys, id.System) {
+			if a.Identifier.Matches(id) {
 				return true
 			}
 		}

@@ -50,6 +50,10 @@ func TestNamesSubject(t *testing.T) {
 			opts: []reqOpt{subject("RelatedPerson/x"), withIdent}, decision: consent.Permit, named: true},
 		{name: "an organization identifier is not the subject", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:family", "value": "rp-77"}}}]}`,
 			opts: []reqOpt{subject("RelatedPerson/x"), withOrgIdent}, decision: consent.Permit, recipient: true},
+		{name: "an identifier in another system names no one", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"system": "urn:example:other", "value": "rp-77"}}}]}`,
+			opts: []reqOpt{subject("RelatedPerson/x"), withIdent}, decision: consent.NoConsent},
+		{name: "an identifier without system names no one with a system", provision: `{"type": "permit", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"identifier": {"value": "rp-77"}}}]}`,
+			opts: []reqOpt{subject("RelatedPerson/x"), withIdent, withOrgIdent}, decision: consent.NoConsent},
 		{name: "a deny naming the subject names nothing", provision: `{"type": "deny", "actor": [` + rp1 + `]}`, decision: consent.Deny},
 	}
 	for _, tt := range tests {

@@ -53,11 +53,11 @@ func NewQuery(req *chaperonev1.CheckRequest, at time.Time) Query {
 	if n := len(s.GetIdentifiers()) + len(s.GetOrganizationIdentifiers()); n > 0 {
 		q.idents = make([]fhirconsent.Identifier, 0, n)
 		for _, id := range s.GetIdentifiers() {
-			q.idents = append(q.idents, fhirconsent.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+			q.idents = append(q.idents, fhirconsent.CanonicalIdentifier(id.GetSystem(), id.GetValue()))
 		}
 		q.ownIdents = len(q.idents)
 		for _, id := range s.GetOrganizationIdentifiers() {
-			q.idents = append(q.idents, fhirconsent.Identifier{System: strings.TrimRight(id.GetSystem(), "/"), Value: id.GetValue()})
+			q.idents = append(q.idents, fhirconsent.CanonicalIdentifier(id.GetSystem(), id.GetValue()))
 		}
 	}
 	q.action = fhirconsent.ActionBit(req.GetAction())
