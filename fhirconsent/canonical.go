@@ -89,6 +89,44 @@ func CanonicalCoding(c Coding) Coding {
 // system; an empty system matches any (the code alone was given).
 func SameSystem(a, b string) bool { return a == "" || b == "" || a == b }
 
+// LiteralReference reports whether ref is a FHIR literal reference in the
+// one spelling the API accepts: "Type/id", the type upper camel case
+// ("Patient", "RelatedPerson"), the id 1 to 64 of [A-Za-z0-9.-]. The API's
+// reference fields hold the same grammar (the patterns in the .proto
+// files), so a consent's references and a request's meet in one spelling:
+// a consent whose reference could never equal a request's is refused, not
+// stored to be silently ineffective.
+func LiteralReference(ref string) bool {
+	slash := strings.IndexByte(ref, '/')
+	if slash < 2 || len(ref)-slash-1 < 1 || len(ref)-slash-1 > 64 {
+		return false
+	}
+	typ, id := ref[:slash], ref[slash+1:]
+	for i := 0; i < len(typ); i++ {
+		c := typ[i]
+		switch {
+		case c >= 'a' && c <= 'z':
+		case c >= 'A' && c <= 'Z':
+			// a capital starts a word of at least one lower-case letter
+			if i+1 >= len(typ) || typ[i+1] < 'a' || typ[i+1] > 'z' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	if typ[0] < 'A' || typ[0] > 'Z' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // CanonicalReference reduces a FHIR reference to "Type/id": an absolute
 // URL loses its base, a versioned reference its "/_history/..." part. It
 // does not allocate.

@@ -355,7 +355,11 @@ func (n node) reference() (string, Identifier, error) {
 			return "", id, err
 		}
 	}
-	return CanonicalReference(ref), id, nil
+	canon := CanonicalReference(ref)
+	if ref != "" && !LiteralReference(canon) {
+		return "", id, perr(n.at("reference"), "%q is not a literal reference \"Type/id\" (id of 1 to 64 characters [A-Za-z0-9.-]), the only spelling requests use", ref)
+	}
+	return canon, id, nil
 }
 
 // identifier reads an Identifier, its system canonical.
@@ -487,6 +491,9 @@ func patientRef(root node, key string) (string, error) {
 	}
 	if ref == "" {
 		return "", perr(o.at("reference"), "required: the patient's reference, e.g. \"Patient/123\"")
+	}
+	if !strings.HasPrefix(ref, "Patient/") {
+		return "", perr(o.at("reference"), "must be a patient reference \"Patient/id\", not %q", ref)
 	}
 	return ref, nil
 }

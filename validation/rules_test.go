@@ -2,11 +2,13 @@ package validation_test
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -23,18 +25,20 @@ func baseRequest() *chaperonev1.CheckRequest {
 }
 
 // refFields are the reference fields of a CheckRequest: JSON path, setter,
-// and whether empty is allowed.
+// the resource type the field must name ("" for any) and whether empty is
+// allowed.
 var refFields = []struct {
 	path     string
 	set      func(*chaperonev1.CheckRequest, string)
+	typ      string
 	optional bool
 }{
-	{"subject.id", func(r *chaperonev1.CheckRequest, s string) { r.Subject.Id = s }, false},
-	{"subject.organization", func(r *chaperonev1.CheckRequest, s string) { r.Subject.Organization = s }, true},
-	{"subject.launchPatient", func(r *chaperonev1.CheckRequest, s string) { r.Subject.LaunchPatient = s }, true},
-	{"resource.patient", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Patient = s }, true},
-	{"resource.organization", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Organization = s }, true},
-	{"resource.author", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Author = s }, true},
+	{"subject.id", func(r *chaperonev1.CheckRequest, s string) { r.Subject.Id = s }, "", false},
+	{"subject.organization", func(r *chaperonev1.CheckRequest, s string) { r.Subject.Organization = s }, "Organization", true},
+	{"subject.launchPatient", func(r *chaperonev1.CheckRequest, s string) { r.Subject.LaunchPatient = s }, "Patient", true},
+	{"resource.patient", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Patient = s }, "Patient", true},
+	{"resource.organization", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Organization = s }, "Organization", true},
+	{"resource.author", func(r *chaperonev1.CheckRequest, s string) { r.Resource.Author = s }, "", true},
 }
 
 func TestReferenceGrammar(t *testing.T) {
@@ -43,52 +47,75 @@ func TestReferenceGrammar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
+	// ids after a valid type; T stands for the field's type.
+	ids := []struct {
+		id    string
+		valid bool
+	}{
+		{"53", true},
+		{"o1", true},
+		{"rp-1.2", true},
+		{"A.b-C", true},
+		{strings.Repeat("a", 64), true},
+		{strings.Repeat("a", 65), false},
+		{"53 ", false},
+		{" 53", false},
+		{"53?", false},
+		{"53#", false},
+		{"53\x00", false},
+		{"53/", false},
+		{"53\n", false},
+		{"53/_history/1", false},
+		{"", false},
+		{"/53", false},
+		{"5 3", false},
+		{"5_3", false},
+		{"５３", false}, // full-width digits
+		{"5%33", false},
+	}
+	// spellings of the whole reference; T is the field's type.
+	spellings := []struct {
 		ref   string
 		valid bool
 	}{
-		{"Patient/53", true},
-		{"Organization/o1", true},
-		{"RelatedPerson/rp-1.2", true},
-		{"Patient/" + strings.Repeat("a", 64), true},
-		{"Patient/" + strings.Repeat("a", 65), false},
-		{"Patient/53 ", false},
-		{" Patient/53", false},
-		{"patient/53", false},
-		{"PATIENT/53", true}, // the grammar allows it; it names no other patient
-		{"Patient/53?", false},
-		{"Patient/53#", false},
-		{"Patient/53\x00", false},
-		{"Patient/53/", false},
-		{"Patient/53\n", false},
-		{"Patient/53/_history/1", false},
-		{"http://fhir.example/Patient/53", false},
-		{"52", false},
-		{"/52", false},
-		{"Patient/", false},
-		{"P/53", false},
-		{"Patient//53", false},
-		{"Patient/5 3", false},
-		{"Patient/5_3", false},
-		{"Pаtient/53", false}, // Cyrillic a
-		{"Patient/５３", false}, // full-width digits
+		{"T/53", true},
+		{"t/53", false},
+		{"T/53/", false},
+		{"http://fhir.example/T/53", false},
 		{"urn:uuid:0b4f2a3e-7c9d-4c8e-9b5a-1f2e3d4c5b6a", false},
+		{"53", false},
+		{"/53", false},
+		{"T53", false},
+		{"T//53", false},
+		{" T/53", false},
 	}
 	for _, f := range refFields {
-		for _, c := range cases {
-			t.Run(f.path+"="+c.ref, func(t *testing.T) {
+		typ := f.typ
+		if typ == "" {
+			typ = "Practitioner"
+		}
+		try := func(ref string, valid bool) {
+			t.Run(f.path+"="+ref, func(t *testing.T) {
 				t.Parallel()
 				req := baseRequest()
-				f.set(req, c.ref)
-				checkField(t, v, req, f.path, c.valid)
+				f.set(req, ref)
+				checkField(t, v, req, f.path, valid)
 			})
 		}
-		t.Run(f.path+"=empty", func(t *testing.T) {
-			t.Parallel()
-			req := baseRequest()
-			f.set(req, "")
-			checkField(t, v, req, f.path, f.optional)
-		})
+		for _, c := range ids {
+			try(typ+"/"+c.id, c.valid)
+		}
+		for _, c := range spellings {
+			try(strings.ReplaceAll(c.ref, "T", typ), c.valid)
+		}
+		try(strings.ToUpper(typ)+"/53", false)
+		try(strings.ToLower(typ)+"/53", false)
+		try(strings.Replace(typ, "a", "\u0430", 1)+"/53", false) // Cyrillic a
+		try(typ[:1]+strings.ToUpper(typ[1:2])+typ[2:]+"/53", false)
+		for _, other := range []string{"Patient", "Organization", "RelatedPerson", "PractitionerRole", "Device"} {
+			try(other+"/53", f.typ == "" || f.typ == other)
+		}
+		try("", f.optional)
 	}
 }
 
@@ -212,4 +239,34 @@ func checkField(t *testing.T, v *validation.Validator, msg proto.Message, field 
 		}
 	}
 	t.Fatalf("Validate = %v, want a violation naming %s", err, field)
+}
+
+// TestConsentParserAgrees: the consent parser's reference check and the
+// API's reference pattern accept the same strings, so a stored consent
+// and a request meet in one spelling.
+func TestConsentParserAgrees(t *testing.T) {
+	t.Parallel()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	alphabet := []string{"P", "a", "t", "i", "e", "n", "R", "/", "5", "3", ".", "-", "_", " ", "?", "#", "\x00", "é", "а", "Z", "z", "A"}
+	corpus := []string{"Patient/53", "RelatedPerson/rp-1", "PractitionerRole/x.y", "PATIENT/53", "Patient/" + strings.Repeat("9", 64),
+		"Patient/" + strings.Repeat("9", 65), "Pa/1", "P/1", "Patient//1", "Patient/1/"}
+	for range 3000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		corpus = append(corpus, b.String())
+	}
+	for _, ref := range corpus {
+		req := baseRequest()
+		req.Subject.Id = ref
+		api := v.Validate(req) == nil
+		if parser := fhirconsent.LiteralReference(ref); parser != api {
+			t.Errorf("%q: the consent parser says %t, the API's pattern %t", ref, parser, api)
+		}
+	}
 }

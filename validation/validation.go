@@ -9,8 +9,8 @@
 // patterns, IP addresses, item counts, required messages) a plan compiled
 // from the descriptors passes valid messages in plain Go, and only a
 // message the plan cannot pass is evaluated by protovalidate, which words
-// the violations. [DecodeJSON] reads a message's
-// proto3 JSON form and validates it in one step.
+// the violations. [Validator.DecodeJSON] reads a message's proto3 JSON
+// form and validates it in one step.
 package validation
 
 import (
@@ -102,7 +102,9 @@ func (v *Validator) DecodeJSON(data []byte, msg proto.Message) error {
 // than a regular expression. A pattern not listed keeps protovalidate's
 // wording.
 var patternMessages = map[string]string{
-	`^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$`:                       `must be a FHIR literal reference "Type/id" (type [A-Z][A-Za-z]+, id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Patient/52"`,
+	`^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$`:          `must be a FHIR literal reference "Type/id" (a resource type such as Practitioner or RelatedPerson, an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Practitioner/p1"`,
+	`^Patient/[A-Za-z0-9.-]{1,64}$`:                              `must be a patient reference "Patient/id" (an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Patient/52"`,
+	`^Organization/[A-Za-z0-9.-]{1,64}$`:                         `must be an organization reference "Organization/id" (an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Organization/o1"`,
 	`^[A-Za-z0-9.-]{1,64}$`:                                      `must be a FHIR id: 1 to 64 characters [A-Za-z0-9.-]`,
 	`^[^\s\p{Z}\p{C}]+$`:                                         "must not be empty or contain whitespace or control characters",
 	`^[^\s\p{Z}\p{C}]*$`:                                         "must not contain whitespace or control characters",

@@ -833,10 +833,10 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x18\n" +
-	"\arevoked\x18\b \x01(\bR\arevoked\"\xc7\x02\n" +
-	"#AccessServiceGrantBreakGlassRequest\x12J\n" +
-	"\asubject\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\asubject\x12J\n" +
-	"\apatient\x18\x02 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient\x12\"\n" +
+	"\arevoked\x18\b \x01(\bR\arevoked\"\xcd\x02\n" +
+	"#AccessServiceGrantBreakGlassRequest\x12W\n" +
+	"\asubject\x18\x01 \x01(\tB=\xbaH:r8\x10\x01\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\asubject\x12C\n" +
+	"\apatient\x18\x02 \x01(\tB)\xbaH&r$\x10\x01\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\apatient\x12\"\n" +
 	"\x06reason\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x14\x18\xd0\x0fR\x06reason\x12;\n" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xa3\x05*\x00R\x03ttl\x12'\n" +
@@ -848,10 +848,10 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\"\\\n" +
 	"%AccessServiceRevokeBreakGlassResponse\x123\n" +
-	"\x05grant\x18\x01 \x01(\v2\x1d.chaperone.v1.BreakGlassGrantR\x05grant\"\xa3\x02\n" +
-	"\"AccessServiceListBreakGlassRequest\x12K\n" +
-	"\asubject\x18\x01 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\asubject\x12K\n" +
-	"\apatient\x18\x02 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient:c\xbaH`\x1a^\n" +
+	"\x05grant\x18\x01 \x01(\v2\x1d.chaperone.v1.BreakGlassGrantR\x05grant\"\xa9\x02\n" +
+	"\"AccessServiceListBreakGlassRequest\x12X\n" +
+	"\asubject\x18\x01 \x01(\tB>\xbaH;\xd8\x01\x01r6\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\asubject\x12D\n" +
+	"\apatient\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\apatient:c\xbaH`\x1a^\n" +
 	"\x12subject_or_patient\x12\x1esubject or patient is required\x1a(this.subject != '' || this.patient != ''\"\\\n" +
 	"#AccessServiceListBreakGlassResponse\x125\n" +
 	"\x06grants\x18\x01 \x03(\v2\x1d.chaperone.v1.BreakGlassGrantR\x06grants\"\x90\x03\n" +

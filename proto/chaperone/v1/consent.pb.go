@@ -519,9 +519,9 @@ const file_chaperone_v1_consent_proto_rawDesc = "" +
 	"\arevoked\x18\x06 \x01(\bR\arevoked\x121\n" +
 	"\aconsent\x18\a \x01(\v2\x17.google.protobuf.StructR\aconsent\"R\n" +
 	"\x19ConsentServiceGetResponse\x125\n" +
-	"\aconsent\x18\x01 \x01(\v2\x1b.chaperone.v1.StoredConsentR\aconsent\"g\n" +
-	"\x19ConsentServiceListRequest\x12J\n" +
-	"\apatient\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient\"o\n" +
+	"\aconsent\x18\x01 \x01(\v2\x1b.chaperone.v1.StoredConsentR\aconsent\"`\n" +
+	"\x19ConsentServiceListRequest\x12C\n" +
+	"\apatient\x18\x01 \x01(\tB)\xbaH&r$\x10\x01\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\apatient\"o\n" +
 	"\x1aConsentServiceListResponse\x127\n" +
 	"\bconsents\x18\x01 \x03(\v2\x1b.chaperone.v1.StoredConsentR\bconsents\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"9\n" +

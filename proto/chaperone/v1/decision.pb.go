@@ -188,10 +188,13 @@ func (x *Identifier) GetValue() string {
 //
 // Every reference field (id, organization, launch_patient here; patient,
 // organization and author on Resource) is a FHIR literal reference
-// "Type/id": the type is [A-Z][A-Za-z]+, the id 1 to 64 of [A-Za-z0-9.-].
-// Anything else ("patient/53", "Patient/53 ", "Patient/53?", "53", an
-// absolute URL) is invalid input naming the field, so each reference has
-// exactly one spelling, the one consents, grants and policies are keyed by.
+// "Type/id": the id is 1 to 64 of [A-Za-z0-9.-], the type a FHIR resource
+// type in its one spelling (upper camel case: "Practitioner",
+// "RelatedPerson"), and exactly "Patient" for a patient field and
+// "Organization" for an organization field. Anything else ("patient/53",
+// "PATIENT/53", "Patient/53 ", "Patient/53?", "53", an absolute URL) is
+// invalid input naming the field, so each reference has exactly one
+// spelling, the one consents, grants and policies are keyed by.
 type Subject struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// FHIR reference of the subject, e.g. "Practitioner/p1". Required.
@@ -995,29 +998,29 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"Identifier\x12 \n" +
 	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06system\x12 \n" +
 	"\x05value\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf1\x04\n" +
-	"\aSubject\x12@\n" +
-	"\x02id\x18\x01 \x01(\tB0\xbaH-r+\x10\x01\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\x02id\x12S\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf5\x04\n" +
+	"\aSubject\x12M\n" +
+	"\x02id\x18\x01 \x01(\tB=\xbaH:r8\x10\x01\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\x02id\x12S\n" +
 	"\x04kind\x18\x02 \x01(\tB?\xbaH<r:R\x00R\fpractitionerR\apatientR\x0erelated-personR\x06deviceR\aserviceR\x04kind\x12D\n" +
 	"\videntifiers\x18\x03 \x03(\v2\x18.chaperone.v1.IdentifierB\b\xbaH\x05\x92\x01\x02\x10 R\videntifiers\x12&\n" +
 	"\x05roles\x18\x04 \x03(\tB\x10\xbaH\r\x92\x01\n" +
-	"\x10 \"\x06r\x04\x10\x01\x18@R\x05roles\x12U\n" +
-	"\forganization\x18\x05 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\forganization\x12]\n" +
+	"\x10 \"\x06r\x04\x10\x01\x18@R\x05roles\x12S\n" +
+	"\forganization\x18\x05 \x01(\tB/\xbaH,\xd8\x01\x01r'\x18\x80\x022\"^Organization/[A-Za-z0-9.-]{1,64}$R\forganization\x12]\n" +
 	"\x18organization_identifiers\x18\x06 \x03(\v2\x18.chaperone.v1.IdentifierB\b\xbaH\x05\x92\x01\x02\x10 R\x17organizationIdentifiers\x12*\n" +
 	"\x06scopes\x18\a \x03(\tB\x12\xbaH\x0f\x92\x01\f\x10\x80\x01\"\ar\x05\x10\x01\x18\x80\x02R\x06scopes\x12%\n" +
-	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\x12X\n" +
-	"\x0elaunch_patient\x18\t \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\rlaunchPatient\"\xf9\x04\n" +
+	"\tclient_id\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\bclientId\x12Q\n" +
+	"\x0elaunch_patient\x18\t \x01(\tB*\xbaH'\xd8\x01\x01r\"\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\rlaunchPatient\"\xfd\x04\n" +
 	"\bResource\x12/\n" +
 	"\x04type\x18\x01 \x01(\tB\x1b\xbaH\x18r\x16\x10\x01\x18@2\x10^[A-Z][A-Za-z]+$R\x04type\x121\n" +
-	"\x02id\x18\x02 \x01(\tB!\xbaH\x1e\xd8\x01\x01r\x19\x18@2\x15^[A-Za-z0-9.-]{1,64}$R\x02id\x12K\n" +
-	"\apatient\x18\x03 \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\apatient\x12G\n" +
+	"\x02id\x18\x02 \x01(\tB!\xbaH\x1e\xd8\x01\x01r\x19\x18@2\x15^[A-Za-z0-9.-]{1,64}$R\x02id\x12D\n" +
+	"\apatient\x18\x03 \x01(\tB*\xbaH'\xd8\x01\x01r\"\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\apatient\x12G\n" +
 	"\x0fsecurity_labels\x18\x04 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\x0esecurityLabels\x124\n" +
 	"\x05codes\x18\x05 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\x05codes\x12>\n" +
 	"\n" +
 	"categories\x18\x06 \x03(\v2\x14.chaperone.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10@R\n" +
-	"categories\x12U\n" +
-	"\forganization\x18\a \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\forganization\x12I\n" +
-	"\x06author\x18\b \x01(\tB1\xbaH.\xd8\x01\x01r)\x18\x80\x022$^[A-Z][A-Za-z]+/[A-Za-z0-9.-]{1,64}$R\x06author\x12.\n" +
+	"categories\x12S\n" +
+	"\forganization\x18\a \x01(\tB/\xbaH,\xd8\x01\x01r'\x18\x80\x022\"^Organization/[A-Za-z0-9.-]{1,64}$R\forganization\x12V\n" +
+	"\x06author\x18\b \x01(\tB>\xbaH;\xd8\x01\x01r6\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\x06author\x12.\n" +
 	"\x04date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04date\x12+\n" +
 	"\bprofiles\x18\n" +
 	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\xd7\x02\n" +
