@@ -69,6 +69,9 @@ type Change struct {
 	Outcome string `json:"outcome,omitempty"`
 	// Error is why the change failed: a Connect code such as "not_found".
 	Error string `json:"error,omitempty"`
+	// CorrelationID is the request's correlation id (X-Request-Id), to
+	// find the server's log lines of the change.
+	CorrelationID string `json:"correlationId,omitempty"`
 
 	// Patient is whose access the change is about (consents, grants).
 	Patient string `json:"patient,omitempty"`

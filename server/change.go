@@ -61,7 +61,7 @@ func (l changeLog) begin(ctx context.Context, c audit.Change) (func(err error, r
 		return func(error, audit.Change) {}, nil
 	}
 	caller := CallerName(ctx)
-	c.ID = audit.NewChangeID()
+	c.ID, c.CorrelationID = audit.NewChangeID(), CorrelationID(ctx)
 	if err := l.rec.Change(ctx, caller, c); err != nil {
 		l.logger.LogAttrs(ctx, slog.LevelError, "audit record of a change not stored; change refused",
 			slog.String("action", string(c.Action)), slog.String("caller", caller), slog.String("error", err.Error()))

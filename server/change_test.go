@@ -225,8 +225,8 @@ func TestAdminChangesOnTheChain(t *testing.T) {
 	if c := got[2]; c.Subject != "Practitioner/7" || c.Expires == nil || !c.Expires.Equal(g.GetExpireTime().AsTime()) {
 		t.Errorf("grant change = %+v, want subject Practitioner/7 expiring %v", c, g.GetExpireTime().AsTime())
 	}
-	if c := got[0]; c.Status != "active" || c.FHIRVersion == "" {
-		t.Errorf("consent change = %+v, want status active and the FHIR version", c)
+	if c := got[0]; c.Status != "active" || c.FHIRVersion == "" || c.CorrelationID == "" {
+		t.Errorf("consent change = %+v, want status active, the FHIR version and the correlation id", c)
 	}
 	if ps := audit.Changes(recs, "Patient/52", audit.Window{}); len(ps) != 4 {
 		t.Errorf("changes about Patient/52 = %d, want 4 (consent put and revoke, grant and revoke)", len(ps))
