@@ -367,7 +367,7 @@ func TestAuditRedis(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "chaperone:audit:r1: intact: ") {
 		t.Fatalf("verify --redis: %d %s %s", code, stdout, stderr)
 	}
-	if code, _, stderr := runAudit(t, "audit", "review", "d-2", "--by", "po", "--note", "ok", "--redis", url); code != 0 {
+	if code, _, stderr := runAudit(t, "audit", "review", "d-2", "--by", "po", "--note", "ok", "--key", key+".pem", "--redis", url); code != 0 {
 		t.Fatalf("review --redis: %d %s", code, stderr)
 	}
 	code, stdout, _ = runAudit(t, "audit", "break-glass", "--unreviewed", "--redis", url, "--format", "json")
