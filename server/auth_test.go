@@ -25,6 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
 )
@@ -151,13 +152,13 @@ func newJWKSServer(t testing.TB, body []byte) *jwksServer {
 
 func (js *jwksServer) set(b []byte) { js.body.Store(&b) }
 
-func newVerifier(t testing.TB, source string, minRefresh time.Duration) *server.JWTVerifier {
+func newVerifier(t testing.TB, source string, minRefresh time.Duration) *callers.JWTVerifier {
 	t.Helper()
-	keys, err := server.NewJWKS(context.Background(), source, server.JWKSConfig{MinRefresh: minRefresh})
+	keys, err := callers.NewJWKS(context.Background(), source, callers.JWKSConfig{MinRefresh: minRefresh})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := server.NewJWTVerifier(keys, server.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, Skew: 5 * time.Second})
+	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, Skew: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,19 +214,19 @@ func TestJWTCallers(t *testing.T) {
 	}{
 		{name: "valid", token: issuerKey.sign(t, claims{})},
 		{name: "valid within skew", token: issuerKey.sign(t, claims{exp: now.Add(-2 * time.Second)})},
-		{name: "no token", wantReason: server.ReasonMissingToken},
-		{name: "expired", token: issuerKey.sign(t, claims{exp: now.Add(-time.Minute)}), wantReason: server.ReasonExpired},
-		{name: "not yet valid", token: issuerKey.sign(t, claims{nbf: now.Add(time.Minute)}), wantReason: server.ReasonNotYetValid},
-		{name: "wrong audience", token: issuerKey.sign(t, claims{aud: []string{"someone-else"}}), wantReason: server.ReasonAudience},
-		{name: "wrong issuer", token: issuerKey.sign(t, claims{iss: "https://evil.test"}), wantReason: server.ReasonIssuer},
-		{name: "no expiry", token: issuerKey.sign(t, claims{noExp: true}), wantReason: server.ReasonMissingClaim},
-		{name: "empty subject", token: issuerKey.sign(t, claims{emptySub: true}), wantReason: server.ReasonMissingClaim},
-		{name: "wrong key", token: otherKey.sign(t, claims{}), wantReason: server.ReasonSignature},
-		{name: "unknown kid", token: newSigner(t, "k9").sign(t, claims{}), wantReason: server.ReasonUnknownKey},
-		{name: "alg none", token: unsignedToken("k1"), wantReason: server.ReasonAlgorithm},
-		{name: "alg HS256 keyed with the public key", token: hmacToken(t, issuerKey), wantReason: server.ReasonAlgorithm},
-		{name: "malformed", token: "not.a-token", wantReason: server.ReasonMalformed},
-		{name: "tampered payload", token: tamper(issuerKey.sign(t, claims{})), wantReason: server.ReasonSignature},
+		{name: "no token", wantReason: callers.ReasonMissingToken},
+		{name: "expired", token: issuerKey.sign(t, claims{exp: now.Add(-time.Minute)}), wantReason: callers.ReasonExpired},
+		{name: "not yet valid", token: issuerKey.sign(t, claims{nbf: now.Add(time.Minute)}), wantReason: callers.ReasonNotYetValid},
+		{name: "wrong audience", token: issuerKey.sign(t, claims{aud: []string{"someone-else"}}), wantReason: callers.ReasonAudience},
+		{name: "wrong issuer", token: issuerKey.sign(t, claims{iss: "https://evil.test"}), wantReason: callers.ReasonIssuer},
+		{name: "no expiry", token: issuerKey.sign(t, claims{noExp: true}), wantReason: callers.ReasonMissingClaim},
+		{name: "empty subject", token: issuerKey.sign(t, claims{emptySub: true}), wantReason: callers.ReasonMissingClaim},
+		{name: "wrong key", token: otherKey.sign(t, claims{}), wantReason: callers.ReasonSignature},
+		{name: "unknown kid", token: newSigner(t, "k9").sign(t, claims{}), wantReason: callers.ReasonUnknownKey},
+		{name: "alg none", token: unsignedToken("k1"), wantReason: callers.ReasonAlgorithm},
+		{name: "alg HS256 keyed with the public key", token: hmacToken(t, issuerKey), wantReason: callers.ReasonAlgorithm},
+		{name: "malformed", token: "not.a-token", wantReason: callers.ReasonMalformed},
+		{name: "tampered payload", token: tamper(issuerKey.sign(t, claims{})), wantReason: callers.ReasonSignature},
 	}
 	for _, tc := range cases {
 		tokens = append(tokens, tc.token)
@@ -277,91 +278,25 @@ func tamper(tok string) string {
 	return strings.Join(parts, ".")
 }
 
-func TestJWKSKeyRotation(t *testing.T) {
-	t.Parallel()
-	k1, k2 := newSigner(t, "k1"), newSigner(t, "k2")
-	js := newJWKSServer(t, jwksJSON(t, k1))
-	const minRefresh = 20 * time.Millisecond
-	v := newVerifier(t, js.url, minRefresh)
-	ctx := context.Background()
-	tok1, tok2 := k1.sign(t, claims{sub: "a"}), k2.sign(t, claims{sub: "b"})
-
-	if _, err := v.Verify(ctx, tok1); err != nil {
-		t.Fatalf("k1 before rotation: %v", err)
-	}
-	time.Sleep(2 * minRefresh)
-	var te *server.TokenError
-	if _, err := v.Verify(ctx, tok2); !errors.As(err, &te) || te.Reason != server.ReasonUnknownKey {
-		t.Fatalf("k2 before the issuer publishes it: %v", err)
-	}
-
-	// The issuer rotates: k2 in, k1 out.
-	js.set(jwksJSON(t, k2))
-	time.Sleep(2 * minRefresh)
-	c, err := v.Verify(ctx, tok2)
-	if err != nil {
-		t.Fatalf("k2 after rotation: %v", err)
-	}
-	if c.Subject != "b" {
-		t.Errorf("subject %q", c.Subject)
-	}
-	// tok1 was verified (and cached) before; its key is gone now.
-	time.Sleep(2 * minRefresh)
-	if _, err := v.Verify(ctx, tok1); !errors.As(err, &te) || te.Reason != server.ReasonUnknownKey {
-		t.Fatalf("k1 after it was rotated out: %v", err)
-	}
-}
-
-func TestJWKSRefetchIsRateLimited(t *testing.T) {
-	t.Parallel()
-	k1 := newSigner(t, "k1")
-	js := newJWKSServer(t, jwksJSON(t, k1))
-	v := newVerifier(t, js.url, time.Hour)
-	before := js.fetches.Load()
-	for i := range 20 {
-		tok := newSigner(t, "forged-"+string(rune('a'+i))).sign(t, claims{})
-		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, server.ErrUnauthenticated) {
-			t.Fatalf("forged kid accepted: %v", err)
-		}
-	}
-	if n := js.fetches.Load() - before; n != 0 {
-		t.Errorf("20 unknown kids caused %d fetches within MinRefresh, want 0", n)
-	}
-}
-
-func TestJWKSFromFile(t *testing.T) {
-	t.Parallel()
-	k1 := newSigner(t, "k1")
-	path := writeFile(t, t.TempDir(), "jwks.json", jwksJSON(t, k1))
-	v := newVerifier(t, path, time.Millisecond)
-	c, err := v.Verify(context.Background(), k1.sign(t, claims{clientID: "portal"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Subject != "svc-gateway" || c.ClientID != "portal" {
-		t.Errorf("claims %+v", c)
-	}
-}
-
 func TestJWTConfigErrors(t *testing.T) {
 	t.Parallel()
 	k1 := newSigner(t, "k1")
 	js := newJWKSServer(t, jwksJSON(t, k1))
-	keys, err := server.NewJWKS(context.Background(), js.url, server.JWKSConfig{})
+	keys, err := callers.NewJWKS(context.Background(), js.url, callers.JWKSConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string
-		cfg  server.JWTConfig
+		cfg  callers.JWTConfig
 	}{
-		{"no issuer", server.JWTConfig{Audience: []string{"a"}}},
-		{"no audience", server.JWTConfig{Issuer: "i"}},
-		{"none", server.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"none"}}},
-		{"HS256", server.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"HS256"}}},
-		{"unknown", server.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"RS1"}}},
+		{"no issuer", callers.JWTConfig{Audience: []string{"a"}}},
+		{"no audience", callers.JWTConfig{Issuer: "i"}},
+		{"none", callers.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"none"}}},
+		{"HS256", callers.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"HS256"}}},
+		{"unknown", callers.JWTConfig{Issuer: "i", Audience: []string{"a"}, Algorithms: []string{"RS1"}}},
 	} {
-		if _, err := server.NewJWTVerifier(keys, tc.cfg); err == nil {
+		if _, err := callers.NewJWTVerifier(keys, tc.cfg); err == nil {
 			t.Errorf("%s: want an error", tc.name)
 		}
 	}
@@ -369,12 +304,12 @@ func TestJWTConfigErrors(t *testing.T) {
 		if src == js.url+"/missing-but-served" {
 			continue // the test server answers every path
 		}
-		if _, err := server.NewJWKS(context.Background(), src, server.JWKSConfig{}); err == nil {
+		if _, err := callers.NewJWKS(context.Background(), src, callers.JWKSConfig{}); err == nil {
 			t.Errorf("NewJWKS(%q): want an error", src)
 		}
 	}
 	sym := []byte(`{"keys":[{"kty":"oct","kid":"s","k":"c2VjcmV0"}]}`)
-	if _, err := server.NewJWKS(context.Background(), writeFile(t, t.TempDir(), "sym.json", sym), server.JWKSConfig{}); err == nil {
+	if _, err := callers.NewJWKS(context.Background(), writeFile(t, t.TempDir(), "sym.json", sym), callers.JWKSConfig{}); err == nil {
 		t.Error("a JWKS with a symmetric key was accepted")
 	}
 }
@@ -388,18 +323,18 @@ func TestJWTConfigErrors(t *testing.T) {
 func BenchmarkGuard(b *testing.B) {
 	k1 := newSigner(b, "k1")
 	path := writeFile(b, b.TempDir(), "jwks.json", jwksJSON(b, k1))
-	keys, err := server.NewJWKS(context.Background(), path, server.JWKSConfig{})
+	keys, err := callers.NewJWKS(context.Background(), path, callers.JWKSConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	verifier := func(cacheSize int) *server.JWTVerifier {
-		v, err := server.NewJWTVerifier(keys, server.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, CacheSize: cacheSize})
+	verifier := func(cacheSize int) *callers.JWTVerifier {
+		v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, CacheSize: cacheSize})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return v
 	}
-	limiter, err := server.NewRateLimiter(server.RateSpec{PerSecond: 1e9, Burst: 1e9})
+	limiter, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: 1e9, Burst: 1e9})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	_ "github.com/chaperone-pdp/chaperone/proto/chaperone/v1" // registers every chaperone.v1 service
 	"github.com/chaperone-pdp/chaperone/server"
 )
@@ -56,33 +57,33 @@ callers:
 
 type authzCaller struct {
 	name   string
-	caller server.Caller
+	caller callers.Caller
 	may    func(proc string) bool
 }
 
 func authzCallers() []authzCaller {
 	decision := func(p string) bool { return serviceOf(p) == "chaperone.v1.DecisionService" }
 	return []authzCaller{
-		{"authenticated, no grant", server.Caller{ID: "svc-x", Subject: "svc-x"}, decision},
-		{"consent service granted", server.Caller{ID: "svc-consent", Subject: "svc-consent"}, func(p string) bool {
+		{"authenticated, no grant", callers.Caller{ID: "svc-x", Subject: "svc-x"}, decision},
+		{"consent service granted", callers.Caller{ID: "svc-consent", Subject: "svc-consent"}, func(p string) bool {
 			return decision(p) || serviceOf(p) == "chaperone.v1.ConsentService"
 		}},
-		{"one method granted by client id", server.Caller{ID: "u", Subject: "u", ClientID: "put-app"}, func(p string) bool {
+		{"one method granted by client id", callers.Caller{ID: "u", Subject: "u", ClientID: "put-app"}, func(p string) bool {
 			return decision(p) || p == "/chaperone.v1.ConsentService/Put"
 		}},
-		{"everything granted by mTLS identity", server.Caller{ID: "spiffe://chaperone.test/ns/ops/sa/admin", CertIdentities: []string{"spiffe://chaperone.test/ns/ops/sa/admin"}}, func(string) bool { return true }},
-		{"wrong identity kind does not match", server.Caller{ID: "spiffe://chaperone.test/ns/ops/sa/admin", Subject: "spiffe://chaperone.test/ns/ops/sa/admin"}, decision},
-		{"anonymous (no auth configured)", server.Caller{ID: server.AnonymousID, Anonymous: true}, func(string) bool { return true }},
+		{"everything granted by mTLS identity", callers.Caller{ID: "spiffe://chaperone.test/ns/ops/sa/admin", URIs: []string{"spiffe://chaperone.test/ns/ops/sa/admin"}}, func(string) bool { return true }},
+		{"wrong identity kind does not match", callers.Caller{ID: "spiffe://chaperone.test/ns/ops/sa/admin", Subject: "spiffe://chaperone.test/ns/ops/sa/admin"}, decision},
+		{"anonymous (no auth configured)", callers.Caller{ID: callers.AnonymousID, Anonymous: true}, func(string) bool { return true }},
 	}
 }
 
-func loadAuthz(t testing.TB) *server.Authorizer {
+func loadAuthz(t testing.TB) *callers.Authorizer {
 	t.Helper()
-	cfg, err := server.LoadAuthzConfig(writeFile(t, t.TempDir(), "callers.yaml", []byte(authzCallersYAML)))
+	cfg, err := callers.LoadAuthzConfig(writeFile(t, t.TempDir(), "callers.yaml", []byte(authzCallersYAML)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := server.NewAuthorizer(cfg)
+	a, err := callers.NewAuthorizer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestAuthorizeEveryProcedure(t *testing.T) {
 	}
 	t.Run("paths that are not procedures are refused", func(t *testing.T) {
 		t.Parallel()
-		admin := server.Caller{ID: "x", Subject: "svc-consent"}
+		admin := callers.Caller{ID: "x", Subject: "svc-consent"}
 		for _, p := range []string{"/chaperone.v1.DecisionService/../chaperone.v1.ConsentService/Put", "/chaperone.v1.ConsentService//Put", "/x", ""} {
 			if a.Authorize(&admin, p) == nil {
 				t.Errorf("%q allowed", p)
@@ -132,7 +133,7 @@ func TestAuthorizeOverHTTP(t *testing.T) {
 	g := startGuarded(t, server.GuardConfig{JWT: v, Authorizer: loadAuthz(t)}, nil)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, c := range authzCallers() {
-		if c.caller.Subject == "" || len(c.caller.CertIdentities) > 0 {
+		if c.caller.Subject == "" || len(c.caller.URIs)+len(c.caller.DNSNames) > 0 {
 			continue // token callers only here; mTLS identities are in TestMutualTLS
 		}
 		tok := k.sign(t, claims{sub: c.caller.Subject, clientID: c.caller.ClientID})
@@ -168,9 +169,9 @@ func TestAuthzConfigErrors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := server.LoadAuthzConfig(writeFile(t, t.TempDir(), "c.yaml", []byte(y)))
+			cfg, err := callers.LoadAuthzConfig(writeFile(t, t.TempDir(), "c.yaml", []byte(y)))
 			if err == nil {
-				_, err = server.NewAuthorizer(cfg)
+				_, err = callers.NewAuthorizer(cfg)
 			}
 			if err == nil {
 				t.Fatal("want an error")

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 
 	"connectrpc.com/connect"
+
+	"github.com/chaperone-pdp/chaperone/callers"
 )
 
 // Correlation headers. A request's correlation id is its X-Request-Id when
@@ -24,7 +26,7 @@ const maxRequestIDLen = 128
 // request passes the guard and the Connect interceptors.
 type requestInfo struct {
 	correlationID string
-	caller        *Caller
+	caller        *callers.Caller
 	procedure     string // "/pkg.Service/Method", or "" for non-RPC paths
 	code          connect.Code
 	codeSet       bool

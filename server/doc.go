@@ -17,10 +17,12 @@
 //
 // Who may call is the [Guard]'s job, an HTTP middleware in front of every
 // service: callers identified by mutual TLS ([NewTLSConfig]) or bearer JWTs
-// checked against a JWKS ([NewJWTVerifier]), authorized per procedure
-// ([NewAuthorizer]), rate limited per caller ([NewRateLimiter]), with a
-// correlation id ([CorrelationID]) taken from X-Request-Id or traceparent and
-// echoed back. [Metrics] publishes Prometheus metrics and [Tracing]
+// checked against a JWKS ([callers.NewJWTVerifier]), authorized per
+// procedure ([callers.NewAuthorizer]), rate limited per caller
+// ([callers.NewRateLimiter]), with a correlation id ([CorrelationID]) taken
+// from X-Request-Id or traceparent and echoed back. [CallerFromContext]
+// returns the authenticated caller of a request. A panic anywhere in the
+// handler is answered with code internal, never a dropped connection. [Metrics] publishes Prometheus metrics and [Tracing]
 // OpenTelemetry traces.
 //
 // Connect codes appear only in this package: domain packages return plain

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -168,7 +169,7 @@ func (m *Metrics) procedureLabel(path string) string {
 	if v, ok := m.known.Load(path); ok {
 		return v.(string)
 	}
-	svc, ok := procedureService(path)
+	svc, ok := callers.ServiceOf(path)
 	if !ok {
 		return unknownProcedure
 	}

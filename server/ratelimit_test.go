@@ -11,6 +11,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
 )
@@ -19,7 +20,7 @@ func TestRateLimitPerCaller(t *testing.T) {
 	t.Parallel()
 	k := newSigner(t, "k1")
 	v := newVerifier(t, writeFile(t, t.TempDir(), "jwks.json", jwksJSON(t, k)), time.Hour)
-	cfg, err := server.LoadAuthzConfig(writeFile(t, t.TempDir(), "callers.yaml", []byte(`
+	cfg, err := callers.LoadAuthzConfig(writeFile(t, t.TempDir(), "callers.yaml", []byte(`
 callers:
   - name: bulk
     subjects: [svc-bulk]
@@ -29,12 +30,12 @@ callers:
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := server.NewAuthorizer(cfg)
+	authz, err := callers.NewAuthorizer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const perSecond = 4 // one token back every 250ms
-	limiter, err := server.NewRateLimiter(server.RateSpec{PerSecond: perSecond, Burst: 2})
+	limiter, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: perSecond, Burst: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ callers:
 
 func TestRateLimiterRetryAfter(t *testing.T) {
 	t.Parallel()
-	l, err := server.NewRateLimiter(server.RateSpec{PerSecond: 0.5, Burst: 1})
+	l, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: 0.5, Burst: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +111,8 @@ func TestRateLimiterRetryAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = l.Allow("a", nil)
-	var rl *server.RateLimitError
-	if !errors.As(err, &rl) || !errors.Is(err, server.ErrRateLimited) {
+	var rl *callers.RateLimitError
+	if !errors.As(err, &rl) || !errors.Is(err, callers.ErrRateLimited) {
 		t.Fatalf("want a RateLimitError, got %v", err)
 	}
 	if rl.RetryAfter < 1900*time.Millisecond || rl.RetryAfter > 2*time.Second {
@@ -120,10 +121,10 @@ func TestRateLimiterRetryAfter(t *testing.T) {
 	if err := l.Allow("b", nil); err != nil {
 		t.Errorf("caller b shares a's bucket: %v", err)
 	}
-	if err := l.Allow("a", &server.RateSpec{}); err != nil {
+	if err := l.Allow("a", &callers.RateSpec{}); err != nil {
 		t.Errorf("an unlimited spec was limited: %v", err)
 	}
-	if _, err := server.NewRateLimiter(server.RateSpec{PerSecond: -1}); err == nil {
+	if _, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: -1}); err == nil {
 		t.Error("negative rate accepted")
 	}
 }

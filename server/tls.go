@@ -115,23 +115,6 @@ func EnableTLS(hs *http.Server, cfg *tls.Config) {
 	hs.TLSConfig = cfg
 }
 
-// certificateIdentities names the verified client certificate of r: its
-// SAN URIs (e.g. SPIFFE ids) first, then its SAN DNS names. It is empty
-// when the connection is not TLS or the certificate was not verified
-// against the client CAs.
-func certificateIdentities(r *http.Request) []string {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return nil
-	}
-	leaf := r.TLS.VerifiedChains[0][0]
-	ids := make([]string, 0, len(leaf.URIs)+len(leaf.DNSNames))
-	for _, u := range leaf.URIs {
-		ids = append(ids, u.String())
-	}
-	ids = append(ids, leaf.DNSNames...)
-	return ids
-}
-
 // IsLoopbackAddr reports whether the listen address addr ("host:port")
 // binds only loopback interfaces. An empty host (all interfaces) is not
 // loopback; a host name counts only if every address it resolves to is.

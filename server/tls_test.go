@@ -25,6 +25,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -253,7 +254,7 @@ func TestMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authz, err := server.NewAuthorizer(server.AuthzConfig{Callers: []server.CallerGrant{
+	authz, err := callers.NewAuthorizer(callers.AuthzConfig{Callers: []callers.CallerGrant{
 		{Name: "consent-writer", MTLS: []string{"spiffe://chaperone.test/ns/consent/sa/importer"}, Allow: []string{"chaperone.v1.ConsentService"}},
 		{Name: "dns-admin", MTLS: []string{"admin.chaperone.test"}, Allow: []string{"*"}},
 	}})

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/chaperone-pdp/chaperone/callers"
 )
 
 // TracingConfig configures OpenTelemetry tracing, which is off unless an
@@ -84,7 +86,7 @@ func (t *Tracing) Middleware(next http.Handler) http.Handler {
 		otelhttp.WithPropagators(t.prop),
 		otelhttp.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if _, ok := procedureService(r.URL.Path); ok {
+			if _, ok := callers.ServiceOf(r.URL.Path); ok {
 				return r.URL.Path[1:]
 			}
 			return r.Method + " " + r.URL.Path

@@ -13,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/spf13/pflag"
 
+	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/server"
 )
 
@@ -23,11 +24,12 @@ type securityFlags struct {
 	tlsCert, tlsKey, clientCA string
 	insecure                  bool
 
-	jwks       string
-	issuer     string
-	audience   []string
-	algorithms []string
-	jwksMinGap time.Duration
+	jwks         string
+	issuer       string
+	audience     []string
+	algorithms   []string
+	jwksMinGap   time.Duration
+	maxTokenLife time.Duration
 
 	callers string
 
@@ -52,6 +54,7 @@ func addSecurityFlags(fs *pflag.FlagSet) *securityFlags {
 	fs.StringSliceVar(&f.audience, "audience", nil, "accepted aud of bearer tokens (repeatable)")
 	fs.StringSliceVar(&f.algorithms, "jwt-algorithms", nil, "allowed token signature algorithms (default RS*, PS*, ES*, EdDSA; never none or HS*)")
 	fs.DurationVar(&f.jwksMinGap, "jwks-min-refresh", 0, "least time between JWKS refetches for an unknown key id (default 30s)")
+	fs.DurationVar(&f.maxTokenLife, "max-token-lifetime", callers.DefaultMaxLifetime, "longest bearer token lifetime accepted (exp - iat, or exp - now without iat)")
 	fs.StringVar(&f.callers, "callers", "", "caller authorization file (YAML): which callers may use which services and methods")
 	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "requests per second per caller (token bucket; 0: unlimited)")
 	fs.IntVar(&f.rateBurst, "rate-burst", 0, "burst per caller (default: --rate-limit rounded up)")
@@ -72,6 +75,7 @@ type security struct {
 	// with --metrics=false).
 	metrics *server.Metrics
 	tracing *server.Tracing
+	jwks    *callers.JWKS
 	logger  *slog.Logger
 }
 
@@ -115,34 +119,35 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		s.tls = tc
 	}
 	if f.jwks != "" {
-		keys, err := server.NewJWKS(ctx, f.jwks, server.JWKSConfig{MinRefresh: f.jwksMinGap})
+		keys, err := callers.NewJWKS(ctx, f.jwks, callers.JWKSConfig{MinRefresh: f.jwksMinGap})
 		if err != nil {
 			return nil, usageErrorf("--jwks: %v", err)
 		}
-		v, err := server.NewJWTVerifier(keys, server.JWTConfig{Issuer: f.issuer, Audience: f.audience, Algorithms: f.algorithms})
+		s.jwks = keys
+		v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: f.issuer, Audience: f.audience, Algorithms: f.algorithms, MaxLifetime: f.maxTokenLife})
 		if err != nil {
 			return nil, usageErrorf("%v", err)
 		}
 		cfg.JWT = v
 	}
 	if f.callers != "" {
-		ac, err := server.LoadAuthzConfig(f.callers)
+		ac, err := callers.LoadAuthzConfig(f.callers)
 		if err != nil {
 			return nil, usageErrorf("--callers: %v", err)
 		}
-		if cfg.Authorizer, err = server.NewAuthorizer(ac); err != nil {
+		if cfg.Authorizer, err = callers.NewAuthorizer(ac); err != nil {
 			return nil, usageErrorf("--callers: %v", err)
 		}
 	}
 	if f.rateLimit != 0 {
-		l, err := server.NewRateLimiter(server.RateSpec{PerSecond: f.rateLimit, Burst: f.rateBurst})
+		l, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: f.rateLimit, Burst: f.rateBurst})
 		if err != nil {
 			return nil, usageErrorf("--rate-limit: %v", err)
 		}
 		cfg.RateLimiter = l
 	} else if f.callers != "" {
 		// Per-caller rates from the file still apply.
-		l, _ := server.NewRateLimiter(server.RateSpec{})
+		l, _ := callers.NewRateLimiter(callers.RateSpec{})
 		cfg.RateLimiter = l
 	}
 	if f.metrics {
@@ -208,13 +213,18 @@ func (s *security) serve(hs *http.Server, ln net.Listener) error {
 	return hs.ServeTLS(ln, "", "")
 }
 
-// close flushes traces.
+// close flushes traces and stops the key set refreshes.
 func (s *security) close(ctx context.Context) error {
-	if s.tracing == nil {
-		return nil
+	var errs []error
+	if s.jwks != nil {
+		if err := s.jwks.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("jwks: %w", err))
+		}
 	}
-	if err := s.tracing.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("tracing: %w", err)
+	if s.tracing != nil {
+		if err := s.tracing.Shutdown(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("tracing: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -1,7 +1,6 @@
-package server
+package callers
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -19,7 +18,7 @@ import (
 //	  - grpc.reflection.v1alpha.ServerReflection
 //	callers:
 //	  - name: ehr-gateway                      # for logs
-//	    mtls: [spiffe://example.org/ns/ehr/sa/gateway]   # SAN URI or DNS name
+//	    mtls: [spiffe://example.org/ns/ehr/sa/gateway]   # a URI matches URI SANs only
 //	    allow: [chaperone.v1.DecisionService]
 //	  - name: consent-importer
 //	    subjects: [svc-consent-import]         # token sub
@@ -29,6 +28,11 @@ import (
 //	  - name: platform-admin
 //	    mtls: [spiffe://example.org/ns/ops/sa/admin]
 //	    allow: ["*"]
+//
+// An mtls entry written as a URI (scheme://…, e.g. a SPIFFE id) matches only
+// a certificate's URI SANs; any other entry is a DNS name and matches only
+// its DNS SANs. The two never mix: a DNS SAN spelt "spiffe://…" matches no
+// SPIFFE id.
 //
 // An allow entry is "*" (everything), a full service name
 // ("chaperone.v1.ConsentService": all its methods, including ones added
@@ -96,7 +100,8 @@ func (e *DeniedError) Unwrap() error { return ErrPermissionDenied }
 type Authorizer struct {
 	open     rules
 	grants   []grant
-	mtls     map[string][]int // identity → indexes into grants
+	uris     map[string][]int // certificate URI SAN → indexes into grants
+	dns      map[string][]int // certificate DNS SAN → indexes into grants
 	subjects map[string][]int
 	clients  map[string][]int
 }
@@ -120,7 +125,8 @@ func NewAuthorizer(cfg AuthzConfig) (*Authorizer, error) {
 		openList = DefaultAnyAuthenticated()
 	}
 	a := &Authorizer{
-		mtls:     map[string][]int{},
+		uris:     map[string][]int{},
+		dns:      map[string][]int{},
 		subjects: map[string][]int{},
 		clients:  map[string][]int{},
 	}
@@ -146,7 +152,11 @@ func NewAuthorizer(cfg AuthzConfig) (*Authorizer, error) {
 		}
 		a.grants = append(a.grants, grant{name: c.Name, allow: r, rate: c.RateLimit})
 		for _, id := range c.MTLS {
-			a.mtls[id] = append(a.mtls[id], i)
+			if strings.Contains(id, "://") {
+				a.uris[id] = append(a.uris[id], i)
+			} else {
+				a.dns[id] = append(a.dns[id], i)
+			}
 		}
 		for _, id := range c.Subjects {
 			a.subjects[id] = append(a.subjects[id], i)
@@ -201,7 +211,7 @@ func (a *Authorizer) Authorize(c *Caller, procedure string) error {
 	if c.Anonymous {
 		return nil
 	}
-	service, ok := procedureService(procedure)
+	service, ok := ServiceOf(procedure)
 	if ok && a.open.allows(procedure, service) {
 		return nil
 	}
@@ -218,8 +228,9 @@ func (a *Authorizer) Authorize(c *Caller, procedure string) error {
 	return &DeniedError{CallerID: c.ID, Procedure: procedure}
 }
 
-// rateFor returns the rate limit of the first grant of c that sets one.
-func (a *Authorizer) rateFor(c *Caller) *RateSpec {
+// RateFor returns the rate limit of the first grant of c that sets one,
+// or nil.
+func (a *Authorizer) RateFor(c *Caller) *RateSpec {
 	var spec *RateSpec
 	a.eachGrant(c, func(g *grant) bool {
 		spec = g.rate
@@ -232,8 +243,15 @@ func (a *Authorizer) rateFor(c *Caller) *RateSpec {
 // returns false. A caller proven by both a certificate and a token has the
 // grants of both.
 func (a *Authorizer) eachGrant(c *Caller, f func(*grant) bool) {
-	for _, id := range c.CertIdentities {
-		for _, i := range a.mtls[id] {
+	for _, id := range c.URIs {
+		for _, i := range a.uris[id] {
+			if !f(&a.grants[i]) {
+				return
+			}
+		}
+	}
+	for _, id := range c.DNSNames {
+		for _, i := range a.dns[id] {
 			if !f(&a.grants[i]) {
 				return
 			}
@@ -255,9 +273,9 @@ func (a *Authorizer) eachGrant(c *Caller, f func(*grant) bool) {
 	}
 }
 
-// procedureService splits "/pkg.Service/Method" and returns the service;
-// ok is false for anything else.
-func procedureService(path string) (string, bool) {
+// ServiceOf splits a procedure path "/pkg.Service/Method" and returns the
+// service; ok is false for anything else.
+func ServiceOf(path string) (string, bool) {
 	if len(path) < 4 || path[0] != '/' {
 		return "", false
 	}
@@ -267,6 +285,3 @@ func procedureService(path string) (string, bool) {
 	}
 	return svc, true
 }
-
-// errNoIdentity is a verified certificate without SAN URI or DNS name.
-var errNoIdentity = errors.New("client certificate has no SAN URI or DNS name")

@@ -1,0 +1,18 @@
+// Package callers says who sent a request to Chaperone and what that caller
+// may do, without any knowledge of HTTP status codes or Connect codes (the
+// server's guard maps its errors to those).
+//
+//   - [Caller] is an authenticated caller: the identities of a verified
+//     client certificate ([FromCertificate], URI SANs and DNS SANs kept
+//     apart) and the claims of a verified bearer token.
+//   - [JWTVerifier] verifies bearer tokens (asymmetric algorithms only, a
+//     bounded lifetime, no unknown critical headers) against a [JWKS], a key
+//     set fetched and refreshed by jwx's jwk.Cache; verified tokens are
+//     remembered in an LRU cache.
+//   - [Authorizer] compiles the callers file ([AuthzConfig]) and answers
+//     whether a caller may call a procedure, by its full name.
+//   - [RateLimiter] keeps a token bucket per caller, in a bounded LRU.
+//
+// Errors match [ErrUnauthenticated] ([*TokenError]) or [ErrPermissionDenied]
+// ([*DeniedError]), or are a [*RateLimitError].
+package callers
