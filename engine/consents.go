@@ -37,7 +37,8 @@ func (s storeConsents) EvaluateConsent(ctx context.Context, req *chaperonev1.Che
 		return ConsentResult{}, fmt.Errorf("consents of the patient: %w", err)
 	}
 	res := consent.Evaluate(&q, set.Consents, r)
-	out := ConsentResult{Decision: res.Decision.String(), Provisions: res.Provisions, NamesSubject: res.NamesSubject, NamesRecipient: res.NamesRecipient}
+	out := ConsentResult{Decision: res.Decision.String(), Provisions: res.Provisions, NamesSubject: res.NamesSubject, NamesRecipient: res.NamesRecipient,
+		RestrictsRecipient: res.RestrictsRecipient}
 	if len(res.Consents) > 0 {
 		out.Consents = make([]*chaperonev1.ConsentRef, len(res.Consents))
 		for i, c := range res.Consents {

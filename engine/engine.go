@@ -40,6 +40,10 @@ type ConsentResult struct {
 	// subject itself or the subject's organization as a recipient actor
 	// (by reference, or by identifier with the same system).
 	NamesRecipient bool
+	// RestrictsRecipient is set on a DENY whose deciding provision names
+	// the subject or its organization: a restriction aimed at this
+	// recipient rather than a general opt-out of sharing.
+	RestrictsRecipient bool
 }
 
 // ConsentEvaluator answers the consent question for one request. rule is
@@ -287,6 +291,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		f.consent = consent.Decision
 		f.consentNamesSubject = consent.NamesSubject
 		f.consentNamesRecipient = consent.NamesRecipient
+		f.consentRestrictsRecipient = consent.RestrictsRecipient
 		resp.Consents = consent.Consents
 		if trace != nil {
 			step := &ConsentStep{Decision: consent.Decision, Provisions: consent.Provisions}

@@ -117,20 +117,21 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 	}
 
 	cm := cedar.RecordMap{
-		"purposeOfUse":          cedar.String(req.GetPurposeOfUse()),
-		"time":                  cedar.NewDatetime(f.at),
-		"hour":                  cedar.Long(f.hour),
-		"breakGlassReason":      cedar.String(ctx.GetBreakGlassReason()),
-		"networkZone":           cedar.String(ctx.GetNetworkZone()),
-		"deviceTrust":           cedar.String(ctx.GetDeviceTrust()),
-		"consent":               cedar.String(f.consent),
-		"consentNamesSubject":   cedar.Boolean(f.consentNamesSubject),
-		"consentNamesRecipient": cedar.Boolean(f.consentNamesRecipient),
-		"breakGlassGrant":       cedar.Boolean(f.grant),
-		"sameOrganization":      cedar.Boolean(f.sameOrganization),
-		"population":            cedar.Boolean(f.population),
-		"scopes":                consts.scopeFacts(&f.scopes),
-		"agreement":             consts.agreement(&f.agreement),
+		"purposeOfUse":              cedar.String(req.GetPurposeOfUse()),
+		"time":                      cedar.NewDatetime(f.at),
+		"hour":                      cedar.Long(f.hour),
+		"breakGlassReason":          cedar.String(ctx.GetBreakGlassReason()),
+		"networkZone":               cedar.String(ctx.GetNetworkZone()),
+		"deviceTrust":               cedar.String(ctx.GetDeviceTrust()),
+		"consent":                   cedar.String(f.consent),
+		"consentNamesSubject":       cedar.Boolean(f.consentNamesSubject),
+		"consentNamesRecipient":     cedar.Boolean(f.consentNamesRecipient),
+		"consentRestrictsRecipient": cedar.Boolean(f.consentRestrictsRecipient),
+		"breakGlassGrant":           cedar.Boolean(f.grant),
+		"sameOrganization":          cedar.Boolean(f.sameOrganization),
+		"population":                cedar.Boolean(f.population),
+		"scopes":                    consts.scopeFacts(&f.scopes),
+		"agreement":                 consts.agreement(&f.agreement),
 	}
 	if ip, err := types.ParseIPAddr(ctx.GetIp()); err == nil && ctx.GetIp() != "" {
 		cm["ip"] = ip

@@ -41,7 +41,10 @@ type facts struct {
 	// consentNamesRecipient: the permitting consent names the subject or
 	// its organization as a recipient.
 	consentNamesRecipient bool
-	grant                 bool // an active break-glass grant of the subject for the patient
+	// consentRestrictsRecipient: the denying consent names the subject or
+	// its organization (a restriction aimed at it).
+	consentRestrictsRecipient bool
+	grant                     bool // an active break-glass grant of the subject for the patient
 	// sameOrganization: subject and resource name the same organization.
 	sameOrganization bool
 	// population: a search, history or export of a patient-compartment

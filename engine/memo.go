@@ -153,6 +153,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = appendStr(buf, f.consent)
 	buf = strconv.AppendBool(buf, f.consentNamesSubject)
 	buf = strconv.AppendBool(buf, f.consentNamesRecipient)
+	buf = strconv.AppendBool(buf, f.consentRestrictsRecipient)
 	return appendFactsKey(buf, f), nil
 }
 

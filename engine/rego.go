@@ -56,7 +56,7 @@ type regoConsts struct {
 func newRegoConsts() *regoConsts {
 	c := &regoConsts{consent: map[string]*ast.Term{}}
 	for _, d := range []string{ConsentPermit, ConsentDeny, ConsentNoConsent} {
-		c.consent[d] = consentTerm(d, false, false)
+		c.consent[d] = consentTerm(d, false, false, false)
 	}
 	bools := []bool{false, true}
 	for _, present := range bools {
@@ -73,10 +73,10 @@ func newRegoConsts() *regoConsts {
 }
 
 func (c *regoConsts) consentOf(f *facts) *ast.Term {
-	if t, ok := c.consent[f.consent]; ok && !f.consentNamesSubject && !f.consentNamesRecipient {
+	if t, ok := c.consent[f.consent]; ok && !f.consentNamesSubject && !f.consentNamesRecipient && !f.consentRestrictsRecipient {
 		return t
 	}
-	return consentTerm(f.consent, f.consentNamesSubject, f.consentNamesRecipient)
+	return consentTerm(f.consent, f.consentNamesSubject, f.consentNamesRecipient, f.consentRestrictsRecipient)
 }
 
 func (c *regoConsts) factsOf(f *facts) *ast.Term {
@@ -427,11 +427,12 @@ func regoDate(res *chaperonev1.Resource) string {
 // regoTime is a time as Rego input carries it: RFC 3339 in UTC.
 func regoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z07:00") }
 
-func consentTerm(decision string, namesSubject, namesRecipient bool) *ast.Term {
+func consentTerm(decision string, namesSubject, namesRecipient, restrictsRecipient bool) *ast.Term {
 	return ast.ObjectTerm(
 		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(decision)),
 		ast.Item(ast.InternedTerm("namesSubject"), ast.InternedTerm(namesSubject)),
 		ast.Item(ast.InternedTerm("namesRecipient"), ast.InternedTerm(namesRecipient)),
+		ast.Item(ast.InternedTerm("restrictsRecipient"), ast.InternedTerm(restrictsRecipient)),
 	)
 }
 

@@ -307,6 +307,9 @@ var regoLeaves = map[string]regoLeaf{
 	"consent.namesRecipient": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.Boolean(f.consentNamesRecipient)
 	},
+	"consent.restrictsRecipient": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.consentRestrictsRecipient)
+	},
 	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
 	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
 	"facts.sameOrganization": func(f *facts, _ *regoConsts) ast.Value {

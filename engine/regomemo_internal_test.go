@@ -131,7 +131,7 @@ func TestRegoLeavesMatchInput(t *testing.T) {
 	consts := newRegoConsts()
 	for _, f := range []facts{
 		{req: &chaperonev1.CheckRequest{}, at: time.Unix(0, 0), consent: ConsentNoConsent},
-		{req: full, at: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC), hour: 8, consent: ConsentPermit, consentNamesSubject: true, consentNamesRecipient: true,
+		{req: full, at: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC), hour: 8, consent: ConsentPermit, consentNamesSubject: true, consentNamesRecipient: true, consentRestrictsRecipient: true,
 			grant: true, scopes: scopeFacts{present: true, allows: true, levels: []string{"user"}},
 			agreement: agreementFact{exists: true, active: true, covers: true, vendor: "A", tier: "business-associate",
 				purposes: []string{"TREAT"}, resourceTypes: []string{"Observation"}}},

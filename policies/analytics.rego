@@ -1,4 +1,5 @@
-# Analytics: the analyst role reads and exports research data for research
+# Analytics: the analyst role reads and exports research data of its own
+# organization (tenant isolation holds for analysts too) for research
 # purposes only de-identified. The masks depend on the resource type, so
 # they are computed here rather than declared: identifying elements of the
 # Patient (names, telecom, address, identifiers, photo, contacts, links,
@@ -32,6 +33,7 @@ research_type(t) if patient_element[t]
 
 permit contains "analytics-deidentified" if {
 	"analyst" in input.subject.roles
+	input.facts.sameOrganization
 	input.purposeOfUse in research_purposes
 	input.action in {"read", "search", "export"}
 	research_type(input.resource.type)

@@ -6,13 +6,21 @@ package chaperone.support
 
 operations_purposes := {"HOPERAT", "PATADMIN", "HSYSADMIN"}
 
-permit contains "support-read-patient-contact" if {
+# Operations inside the own organization need no consent (164.506): a
+# general opt-out does not stop it, a restriction naming the subject or its
+# organization does.
+permit contains {"id": "support-read-patient-contact", "overridesConsent": true} if {
 	"support" in input.subject.roles
 	input.action in {"read", "search"}
 	input.resource.type == "Patient"
 	input.purposeOfUse in operations_purposes
-	input.subject.organization != ""
-	input.resource.organization == input.subject.organization
+	input.facts.sameOrganization
+	not restricted
+}
+
+restricted if {
+	input.consent.decision == "DENY"
+	input.consent.restrictsRecipient
 }
 
 obligations := {

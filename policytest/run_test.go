@@ -216,7 +216,7 @@ func TestExactMalformed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	suite := "name: x\ntests:\n  - name: t\n    request: {subject: {id: Practitioner/p1, roles: [clinician]}, action: read, resource: {type: Observation, id: o1}, purposeOfUse: TREAT}\n    want: {decision: ALLOW, exact: [masks]}\n"
+	suite := "name: x\ntests:\n  - name: t\n    request: {subject: {kind: practitioner, id: Practitioner/p1, roles: [clinician], organization: Organization/o1}, action: read, resource: {type: Observation, id: o1, organization: Organization/o1}, purposeOfUse: TREAT}\n    want: {decision: ALLOW, exact: [masks]}\n"
 	if err := os.WriteFile(filepath.Join(dir, "x_test.yaml"), []byte(suite), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func TestCheckGRPC(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if resp.Msg.GetDecision() != chaperonev1.Decision_DECISION_DENY || resp.Msg.GetReasons()[0].GetCode() != "NO_PERMIT" {
+			if resp.Msg.GetDecision() != chaperonev1.Decision_DECISION_DENY || resp.Msg.GetReasons()[0].GetCode() != "TENANT_MISMATCH" {
 				t.Fatalf("other patient's record: got %v", resp.Msg)
 			}
 		})

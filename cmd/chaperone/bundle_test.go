@@ -61,7 +61,7 @@ func TestBundleFlagsStart(t *testing.T) {
 		wantRev  string // "" : start fails
 		wantCode int
 	}{
-		{name: "embedded", args: nil, wantRev: "2026.11.25-2"},
+		{name: "embedded", args: nil, wantRev: "2026.11.30-1"},
 		{name: "policy directory", args: []string{"--bundle", "../../bundles/testdata/v2"}, wantRev: "2026.01-2"},
 		{name: "signed with key", args: []string{"--bundle", signed, "--verify-key", keyFile}, wantRev: "2026.01-1"},
 		{name: "unsigned with key", args: []string{"--bundle", unsigned, "--verify-key", keyFile}, wantCode: exitFailed},

@@ -117,9 +117,12 @@ func TestOpenRedis(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := a.engine.Check(ctx, &chaperonev1.CheckRequest{
-		Subject:  &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
-		Action:   "read",
-		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1"}, PurposeOfUse: "TREAT",
+		Subject: &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+		Action:  "read",
+		// A sensitive resource: an opt-out closes it even inside the
+		// organization (non-sensitive own-organization care proceeds).
+		Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1",
+			SecurityLabels: []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "SUD"}}}, PurposeOfUse: "TREAT",
 	})
 	if resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || len(resp.GetConsents()) != 1 {
 		t.Errorf("check with a deny consent in redis: %v", resp)

@@ -79,6 +79,11 @@ type Result struct {
 	// system and value): the consent discloses to this recipient, not to
 	// anyone.
 	NamesRecipient bool
+	// RestrictsRecipient is set on a Deny when a deciding deny provision
+	// (or one of its ancestors) names the subject itself or the subject's
+	// organization as a recipient: a restriction aimed at this recipient,
+	// not a general opt-out of sharing.
+	RestrictsRecipient bool
 }
 
 // names says which recipients a deciding permit provision names.
@@ -187,6 +192,9 @@ func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 		}
 		res.Consents = join(res.Consents, a.c.RefSlice())
 		res.Provisions = join(res.Provisions, a.o.provs)
+		if res.Decision == Deny {
+			res.RestrictsRecipient = res.RestrictsRecipient || a.o.named != 0
+		}
 		if res.Decision == Permit {
 			res.RedactLabels = joinCodings(res.RedactLabels, a.o.redact)
 			res.NamesSubject = res.NamesSubject || a.o.named&namesSubjectBit != 0
@@ -281,7 +289,7 @@ func decide(q *Query, p *fhirconsent.Provision) verdict {
 		best = verdict{effect: p.Effect, provs: p.RefSlice()}
 	}
 	if best.effect == fhirconsent.Deny {
-		return verdict{effect: fhirconsent.Deny, provs: best.provs}
+		return verdict{effect: fhirconsent.Deny, provs: best.provs, named: best.named | namedBy(q, p)}
 	}
 	best.redact = joinCodings(best.redact, resid)
 	best.named |= namedBy(q, p)

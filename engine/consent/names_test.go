@@ -116,3 +116,36 @@ func TestNewerPermitKeepsDelegation(t *testing.T) {
 		})
 	}
 }
+
+// TestRestrictsRecipient: a deny restricts the recipient only when a
+// deciding deny provision (or an ancestor) names the subject or its
+// organization; a general opt-out names no one.
+func TestRestrictsRecipient(t *testing.T) {
+	t.Parallel()
+	const base = `{"resourceType": "Consent", "id": "c", "status": "active",
+	  "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+	  "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+	  "patient": {"reference": "Patient/52"}, "dateTime": "2023-01-01", "provision": %s}`
+	const org = `{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]}, "reference": {"reference": "Organization/o1"}}`
+	for _, tc := range []struct {
+		name, provision string
+		want            bool
+	}{
+		{"general opt-out", `{"type": "deny"}`, false},
+		{"deny to the subject's organization", `{"type": "deny", "actor": [` + org + `]}`, true},
+		{"nested deny under a permit to the organization", `{"type": "permit", "actor": [` + org + `], "provision": [{"type": "deny", "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}]}]}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := fhirconsent.Parse([]byte(sprintf(base, tc.provision)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := consent.NewQuery(rq(subject("Practitioner/p1"), subjOrg("Organization/o1")), day("2024-01-01"))
+			res := consent.Evaluate(&q, []*fhirconsent.Consent{c}, consent.MostRecent)
+			if res.Decision != consent.Deny || res.RestrictsRecipient != tc.want || res.NamesRecipient {
+				t.Fatalf("decision %v restricts %v names %v, want DENY %v false", res.Decision, res.RestrictsRecipient, res.NamesRecipient, tc.want)
+			}
+		})
+	}
+}
