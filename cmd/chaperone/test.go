@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -130,6 +132,11 @@ with file and line) or bad usage.`,
 
 // runMutate is `chaperone test --mutate`.
 func runMutate(ctx context.Context, e *env, dir, format string, min float64, verbose bool) error {
+	// Thousands of decisions on a small heap: collecting less often saves
+	// about a quarter of the CPU time. GOGC, when set, wins.
+	if _, set := os.LookupEnv("GOGC"); !set {
+		defer debug.SetGCPercent(debug.SetGCPercent(400))
+	}
 	rep, err := mutate.Run(ctx, dir, mutate.Options{})
 	if err != nil {
 		return usageErrorf("%v", err)
