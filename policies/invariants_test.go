@@ -1,0 +1,336 @@
+package policies_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/policies"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// The invariants below hold the reference bundle, with its fixture
+// consents, over generated requests: every field drawn from a pool that
+// mixes matching and mismatching values, so that each rule is probed from
+// both sides. Each property names the wrong-ALLOW class it closes.
+//
+// Oracles are written from the fixtures, not from the engine: the only
+// consents that name a recipient are Patient/55's referral (Organization/o1,
+// treatment) and Patient/54's delegation (RelatedPerson/rp1); the only
+// active grants are Practitioner/p9 for Patient/53 and Practitioner/p2 for
+// Patient/60; Patient/53 has opted out; Patient/56's consent only denies.
+
+var invariantNow = time.Date(2025, 1, 15, 17, 0, 0, 0, time.UTC)
+
+type world struct {
+	full, noGrants, noPermits *engine.Engine
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	ctx := context.Background()
+	b, err := engine.LoadBundle(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := consentstore.NewMemory()
+	if _, err := all.Load(ctx, "fixtures/consents"); err != nil {
+		t.Fatal(err)
+	}
+	denies := consentstore.NewMemory() // the fixtures without their permits
+	for _, f := range []string{"fixtures/consents/deny-53.json", "fixtures/consents/deny-sud-56.json"} {
+		if _, err := denies.Load(ctx, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grants := access.NewMemory()
+	for _, g := range [][2]string{{"Practitioner/p9", "Patient/53"}, {"Practitioner/p2", "Patient/60"}} {
+		ng, err := access.NewGrant(g[0], g[1], "emergency admission, no proxy reachable at all", "Practitioner/po", 4*time.Hour, invariantNow.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := grants.PutGrant(ctx, ng); err != nil {
+			t.Fatal(err)
+		}
+	}
+	none := access.NewMemory()
+	mk := func(c engine.ConsentLookup, g engine.GrantLookup) *engine.Engine {
+		e := engine.New(engine.StoreConsents(c), engine.WithGrants(g), engine.WithAgreements(none),
+			engine.WithClock(func() time.Time { return invariantNow }), engine.WithMemo(0))
+		e.Activate(b)
+		return e
+	}
+	return &world{full: mk(all, grants), noGrants: mk(all, none), noPermits: mk(denies, grants)}
+}
+
+// pick returns one element of xs.
+func pick[T any](r *rand.Rand, xs ...T) T { return xs[r.IntN(len(xs))] }
+
+// genRequest draws a request that passes API validation.
+func genRequest(r *rand.Rand) *chaperonev1.CheckRequest {
+	kind := pick(r, "practitioner", "practitioner", "patient", "related-person", "device", "service")
+	var id string
+	switch kind {
+	case "patient":
+		id = pick(r, "Patient/51", "Patient/52", "Patient/53", "Patient/55")
+	case "related-person":
+		id = pick(r, "RelatedPerson/rp1", "RelatedPerson/rp2")
+	case "device":
+		id = "Device/d1"
+	case "service":
+		id = "Device/svc"
+	default:
+		id = pick(r, "Practitioner/p1", "Practitioner/p2", "Practitioner/p9")
+	}
+	roleSets := [][]string{{"clinician"}, {"nurse"}, {"pharmacist"}, {"billing"}, {"support"}, {"developer"},
+		{"analyst"}, {"care-coordinator"}, {"patient"}, {"related-person"}, {"clinician", "analyst"}, {"nurse", "billing"}, {}}
+	s := &chaperonev1.Subject{Id: id, Kind: kind, Roles: slices.Clone(pick(r, roleSets...)),
+		Organization: pick(r, "Organization/o1", "Organization/o2", "Organization/o3", "")}
+	if r.IntN(4) == 0 {
+		s.Scopes = slices.Clone(pick(r, []string{"user/*.rs"}, []string{"user/Observation.rs", "openid"},
+			[]string{"patient/*.rs"}, []string{"user/Observation.sr"}, []string{"user/*.cruds", "user/Claim.r"}))
+		s.LaunchPatient = pick(r, "", "Patient/52", "Patient/53")
+	}
+	res := &chaperonev1.Resource{
+		Type:         pick(r, "Observation", "Condition", "Patient", "Claim", "MedicationDispense", "DocumentReference", "Encounter", "CapabilityStatement"),
+		Patient:      pick(r, "Patient/51", "Patient/52", "Patient/53", "Patient/54", "Patient/55", "Patient/56", "Patient/60", ""),
+		Organization: pick(r, "Organization/o1", "Organization/o2", ""),
+	}
+	if r.IntN(2) == 0 {
+		res.Id = "x1"
+	}
+	if r.IntN(3) == 0 {
+		res.SecurityLabels = []*chaperonev1.Coding{pick(r,
+			&chaperonev1.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "SUD"},
+			&chaperonev1.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: "HIV"},
+			&chaperonev1.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "N"},
+			&chaperonev1.Coding{System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R"})}
+	}
+	req := &chaperonev1.CheckRequest{
+		Subject:      s,
+		Action:       pick(r, "read", "read", "search", "vread", "history", "create", "update", "export", "operation"),
+		Resource:     res,
+		PurposeOfUse: pick(r, "TREAT", "TREAT", "ETREAT", "HPAYMT", "CLMATTCH", "HOPERAT", "HRESCH", "PATRQT", "HSYSADMIN"),
+		Context:      &chaperonev1.Context{NetworkZone: pick(r, "clinic", "corporate", "home"), DeviceTrust: pick(r, "managed", "unmanaged")},
+	}
+	if req.PurposeOfUse == "ETREAT" && r.IntN(2) == 0 {
+		req.Context.BreakGlassReason = "patient collapsed in the waiting room, need history now"
+	}
+	return req
+}
+
+func allowed(resp *chaperonev1.CheckResponse) bool {
+	return resp.GetDecision() == chaperonev1.Decision_DECISION_ALLOW
+}
+
+func hasTag(resp *chaperonev1.CheckResponse, tag string) bool {
+	return slices.Contains(resp.GetObligations().GetAuditTags(), tag)
+}
+
+func hasReason(resp *chaperonev1.CheckResponse, code string) bool {
+	return slices.ContainsFunc(resp.GetReasons(), func(r *chaperonev1.Reason) bool { return r.GetCode() == code })
+}
+
+const invariantRuns = 6000
+
+// forRequests runs check on invariantRuns valid generated requests.
+func forRequests(t *testing.T, seed uint64, check func(t *testing.T, req *chaperonev1.CheckRequest)) {
+	t.Helper()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	for n := 0; n < invariantRuns; {
+		req := genRequest(r)
+		if v.Validate(req) != nil {
+			continue
+		}
+		n++
+		check(t, req)
+		if t.Failed() {
+			t.Fatalf("request: %v", req)
+		}
+	}
+}
+
+// Class 1: no ALLOW across organizations without a recipient-naming
+// consent or an active grant, and every such ALLOW is tagged DISCLOSURE.
+func TestInvariantNoTenantCrossing(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	forRequests(t, 1, func(t *testing.T, req *chaperonev1.CheckRequest) {
+		resp := w.full.Check(context.Background(), req)
+		s, res := req.GetSubject(), req.GetResource()
+		same := s.GetOrganization() != "" && s.GetOrganization() == res.GetOrganization()
+		own := s.GetKind() == "patient" && res.GetPatient() == s.GetId()
+		if !allowed(resp) || same || own {
+			return
+		}
+		referral := res.GetPatient() == "Patient/55" && s.GetOrganization() == "Organization/o1" &&
+			(req.GetPurposeOfUse() == "TREAT" || req.GetPurposeOfUse() == "ETREAT")
+		delegation := res.GetPatient() == "Patient/54" && s.GetId() == "RelatedPerson/rp1"
+		grant := (s.GetId() == "Practitioner/p9" && res.GetPatient() == "Patient/53") ||
+			(s.GetId() == "Practitioner/p2" && res.GetPatient() == "Patient/60")
+		if !referral && !delegation && !grant {
+			t.Errorf("ALLOW across organizations with no recipient-naming consent and no grant: %v", resp)
+		}
+		if !hasTag(resp, "DISCLOSURE") {
+			t.Errorf("ALLOW across organizations without DISCLOSURE: %v", resp)
+		}
+	})
+}
+
+// Class 2 and 5: an applicable consent that denies is lifted only by a
+// policy that overrides consent: break-glass (tagged CONSENT_OVERRIDE), the
+// patient's own access, or the own organization's treatment, payment and
+// operations on non-sensitive data; never across organizations without a
+// grant. A deny-only consent never yields a consent PERMIT.
+func TestInvariantConsentDeny(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	forRequests(t, 2, func(t *testing.T, req *chaperonev1.CheckRequest) {
+		resp, trace := w.full.Explain(context.Background(), req)
+		if req.GetResource().GetPatient() == "Patient/56" && trace.Consent != nil && trace.Consent.Decision == engine.ConsentPermit {
+			t.Errorf("a deny-only consent gave PERMIT: %+v", trace.Consent)
+		}
+		if !allowed(resp) || trace.Consent == nil || trace.Consent.Decision != engine.ConsentDeny {
+			return
+		}
+		if !hasReason(resp, "CONSENT_OVERRIDDEN") {
+			t.Errorf("ALLOW over a consent DENY without CONSENT_OVERRIDDEN: %v", resp)
+		}
+		s, res := req.GetSubject(), req.GetResource()
+		same := s.GetOrganization() != "" && s.GetOrganization() == res.GetOrganization()
+		own := s.GetKind() == "patient" && res.GetPatient() == s.GetId()
+		breakGlass := hasTag(resp, "CONSENT_OVERRIDE")
+		if !same && !own && !(breakGlass && s.GetId() == "Practitioner/p9") {
+			t.Errorf("ALLOW over a consent DENY outside the own organization: %v", resp)
+		}
+		if len(res.GetSecurityLabels()) > 0 && sensitive(res) && !own && !breakGlass {
+			t.Errorf("sensitive data released over a consent DENY: %v", resp)
+		}
+	})
+}
+
+func sensitive(res *chaperonev1.Resource) bool {
+	for _, l := range res.GetSecurityLabels() {
+		switch l.GetCode() {
+		case "SUD", "HIV", "R", "V", "ETH", "ETHUD", "PSY", "PSYTHPN", "SDV", "SEX":
+			return true
+		}
+	}
+	return false
+}
+
+// restrictingRoles are the roles that separation-of-duty rules make
+// narrower on purpose, whatever other role the account holds (support and
+// developer never export and act only from the corporate network; an
+// analyst acts for research only): holding one of them can only remove
+// access, so dropping it is not a removal of privilege. Every other role is
+// held to monotonicity. (Roles come from the caller's identity provider; a
+// request cannot drop a role its token asserts.)
+var restrictingRoles = map[string]bool{"support": true, "developer": true, "analyst": true}
+
+// Least privilege is monotone: removing a role (other than the restricting
+// ones), a resource scope (while one remains), the patient's consent permits
+// or the subject's grants never turns DENY into ALLOW.
+func TestInvariantMonotone(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	ctx := context.Background()
+	forRequests(t, 3, func(t *testing.T, req *chaperonev1.CheckRequest) {
+		if allowed(w.full.Check(ctx, req)) {
+			return
+		}
+		for i, role := range req.GetSubject().GetRoles() {
+			if restrictingRoles[role] {
+				continue
+			}
+			less := proto.Clone(req).(*chaperonev1.CheckRequest)
+			less.Subject.Roles = slices.Delete(less.Subject.Roles, i, i+1)
+			if resp := w.full.Check(ctx, less); allowed(resp) {
+				t.Errorf("removing role %q turned DENY into ALLOW: %v", req.GetSubject().GetRoles()[i], resp)
+			}
+		}
+		if scopes := req.GetSubject().GetScopes(); len(scopes) > 1 {
+			for i := range scopes {
+				less := proto.Clone(req).(*chaperonev1.CheckRequest)
+				less.Subject.Scopes = slices.Delete(less.Subject.Scopes, i, i+1)
+				if !slices.ContainsFunc(less.Subject.Scopes, func(s string) bool { return strings.Contains(s, "/") }) {
+					continue // no resource scope left: not a SMART token any more
+				}
+				if resp := w.full.Check(ctx, less); allowed(resp) {
+					t.Errorf("removing scope %q turned DENY into ALLOW: %v", scopes[i], resp)
+				}
+			}
+		}
+		if resp := w.noGrants.Check(ctx, req); allowed(resp) {
+			t.Errorf("removing grants turned DENY into ALLOW: %v", resp)
+		}
+		if resp := w.noPermits.Check(ctx, req); allowed(resp) {
+			t.Errorf("removing consent permits turned DENY into ALLOW: %v", resp)
+		}
+	})
+}
+
+// A request whose reference, role, code or label is respelt (case,
+// whitespace, suffix) is invalid input or answered no more permissively.
+func TestInvariantRespelt(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	respell := []func(string) string{
+		strings.ToLower, strings.ToUpper,
+		func(s string) string { return " " + s },
+		func(s string) string { return s + " " },
+		func(s string) string { return s + "?" },
+		func(s string) string { return s + "\x00" },
+		func(s string) string { return s + "/" },
+	}
+	forRequests(t, 4, func(t *testing.T, req *chaperonev1.CheckRequest) {
+		before := allowed(w.full.Check(ctx, req))
+		fields := []func(*chaperonev1.CheckRequest) *string{
+			func(r *chaperonev1.CheckRequest) *string { return &r.Subject.Id },
+			func(r *chaperonev1.CheckRequest) *string { return &r.Subject.Organization },
+			func(r *chaperonev1.CheckRequest) *string { return &r.Resource.Patient },
+			func(r *chaperonev1.CheckRequest) *string { return &r.Resource.Organization },
+			func(r *chaperonev1.CheckRequest) *string { return &r.PurposeOfUse },
+		}
+		if len(req.GetSubject().GetRoles()) > 0 {
+			fields = append(fields, func(r *chaperonev1.CheckRequest) *string { return &r.Subject.Roles[0] })
+		}
+		if len(req.GetResource().GetSecurityLabels()) > 0 {
+			fields = append(fields, func(r *chaperonev1.CheckRequest) *string { return &r.Resource.SecurityLabels[0].Code })
+		}
+		for fi, field := range fields {
+			for ri, f := range respell {
+				alt := proto.Clone(req).(*chaperonev1.CheckRequest)
+				p := field(alt)
+				if *p == "" {
+					continue
+				}
+				*p = f(*p)
+				if *p == *field(req) || v.Validate(alt) != nil {
+					continue
+				}
+				if after := allowed(w.full.Check(ctx, alt)); after && !before {
+					t.Errorf("respelling field %d (%d) to %q turned DENY into ALLOW", fi, ri, *p)
+				}
+			}
+		}
+	})
+}
