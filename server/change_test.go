@@ -16,6 +16,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/access"
 	"github.com/chaperone-pdp/chaperone/audit"
+	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
@@ -128,7 +129,7 @@ func TestAdminChangesOnTheChain(t *testing.T) {
 	l := audit.New(sink, audit.WithSyncDelay(0))
 	idp := newSigner(t, "k1")
 	js := newJWKSServer(t, jwksJSON(t, idp))
-	authz, err := server.NewAuthorizer(server.AuthzConfig{Callers: []server.CallerGrant{
+	authz, err := callers.NewAuthorizer(callers.AuthzConfig{Callers: []callers.CallerGrant{
 		{Name: "alice", Subjects: []string{"alice"}, Allow: []string{"*"}},
 		{Name: "bob", Subjects: []string{"bob"}, Allow: []string{"*"}},
 	}})
