@@ -56,7 +56,14 @@
 // given), networkZone, deviceTrust and consent ("PERMIT", "DENY" or
 // "NO_CONSENT"), consentNamesSubject (a permitting consent names the subject
 // itself, by reference or own identifier, as a recipient actor: a
-// delegation to this person, not to anyone), breakGlassGrant (an active grant of the subject for the
+// delegation to this person, not to anyone), consentNamesRecipient (the
+// permitting consent names the subject or its organization, by reference or
+// by identifier with the same system: what may open another tenant),
+// consentRestrictsRecipient (the denying consent names them: a restriction,
+// not a general opt-out), sameOrganization (subject and resource name the
+// same organization; never true when either is missing), population (a
+// search, history or export of a patient-compartment type naming no
+// patient), breakGlassGrant (an active grant of the subject for the
 // patient), scopes {present, allows, levels} (the subject's SMART scopes,
 // parsed in Go: present when any resource scope was given, allows when they
 // grant the interaction on the resource type) and agreement {exists,
@@ -71,8 +78,9 @@
 // @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
 //
 // Rego: input is the request in its proto3 JSON shape (every field present)
-// plus input.consent ({"decision": ..., "namesSubject": ...}) and input.facts ({"breakGlassGrant",
-// "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
+// plus input.consent ({"decision", "namesSubject", "namesRecipient",
+// "restrictsRecipient"}) and input.facts ({"breakGlassGrant",
+// "sameOrganization", "population", "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and
 // obligations (an object {"maskPaths", "redactLabels", "auditTags"}, applied
