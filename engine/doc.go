@@ -71,7 +71,14 @@
 // vendor agreement: active when signed, not revoked and not expired; covers
 // when also its purposes and resource types include the request's). The
 // correlation id is for the audit trail, not for
-// policies. The decision time policies see is truncated to the manifest's
+// policies. Before any fact is gathered the engine refuses, whatever the
+// policies say: a role held by the wrong subject kind (ROLE_KIND_MISMATCH),
+// a role or security label the manifest does not list (UNKNOWN_ROLE,
+// UNKNOWN_SECURITY_LABEL), a workforce subject without an organization
+// (ORGANIZATION_REQUIRED). On an ALLOW it adds the audit tag DISCLOSURE when
+// the subject acts outside its organization (but for a patient's own record)
+// and perEntryCheck on a population request. Decisions are made at the
+// engine's clock; context.time counts only with [WithRequestTime]. The decision time policies see is truncated to the manifest's
 // timeResolution (default 1s). Annotations carry ids and obligations:
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),
 // @audit_tag("BREAK_GLASS"), @redact_label("system|code"),

@@ -1,7 +1,6 @@
 package consent
 
 import (
-
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
 
