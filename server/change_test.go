@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -37,6 +38,12 @@ type adminServer struct {
 
 func startAdmin(t *testing.T, l *audit.Log, cfg server.GuardConfig) *adminServer {
 	t.Helper()
+	return startAdminTLS(t, l, cfg, nil)
+}
+
+// startAdminTLS is startAdmin over TLS when tlsCfg is set.
+func startAdminTLS(t *testing.T, l *audit.Log, cfg server.GuardConfig, tlsCfg *tls.Config) *adminServer {
+	t.Helper()
 	cs, acc := consentstore.NewMemory(), access.NewMemory()
 	eng := engine.New(engine.StoreConsents(cs), engine.WithGrants(acc), engine.WithAgreements(acc))
 	b, err := engine.LoadBundle(policies.FS)
@@ -64,8 +71,13 @@ func startAdmin(t *testing.T, l *audit.Log, cfg server.GuardConfig) *adminServer
 	if err != nil {
 		t.Fatal(err)
 	}
-	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
+	if tlsCfg != nil {
+		server.EnableTLS(hs, tlsCfg)
+		go hs.ServeTLS(ln, "", "")
+		return &adminServer{base: "https://" + ln.Addr().String(), consents: cs, access: acc}
+	}
+	go hs.Serve(ln)
 	return &adminServer{base: "http://" + ln.Addr().String(), consents: cs, access: acc}
 }
 
@@ -570,5 +582,56 @@ func TestNoChangeWithoutItsRecord(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With mutual TLS the change records name the client certificate's
+// identity: a URI SAN as it is, a DNS SAN as dns:NAME.
+func TestAdminChangesByCertificate(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := newCA(t, "chaperone test CA")
+	_, srvCert, srvKey := ca.issue(t, true, nil, []string{"localhost"})
+	tlsCfg, err := server.NewTLSConfig(server.TLSFiles{
+		CertFile:     writeFile(t, dir, "server.pem", srvCert),
+		KeyFile:      writeFile(t, dir, "server-key.pem", srvKey),
+		ClientCAFile: writeFile(t, dir, "client-ca.pem", ca.pem),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const spiffe = "spiffe://chaperone.test/ns/ops/sa/admin"
+	authz, err := callers.NewAuthorizer(callers.AuthzConfig{Callers: []callers.CallerGrant{
+		{Name: "ops", MTLS: []string{spiffe}, Allow: []string{"*"}},
+		{Name: "desk", MTLS: []string{"desk.chaperone.test"}, Allow: []string{"*"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	sink, err := audit.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := audit.New(sink, audit.WithSyncDelay(0))
+	s := startAdminTLS(t, l, server.GuardConfig{MTLS: true, Authorizer: authz}, tlsCfg)
+	ops, _, _ := ca.issue(t, false, []string{spiffe}, nil)
+	desk, _, _ := ca.issue(t, false, nil, []string{"desk.chaperone.test"})
+	ctx := context.Background()
+	g, err := clientsOf(s.base, tlsClient(ca, &ops)).access.GrantBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceGrantBreakGlassRequest{
+		Subject: "Practitioner/7", Patient: "Patient/52", Reason: "unconscious patient in the emergency room"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Msg.GetGrant().GetGrantedBy() != spiffe {
+		t.Errorf("grantedBy = %q, want %s", g.Msg.GetGrant().GetGrantedBy(), spiffe)
+	}
+	if _, err := clientsOf(s.base, tlsClient(ca, &desk)).access.RevokeBreakGlass(ctx, connect.NewRequest(&chaperonev1.AccessServiceRevokeBreakGlassRequest{
+		Id: g.Msg.GetGrant().GetId()})); err != nil {
+		t.Fatal(err)
+	}
+	cs := audit.Changes(readChain(t, l, path), "", audit.Window{})
+	if len(cs) != 2 || cs[0].Caller != spiffe || cs[1].Caller != "dns:desk.chaperone.test" || cs[1].Outcome != audit.OutcomeApplied {
+		t.Fatalf("changes = %+v, want the grant by %s and the revocation by dns:desk.chaperone.test", cs, spiffe)
 	}
 }
