@@ -27,6 +27,7 @@ const maxRequestIDLen = 128
 type requestInfo struct {
 	correlationID string
 	caller        *callers.Caller
+	limitKey      string // the caller's rate limit bucket, when limited
 	procedure     string // "/pkg.Service/Method", or "" for non-RPC paths
 	code          connect.Code
 	codeSet       bool

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/chaperone-pdp/chaperone/callers"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // CallerFromContext returns the authenticated caller of the request ctx
@@ -133,7 +134,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 // service: an interceptor that records each request's Connect code (and,
 // with metrics, counts decisions).
 func (g *Guard) HandlerOptions() []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithInterceptors(metricsInterceptor{g.metrics})}
+	return []connect.HandlerOption{connect.WithInterceptors(metricsInterceptor{g.metrics}, decisionCost{g})}
 }
 
 // Middleware wraps next in the guard.
@@ -168,7 +169,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				}
 			}
 			if g.limiter != nil {
-				if err := g.limiter.Allow(callers.LimitKey(caller, r.RemoteAddr), g.authz.RateFor(caller)); err != nil {
+				// One token per request here; a request asking for more
+				// decisions pays the rest once its body is read
+				// ([decisionCost]).
+				ri.limitKey = callers.LimitKey(caller, r.RemoteAddr)
+				if err := g.limiter.Allow(ri.limitKey, g.authz.RateFor(caller)); err != nil {
 					g.refuse(w, r, ri, start, connect.CodeResourceExhausted, err)
 					return
 				}
@@ -270,12 +275,8 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ri *requestInfo, 
 	}
 	cerr := connect.NewError(code, errors.New(msg))
 	if rl != nil {
-		secs := int64((rl.RetryAfter + time.Second - 1) / time.Second)
-		cerr.Meta().Set("Retry-After", strconv.FormatInt(secs, 10))
-		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
-		if d, err := connect.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)}); err == nil {
-			cerr.AddDetail(d)
-		}
+		cerr = rateLimitError(rl)
+		w.Header().Set("Retry-After", cerr.Meta().Get("Retry-After"))
 	}
 	level := slog.LevelWarn
 	if rl != nil {
@@ -303,6 +304,77 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ri *requestInfo, 
 		g.metrics.refused(code)
 	}
 	g.finish(ctx, ri, start, nil)
+}
+
+// rateLimitError is the resource_exhausted answer to rl, with a
+// Retry-After header and a RetryInfo detail.
+func rateLimitError(rl *callers.RateLimitError) *connect.Error {
+	msg := "rate limit exceeded"
+	if rl.Cost > rl.Burst {
+		msg = fmt.Sprintf("rate limit exceeded: %d decisions in one request is more than the burst of %d", rl.Cost, rl.Burst)
+	}
+	cerr := connect.NewError(connect.CodeResourceExhausted, errors.New(msg))
+	secs := int64((rl.RetryAfter + time.Second - 1) / time.Second)
+	cerr.Meta().Set("Retry-After", strconv.FormatInt(secs, 10))
+	if d, err := connect.NewErrorDetail(&errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)}); err == nil {
+		cerr.AddDetail(d)
+	}
+	return cerr
+}
+
+// decisionCost makes rate limits count decisions, not requests: a request
+// carrying n decisions (a BatchCheck of n) takes its n-1 further tokens
+// from the caller's bucket before it is decided, or is refused with
+// resource_exhausted.
+type decisionCost struct{ g *Guard }
+
+var _ connect.Interceptor = decisionCost{}
+
+// batch is a request message asking for several decisions.
+type batch interface {
+	GetRequests() []*chaperonev1.CheckRequest
+}
+
+func (dc decisionCost) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	if dc.g.limiter == nil {
+		return next
+	}
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		b, ok := req.Any().(batch)
+		ri := requestInfoFrom(ctx)
+		if !ok || ri == nil || ri.caller == nil || ri.limitKey == "" {
+			return next(ctx, req)
+		}
+		if n := len(b.GetRequests()); n > 1 {
+			if err := dc.g.limiter.AllowN(ri.limitKey, n-1, dc.g.authz.RateFor(ri.caller)); err != nil {
+				var rl *callers.RateLimitError
+				if !errors.As(err, &rl) {
+					return nil, connect.NewError(connect.CodeInternal, errors.New("rate limit"))
+				}
+				dc.g.logger.LogAttrs(ctx, slog.LevelInfo, "caller refused",
+					slog.String("code", connect.CodeResourceExhausted.String()),
+					slog.String("procedure", req.Spec().Procedure),
+					slog.String("caller", ri.caller.ID),
+					slog.String("correlation_id", ri.correlationID),
+					slog.Int("decisions", n),
+					slog.String("error", err.Error()),
+				)
+				if dc.g.metrics != nil {
+					dc.g.metrics.refused(connect.CodeResourceExhausted)
+				}
+				return nil, rateLimitError(rl)
+			}
+		}
+		return next(ctx, req)
+	}
+}
+
+func (decisionCost) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (decisionCost) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }
 
 func connectHTTPStatus(c connect.Code) int {

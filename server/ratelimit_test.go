@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/chaperone-pdp/chaperone/callers"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
 )
@@ -126,5 +128,116 @@ func TestRateLimiterRetryAfter(t *testing.T) {
 	}
 	if _, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: -1}); err == nil {
 		t.Error("negative rate accepted")
+	}
+}
+
+// frozen is a clock that never moves: a bucket never refills, so what a
+// test counts is exactly what the burst allows.
+func frozen() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC) }
+
+func batchOf(t *testing.T, n int) *chaperonev1.BatchCheckRequest {
+	b := &chaperonev1.BatchCheckRequest{}
+	for range n {
+		b.Requests = append(b.Requests, checkRequest(t))
+	}
+	return b
+}
+
+// TestRateLimitCountsDecisions: a BatchCheck of n spends n tokens, so
+// whatever mix of Check and BatchCheck a caller sends, the decisions
+// answered never exceed the bucket (before: one token per request, and
+// --rate-limit 2 let 11,000 decisions through in 5 s).
+func TestRateLimitCountsDecisions(t *testing.T) {
+	t.Parallel()
+	const burst = 50
+	limiter, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: 2, Burst: burst}, callers.WithClock(frozen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGuarded(t, server.GuardConfig{RateLimiter: limiter}, nil)
+	client := chaperonev1connect.NewDecisionServiceClient(&http.Client{Timeout: 10 * time.Second}, g.base)
+	ctx := context.Background()
+
+	// Larger than the burst: refused whatever the bucket holds.
+	_, err = client.BatchCheck(ctx, connect.NewRequest(batchOf(t, 1000)))
+	if connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("BatchCheck of 1000 with a burst of %d: %v", burst, err)
+	}
+	// The refused batch spent its request's token; 49 are left.
+	answered := 0
+	for i, n := range []int{20, 1, 20, 7, 20, 1, 3, 1} {
+		var err error
+		if n == 1 {
+			_, err = client.Check(ctx, connect.NewRequest(checkRequest(t)))
+		} else {
+			var resp *connect.Response[chaperonev1.BatchCheckResponse]
+			resp, err = client.BatchCheck(ctx, connect.NewRequest(batchOf(t, n)))
+			if err == nil && len(resp.Msg.GetResponses()) != n {
+				t.Fatalf("request %d: %d responses for %d requests", i, len(resp.Msg.GetResponses()), n)
+			}
+		}
+		switch {
+		case err == nil:
+			answered += n
+		case connect.CodeOf(err) != connect.CodeResourceExhausted:
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if answered > burst-1 || answered < 48 {
+		t.Errorf("%d decisions answered from a bucket of %d (one spent on the refused batch), want 48", answered, burst)
+	}
+	if _, err := client.Check(ctx, connect.NewRequest(checkRequest(t))); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Errorf("a Check after the bucket ran dry: %v", err)
+	}
+}
+
+// TestRateLimitAnonymousPerAddress: without authentication, each remote
+// address has a bucket of its own (before: one bucket shared by everyone).
+func TestRateLimitAnonymousPerAddress(t *testing.T) {
+	t.Parallel()
+	limiter, err := callers.NewRateLimiter(callers.RateSpec{PerSecond: 1, Burst: 2}, callers.WithClock(frozen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGuarded(t, server.GuardConfig{RateLimiter: limiter}, nil)
+	from := func(ip string) chaperonev1connect.DecisionServiceClient {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		return chaperonev1connect.NewDecisionServiceClient(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}, g.base)
+	}
+	ctx := context.Background()
+	a, b := from("127.0.0.1"), from("127.0.0.2")
+	for i := range 2 {
+		if _, err := a.Check(ctx, connect.NewRequest(checkRequest(t))); err != nil {
+			t.Fatalf("127.0.0.1 request %d: %v", i, err)
+		}
+	}
+	if _, err := a.Check(ctx, connect.NewRequest(checkRequest(t))); connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("127.0.0.1 past its burst: %v", err)
+	}
+	for i := range 2 {
+		if _, err := b.Check(ctx, connect.NewRequest(checkRequest(t))); err != nil {
+			t.Fatalf("127.0.0.2 request %d (its own bucket): %v", i, err)
+		}
+	}
+}
+
+func TestLimitKey(t *testing.T) {
+	t.Parallel()
+	anon := &callers.Caller{ID: callers.AnonymousID, Anonymous: true}
+	for _, tc := range []struct {
+		caller *callers.Caller
+		addr   string
+		want   string
+	}{
+		{anon, "127.0.0.1:5000", "addr:127.0.0.1"},
+		{anon, "127.0.0.1:6000", "addr:127.0.0.1"},
+		{anon, "[::ffff:10.0.0.1]:1", "addr:10.0.0.1"},
+		{anon, "[2001:db8:1:2:3:4:5:6]:443", "addr:2001:db8:1:2::/64"},
+		{anon, "[2001:db8:1:2:ffff::1]:443", "addr:2001:db8:1:2::/64"},
+		{&callers.Caller{ID: "svc-a"}, "127.0.0.1:1", "svc-a"},
+	} {
+		if got := callers.LimitKey(tc.caller, tc.addr); got != tc.want {
+			t.Errorf("LimitKey(%s, %s) = %q, want %q", tc.caller.ID, tc.addr, got, tc.want)
+		}
 	}
 }
