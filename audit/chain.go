@@ -227,6 +227,10 @@ func (e *TamperError) Is(target error) bool { return target == ErrTampered }
 type Entry struct {
 	Where string
 	Line  []byte
+	// Torn marks the last line of a file that does not end in a newline:
+	// a write interrupted by a crash (the writer cuts it off when it
+	// takes the log up again).
+	Torn bool
 }
 
 // Summary is what [Verify] found in an intact chain.
@@ -244,6 +248,7 @@ type Summary struct {
 	Restarts         uint64   // restart records: writers that took up the log
 	Closed           bool     // the last record is a clean-shutdown checkpoint
 	Anchored         bool     // the anchor given was found in the chain
+	TornTail         string   // where a torn last line (a write cut by a crash) was found
 }
 
 // VerifyOptions are the checks of [VerifyWith] beyond the hash chain.
@@ -302,6 +307,13 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 		}
 		where = e.Where
 		r, hash, err := unseal(e.Line)
+		if err != nil && e.Torn && s.TornTail == "" {
+			s.TornTail = e.Where // only the last line of the log can be torn
+			continue
+		}
+		if s.TornTail != "" {
+			return s, &TamperError{Where: s.TornTail, Seq: head.Seq + 1, Err: ErrMalformed, Detail: "a torn line before the end of the log"}
+		}
 		if err != nil {
 			te := &TamperError{Where: e.Where, Seq: head.Seq + 1, Err: err}
 			if errors.Is(err, ErrMalformed) {
@@ -426,6 +438,10 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 	if o.Anchor != nil && !s.Anchored {
 		return s, &TamperError{Where: where, Seq: lastSeq, DecisionID: lastID, Err: ErrAnchor,
 			Detail: fmt.Sprintf("the log ends at seq %d, before the anchored head at seq %d", head.Seq, o.Anchor.Seq)}
+	}
+	if s.TornTail != "" && !o.AllowOpenTail {
+		return s, &TamperError{Where: s.TornTail, Seq: head.Seq + 1, Err: ErrOpenTail,
+			Detail: "the last line is torn (a write cut by a crash); --allow-open-tail accepts it"}
 	}
 	if len(keys) > 0 && !closed && !o.AllowOpenTail {
 		te := &TamperError{Where: where, Seq: lastSeq, DecisionID: lastID, Err: ErrOpenTail}

@@ -326,8 +326,8 @@ func (s *FileSink) Close() error {
 }
 
 // ReadFiles yields the lines of the log at path: its rotated files, oldest
-// first, then path itself. A torn last line is yielded as is (and fails
-// verification).
+// first, then path itself. A last line without its newline is yielded
+// marked [Entry].Torn (verification accepts it only as an open tail).
 func ReadFiles(path string) iter.Seq2[Entry, error] {
 	return func(yield func(Entry, error) bool) {
 		segs, err := segments(path)
@@ -353,7 +353,8 @@ func readFile(path string, yield func(Entry, error) bool) bool {
 	for n := 1; ; n++ {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
-			if !yield(Entry{Where: path + ":" + strconv.Itoa(n), Line: line}, nil) {
+			torn := line[len(line)-1] != '\n'
+			if !yield(Entry{Where: path + ":" + strconv.Itoa(n), Line: line, Torn: torn}, nil) {
 				return false
 			}
 		}

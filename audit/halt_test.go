@@ -200,3 +200,38 @@ func TestDurableAck(t *testing.T) {
 	closeLog(t, l)
 	verifyFile(t, path, 1+200+1+3, signer)
 }
+
+// TestTornLastLine: a crash in the middle of a write leaves a last line
+// without its newline; it is an open tail (accepted with AllowOpenTail),
+// never a record, and a torn line before the end fails.
+func TestTornLastLine(t *testing.T) {
+	t.Parallel()
+	signer := newSigner(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	lines := writeLog(t, path, signer, 0, 30, audit.WithCheckpoints(10, time.Hour))
+	torn := bytes.Join(lines[:len(lines)-3], nil)
+	torn = append(torn, lines[len(lines)-3][:40]...)
+	writeFile(t, path, torn)
+	keys := []ed25519.PublicKey{signer.Public()}
+	if _, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys}); !errors.Is(err, audit.ErrOpenTail) {
+		t.Fatalf("torn last line: %v, want ErrOpenTail", err)
+	}
+	s, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys, AllowOpenTail: true})
+	kept := 0
+	for _, l := range lines[:len(lines)-3] {
+		if kindOf(t, l) == "decision" {
+			kept++
+		}
+	}
+	if err != nil || s.TornTail == "" || s.Decisions != uint64(kept) {
+		t.Fatalf("torn last line, open tail allowed: %+v, %v", s, err)
+	}
+	// The writer cuts it off and continues.
+	writeLog(t, path, signer, 100, 3)
+	verifyFile(t, path, uint64(kept+3), signer)
+	// A torn line followed by more lines (a segment cut short) fails.
+	writeFile(t, path+".00000000000000000001", torn)
+	if _, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys, AllowOpenTail: true}); !errors.Is(err, audit.ErrTampered) {
+		t.Fatalf("torn line inside the log: %v, want tampering", err)
+	}
+}

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"sync"
 	"testing"
@@ -40,7 +41,7 @@ func TestRedisSink(t *testing.T) {
 				t.Fatalf("Verify = %+v, %v", s, err)
 			}
 			recs, err := audit.Records(audit.ReadStream(context.Background(), rdb, stream))
-			if err != nil || len(recs) != int(s.Records) || recs[0].DecisionID != "d-0" {
+			if err != nil || len(recs) != int(s.Records) || recs[0].Kind != audit.KindGenesis || recs[1].DecisionID != "d-0" {
 				t.Fatalf("Records: %d, %v", len(recs), err)
 			}
 		}},
@@ -59,19 +60,25 @@ func TestRedisSink(t *testing.T) {
 				t.Fatalf("Verify = %v, want the entry after %s named", err, msgs[4].ID)
 			}
 		}},
-		{name: "writers on one stream keep one chain", run: func(t *testing.T, stream string, signer *audit.Signer) {
+		{name: "a server and guests on one stream keep one chain", run: func(t *testing.T, stream string, signer *audit.Signer) {
+			server := audit.New(audit.NewRedisSink(rdb, stream), audit.WithSigner(signer), audit.WithBatchSize(5), audit.WithCheckpoints(7, time.Hour))
+			record(t, server, 0, 1)
+			waitFor(t, func() bool { return server.Stats().Written >= 2 })
 			var wg sync.WaitGroup
-			for w := range 3 {
+			for w := 1; w < 3; w++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					l := audit.New(audit.NewRedisSink(rdb, stream), audit.WithSigner(signer), audit.WithBatchSize(5))
+					l := audit.New(audit.NewRedisSink(rdb, stream), audit.WithSigner(signer), audit.WithBatchSize(5), audit.WithJoin(false))
 					record(t, l, w*100, w*100+60)
 					closeLog(t, l)
 				}()
 			}
+			record(t, server, 1, 60)
 			wg.Wait()
-			s, err := audit.Verify(audit.ReadStream(context.Background(), rdb, stream), signer.Public())
+			closeLog(t, server)
+			s, err := audit.VerifyWith(audit.ReadStream(context.Background(), rdb, stream),
+				audit.VerifyOptions{Keys: []ed25519.PublicKey{signer.Public()}, AllowOpenTail: true})
 			if err != nil || s.Decisions != 180 {
 				t.Fatalf("Verify = %+v, %v", s, err)
 			}
@@ -134,14 +141,20 @@ func TestRedisDownFailClosed(t *testing.T) {
 	}
 	waitFor(t, func() bool { return !l.Stats().SinkHealthy && l.Stats().SinkErrors > 0 })
 
-	// Persistence is off: the restarted Redis is empty, so the chain
-	// starts again there. Only what was queued during the outage follows.
+	// Persistence is off: the restarted Redis is empty, the stream's head
+	// moved back to nothing. The writer does not start the chain again
+	// at seq 1: it halts and every decision is denied until a restart.
 	srv.Restart()
-	waitFor(t, func() bool { return l.Stats().SinkHealthy && l.Stats().QueueDepth == 0 })
-	closeLog(t, l)
-	s, err := audit.Verify(audit.ReadStream(context.Background(), rdb, stream), signer.Public())
-	if err != nil || s.Decisions != uint64(accepted) {
-		t.Fatalf("Verify = %+v, %v; want %d decisions", s, err, accepted)
+	waitFor(t, func() bool { return l.Stats().Halted })
+	req, resp := decision(99)
+	if err := l.Record(context.Background(), "", req, resp); !errors.Is(err, audit.ErrHalted) {
+		t.Fatalf("Record after the stream was lost = %v, want ErrHalted", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = l.Close(ctx)
+	if n, err := rdb.XLen(context.Background(), stream).Result(); err != nil || n != 0 {
+		t.Fatalf("the halted writer wrote %d records to the emptied stream (%v)", n, err)
 	}
 }
 
@@ -153,5 +166,40 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRedisAnchor: a log anchored in Redis verifies against the anchor; a
+// lower head never replaces a higher one; a log cut below it fails.
+func TestRedisAnchor(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	rdb := redisClient(t, addr)
+	anchor := audit.NewRedisAnchor(rdb, audit.DefaultAnchorPrefix+"pdp-1")
+	signer := newSigner(t)
+	stream := audit.DefaultStreamPrefix + "anchored"
+	l := audit.New(audit.NewRedisSink(rdb, stream), audit.WithSigner(signer), audit.WithAnchor(anchor), audit.WithCheckpoints(10, time.Hour))
+	record(t, l, 0, 35)
+	closeLog(t, l)
+	h, ok, err := anchor.Last(context.Background())
+	if err != nil || !ok || !h.Closed || h.Verify(signer.Public()) != nil {
+		t.Fatalf("anchor = %+v, %v, %v", h, ok, err)
+	}
+	if err := anchor.Put(context.Background(), audit.AnchorHead{Seq: 3, Hash: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if h2, _, _ := anchor.Last(context.Background()); h2.Seq != h.Seq {
+		t.Fatalf("a lower head replaced the anchor: %+v", h2)
+	}
+	opts := audit.VerifyOptions{Keys: []ed25519.PublicKey{signer.Public()}, AllowOpenTail: true, Anchor: &audit.Head{Seq: h.Seq, Hash: h.Hash}}
+	if _, err := audit.VerifyWith(audit.ReadStream(context.Background(), rdb, stream), opts); err != nil {
+		t.Fatalf("anchored stream: %v", err)
+	}
+	msgs, _ := rdb.XRevRangeN(context.Background(), stream, "+", "-", 5).Result()
+	for _, m := range msgs {
+		rdb.XDel(context.Background(), stream, m.ID)
+	}
+	if _, err := audit.VerifyWith(audit.ReadStream(context.Background(), rdb, stream), opts); !errors.Is(err, audit.ErrAnchor) {
+		t.Fatalf("stream cut below the anchor: %v, want ErrAnchor", err)
 	}
 }

@@ -452,6 +452,9 @@ first bad record is named), 2 when the log cannot be read.`,
 						fmt.Fprintf(e.stdout, "  OPEN: not closed cleanly; %d records in the unanchored tail (accepted: --allow-open-tail)\n", s.UnsignedTail)
 					}
 				}
+				if s.TornTail != "" {
+					fmt.Fprintf(e.stdout, "  torn last line at %s (a write cut by a crash; not counted)\n", s.TornTail)
+				}
 				if opts.Anchor != nil {
 					fmt.Fprintf(e.stdout, "  reaches the anchored head seq %d\n", opts.Anchor.Seq)
 				}
