@@ -161,8 +161,8 @@ func TestCedarPositionsAndEquivalence(t *testing.T) {
 	src := `@id("p")
 permit (principal, action, resource)
 when {
-  // mutate: equivalent drop-conjunct — b is always true here
-  b &&
+  // mutate: equivalent drop-conjunct b — b is always true here
+  b && c &&
   context.n == "x" // mutate: equivalent — only x is ever sent
 };
 `
@@ -178,6 +178,8 @@ when {
 		"dir/p.cedar:2:1: permit → forbid: permit | ",
 		"dir/p.cedar:5:3: drop conjunct: b | b is always true here",
 		"dir/p.cedar:5:3: negate: b | ",
+		"dir/p.cedar:5:8: drop conjunct: c | ",
+		"dir/p.cedar:5:8: negate: c | ",
 		"dir/p.cedar:6:3: drop conjunct: context.n == \"x\" | only x is ever sent",
 		"dir/p.cedar:6:13: == → !=: context.n == \"x\" | only x is ever sent",
 	}

@@ -120,11 +120,13 @@ func dedupe(src []byte, ms []Mutant) []Mutant {
 	return out
 }
 
-// equivalence is a `mutate: equivalent [op] — reason` annotation.
+// equivalence is a `mutate: equivalent [op [original text]] — reason`
+// annotation.
 type equivalence struct {
-	line   int // the line the annotation applies to
-	op     Op  // empty: every operator
-	reason string
+	line     int    // the line the annotation applies to
+	op       Op     // empty: every operator
+	original string // empty: any original text
+	reason   string
 }
 
 const equivalentMarker = "mutate: equivalent"
@@ -149,9 +151,16 @@ func parseEquivalence(src []byte, prefix string) []equivalence {
 		}
 		rest = strings.TrimSpace(rest)
 		var op Op
+		original := ""
 		if f := strings.Fields(rest); len(f) > 0 && isOp(f[0]) {
 			op = Op(f[0])
 			rest = strings.TrimSpace(strings.TrimPrefix(rest, f[0]))
+			// After the operator, the original text up to the dash.
+			if i := strings.Index(rest, "—"); i > 0 {
+				original, rest = oneLine(rest[:i]), rest[i:]
+			} else if i := strings.Index(rest, " -- "); i > 0 {
+				original, rest = oneLine(rest[:i]), rest[i+1:]
+			}
 		}
 		for _, sep := range []string{"—", "--", "-", ":"} {
 			if r, ok := strings.CutPrefix(rest, sep); ok {
@@ -162,7 +171,7 @@ func parseEquivalence(src []byte, prefix string) []equivalence {
 		if rest == "" {
 			rest = "(no reason given)"
 		}
-		out = append(out, equivalence{line: applies, op: op, reason: rest})
+		out = append(out, equivalence{line: applies, op: op, original: original, reason: rest})
 	}
 	return out
 }
@@ -182,7 +191,7 @@ func markEquivalent(ms []Mutant, eqs []equivalence) {
 	for i := range ms {
 		m := &ms[i]
 		for _, e := range eqs {
-			if e.line == m.Line && (e.op == "" || e.op == m.Op) {
+			if e.line == m.Line && (e.op == "" || e.op == m.Op) && (e.original == "" || e.original == m.Original) {
 				m.Equivalent = e.reason
 				break
 			}
