@@ -14,9 +14,10 @@
 // the location of every term. Mutants are made as source text, so a
 // mutant is exactly what an author could have written.
 //
-// A comment `mutate: equivalent [OP] — reason` (`//` in Cedar, `#` in
-// Rego) at the end of a line, or on a comment line just before it, marks
-// the mutants of that line (only operator OP's when one is named) as
+// A comment `mutate: equivalent [OP [TEXT]] — reason` (`//` in Cedar, `#`
+// in Rego) at the end of a line, or on a comment line just before it,
+// marks the mutants of that line (only operator OP's when one is named,
+// and only the one whose original text is TEXT when that is given) as
 // equivalent: no request can tell them apart from the original. They are
 // reported with the reason and not scored.
 //

@@ -49,9 +49,9 @@ of a rule's object value), drop an entry of the obligations. A mutant that
 no test fails survives and is reported as "file:line:col: mutation:
 original text"; the report ends with "mutants: K killed of N (P%)", N
 counting neither mutants that do not compile nor equivalent ones. A
-comment "mutate: equivalent [OP] — reason" (// in Cedar, # in Rego) at the
-end of a line, or on the line before, marks that line's mutants (only
-operator OP's, when named) as equivalent: listed with the reason, not
+comment "mutate: equivalent [OP [TEXT]] — reason" (// in Cedar, # in Rego)
+at the end of a line, or on the line before, marks that line's mutants
+(only operator OP's, when named, of original text TEXT) as equivalent: listed with the reason, not
 scored, and reported if a test kills one anyway. --format json writes every
 mutant with its status. -v also lists killed and non-compiling mutants.
 --mutate-min P exits 1 when the score is below P percent (default 0).
