@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +61,13 @@ type GuardConfig struct {
 	// Public are paths served without authentication; nil means
 	// [DefaultPublicPaths]().
 	Public []string
+	// LoopbackHosts refuses (permission_denied) every request whose Host
+	// is not a loopback name or address, and every browser request whose
+	// Origin is not a loopback origin. It is for a server on a loopback
+	// address without caller authentication: a web page the operator
+	// visits could otherwise reach it through DNS rebinding (a name of
+	// the attacker's that resolves to 127.0.0.1) or a cross-origin fetch.
+	LoopbackHosts bool
 }
 
 // DefaultPublicPaths are served to anyone who can connect (with mutual TLS,
@@ -84,31 +94,33 @@ func DefaultPublicPaths() []string {
 // Install it with [WithMiddleware](g.Middleware) and
 // [WithHandlerOptions](g.HandlerOptions()...).
 type Guard struct {
-	mtls      bool
-	jwt       *callers.JWTVerifier
-	anonymous bool
-	authz     *callers.Authorizer
-	limiter   *callers.RateLimiter
-	metrics   *Metrics
-	logger    *slog.Logger
-	public    map[string]bool
-	errw      *connect.ErrorWriter
-	anon      *callers.Caller // shared by every request when no authentication is configured
+	mtls          bool
+	jwt           *callers.JWTVerifier
+	anonymous     bool
+	authz         *callers.Authorizer
+	limiter       *callers.RateLimiter
+	metrics       *Metrics
+	logger        *slog.Logger
+	public        map[string]bool
+	errw          *connect.ErrorWriter
+	loopbackHosts bool
+	anon          *callers.Caller // shared by every request when no authentication is configured
 }
 
 // NewGuard returns the guard for cfg.
 func NewGuard(cfg GuardConfig) (*Guard, error) {
 	g := &Guard{
-		mtls:      cfg.MTLS,
-		jwt:       cfg.JWT,
-		anonymous: !cfg.MTLS && cfg.JWT == nil,
-		authz:     cfg.Authorizer,
-		limiter:   cfg.RateLimiter,
-		metrics:   cfg.Metrics,
-		logger:    cfg.Logger,
-		public:    map[string]bool{},
-		errw:      connect.NewErrorWriter(),
-		anon:      &callers.Caller{ID: callers.AnonymousID, Anonymous: true},
+		mtls:          cfg.MTLS,
+		jwt:           cfg.JWT,
+		anonymous:     !cfg.MTLS && cfg.JWT == nil,
+		authz:         cfg.Authorizer,
+		limiter:       cfg.RateLimiter,
+		metrics:       cfg.Metrics,
+		logger:        cfg.Logger,
+		public:        map[string]bool{},
+		errw:          connect.NewErrorWriter(),
+		anon:          &callers.Caller{ID: callers.AnonymousID, Anonymous: true},
+		loopbackHosts: cfg.LoopbackHosts,
 	}
 	if g.logger == nil {
 		g.logger = slog.New(slog.DiscardHandler)
@@ -152,6 +164,12 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			span.SetAttributes(attribute.String("chaperone.correlation_id", ri.correlationID))
 		}
 
+		if g.loopbackHosts {
+			if err := loopbackRequest(r); err != nil {
+				g.refuse(w, r, ri, start, connect.CodePermissionDenied, err)
+				return
+			}
+		}
 		if !g.public[r.URL.Path] {
 			caller, err := g.authenticate(ctx, r)
 			if err != nil {
@@ -244,6 +262,41 @@ func verifiedLeaf(r *http.Request) *x509.Certificate {
 	return r.TLS.VerifiedChains[0][0]
 }
 
+// errNotLoopback matches a request refused by [GuardConfig].LoopbackHosts.
+var errNotLoopback = errors.New("not a loopback request")
+
+// loopbackRequest checks that r names a loopback host and, when a browser
+// sent it, comes from a loopback origin.
+func loopbackRequest(r *http.Request) error {
+	if !isLoopbackHost(hostOnly(r.Host)) {
+		return fmt.Errorf("%w: host %q: this server answers requests to localhost only", errNotLoopback, r.Host)
+	}
+	if origin, ok := r.Header["Origin"]; ok {
+		u, err := url.Parse(strings.Join(origin, ""))
+		if err != nil || len(origin) != 1 || (u.Scheme != "http" && u.Scheme != "https") || !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("%w: origin %q: cross-origin browser requests are refused", errNotLoopback, strings.Join(origin, ","))
+		}
+	}
+	return nil
+}
+
+// hostOnly strips the port of a Host header.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+// isLoopbackHost accepts localhost and loopback addresses.
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(strings.TrimSuffix(h, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // bearerToken returns the token of an "Authorization: Bearer …" header.
 func bearerToken(h string) (string, bool) {
 	const prefix = "bearer "
@@ -266,6 +319,8 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, ri *requestInfo, 
 		msg = te.Reason
 	case errors.As(cause, &rl):
 		msg = "rate limit exceeded"
+	case errors.Is(cause, errNotLoopback):
+		msg = cause.Error()
 	case code == connect.CodePermissionDenied:
 		msg = "caller is not allowed to call " + r.URL.Path
 	case errors.Is(cause, callers.ErrNoIdentity):

@@ -26,6 +26,7 @@ type Server struct {
 	recorder    Recorder
 	clock       requestClock
 	metrics     *Metrics
+	readTimeout time.Duration
 	mux         *http.ServeMux
 	services    []string
 	mounts      []mount
@@ -72,6 +73,15 @@ func WithRecorder(r Recorder) Option { return func(s *Server) { s.recorder = r }
 // WithMetrics counts what the server itself sees (handler panics) in m.
 func WithMetrics(m *Metrics) Option { return func(s *Server) { s.metrics = m } }
 
+// DefaultReadTimeout is how long a request, headers and body, may take to
+// arrive unless [WithReadTimeout] says otherwise.
+const DefaultReadTimeout = 10 * time.Second
+
+// WithReadTimeout bounds how long a request, headers and body, may take to
+// arrive (the http.Server's ReadTimeout; for HTTP/2, per stream): a client
+// trickling a large body cannot hold a connection and a handler open.
+func WithReadTimeout(d time.Duration) Option { return func(s *Server) { s.readTimeout = d } }
+
 // WithHandlerOptions adds Connect handler options (interceptors, limits) to
 // every service.
 func WithHandlerOptions(opts ...connect.HandlerOption) Option {
@@ -87,11 +97,12 @@ func WithService(name string, fn func(opts ...connect.HandlerOption) (string, ht
 // New returns the API handler deciding with eng.
 func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	s := &Server{
-		engine:    eng,
-		validator: v,
-		logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
-		mux:       http.NewServeMux(),
-		clock:     requestClock{now: time.Now, maxSkew: DefaultMaxClockSkew},
+		engine:      eng,
+		validator:   v,
+		logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		mux:         http.NewServeMux(),
+		clock:       requestClock{now: time.Now, maxSkew: DefaultMaxClockSkew},
+		readTimeout: DefaultReadTimeout,
 	}
 	for _, o := range opts {
 		o(s)
@@ -223,7 +234,8 @@ func (s *Server) HTTPServer() *http.Server {
 	return &http.Server{
 		Handler:           s,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, s.readTimeout),
+		ReadTimeout:       s.readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}

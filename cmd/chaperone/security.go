@@ -36,6 +36,7 @@ type securityFlags struct {
 	rateLimit       float64
 	rateBurst       int
 	maxRequestBytes int
+	readTimeout     time.Duration
 
 	metrics         bool
 	otlpEndpoint    string
@@ -59,6 +60,7 @@ func addSecurityFlags(fs *pflag.FlagSet) *securityFlags {
 	fs.Float64Var(&f.rateLimit, "rate-limit", 0, "requests per second per caller (token bucket; 0: unlimited)")
 	fs.IntVar(&f.rateBurst, "rate-burst", 0, "burst per caller (default: --rate-limit rounded up)")
 	fs.IntVar(&f.maxRequestBytes, "max-request-bytes", 4<<20, "largest request message accepted")
+	fs.DurationVar(&f.readTimeout, "read-timeout", server.DefaultReadTimeout, "longest time a request, headers and body, may take to arrive (a client trickling its body is cut off)")
 	fs.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/HTTP to this URL, e.g. http://127.0.0.1:4318 (default: tracing off)")
 	fs.Float64Var(&f.otlpSampleRatio, "otlp-sample-ratio", 1, "share of new traces kept (a caller's sampled traceparent is always followed)")
@@ -97,6 +99,10 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		return nil, usageErrorf("--callers needs a way to authenticate callers: --client-ca or --jwks")
 	case f.maxRequestBytes <= 0:
 		return nil, usageErrorf("--max-request-bytes must be positive")
+	case f.readTimeout <= 0:
+		return nil, usageErrorf("--read-timeout must be positive")
+	case f.maxTokenLife <= 0:
+		return nil, usageErrorf("--max-token-lifetime must be positive")
 	}
 	authenticated := f.clientCA != "" || f.jwks != ""
 	loopback := server.IsLoopbackAddr(addr)
@@ -110,7 +116,10 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 	}
 
 	s := &security{logger: logger}
-	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != ""}
+	// Without authentication on loopback, only requests to a loopback
+	// host from no browser origin but a loopback one are answered (DNS
+	// rebinding, cross-origin pages).
+	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != "", LoopbackHosts: loopback && !authenticated}
 	if useTLS {
 		tc, err := server.NewTLSConfig(server.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.clientCA})
 		if err != nil {
@@ -173,6 +182,7 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		server.WithMiddleware(middleware...),
 		server.WithHandlerOptions(guard.HandlerOptions()...),
 		server.WithHandlerOptions(connect.WithReadMaxBytes(f.maxRequestBytes)),
+		server.WithReadTimeout(f.readTimeout),
 	)
 
 	logger.Info("caller security",
