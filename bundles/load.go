@@ -205,7 +205,8 @@ type Status struct {
 	Failures uint64 `json:"failures"`
 	Source   string `json:"source"`
 	// Downgrade is set when the active bundle's revision is not newer
-	// than the one it replaced and it was activated deliberately.
+	// than the one it replaced and it was activated deliberately
+	// ([WithAllowDowngrade]).
 	Downgrade bool `json:"downgrade,omitempty"`
 }
 
@@ -231,6 +232,9 @@ type Loader struct {
 	mu     sync.Mutex // one load at a time
 	status atomic.Pointer[Status]
 	record ActivationRecorder
+	// downgrade permits a bundle whose revision is not newer than the
+	// active one.
+	downgrade bool
 }
 
 // LoaderOption configures a [Loader].
@@ -254,6 +258,12 @@ func WithLoaderLogger(logger *slog.Logger) LoaderOption {
 func WithActivationRecorder(r ActivationRecorder) LoaderOption {
 	return func(l *Loader) { l.record = r }
 }
+
+// WithAllowDowngrade permits a bundle whose revision is not newer than the
+// active one ([CompareRevisions]); it is activated with
+// [Status].Downgrade set, and recorded so. Without it such a bundle is
+// refused with a [*DowngradeError], however validly it is signed.
+func WithAllowDowngrade(on bool) LoaderOption { return func(l *Loader) { l.downgrade = on } }
 
 // WithLoaderClock sets the clock of the status timestamps.
 func WithLoaderClock(now func() time.Time) LoaderOption {
@@ -297,6 +307,9 @@ func (l *Loader) Load(ctx context.Context) error {
 	if err == nil {
 		err = l.activate(ctx, a)
 	}
+	if errors.Is(err, errSameBundle) {
+		return nil
+	}
 	if err != nil {
 		l.logger.LogAttrs(ctx, slog.LevelError, "bundle refused; the active bundle keeps deciding",
 			slog.String("source", l.source.String()), slog.String("error", err.Error()),
@@ -314,6 +327,16 @@ func (l *Loader) Load(ctx context.Context) error {
 	return nil
 }
 
+// errSameBundle is a fetched bundle identical to the active one.
+var errSameBundle = errors.New("the active bundle")
+
+// activate verifies, compiles, checks the revision of, records and
+// activates a.
+//
+// The revision must be newer than the active bundle's, or the bundle is a
+// rollback and refused unless downgrades are allowed. An unbuilt policy
+// directory may keep the active revision (a directory being edited in
+// development reloads under the same revision); a built bundle may not.
 func (l *Loader) activate(ctx context.Context, a *Archive) error {
 	verified := &Verified{Digest: a.Digest()}
 	if a.Built() || len(l.verify.Keys) > 0 {
@@ -328,14 +351,30 @@ func (l *Loader) activate(ctx context.Context, a *Archive) error {
 		return err
 	}
 	prev := l.status.Load()
+	if prev.Revision != "" && verified.Digest == prev.Digest {
+		return errSameBundle
+	}
+	downgrade := false
+	if prev.Revision != "" {
+		c := CompareRevisions(b.Revision(), prev.Revision)
+		if c < 0 || (c == 0 && a.Built()) {
+			if !l.downgrade {
+				return &DowngradeError{Revision: b.Revision(), Active: prev.Revision}
+			}
+			downgrade = true
+			l.logger.LogAttrs(ctx, slog.LevelWarn, "bundle downgrade allowed",
+				slog.String("revision", b.Revision()), slog.String("active_revision", prev.Revision))
+		}
+	}
 	next := &Status{
-		Revision: b.Revision(),
-		Name:     b.Manifest().Name,
-		Digest:   verified.Digest,
-		Signers:  verified.Signers,
-		LoadedAt: l.now(),
-		Source:   l.source.String(),
-		Failures: prev.Failures,
+		Revision:  b.Revision(),
+		Name:      b.Manifest().Name,
+		Digest:    verified.Digest,
+		Signers:   verified.Signers,
+		LoadedAt:  l.now(),
+		Source:    l.source.String(),
+		Failures:  prev.Failures,
+		Downgrade: downgrade,
 	}
 	activated := func() {}
 	if l.record != nil {

@@ -85,8 +85,10 @@ func TestBundleHotSwapUnderLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bundle.tar.gz")
 	replace(t, path, v1)
 	eng := engine.New(noConsents{})
+	// The swaps go back and forth between two revisions: downgrades,
+	// allowed deliberately here.
 	loader := bundles.NewLoader(eng, bundles.FileSource(path),
-		bundles.WithTrustedKeys([]bundles.PublicKey{{ID: "test", Key: pub}}, 1))
+		bundles.WithTrustedKeys([]bundles.PublicKey{{ID: "test", Key: pub}}, 1), bundles.WithAllowDowngrade(true))
 	if err := loader.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}

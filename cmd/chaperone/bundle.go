@@ -495,6 +495,7 @@ type bundleFlags struct {
 	verifyKeys    []string
 	minSignatures int
 	poll          time.Duration
+	downgrade     bool
 	loader        *bundles.Loader // set by start
 	// record, when set, records every activation before it is made.
 	record bundles.ActivationRecorder
@@ -508,6 +509,7 @@ func addBundleFlags(fs *pflag.FlagSet) *bundleFlags {
 	fs.StringSliceVar(&f.verifyKeys, "verify-key", nil, "trusted Ed25519 public key (PEM); when set, only bundles signed by enough of these keys activate")
 	fs.IntVar(&f.minSignatures, "min-signatures", 1, "how many distinct --verify-key keys must have signed a bundle")
 	fs.DurationVar(&f.poll, "bundle-poll-interval", 5*time.Second, "how often the bundle file, directory or URL is checked for a new version")
+	fs.BoolVar(&f.downgrade, "allow-downgrade", false, "activate a bundle whose revision is not newer than the active one (a deliberate rollback, recorded as a downgrade on the audit chain); refused otherwise")
 	return f
 }
 
@@ -550,7 +552,7 @@ func (f *bundleFlags) start(ctx context.Context, eng *engine.Engine, logger *slo
 			src = bundles.FileSource(f.source)
 		}
 	}
-	opts := []bundles.LoaderOption{bundles.WithLoaderLogger(logger)}
+	opts := []bundles.LoaderOption{bundles.WithLoaderLogger(logger), bundles.WithAllowDowngrade(f.downgrade)}
 	if f.record != nil {
 		opts = append(opts, bundles.WithActivationRecorder(f.record))
 	}

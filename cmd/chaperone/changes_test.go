@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -221,5 +222,54 @@ func TestBundleActivationRecorded(t *testing.T) {
 	var ee *exitError
 	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "record the activation") || eng.Bundle() != nil {
 		t.Fatalf("start with a closed audit log = %v, active %v; want the bundle refused", err, eng.Bundle())
+	}
+}
+
+// A bundle older than the active one is refused; with --allow-downgrade it
+// activates and the chain records it as a downgrade.
+func TestBundleDowngradeRecorded(t *testing.T) {
+	t.Parallel()
+	for _, allow := range []bool{false, true} {
+		t.Run(fmt.Sprint("allow-downgrade=", allow), func(t *testing.T) {
+			t.Parallel()
+			tmp := t.TempDir()
+			bundle := filepath.Join(tmp, "b.tar.gz")
+			writeBundle(t, "../../bundles/testdata/v2", bundle, nil)
+			logPath := filepath.Join(tmp, "audit.jsonl")
+			sink, err := audit.OpenFile(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := audit.New(sink, audit.WithSyncDelay(0))
+			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			bf := addBundleFlags(fs)
+			if err := fs.Parse([]string{"--bundle", bundle, "--bundle-poll-interval", "1h", fmt.Sprint("--allow-downgrade=", allow)}); err != nil {
+				t.Fatal(err)
+			}
+			bf.record = recordActivation(l)
+			eng := engine.New(nil)
+			_, stop, err := bf.start(context.Background(), eng, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			writeBundle(t, "../../bundles/testdata/v1", bundle, nil)
+			err = bf.loader.Load(context.Background())
+			if allow != (err == nil) || !allow && !errors.Is(err, bundles.ErrDowngrade) {
+				t.Fatalf("load of the older bundle = %v", err)
+			}
+			want := map[bool]string{false: "2026.01-2", true: "2026.01-1"}[allow]
+			if eng.Bundle().Revision() != want {
+				t.Fatalf("active revision %s, want %s", eng.Bundle().Revision(), want)
+			}
+			if err := l.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runAudit(t, "audit", "changes", "--file", logPath)
+			if code != 0 || strings.Count(stdout, "bundle.activate") != map[bool]int{false: 1, true: 2}[allow] ||
+				strings.Contains(stdout, "downgrade=true") != allow {
+				t.Fatalf("audit changes: %d %s\n%s", code, stderr, stdout)
+			}
+		})
 	}
 }
