@@ -42,7 +42,12 @@
 // swaps them atomically. A bad bundle is refused and logged, and the last
 // good one keeps deciding; [Loader.Status] says which one is active and
 // why the last attempt failed. With trusted keys ([WithTrustedKeys]) an
-// unsigned bundle never activates. [Loader.Run] polls the source.
+// unsigned bundle never activates. A bundle whose revision is not newer
+// than the active one ([CompareRevisions]) is refused with a
+// [*DowngradeError] (a rollback), unless [WithAllowDowngrade]; an
+// [ActivationRecorder] ([WithActivationRecorder]) is told of every
+// activation before it happens and can refuse it. [Loader.Run] polls the
+// source.
 //
 // [Diff] replays recorded CheckRequests against two bundles and reports the
 // decisions and obligations that changed ([Report.Markdown], JSON).
