@@ -160,10 +160,11 @@ func WithHTTPHandler(pattern string, h http.Handler) Option {
 const compressMinBytes = 1024
 
 func (s *Server) connectOptions() []connect.HandlerOption {
-	return append([]connect.HandlerOption{
+	opts := append([]connect.HandlerOption{
 		connect.WithInterceptors(validateInterceptor(s.validator)),
 		connect.WithCompressMinBytes(compressMinBytes),
-	}, s.handlerOpts...)
+	}, jsonCodecs()...) // strict JSON: an unknown field is invalid_argument (codec.go)
+	return append(opts, s.handlerOpts...)
 }
 
 // ServeHTTP implements http.Handler.

@@ -42,7 +42,7 @@ type quickString struct {
 	minLen, maxLen uint64 // in code points; maxLen 0: no limit
 	hasMax         bool
 	in             map[string]struct{}
-	pattern        *regexp.Regexp
+	pattern        func(string) bool
 	ip             bool
 }
 
@@ -193,12 +193,16 @@ func compileString(r *validate.StringRules) (*quickString, bool) {
 				s.in[l.Get(i).String()] = struct{}{}
 			}
 		case "pattern":
+			if m, ok := patternMatchers[v.String()]; ok {
+				s.pattern = m
+				break
+			}
 			re, err := regexp.Compile(v.String())
 			if err != nil {
 				ok = false
 				break
 			}
-			s.pattern = re
+			s.pattern = re.MatchString
 		case "ip":
 			s.ip = v.Bool()
 		case "example":
@@ -302,7 +306,7 @@ func (q *quickString) check(s string) bool {
 			return false
 		}
 	}
-	if q.pattern != nil && !q.pattern.MatchString(s) {
+	if q.pattern != nil && !q.pattern(s) {
 		return false
 	}
 	if q.ip {

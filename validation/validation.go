@@ -9,8 +9,13 @@
 // patterns, IP addresses, item counts, required messages) a plan compiled
 // from the descriptors passes valid messages in plain Go, and only a
 // message the plan cannot pass is evaluated by protovalidate, which words
-// the violations. [Validator.DecodeJSON] reads a message's proto3 JSON
-// form and validates it in one step.
+// the violations.
+//
+// [UnmarshalJSON] reads a message's proto3 JSON form and refuses a field
+// the message does not have, naming its path ("resource.securityLabel")
+// rather than dropping it; it is the decoder of the API's JSON codec, the
+// CLI's request files and the policy test suites. [Validator.DecodeJSON]
+// reads and validates in one step.
 package validation
 
 import (
@@ -20,7 +25,6 @@ import (
 
 	"buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	"buf.build/go/protovalidate"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -88,11 +92,12 @@ func (v *Validator) Validate(msg proto.Message) error {
 	return out
 }
 
-// DecodeJSON reads msg from its proto3 JSON form and validates it. A syntax
-// error, an unknown field or a broken rule is an [*Error].
+// DecodeJSON reads msg from its proto3 JSON form with [UnmarshalJSON] and
+// validates it. A syntax error, an unknown field (named by its path) or a
+// broken rule is an [*Error].
 func (v *Validator) DecodeJSON(data []byte, msg proto.Message) error {
-	if err := protojson.Unmarshal(data, msg); err != nil {
-		return &Error{Violations: []Violation{{Message: strings.TrimPrefix(err.Error(), "proto: ")}}}
+	if err := UnmarshalJSON(data, msg); err != nil {
+		return err
 	}
 	return v.Validate(msg)
 }
