@@ -194,7 +194,7 @@ func TestRedisReplicasVisibility(t *testing.T) {
 		return r.Msg.GetDecision().String()
 	}
 	consent, err := structpb.NewStruct(map[string]any{"resourceType": "Consent", "id": "vis", "status": "active",
-		"patient": map[string]any{"reference": patient}, "provision": map[string]any{"type": "deny"}})
+		"patient": map[string]any{"reference": patient}, "provision": map[string]any{"type": "deny", "actor": []any{map[string]any{"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}}}, "reference": map[string]any{"reference": "Organization/o1"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,8 +84,11 @@ func mustParseConsent(t testing.TB, js string) *fhirconsent.Consent {
 	return c
 }
 
+// denyConsent is a restriction of patient's record from Organization/o1:
+// it denies even that organization's own care (a general opt-out would
+// govern only disclosures outside it).
 func denyConsent(t testing.TB, id, patient string) *fhirconsent.Consent {
-	return mustParseConsent(t, fmt.Sprintf(`{"resourceType":"Consent","id":%q,"status":"active","dateTime":"2020-01-01","patient":{"reference":%q},"provision":{"type":"deny"}}`, id, patient))
+	return mustParseConsent(t, fmt.Sprintf(`{"resourceType":"Consent","id":%q,"status":"active","dateTime":"2020-01-01","patient":{"reference":%q},"provision":{"type":"deny","actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"Organization/o1"}}]}}`, id, patient))
 }
 
 func TestRedis(t *testing.T) {

@@ -28,14 +28,15 @@ func TestServeWithRedis(t *testing.T) {
 	_, base := startServe(t, "--redis", "redis://"+addr+"/0", "--audit-file", filepath.Join(dir, "audit.jsonl"))
 	ctx := context.Background()
 
-	// A patient who opts out of all sharing.
+	// A patient who restricts the record from Organization/o1 (a general
+	// opt-out would leave that organization's own care open).
 	optOut, err := structpb.NewStruct(map[string]any{
 		"resourceType": "Consent", "id": "e2e-optout", "status": "active",
 		"scope":     map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}}},
 		"category":  []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "59284-0"}}}},
 		"patient":   map[string]any{"reference": "Patient/e2e"},
 		"dateTime":  "2024-01-01",
-		"provision": map[string]any{"type": "deny"},
+		"provision": map[string]any{"type": "deny", "actor": []any{map[string]any{"role": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}}}, "reference": map[string]any{"reference": "Organization/o1"}}}},
 	})
 	if err != nil {
 		t.Fatal(err)
