@@ -39,6 +39,9 @@ const (
 	maxFileSize  = 16 << 20
 	maxTotalSize = 64 << 20
 	maxFiles     = 10000
+	// maxEntries bounds the tar entries of an archive, directories
+	// included: the files, the metadata, and as many directories again.
+	maxEntries = 2*maxFiles + 2
 )
 
 // Manifest is the bundle manifest (.bundle/manifest.json). Its exact bytes
@@ -226,8 +229,9 @@ func ReadArchive(r io.Reader) (*Archive, error) {
 	defer zr.Close()
 	tr := tar.NewReader(zr)
 	entries := map[string][]byte{}
+	dirs := map[string]bool{}
 	var total int64
-	for {
+	for n := 0; ; n++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -235,22 +239,26 @@ func ReadArchive(r io.Reader) (*Archive, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read bundle: %w", err)
 		}
+		// Every entry counts, directories too: a stream of empty
+		// entries costs CPU without adding a byte of content.
+		if n >= maxEntries {
+			return nil, fmt.Errorf("read bundle: more than %d entries", maxEntries)
+		}
 		switch hdr.Typeflag {
-		case tar.TypeDir:
-			continue
-		case tar.TypeReg:
+		case tar.TypeDir, tar.TypeReg:
 		default:
 			return nil, fmt.Errorf("read bundle: %s: not a regular file", hdr.Name)
 		}
-		name := strings.TrimPrefix(hdr.Name, "./")
+		name := strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/")
 		if !fs.ValidPath(name) || name == "." {
 			return nil, fmt.Errorf("read bundle: %q: not a clean relative path", hdr.Name)
 		}
-		if _, dup := entries[name]; dup {
+		if _, dup := entries[name]; dup || dirs[name] {
 			return nil, fmt.Errorf("read bundle: %s: duplicate entry", name)
 		}
-		if len(entries) >= maxFiles+2 {
-			return nil, fmt.Errorf("read bundle: more than %d files", maxFiles)
+		if hdr.Typeflag == tar.TypeDir {
+			dirs[name] = true
+			continue
 		}
 		if hdr.Size > maxFileSize {
 			return nil, fmt.Errorf("read bundle: %s: larger than %d bytes", name, maxFileSize)
@@ -264,6 +272,16 @@ func ReadArchive(r io.Reader) (*Archive, error) {
 			return nil, fmt.Errorf("read bundle: %s: %w", name, err)
 		}
 		entries[name] = data
+	}
+	// A directory entry must hold a file of the bundle, so that what the
+	// manifest lists covers every entry.
+	for name := range entries {
+		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+			delete(dirs, d)
+		}
+	}
+	for d := range dirs {
+		return nil, fmt.Errorf("read bundle: directory %s holds no file of the bundle", d)
 	}
 	return fromEntries(entries)
 }

@@ -154,11 +154,18 @@ func (js *jwksServer) set(b []byte) { js.body.Store(&b) }
 
 func newVerifier(t testing.TB, source string, minRefresh time.Duration) *callers.JWTVerifier {
 	t.Helper()
+	return newVerifierAt(t, source, minRefresh, nil)
+}
+
+// newVerifierAt verifies at the clock now (nil: the real one).
+func newVerifierAt(t testing.TB, source string, minRefresh time.Duration, now func() time.Time) *callers.JWTVerifier {
+	t.Helper()
 	keys, err := callers.NewJWKS(context.Background(), source, callers.JWKSConfig{MinRefresh: minRefresh})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, Skew: 5 * time.Second})
+	t.Cleanup(func() { keys.Close(context.Background()) })
+	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: testIssuer, Audience: []string{testAudience}, Skew: 5 * time.Second, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +209,12 @@ func TestJWTCallers(t *testing.T) {
 	t.Parallel()
 	issuerKey, otherKey := newSigner(t, "k1"), newSigner(t, "k1") // same kid, different key
 	js := newJWKSServer(t, jwksJSON(t, issuerKey))
-	g := startGuarded(t, server.GuardConfig{JWT: newVerifier(t, js.url, time.Hour)}, nil)
+	// The verifier's clock stands at the test's start, so "within skew"
+	// stays within it however long a loaded machine takes.
+	now := time.Now()
+	g := startGuarded(t, server.GuardConfig{JWT: newVerifierAt(t, js.url, time.Hour, func() time.Time { return now })}, nil)
 	client := chaperonev1connect.NewDecisionServiceClient(&http.Client{Timeout: 10 * time.Second}, g.base)
 
-	now := time.Now()
 	var tokens []string
 	cases := []struct {
 		name       string
