@@ -9,11 +9,33 @@
 //
 // Records form a hash chain: each stored line is the JSON of the record with
 // its sequence number and the SHA-256 of the previous line ("prev"), followed
-// by the SHA-256 of the line itself ("hash", always the last field). Every N
-// records or T seconds a checkpoint record signs (Ed25519) the head hash and
-// the record count, so that rewriting the chain is caught even by someone
-// able to recompute hashes. [Verify] walks a chain and reports the first bad
-// record as a [*TamperError].
+// by the SHA-256 of the line itself ("hash", always the last field).
+//
+// With a signing key ([WithSigner], Ed25519) the log cannot be forged or cut
+// unnoticed:
+//   - it begins with a signed [KindGenesis] record ([Opening]) naming the
+//     writer's instance ([WithInstance]), its key and its checkpoint cadence
+//     ([WithCheckpoints]: N records, T of record time); a writer taking up an
+//     existing log writes a signed [KindRestart] record over the head it found;
+//   - a [KindCheckpoint] record signs the head before any record that would
+//     otherwise be the N+1st unsigned one, or come T after the last signed
+//     record (and the first one since); [Log.Close] ends the log with a
+//     checkpoint marked [Checkpoint].Closed, the signed clean-shutdown marker;
+//   - with [WithAnchor] every checkpoint's head also goes to a second place
+//     ([FileAnchor], [RedisAnchor]); a log that ends before its anchored head
+//     was cut, and a writer started on it refuses to continue;
+//   - the writer halts for good ([ErrHalted], [Stats].Halted) when the head
+//     it finds is behind the one it last wrote, or its file was replaced or
+//     deleted ([ErrRewound]): every Record then fails, so the server denies.
+//
+// [VerifyWith] walks a chain and reports the first bad record as a
+// [*TamperError] wrapping one of [ErrMalformed], [ErrHashMismatch],
+// [ErrBrokenLink], [ErrBadSignature], [ErrUnknownKey], [ErrNoGenesis],
+// [ErrCadence], [ErrAfterClose], [ErrOpenTail] (the log was not closed
+// cleanly; accepted with [VerifyOptions].AllowOpenTail), [ErrInstance] or
+// [ErrAnchor]. chaperone audit verify --pub KEY [--anchor FILE|redis://…]
+// [--allow-open-tail] [--instance ID] runs it: exit 0 intact, 1 tampered,
+// open or short of the anchor, 2 unreadable.
 //
 // A [Log] is the [server.Recorder]: [Log.Record] puts the request and
 // response into a bounded queue and returns (no I/O and no copy on the
@@ -28,7 +50,12 @@
 // either fails ([ErrUnavailable], the server answers DENY AUDIT_UNAVAILABLE)
 // or, with fail-open configured, counts the drop in [Stats] and the log and
 // notes it in the chain. [Log.Close] drains the queue and writes a final
-// checkpoint.
+// checkpoint. By default ("queued") Record returns once the record is
+// queued, so a crash loses what was queued but not yet stored; with
+// [WithDurable] ("durable") it returns only once the record is stored
+// (fsynced, or acknowledged by Redis), and [Log.RecordAll] lets a
+// BatchCheck wait once for all its records. [Log.Healthy] says whether the
+// log keeps records, for readiness probes.
 //
 // Every record names its caller ([Record].Caller): the identity the
 // server authenticated, so two callers' decisions can be told apart.

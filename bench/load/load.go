@@ -101,6 +101,14 @@ type Config struct {
 	// Timeout bounds one request (default 10s); a timeout is an error
 	// with code deadline_exceeded.
 	Timeout time.Duration
+	// Batch, above 1, sends BatchCheck of this many requests (the next
+	// ones in turn, each with a distinct resource id) instead of Check;
+	// a request of the report is then one batch.
+	Batch int
+	// DecisionIDs, when set, receives the decision id of every answered
+	// decision (warmup included, AUDIT_UNAVAILABLE denials left out), one
+	// per line: to compare with the audit log after a crash.
+	DecisionIDs io.Writer
 	// Progress, when set, receives one line per ProgressEvery (default 1s).
 	Progress      io.Writer
 	ProgressEvery time.Duration

@@ -88,6 +88,9 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 
 	switch {
 	case cfg.Target == TargetOPA:
+		if cfg.Batch > 1 || cfg.DecisionIDs != nil {
+			return nil, nil, fmt.Errorf("target opa: no batches or decision ids")
+		}
 		if cfg.Protocol != ProtocolJSON {
 			return nil, nil, fmt.Errorf("target opa speaks only the json protocol, not %s", cfg.Protocol)
 		}
@@ -99,6 +102,9 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		return nil, nil, fmt.Errorf("unknown target %q (want chaperone or opa)", cfg.Target)
 	}
 
+	if cfg.Batch > 1 || cfg.DecisionIDs != nil {
+		return newClientTarget(cfg, base)
+	}
 	switch cfg.Protocol {
 	case ProtocolConnect:
 		return h1(checkPath, "application/proto", func(r *chaperonev1.CheckRequest) ([]byte, error) { return proto.Marshal(r) }, decodeProto)

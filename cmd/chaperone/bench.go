@@ -16,7 +16,8 @@ func newBenchCmd(e *env) *cobra.Command {
 	var (
 		addr, requestsFile, scenario, protocol, format, target, opaPath string
 		duration, warmup, timeout                                       time.Duration
-		concurrency                                                     int
+		concurrency, batch                                              int
+		idsFile                                                         string
 		rate                                                            float64
 		maxRequests                                                     int64
 		seed, quiet, distinct                                           bool
@@ -34,6 +35,11 @@ loop: request n is due at start + n/R seconds and its latency is measured from
 that intended time, so a stalled server is seen in the tail (no coordinated
 omission); --concurrency is then the number of requests that may be in flight.
 Every run stops after --warmup + --duration or --max-requests, whichever first.
+
+--batch N sends BatchCheck of N requests instead of Check; --decision-ids
+FILE writes the id of every decision answered (not AUDIT_UNAVAILABLE), one
+per line, so that after killing the server the ids can be compared with
+its audit log (see the audit section of the README).
 
 Requests come from --requests FILE (CheckRequests in JSON, one per line, sent
 in turn) or a built-in --scenario (` + strings.Join(load.Scenarios(), ", ") + `). The
@@ -55,7 +61,15 @@ e.g. with serve --consents DIR).
 			cfg := load.Config{
 				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
 				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
-				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct,
+				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct, Batch: batch,
+			}
+			if idsFile != "" {
+				f, err := os.Create(idsFile)
+				if err != nil {
+					return usageErrorf("--decision-ids: %v", err)
+				}
+				defer f.Close()
+				cfg.DecisionIDs = f
 			}
 			if !quiet {
 				cfg.Progress = e.stderr
@@ -120,5 +134,7 @@ e.g. with serve --consents DIR).
 	f.BoolVar(&seed, "seed-consents", true, "store the scenario's consents through ConsentService.Put before the run")
 	f.BoolVar(&distinct, "distinct-ids", false, "give every request a resource id of its own (memos keyed on the whole request then miss, as in real traffic)")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines")
+	f.IntVar(&batch, "batch", 0, "send BatchCheck of this many requests instead of Check (a request of the report is one batch)")
+	f.StringVar(&idsFile, "decision-ids", "", "write the decision id of every answered decision to this file, one per line (to compare with the audit log after a crash)")
 	return cmd
 }

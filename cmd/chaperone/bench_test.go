@@ -194,3 +194,39 @@ func TestBenchUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchDecisionIDs: --decision-ids writes one id per answered decision,
+// for Check and for --batch (every item of every batch).
+func TestBenchDecisionIDs(t *testing.T) {
+	t.Parallel()
+	addr := benchServer(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{name: "check", args: []string{"--max-requests", "20"}, want: 20},
+		{name: "batch=50", args: []string{"--max-requests", "3", "--batch", "50"}, want: 150},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ids := filepath.Join(t.TempDir(), "ids")
+			args := append([]string{"--addr", addr, "--scenario", "clinician-read", "--quiet", "--concurrency", "1", "--decision-ids", ids}, tc.args...)
+			if code, out, errb := runBench(t, args...); code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errb)
+			}
+			b, err := os.ReadFile(ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Fields(string(b))
+			seen := map[string]bool{}
+			for _, l := range lines {
+				seen[l] = true
+			}
+			if len(lines) != tc.want || len(seen) != tc.want {
+				t.Fatalf("%d ids (%d distinct), want %d", len(lines), len(seen), tc.want)
+			}
+		})
+	}
+}
