@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
@@ -22,21 +23,51 @@ var _ Store = (*Memory)(nil)
 // patient's consents ([Memory.ForPatient]) do not allocate: each write
 // rebuilds the patient's immutable [Set].
 type Memory struct {
+	limits Limits
+	now    func() time.Time
+
 	mu       sync.RWMutex
 	seq      uint64
 	records  map[string]Record
 	patients map[string]*Set
 }
 
+// MemoryOption configures a [Memory].
+type MemoryOption func(*Memory)
+
+// WithMemoryLimits sets what Put accepts (default: [Limits] defaults).
+func WithMemoryLimits(l Limits) MemoryOption {
+	return func(m *Memory) { m.limits = l.withDefaults() }
+}
+
+// WithMemoryClock sets the clock that consent dates are checked against
+// (default time.Now).
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(m *Memory) {
+		if now != nil {
+			m.now = now
+		}
+	}
+}
+
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory {
-	return &Memory{records: make(map[string]Record), patients: make(map[string]*Set)}
+func NewMemory(opts ...MemoryOption) *Memory {
+	m := &Memory{limits: Limits{}.withDefaults(), now: time.Now,
+		records: make(map[string]Record), patients: make(map[string]*Set)}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // Put implements [Store].
-func (m *Memory) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error) {
+func (m *Memory) Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOption) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
+	}
+	o := putOpts(opts)
+	if err := m.limits.check(c, m.now()); err != nil {
+		return Record{}, fmt.Errorf("put consent: %w", err)
 	}
 	id := c.ID
 	if id == "" {
@@ -47,16 +78,32 @@ func (m *Memory) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	old, had := m.records[id]
+	switch {
+	case had && old.Consent.Patient != c.Patient:
+		return Record{}, fmt.Errorf("put consent %q: %w", id, ErrOtherPatient)
+	case o.ifVersion != "" && (!had || old.Version != o.ifVersion):
+		return Record{}, fmt.Errorf("put consent %q: %w", id, ErrVersionMismatch)
+	case !had && m.limits.MaxPerPatient > 0 && m.count(c.Patient) >= m.limits.MaxPerPatient:
+		return Record{}, fmt.Errorf("put consent %q: %w: patient has %d consents", id, ErrLimit, m.limits.MaxPerPatient)
+	}
 	m.seq++
 	v := strconv.FormatUint(m.seq, 10)
 	rec := Record{Consent: c.WithID(id, v), Version: v}
-	old, had := m.records[id]
 	m.records[id] = rec
-	if had && old.Consent.Patient != c.Patient {
-		m.rebuild(old.Consent.Patient, v)
-	}
 	m.rebuild(c.Patient, v)
 	return rec, nil
+}
+
+// count is how many records the patient has. Callers hold mu.
+func (m *Memory) count(patient string) int {
+	n := 0
+	for _, r := range m.records {
+		if r.Consent.Patient == patient {
+			n++
+		}
+	}
+	return n
 }
 
 // Get implements [Store].

@@ -16,7 +16,9 @@ const minimalR4 = `{"resourceType":"Consent","id":"c1","status":"active","patien
 
 func TestMemory(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) consentstore.Store { return consentstore.NewMemory() })
+	storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
+		return consentstore.NewMemory(consentstore.WithMemoryLimits(cfg.Limits), consentstore.WithMemoryClock(cfg.Now))
+	})
 }
 
 func TestMemoryLoad(t *testing.T) {

@@ -56,6 +56,7 @@ type Redis struct {
 	aead         *sealer
 	logger       *slog.Logger
 	now          func() time.Time
+	limits       Limits
 
 	patients   *localCache[*patientEntry]
 	agreements *localCache[*agreementEntry]
@@ -145,9 +146,20 @@ func WithPingInterval(d time.Duration) RedisOption {
 	}
 }
 
-// WithClock sets the clock used for grant expiry and agreement update times.
+// WithLimits sets what Put accepts (default: [Limits] defaults).
+func WithLimits(l Limits) RedisOption {
+	return func(r *Redis) error { r.limits = l.withDefaults(); return nil }
+}
+
+// WithClock sets the clock used for grant expiry, agreement update times
+// and the check of consent dates.
 func WithClock(now func() time.Time) RedisOption {
-	return func(r *Redis) error { r.now = now; return nil }
+	return func(r *Redis) error {
+		if now != nil {
+			r.now = now
+		}
+		return nil
+	}
 }
 
 // NewRedis returns a store on client and starts its invalidation listener.
@@ -162,6 +174,7 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 		cacheTTL:     DefaultCacheTTL,
 		logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		now:          time.Now,
+		limits:       Limits{}.withDefaults(),
 		done:         make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -246,16 +259,46 @@ func (r *Redis) agreementMsg(clientID string) string { return r.origin + "|a:" +
 // Scripts. A record value is "VERSION|REVOKED|PAYLOAD" (REVOKED 0 or 1;
 // PAYLOAD the consent JSON, or its AES-GCM sealing).
 var (
-	// KEYS version, consents; ARGV id, payload, min version, channel, message.
-	putScript = redis.NewScript(`
-local v = redis.call('INCR', KEYS[1])
-local min = tonumber(ARGV[3])
-if min ~= nil and v <= min then
-  v = min + 1
-  redis.call('SET', KEYS[1], v)
+	// KEYS id index; ARGV patient, token. Claims the id for the patient:
+	// 0 when another patient holds it; 1 when the id was free and is now
+	// claimed tentatively ("PATIENT|TOKEN", made final or released by the
+	// writer once its record is written or refused); 2 when the patient
+	// holds it already (a tentative claim of another writer is adopted:
+	// made final, so that writer's release leaves it). An id, once stored,
+	// stays with its patient.
+	claimScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2])
+  return 1
 end
+local p = cur
+local i = string.find(cur, '|', 1, true)
+if i then p = string.sub(cur, 1, i - 1) end
+if p ~= ARGV[1] then return 0 end
+if i then redis.call('SET', KEYS[1], p) end
+return 2`)
+	// KEYS id index; ARGV tentative claim, final value ("" to release).
+	settleScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1`)
+	// KEYS version, consents; ARGV id, payload, if-version ("" none),
+	// max records per patient (0 none), channel, message. The new version,
+	// or -1 when if-version does not match, -2 when the patient is at the
+	// limit; nothing is written then.
+	putScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
+if ARGV[3] ~= '' then
+  if not cur then return -1 end
+  local i = string.find(cur, '|', 1, true)
+  if string.sub(cur, 1, i - 1) ~= ARGV[3] then return -1 end
+end
+local max = tonumber(ARGV[4])
+if not cur and max > 0 and redis.call('HLEN', KEYS[2]) >= max then return -2 end
+local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], v .. '|0|' .. ARGV[2])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return v`)
 	// KEYS version, consents; ARGV id, channel, message. Nil when absent.
 	revokeScript = redis.NewScript(`
@@ -268,14 +311,6 @@ local val = v .. '|1|' .. payload
 redis.call('HSET', KEYS[2], ARGV[1], val)
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return val`)
-	// KEYS version, consents; ARGV id, channel, message.
-	deleteScript = redis.NewScript(`
-local n = redis.call('HDEL', KEYS[2], ARGV[1])
-if n > 0 then
-  redis.call('INCR', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-end
-return n`)
 )
 
 // call bounds one Redis operation by the store's timeout.
@@ -289,10 +324,17 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
-// Put implements [Store].
-func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error) {
+// Put implements [Store]. Two scripts, each atomic in its Cluster slot:
+// the first claims the id for the patient in the id index (refused when
+// another patient holds it), the second checks the if-version and the
+// patient's record count against the record it replaces and writes it.
+func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOption) (Record, error) {
 	if err := ctx.Err(); err != nil {
 		return Record{}, err
+	}
+	o := putOpts(opts)
+	if err := r.limits.check(c, r.now()); err != nil {
+		return Record{}, fmt.Errorf("put consent: %w", err)
 	}
 	id := c.ID
 	if id == "" {
@@ -314,36 +356,56 @@ func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent) (Record, error)
 	defer cancel()
 	defer r.invalidatePatient(patient)
 
-	// The id index lives in another slot: it is written first, so a record
-	// is always reachable by id once it exists.
-	oldPatient, err := r.client.GetSet(ctx, r.consentIDKey(id), patient).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return Record{}, unavailable("put consent", err)
+	// The id index lives in another slot: it is claimed first, so a record
+	// is always reachable by id once it exists, and settled after.
+	token, err := newID()
+	if err != nil {
+		return Record{}, err
 	}
-	minVersion := ""
-	if oldPatient != "" && oldPatient != patient {
-		defer r.invalidatePatient(oldPatient)
-		old, err := r.client.HGet(ctx, r.consentsKey(oldPatient), id).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return Record{}, unavailable("put consent", err)
-		}
-		if v, _, _, ok := splitRecord(old); ok {
-			minVersion = v
-		}
-	}
-	v, err := putScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
-		id, payload, minVersion, r.channel, r.patientMsg(patient)).Int64()
+	idKey := r.consentIDKey(id)
+	claimed, err := claimScript.Run(ctx, r.client, []string{idKey}, patient, token).Int()
 	if err != nil {
 		return Record{}, unavailable("put consent", err)
 	}
-	if oldPatient != "" && oldPatient != patient {
-		if err := deleteScript.Run(ctx, r.client, []string{r.versionKey(oldPatient), r.consentsKey(oldPatient)},
-			id, r.channel, r.patientMsg(oldPatient)).Err(); err != nil {
-			return Record{}, unavailable("put consent: remove from the previous patient", err)
+	if claimed == 0 {
+		return Record{}, fmt.Errorf("put consent %q: %w", id, ErrOtherPatient)
+	}
+	maxRecords := max(r.limits.MaxPerPatient, 0)
+	v, err := putScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
+		id, payload, o.ifVersion, maxRecords, r.channel, r.patientMsg(patient)).Int64()
+	if err != nil {
+		// Whether the record was written is unknown: the claim stays.
+		return Record{}, unavailable("put consent", err)
+	}
+	if claimed == 1 {
+		// Make the claim final, or release it when the write was refused.
+		// Either fails harmlessly: a claim left tentative still names the
+		// patient.
+		final := patient
+		if v < 0 {
+			final = ""
 		}
+		_ = settleScript.Run(ctx, r.client, []string{idKey}, patient+"|"+token, final).Err()
+	}
+	switch v {
+	case -1:
+		return Record{}, fmt.Errorf("put consent %q: %w", id, ErrVersionMismatch)
+	case -2:
+		return Record{}, fmt.Errorf("put consent %q: %w: patient has %d consents", id, ErrLimit, maxRecords)
 	}
 	vs := strconv.FormatInt(v, 10)
 	return Record{Consent: stored.WithID(id, vs), Version: vs}, nil
+}
+
+// idPatient reads the id index: the patient the id belongs to (a
+// tentative claim's token dropped).
+func (r *Redis) idPatient(ctx context.Context, id string) (string, error) {
+	v, err := r.client.Get(ctx, r.consentIDKey(id)).Result()
+	if err != nil {
+		return "", err
+	}
+	patient, _, _ := strings.Cut(v, "|")
+	return patient, nil
 }
 
 // Get implements [Store].
@@ -353,7 +415,7 @@ func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 	}
 	ctx, cancel := r.call(ctx)
 	defer cancel()
-	patient, err := r.client.Get(ctx, r.consentIDKey(id)).Result()
+	patient, err := r.idPatient(ctx, id)
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("get %q: %w", id, ErrNotFound)
 	}
@@ -409,7 +471,7 @@ func (r *Redis) Revoke(ctx context.Context, id string) (Record, error) {
 	}
 	ctx, cancel := r.call(ctx)
 	defer cancel()
-	patient, err := r.client.Get(ctx, r.consentIDKey(id)).Result()
+	patient, err := r.idPatient(ctx, id)
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
 	}

@@ -95,7 +95,9 @@ func TestRedis(t *testing.T) {
 	t.Parallel()
 	addr, _ := redistest.Start(t)
 	client, _ := newClient(t, addr)
-	storetest.Run(t, func(t *testing.T) consentstore.Store { return newRedis(t, client, "") })
+	storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
+		return newRedis(t, client, "", consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now))
+	})
 }
 
 func TestRedisEncrypted(t *testing.T) {
@@ -103,8 +105,8 @@ func TestRedisEncrypted(t *testing.T) {
 	addr, _ := redistest.Start(t)
 	client, _ := newClient(t, addr)
 	key := []byte("0123456789abcdef0123456789abcdef")
-	storetest.Run(t, func(t *testing.T) consentstore.Store {
-		return newRedis(t, client, "", consentstore.WithEncryptionKey(key))
+	storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
+		return newRedis(t, client, "", consentstore.WithEncryptionKey(key), consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now))
 	})
 
 	ctx := context.Background()

@@ -34,9 +34,14 @@ type Set struct {
 // safe for concurrent use and pass the suite of package storetest.
 type Store interface {
 	// Put stores c under its resource id, or a generated one when it has
-	// none, replacing a record with the same id (a revoked one too: the new
-	// record is not revoked). It bumps the patient's version.
-	Put(ctx context.Context, c *fhirconsent.Consent) (Record, error)
+	// none, replacing a record with the same id of the same patient (a
+	// revoked one too: the new record is not revoked). It bumps the
+	// patient's version. It refuses, writing nothing: an id that is not a
+	// FHIR id or a consent dated in the future ([ErrInvalid]), an id stored
+	// for another patient ([ErrOtherPatient]), a stale [IfVersion]
+	// ([ErrVersionMismatch]), and what exceeds the store's [Limits]
+	// ([ErrLimit]).
+	Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOption) (Record, error)
 	// Get returns the record with the id, or ErrNotFound.
 	Get(ctx context.Context, id string) (Record, error)
 	// List returns the patient's records (revoked ones too), ordered by id,

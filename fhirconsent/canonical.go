@@ -89,6 +89,24 @@ func CanonicalCoding(c Coding) Coding {
 // system; an empty system matches any (the code alone was given).
 func SameSystem(a, b string) bool { return a == "" || b == "" || a == b }
 
+// MaxIDLength is the longest FHIR resource id.
+const MaxIDLength = 64
+
+// ValidID reports whether id is a FHIR resource id: 1 to 64 of
+// [A-Za-z0-9.-].
+func ValidID(id string) bool {
+	if len(id) < 1 || len(id) > MaxIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // LiteralReference reports whether ref is a FHIR literal reference in the
 // one spelling the API accepts: "Type/id", the type upper camel case
 // ("Patient", "RelatedPerson"), the id 1 to 64 of [A-Za-z0-9.-]. The API's

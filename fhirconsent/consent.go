@@ -166,6 +166,20 @@ type Consent struct {
 // Active reports whether the consent's status is active.
 func (c *Consent) Active() bool { return c.Status == StatusActive }
 
+// ProvisionCount is the number of compiled provisions: the root (the R4
+// root provision, or the R5 decision) and every provision below it.
+func (c *Consent) ProvisionCount() int {
+	var count func(p *Provision) int
+	count = func(p *Provision) int {
+		n := 1
+		for _, ch := range p.Children {
+			n += count(ch)
+		}
+		return n
+	}
+	return count(c.Root)
+}
+
 // Ref names the consent.
 func (c *Consent) Ref() ConsentRef { return ConsentRef{ID: c.ID, Version: c.Version} }
 

@@ -429,8 +429,12 @@ func compileConsent(m map[string]any, raw []byte) (*Consent, error) {
 		return nil, err
 	}
 	c := &Consent{FHIRVersion: version, Raw: raw}
-	if c.ID, _, err = root.str("id"); err != nil {
+	var hasID bool
+	if c.ID, hasID, err = root.str("id"); err != nil {
 		return nil, err
+	}
+	if hasID && !ValidID(c.ID) {
+		return nil, perr("id", "want a FHIR id: 1 to %d letters, digits, '-' or '.'", MaxIDLength)
 	}
 	if meta, ok, err := root.obj("meta"); err != nil {
 		return nil, err

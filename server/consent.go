@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -25,9 +27,10 @@ import (
 // With [WithConsentAudit], puts and revocations are put on the audit chain
 // before they are made (see [ChangeRecorder]).
 type ConsentService struct {
-	store   consentstore.Store
-	logger  *slog.Logger
-	changes ChangeRecorder
+	store    consentstore.Store
+	logger   *slog.Logger
+	changes  ChangeRecorder
+	maxBytes int
 }
 
 var _ chaperonev1connect.ConsentServiceHandler = (*ConsentService)(nil)
@@ -46,9 +49,21 @@ func WithConsentAudit(r ChangeRecorder) ConsentOption {
 	return func(s *ConsentService) { s.changes = r }
 }
 
+// WithConsentMaxBytes refuses a consent whose JSON is longer than n bytes
+// with resource_exhausted before it is parsed (default
+// [consentstore.DefaultMaxBytes]; the store holds its own limit too). A
+// negative n turns the check off.
+func WithConsentMaxBytes(n int) ConsentOption {
+	return func(s *ConsentService) {
+		if n != 0 {
+			s.maxBytes = n
+		}
+	}
+}
+
 // NewConsentService returns a ConsentService storing into store.
 func NewConsentService(store consentstore.Store, opts ...ConsentOption) *ConsentService {
-	s := &ConsentService{store: store, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &ConsentService{store: store, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), maxBytes: consentstore.DefaultMaxBytes}
 	for _, o := range opts {
 		o(s)
 	}
@@ -62,7 +77,11 @@ func WithConsentService(svc *ConsentService) Option {
 	})
 }
 
-// Put implements [chaperonev1connect.ConsentServiceHandler].
+// Put implements [chaperonev1connect.ConsentServiceHandler]. A consent
+// longer than the byte limit is refused before it is parsed; the store
+// refuses the rest (see [consentstore.Store.Put]): bad id or future date
+// invalid_argument, an id of another patient failed_precondition, a stale
+// ifVersion aborted, a limit resource_exhausted.
 func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperonev1.ConsentServicePutRequest]) (*connect.Response[chaperonev1.ConsentServicePutResponse], error) {
 	if req.Msg.GetConsent() == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: required"))
@@ -70,6 +89,9 @@ func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperone
 	data, err := protojson.Marshal(req.Msg.GetConsent())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: not a JSON object"))
+	}
+	if s.maxBytes > 0 && len(data) > s.maxBytes {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("consent: %d bytes of JSON, at most %d", len(data), s.maxBytes))
 	}
 	c, err := fhirconsent.Parse(data)
 	if err != nil {
@@ -88,7 +110,7 @@ func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperone
 	if err != nil {
 		return nil, err
 	}
-	rec, err := s.store.Put(ctx, c)
+	rec, err := s.store.Put(ctx, c, consentstore.IfVersion(req.Msg.GetIfVersion()))
 	if err != nil {
 		err = s.storeError(ctx, "put consent", err)
 		done(err, audit.Change{})
@@ -175,9 +197,18 @@ func (s *ConsentService) stored(rec consentstore.Record) (*chaperonev1.StoredCon
 
 // storeError translates a store error to a Connect error.
 func (s *ConsentService) storeError(ctx context.Context, op string, err error) error {
+	var invalid *consentstore.InvalidError
 	switch {
 	case errors.Is(err, consentstore.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, errors.New("consent not found"))
+	case errors.As(err, &invalid):
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("consent."+invalid.Path+": "+invalid.Msg))
+	case errors.Is(err, consentstore.ErrOtherPatient):
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("consent.id: the id belongs to another patient's consent; a consent cannot move to another patient"))
+	case errors.Is(err, consentstore.ErrVersionMismatch):
+		return connect.NewError(connect.CodeAborted, errors.New("ifVersion: the stored consent has another version, or there is none; read it again"))
+	case errors.Is(err, consentstore.ErrLimit):
+		return connect.NewError(connect.CodeResourceExhausted, errors.New(limitMessage(err)))
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
 	case errors.Is(err, context.DeadlineExceeded):
@@ -185,6 +216,16 @@ func (s *ConsentService) storeError(ctx context.Context, op string, err error) e
 	}
 	s.logger.ErrorContext(ctx, op, "error", err)
 	return connect.NewError(connect.CodeUnavailable, errors.New("consent store unavailable"))
+}
+
+// limitMessage is the store's limit error from its ErrLimit on: the
+// bound that was exceeded, without the consent id.
+func limitMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, consentstore.ErrLimit.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return consentstore.ErrLimit.Error()
 }
 
 func (s *ConsentService) internal(ctx context.Context, op string, err error) error {

@@ -3,11 +3,13 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -183,4 +185,101 @@ func TestConsentServiceNotFound(t *testing.T) {
 	if err != nil || len(list.Msg.GetConsents()) != 0 {
 		t.Errorf("empty list: %v %v", list, err)
 	}
+}
+
+// TestConsentServiceRefusals: what Put cannot undo or cannot afford is
+// refused, and nothing is stored.
+func TestConsentServiceRefusals(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	newClient := func(t *testing.T) chaperonev1connect.ConsentServiceClient {
+		store := consentstore.NewMemory(consentstore.WithMemoryClock(func() time.Time { return now }),
+			consentstore.WithMemoryLimits(consentstore.Limits{MaxProvisions: 5, MaxPerPatient: 3}))
+		mux := http.NewServeMux()
+		mux.Handle(chaperonev1connect.NewConsentServiceHandler(server.NewConsentService(store, server.WithConsentMaxBytes(4096))))
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		return chaperonev1connect.NewConsentServiceClient(srv.Client(), srv.URL)
+	}
+	r4 := func(id, patient, date, provision string) string {
+		return fmt.Sprintf(`{"resourceType":"Consent","id":%q,"status":"active","patient":{"reference":%q},"dateTime":%q,"provision":%s}`, id, patient, date, provision)
+	}
+	optOut := r4("deny-53", "Patient/53", "2026-02-01", `{"type":"deny"}`)
+	deny := make([]string, 6)
+	for i := range deny {
+		deny[i] = `{"type":"deny"}`
+	}
+	cases := []struct {
+		name      string
+		js        string
+		ifVersion string
+		code      connect.Code
+		msg       string
+	}{
+		{name: "id of 300 characters", js: r4(strings.Repeat("a", 300), "Patient/53", "2026-02-01", `{"type":"permit"}`), code: connect.CodeInvalidArgument, msg: "consent.id"},
+		{name: "id with a slash", js: r4("a/b", "Patient/53", "2026-02-01", `{"type":"permit"}`), code: connect.CodeInvalidArgument, msg: "consent.id"},
+		{name: "id of another patient", js: r4("deny-53", "Patient/999", "2026-02-01", `{"type":"permit"}`), code: connect.CodeFailedPrecondition, msg: "another patient"},
+		{name: "dated 2099", js: r4("permit-2099", "Patient/53", "2099-01-01", `{"type":"permit"}`), code: connect.CodeInvalidArgument, msg: "consent.dateTime"},
+		{name: "R5 dated 2099", js: `{"resourceType":"Consent","id":"r5","status":"active","subject":{"reference":"Patient/53"},"date":"2099-01-01","decision":"permit"}`, code: connect.CodeInvalidArgument, msg: "consent.date"},
+		{name: "too large", js: r4("big", "Patient/53", "2026-02-01", `{"type":"permit","purpose":[`+strings.Repeat(`{"code":"TREAT"},`, 300)+`{"code":"TREAT"}]}`), code: connect.CodeResourceExhausted, msg: "bytes"},
+		{name: "too many provisions", js: r4("many", "Patient/53", "2026-02-01", `{"type":"permit","provision":[`+strings.Join(deny, ",")+`]}`), code: connect.CodeResourceExhausted, msg: "provisions"},
+		{name: "stale ifVersion", js: optOut, ifVersion: "999", code: connect.CodeAborted, msg: "ifVersion"},
+		{name: "ifVersion of no record", js: r4("new", "Patient/53", "2026-02-01", `{"type":"permit"}`), ifVersion: "1", code: connect.CodeAborted, msg: "ifVersion"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			client := newClient(t)
+			first, err := client.Put(ctx, putReq(t, optOut))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := putReq(t, tc.js)
+			req.Msg.IfVersion = tc.ifVersion
+			_, err = client.Put(ctx, req)
+			if connect.CodeOf(err) != tc.code || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v, want %v %q", err, tc.code, tc.msg)
+			}
+			list, err := client.List(ctx, connect.NewRequest(&chaperonev1.ConsentServiceListRequest{Patient: "Patient/53"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cs := list.Msg.GetConsents(); len(cs) != 1 || cs[0].GetId() != "deny-53" || cs[0].GetVersion() != first.Msg.GetVersion() {
+				t.Errorf("Patient/53's consents after the refused put: %v", cs)
+			}
+		})
+	}
+	t.Run("consents per patient", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		client := newClient(t)
+		for i := range 3 {
+			if _, err := client.Put(ctx, putReq(t, r4(fmt.Sprint("c", i), "Patient/53", "2026-02-01", `{"type":"permit"}`))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := client.Put(ctx, putReq(t, r4("c3", "Patient/53", "2026-02-01", `{"type":"permit"}`)))
+		if connect.CodeOf(err) != connect.CodeResourceExhausted {
+			t.Errorf("fourth consent: %v, want resource_exhausted", err)
+		}
+	})
+	t.Run("ifVersion replaces", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		client := newClient(t)
+		first, err := client.Put(ctx, putReq(t, optOut))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := putReq(t, optOut)
+		req.Msg.IfVersion = first.Msg.GetVersion()
+		second, err := client.Put(ctx, req)
+		if err != nil || second.Msg.GetVersion() == first.Msg.GetVersion() {
+			t.Fatalf("put with the current version: %v %v", second, err)
+		}
+		if _, err := client.Put(ctx, req); connect.CodeOf(err) != connect.CodeAborted {
+			t.Errorf("second put with the same version: %v, want aborted", err)
+		}
+	})
 }

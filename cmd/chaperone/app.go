@@ -28,6 +28,8 @@ type app struct {
 	// changes, when set, puts consent, grant and agreement changes on
 	// the audit chain (serve sets it to the decision log).
 	changes server.ChangeRecorder
+	// consentMaxBytes bounds a consent's JSON at ConsentService.Put (0: the default).
+	consentMaxBytes int
 }
 
 // stores are what the engine and the services read and write.
@@ -40,8 +42,8 @@ type stores struct {
 
 // newApp loads the bundle (bundleDir, or the embedded reference bundle) and
 // seeds the in-memory consent store from consentsDir when given.
-func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger, opts ...engine.Option) (*app, error) {
-	mem := consentstore.NewMemory()
+func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger, limits consentstore.Limits, opts ...engine.Option) (*app, error) {
+	mem := consentstore.NewMemory(consentstore.WithMemoryLimits(limits))
 	if consentsDir != "" {
 		n, err := mem.Load(ctx, consentsDir)
 		if err != nil {
@@ -52,7 +54,12 @@ func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Log
 		}
 	}
 	acc := access.NewMemory()
-	return newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger, opts...)
+	a, err := newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger, opts...)
+	if err != nil {
+		return nil, err
+	}
+	a.consentMaxBytes = limits.MaxBytes
+	return a, nil
 }
 
 // newAppWith wires the engine to st (the in-memory stores, or Redis) and
@@ -78,7 +85,9 @@ func newAppWith(bundleDir string, st stores, logger *slog.Logger, opts ...engine
 // newEngine is newApp for one-off commands that only decide. Offline, a
 // request is decided at the time it states (context.time), else now.
 func newEngine(ctx context.Context, bundleDir, consentsDir string, logger *slog.Logger) (*engine.Engine, error) {
-	a, err := newApp(ctx, bundleDir, consentsDir, logger, engine.WithRequestTime())
+	// Consent files may be dated after now: the requests they are checked
+	// against state their own time.
+	a, err := newApp(ctx, bundleDir, consentsDir, logger, consentstore.Limits{MaxClockSkew: -1}, engine.WithRequestTime())
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +118,7 @@ func loadBundleDir(dir string) (*engine.Bundle, error) {
 
 // serverOptions mounts the services beside DecisionService.
 func (a *app) serverOptions() []server.Option {
-	co := []server.ConsentOption{server.WithConsentLogger(a.logger)}
+	co := []server.ConsentOption{server.WithConsentLogger(a.logger), server.WithConsentMaxBytes(a.consentMaxBytes)}
 	ao := []server.AccessOption{server.WithAccessLogger(a.logger)}
 	agr := []server.AgreementOption{server.WithAgreementLogger(a.logger)}
 	if a.changes != nil {

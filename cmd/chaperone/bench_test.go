@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/chaperone-pdp/chaperone/bench/load"
+	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/validation"
 
 	"github.com/chaperone-pdp/chaperone/server"
@@ -20,7 +21,7 @@ import (
 // consent store on a loopback port.
 func benchServer(t *testing.T) string {
 	t.Helper()
-	a, err := newApp(context.Background(), "", "", nil)
+	a, err := newApp(context.Background(), "", "", nil, consentstore.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

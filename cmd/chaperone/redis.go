@@ -31,6 +31,8 @@ type redisFlags struct {
 	cacheSize int
 	cacheTTL  time.Duration
 	keyFile   string
+	// limits are what Put accepts (set by serve from its consent flags).
+	limits consentstore.Limits
 }
 
 const redisURLHelp = `Redis holding consents, break-glass grants and vendor agreements shared by all replicas
@@ -146,6 +148,7 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 		consentstore.WithRedisTimeout(f.timeout),
 		consentstore.WithCache(f.cacheSize, f.cacheTTL),
 		consentstore.WithRedisLogger(logger),
+		consentstore.WithLimits(f.limits),
 	}
 	if key != nil {
 		opts = append(opts, consentstore.WithEncryptionKey(key))

@@ -30,6 +30,7 @@ func newServeCmd(e *env) *cobra.Command {
 		memoSize    int
 		maxSkew     time.Duration
 		trustTime   bool
+		cl          consentLimitFlags
 		rf          redisFlags
 		bf          *bundleFlags
 		sf          *securityFlags
@@ -72,6 +73,11 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if maxSkew <= 0 {
 				return usageErrorf("--max-clock-skew must be positive")
 			}
+			limits, err := cl.limits(maxSkew)
+			if err != nil {
+				return err
+			}
+			rf.limits = limits
 			engineOpts := []engine.Option{engine.WithMemo(memoSize)}
 			clockOpt := server.WithClockSkew(maxSkew, nil)
 			if trustTime {
@@ -107,8 +113,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = closeRedis(context.Background())
 					return err
 				}
+				app.consentMaxBytes = limits.MaxBytes
 			} else {
-				app, err = newApp(ctx, "", consentsDir, logger, engineOpts...)
+				app, err = newApp(ctx, "", consentsDir, logger, limits, engineOpts...)
 				if err != nil {
 					return err
 				}
@@ -197,6 +204,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "seed the in-memory consent store from this directory or file of FHIR Consent JSON")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
+	cl.register(cmd.Flags())
 	cmd.Flags().DurationVar(&maxSkew, "max-clock-skew", server.DefaultMaxClockSkew, "how far a request's context.time may be from the server's clock (invalid_argument beyond); decisions are made at the server's time")
 	cmd.Flags().BoolVar(&trustTime, "trust-request-time", false, "decide at the time each request states (context.time) instead of the server's: for test harnesses and replays only, never in production")
 	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")

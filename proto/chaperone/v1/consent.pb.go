@@ -25,8 +25,14 @@ const (
 
 type ConsentServicePutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The FHIR Consent resource as a JSON object.
-	Consent       *structpb.Struct `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	// The FHIR Consent resource as a JSON object. Its id, when given, is a FHIR id
+	// (1 to 64 of [A-Za-z0-9.-]); without one the server assigns an id.
+	Consent *structpb.Struct `protobuf:"bytes,1,opt,name=consent,proto3" json:"consent,omitempty"`
+	// Optimistic concurrency: when set, the consent replaces the stored record with
+	// the consent's id only if that record's version is if_version (the version Put
+	// or Get returned); otherwise the Put fails with aborted and changes nothing.
+	// Empty: no condition.
+	IfVersion     string `protobuf:"bytes,2,opt,name=if_version,json=ifVersion,proto3" json:"if_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -66,6 +72,13 @@ func (x *ConsentServicePutRequest) GetConsent() *structpb.Struct {
 		return x.Consent
 	}
 	return nil
+}
+
+func (x *ConsentServicePutRequest) GetIfVersion() string {
+	if x != nil {
+		return x.IfVersion
+	}
+	return ""
 }
 
 type ConsentServicePutResponse struct {
@@ -501,9 +514,11 @@ var File_chaperone_v1_consent_proto protoreflect.FileDescriptor
 
 const file_chaperone_v1_consent_proto_rawDesc = "" +
 	"\n" +
-	"\x1achaperone/v1/consent.proto\x12\fchaperone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\"U\n" +
+	"\x1achaperone/v1/consent.proto\x12\fchaperone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x87\x01\n" +
 	"\x18ConsentServicePutRequest\x129\n" +
-	"\aconsent\x18\x01 \x01(\v2\x17.google.protobuf.StructB\x06\xbaH\x03\xc8\x01\x01R\aconsent\"E\n" +
+	"\aconsent\x18\x01 \x01(\v2\x17.google.protobuf.StructB\x06\xbaH\x03\xc8\x01\x01R\aconsent\x120\n" +
+	"\n" +
+	"if_version\x18\x02 \x01(\tB\x11\xbaH\x0er\f\x18 2\b^[0-9]*$R\tifVersion\"E\n" +
 	"\x19ConsentServicePutResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\"6\n" +

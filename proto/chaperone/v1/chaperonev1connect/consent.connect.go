@@ -45,7 +45,11 @@ const (
 
 // ConsentServiceClient is a client for the chaperone.v1.ConsentService service.
 type ConsentServiceClient interface {
-	// Put validates and stores a consent; a resource with the id of a stored one replaces it.
+	// Put validates and stores a consent; a resource with the id of a stored one of the
+	// same patient replaces it. Refusals: invalid_argument (not a Consent, a bad id, dated
+	// more than the clock skew in the future), failed_precondition (the id belongs to
+	// another patient), aborted (if_version is stale), resource_exhausted (too large,
+	// too many provisions, or the patient has too many consents).
 	Put(context.Context, *connect.Request[v1.ConsentServicePutRequest]) (*connect.Response[v1.ConsentServicePutResponse], error)
 	// Get returns one consent with its status, including revoked ones.
 	Get(context.Context, *connect.Request[v1.ConsentServiceGetRequest]) (*connect.Response[v1.ConsentServiceGetResponse], error)
@@ -125,7 +129,11 @@ func (c *consentServiceClient) Revoke(ctx context.Context, req *connect.Request[
 
 // ConsentServiceHandler is an implementation of the chaperone.v1.ConsentService service.
 type ConsentServiceHandler interface {
-	// Put validates and stores a consent; a resource with the id of a stored one replaces it.
+	// Put validates and stores a consent; a resource with the id of a stored one of the
+	// same patient replaces it. Refusals: invalid_argument (not a Consent, a bad id, dated
+	// more than the clock skew in the future), failed_precondition (the id belongs to
+	// another patient), aborted (if_version is stale), resource_exhausted (too large,
+	// too many provisions, or the patient has too many consents).
 	Put(context.Context, *connect.Request[v1.ConsentServicePutRequest]) (*connect.Response[v1.ConsentServicePutResponse], error)
 	// Get returns one consent with its status, including revoked ones.
 	Get(context.Context, *connect.Request[v1.ConsentServiceGetRequest]) (*connect.Response[v1.ConsentServiceGetResponse], error)
