@@ -6,7 +6,10 @@
 //
 // Every request message is checked against the protovalidate rules of the
 // .proto files before a handler sees it; a message that breaks one is
-// answered with Connect code invalid_argument naming the field. Every
+// answered with Connect code invalid_argument naming the field. JSON is
+// read strictly on every door (Connect JSON and GET, gRPC-JSON): a member
+// the message does not have is invalid_argument naming its path
+// ("resource.securityLabel: unknown field"), never dropped. Every
 // decision goes through a [Recorder] (the audit trail) before it is
 // returned, with the caller's name ([CallerName]); a decision that cannot
 // be recorded becomes DENY AUDIT_UNAVAILABLE. Every change of consents,
