@@ -10,22 +10,27 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
+
+	"github.com/chaperone-pdp/chaperone/fhir"
 )
 
-// Actions are the FHIR interactions a request may name, with the Cedar action
-// groups they belong to.
-var actionGroups = map[string]string{
-	"read":      "access",
-	"vread":     "access",
-	"search":    "access",
-	"history":   "access",
-	"export":    "access",
-	"create":    "correct",
-	"update":    "correct",
-	"patch":     "correct",
-	"delete":    "correct",
-	"operation": "",
-}
+// actionGroups maps every FHIR interaction ([fhir.Interactions]) to the
+// Cedar action group it belongs to: reads in Action::"access", writes in
+// Action::"correct", operation in none.
+var actionGroups = func() map[string]string {
+	m := make(map[string]string, len(fhir.Interactions))
+	for _, i := range fhir.Interactions {
+		switch {
+		case i.Reads():
+			m[string(i)] = "access"
+		case i.Writes():
+			m[string(i)] = "correct"
+		default:
+			m[string(i)] = ""
+		}
+	}
+	return m
+}()
 
 const anyType = "*"
 

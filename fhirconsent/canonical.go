@@ -3,6 +3,8 @@ package fhirconsent
 import (
 	"strings"
 	"time"
+
+	"github.com/chaperone-pdp/chaperone/fhir"
 )
 
 // Code systems the compiled form refers to, in their canonical spelling.
@@ -201,52 +203,28 @@ func ConfidentialityLevel(c Coding) int8 {
 	return 0
 }
 
-// Request actions (FHIR interactions) as bits.
+// Request actions (FHIR interactions) as bits, from package fhir.
 const (
-	ActionRead uint16 = 1 << iota
-	ActionVread
-	ActionSearch
-	ActionHistory
-	ActionCreate
-	ActionUpdate
-	ActionPatch
-	ActionDelete
-	ActionExport
-	ActionOperation
+	ActionRead      = uint16(fhir.ReadBit)
+	ActionVread     = uint16(fhir.VreadBit)
+	ActionSearch    = uint16(fhir.SearchBit)
+	ActionHistory   = uint16(fhir.HistoryBit)
+	ActionCreate    = uint16(fhir.CreateBit)
+	ActionUpdate    = uint16(fhir.UpdateBit)
+	ActionPatch     = uint16(fhir.PatchBit)
+	ActionDelete    = uint16(fhir.DeleteBit)
+	ActionExport    = uint16(fhir.ExportBit)
+	ActionOperation = uint16(fhir.OperationBit)
 )
 
 const (
-	actionsAccess = ActionRead | ActionVread | ActionSearch | ActionHistory | ActionExport
-	actionsWrite  = ActionCreate | ActionUpdate | ActionPatch | ActionDelete
+	actionsAccess = uint16(fhir.ReadSet)
+	actionsWrite  = uint16(fhir.WriteSet)
 )
 
 // ActionBit is the bit of a request action (read, vread, search, history,
 // create, update, patch, delete, export, operation), 0 for another string.
-func ActionBit(action string) uint16 {
-	switch action {
-	case "read":
-		return ActionRead
-	case "vread":
-		return ActionVread
-	case "search":
-		return ActionSearch
-	case "history":
-		return ActionHistory
-	case "create":
-		return ActionCreate
-	case "update":
-		return ActionUpdate
-	case "patch":
-		return ActionPatch
-	case "delete":
-		return ActionDelete
-	case "export":
-		return ActionExport
-	case "operation":
-		return ActionOperation
-	}
-	return 0
-}
+func ActionBit(action string) uint16 { return uint16(fhir.Interaction(action).Bit()) }
 
 // consentActionBits maps a consentaction code to the request actions it covers:
 // access (read, vread, search, history, export), correct (create, update,
