@@ -389,3 +389,26 @@ func TestRotatedLogCut(t *testing.T) {
 		})
 	}
 }
+
+// TestCutAtAnEarlierCleanShutdown: a log cut right after the clean shutdown
+// of an earlier run (before a restart) is, by itself, the log as it was
+// then: it verifies. Only the anchor proves there was more.
+func TestCutAtAnEarlierCleanShutdown(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	signer := newSigner(t)
+	anchor := audit.NewFileAnchor(filepath.Join(dir, "anchor"))
+	first := writeLog(t, path, signer, 0, 20, audit.WithAnchor(anchor))
+	writeLog(t, path, signer, 100, 20, audit.WithAnchor(anchor))
+	h, _, _ := anchor.Last(context.Background())
+	writeFile(t, path, bytes.Join(first, nil)) // the second run cut off
+	keys := []ed25519.PublicKey{signer.Public()}
+	if _, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys}); err != nil {
+		t.Fatalf("without the anchor the cut log is a closed log: %v", err)
+	}
+	_, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys, Anchor: &audit.Head{Seq: h.Seq, Hash: h.Hash}})
+	if !errors.Is(err, audit.ErrAnchor) {
+		t.Fatalf("with the anchor: %v, want ErrAnchor", err)
+	}
+}
