@@ -2,7 +2,10 @@
 // HTTP handler ([New]): the DecisionService (Check, BatchCheck), and, mounted
 // with options, ConsentService, AccessService, AgreementService and
 // BundleService; the standard gRPC health service, gRPC reflection and
-// GET /healthz (200 when a policy bundle is active, 503 otherwise).
+// GET /healthz (liveness: 200 when a policy bundle is active, 503 otherwise) and
+// GET /readyz (readiness: 503 naming what is down while the bundle or a
+// [WithReadiness] dependency, such as the consent store or the audit sink, is
+// not usable; the gRPC health service answers NOT_SERVING then).
 //
 // Every request message is checked against the protovalidate rules of the
 // .proto files before a handler sees it; a message that breaks one is

@@ -76,6 +76,7 @@ type GuardConfig struct {
 func DefaultPublicPaths() []string {
 	return []string{
 		"/healthz",
+		"/readyz",
 		"/metrics",
 		"/grpc.health.v1.Health/Check",
 		"/grpc.health.v1.Health/Watch",

@@ -27,6 +27,7 @@ type Server struct {
 	clock       requestClock
 	metrics     *Metrics
 	readTimeout time.Duration
+	readiness   []readinessCheck
 	mux         *http.ServeMux
 	services    []string
 	mounts      []mount
@@ -116,11 +117,12 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 		s.services = append(s.services, m.name)
 	}
 
-	s.mux.Handle(grpchealth.NewHandler(&healthChecker{engine: eng, services: s.services}))
+	s.mux.Handle(grpchealth.NewHandler(&healthChecker{server: s, services: s.services}))
 	reflector := grpcreflect.NewStaticReflector(append([]string{grpchealth.HealthV1ServiceName}, s.services...)...)
 	s.mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
 	for _, h := range s.httpHandlers {
 		s.mux.Handle(h.pattern, h.h)
 	}
@@ -181,17 +183,18 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	io.WriteString(w, "ok revision="+b.Revision()+"\n")
 }
 
-// healthChecker reports SERVING while a bundle is active.
+// healthChecker reports SERVING while the server is ready (a bundle is
+// active and every [WithReadiness] dependency is usable).
 type healthChecker struct {
-	engine   *engine.Engine
+	server   *Server
 	services []string
 }
 
-func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+func (h *healthChecker) Check(ctx context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
 	if req.Service != "" && !contains(h.services, req.Service) {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("unknown service"))
 	}
-	if h.engine.Bundle() == nil {
+	if len(h.server.notReady(ctx)) > 0 {
 		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
 	}
 	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil

@@ -124,11 +124,12 @@ func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 // openRedis connects to Redis and returns the shared store (consents,
 // grants and agreements) and a closer for it and the client. It fails when
 // Redis does not answer PING within the timeout: serve should not start on
-// a store it cannot reach (once running, it fails closed instead).
-func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger, hooks ...redis.Hook) (*consentstore.Redis, func(context.Context) error, error) {
+// a store it cannot reach (once running, it fails closed instead). ping
+// asks Redis whether it answers (readiness).
+func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, logger *slog.Logger, hooks ...redis.Hook) (store *consentstore.Redis, closer, ping func(context.Context) error, err error) {
 	client, err := newRedisClient(f.url, f.timeout)
 	if err != nil {
-		return nil, nil, usageErrorf("--redis: %v", err)
+		return nil, nil, nil, usageErrorf("--redis: %v", err)
 	}
 	for _, h := range hooks {
 		client.AddHook(h)
@@ -136,13 +137,13 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 	key, err := encryptionKey(f.keyFile, getenv)
 	if err != nil {
 		_ = client.Close()
-		return nil, nil, usageErrorf("%v", err)
+		return nil, nil, nil, usageErrorf("%v", err)
 	}
 	pctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, nil, fmt.Errorf("redis: %w", err)
+		return nil, nil, nil, fmt.Errorf("redis: %w", err)
 	}
 	opts := []consentstore.RedisOption{
 		consentstore.WithRedisTimeout(f.timeout),
@@ -153,15 +154,16 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 	if key != nil {
 		opts = append(opts, consentstore.WithEncryptionKey(key))
 	}
-	store, err := consentstore.NewRedis(client, opts...)
+	store, err = consentstore.NewRedis(client, opts...)
 	if err != nil {
 		_ = client.Close()
-		return nil, nil, usageErrorf("%v", err)
+		return nil, nil, nil, usageErrorf("%v", err)
 	}
 	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.Bool("encrypted", key != nil),
 		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL))
-	closer := func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
-	return store, closer, nil
+	closer = func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
+	ping = func(ctx context.Context) error { return client.Ping(ctx).Err() }
+	return store, closer, ping, nil
 }
 
 func redactURL(raw string) string {

@@ -97,7 +97,7 @@ func TestOpenRedis(t *testing.T) {
 	srv := redistest.StartServer(t)
 	ctx := context.Background()
 	flags := redisFlags{url: "redis://" + srv.Addr() + "/0", timeout: time.Second, cacheSize: 10, cacheTTL: time.Minute}
-	st, closeRedis, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	st, closeRedis, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestOpenRedis(t *testing.T) {
 		t.Errorf("check with a deny consent in redis: %v", resp)
 	}
 	srv.Kill()
-	if _, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler)); err == nil {
+	if _, _, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("openRedis succeeded with redis down")
 	}
 }

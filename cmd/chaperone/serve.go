@@ -95,15 +95,19 @@ SIGTERM or SIGINT stops it gracefully.`,
 			}
 			closers = append(closers, sec.close)
 			var app *app
+			// What the server needs to decide, for GET /readyz and the
+			// gRPC health service.
+			var readiness []server.Option
 			if rf.url != "" {
 				if consentsDir != "" {
 					return usageErrorf("--consents seeds the in-memory store; with --redis import consents with chaperone consent import")
 				}
 				var rerrs redisErrors
-				rs, closeRedis, err := openRedis(ctx, rf, os.Getenv, logger, &rerrs)
+				rs, closeRedis, pingRedis, err := openRedis(ctx, rf, os.Getenv, logger, &rerrs)
 				if err != nil {
 					return err
 				}
+				readiness = append(readiness, server.WithReadiness("consent-store", pingRedis))
 				if m := sec.metrics; m != nil {
 					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
 					_ = m.RedisErrors(rerrs.n.Load)
@@ -121,9 +125,11 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 			}
 			closers = append(closers, app.close)
-			if af.redisURL == "" && rf.url != "" {
-				// With --redis the decision log goes to Redis Streams too.
-				af.redisURL = rf.url
+			// The decision log goes where it is told: --audit-file (or its
+			// default) unless --audit-redis names a stream; --redis alone
+			// does not move it (the file given was silently ignored).
+			if af.redisURL != "" && cmd.Flags().Changed("audit-file") {
+				return usageErrorf("--audit-file and --audit-redis: a server keeps one decision log; give one of them")
 			}
 			// The audit log opens first: bundle activations and admin
 			// changes are recorded on it, before they take effect.
@@ -158,7 +164,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 				})
 				_ = m.CounterFunc("chaperone_audit_anchor_errors_total", "Failed writes of a checkpoint head to --audit-anchor.", func() float64 { return float64(auditLog.Stats().AnchorErrors) })
 			}
+			readiness = append(readiness, server.WithReadiness("audit", func(context.Context) error { return auditLog.Healthy() }))
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
+			opts = append(opts, readiness...)
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
 			ln, err := net.Listen("tcp", addr)
