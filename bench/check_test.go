@@ -18,6 +18,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -27,7 +28,7 @@ import (
 
 type noConsents struct{}
 
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
 	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
 }
 

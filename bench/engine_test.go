@@ -11,6 +11,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -128,7 +129,10 @@ func BenchmarkConsent(b *testing.B) {
 	mem := seededStore(b)
 	eval := engine.StoreConsents(mem)
 	at := load.ScenarioTime
-	for _, tc := range []struct{ name, patient, label, want string }{
+	for _, tc := range []struct {
+		name, patient, label string
+		want                 engine.ConsentDecision
+	}{
 		{"consent=none", "Patient/52", "N", engine.ConsentNoConsent},
 		{"consent=deny", "Patient/cd", "N", engine.ConsentDeny},
 		{"consent=permit-except-label/label=N", "Patient/cl", "N", engine.ConsentPermit},
@@ -141,7 +145,7 @@ func BenchmarkConsent(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				r, err := eval.EvaluateConsent(ctx, req, at, "most-recent")
+				r, err := eval.EvaluateConsent(ctx, req, at, consent.MostRecent)
 				if err != nil || r.Decision != tc.want {
 					b.Fatalf("consent = %q, %v; want %q", r.Decision, err, tc.want)
 				}

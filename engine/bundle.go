@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 )
 
 // ManifestFile is the name of a policy directory's manifest.
@@ -71,6 +73,7 @@ type Bundle struct {
 	cacheTTL       time.Duration
 	timeResolution time.Duration
 	location       *time.Location
+	consentRule    consent.Rule
 	roles          map[string]bool // nil: any role
 	labels         labelSet        // nil: any label
 	layers         []layer
@@ -203,13 +206,14 @@ func (b *Bundle) applyManifest() error {
 	default:
 		return fmt.Errorf("noConsent %q: want %q or %q", m.NoConsent, NoConsentPolicy, NoConsentDeny)
 	}
-	switch m.ConsentRule {
-	case "":
+	if m.ConsentRule == "" {
 		m.ConsentRule = "most-recent"
-	case "most-recent", "deny-overrides":
-	default:
+	}
+	rule, err := consent.ParseRule(m.ConsentRule)
+	if err != nil {
 		return fmt.Errorf("consentRule %q: want most-recent or deny-overrides", m.ConsentRule)
 	}
+	b.consentRule = rule
 	if m.CacheTTL != "" {
 		d, err := time.ParseDuration(m.CacheTTL)
 		if err != nil || d < 0 {

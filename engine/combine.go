@@ -16,7 +16,7 @@ const (
 type combineInput struct {
 	// consent is the consent decision: ConsentPermit, ConsentDeny or
 	// ConsentNoConsent.
-	consent string
+	consent ConsentDecision
 	// requireConsent: the bundle's noConsent is "deny" and the request is
 	// about a patient.
 	requireConsent bool

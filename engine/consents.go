@@ -26,18 +26,14 @@ type storeConsents struct {
 	store ConsentLookup
 }
 
-func (s storeConsents) EvaluateConsent(ctx context.Context, req *chaperonev1.CheckRequest, at time.Time, rule string) (ConsentResult, error) {
-	r, err := consent.ParseRule(rule)
-	if err != nil {
-		return ConsentResult{}, err
-	}
+func (s storeConsents) EvaluateConsent(ctx context.Context, req *chaperonev1.CheckRequest, at time.Time, r consent.Rule) (ConsentResult, error) {
 	q := consent.NewQuery(req, at)
 	set, err := s.store.ForPatient(ctx, q.Patient())
 	if err != nil {
 		return ConsentResult{}, fmt.Errorf("consents of the patient: %w", err)
 	}
 	res := consent.Evaluate(&q, set.Consents, r)
-	out := ConsentResult{Decision: res.Decision.String(), Provisions: res.Provisions, NamesSubject: res.NamesSubject, NamesRecipient: res.NamesRecipient,
+	out := ConsentResult{Decision: ConsentDecision(res.Decision.String()), Provisions: res.Provisions, NamesSubject: res.NamesSubject, NamesRecipient: res.NamesRecipient,
 		RestrictsRecipient: res.RestrictsRecipient}
 	if len(res.Consents) > 0 {
 		out.Consents = make([]*chaperonev1.ConsentRef, len(res.Consents))

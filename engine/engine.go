@@ -12,20 +12,25 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
-// Consent decisions, as policies see them in context.consent.
+// ConsentDecision is the consent layer's decision, as policies see it in
+// context.consent (Cedar) and input.consent.decision (Rego).
+type ConsentDecision string
+
+// Consent decisions.
 const (
-	ConsentPermit    = "PERMIT"
-	ConsentDeny      = "DENY"
-	ConsentNoConsent = "NO_CONSENT"
+	ConsentPermit    ConsentDecision = "PERMIT"
+	ConsentDeny      ConsentDecision = "DENY"
+	ConsentNoConsent ConsentDecision = "NO_CONSENT"
 )
 
 // ConsentResult is the consent layer's answer for one request.
 type ConsentResult struct {
 	// Decision is ConsentPermit, ConsentDeny or ConsentNoConsent.
-	Decision string
+	Decision ConsentDecision
 	// Consents are the consent records evaluated, with their versions.
 	Consents []*chaperonev1.ConsentRef
 	// Provisions name the consent provisions that decided, e.g.
@@ -46,12 +51,13 @@ type ConsentResult struct {
 	RestrictsRecipient bool
 }
 
-// ConsentEvaluator answers the consent question for one request. rule is
-// the bundle's consent rule ("most-recent" or "deny-overrides"). An error
+// ConsentEvaluator answers the consent question for one request at the
+// decision time at. rule is the bundle's consent rule, parsed once when the
+// bundle loads. An error
 // means the consent state is unknown; the engine then denies with
 // CONSENT_UNAVAILABLE.
 type ConsentEvaluator interface {
-	EvaluateConsent(ctx context.Context, req *chaperonev1.CheckRequest, at time.Time, rule string) (ConsentResult, error)
+	EvaluateConsent(ctx context.Context, req *chaperonev1.CheckRequest, at time.Time, rule consent.Rule) (ConsentResult, error)
 }
 
 // Engine decides requests against the active bundle. It is safe for
@@ -181,10 +187,10 @@ type Trace struct {
 
 // ConsentStep is the consent layer's part of a [Trace].
 type ConsentStep struct {
-	Decision   string   `json:"decision"`
-	Consents   []string `json:"consents,omitempty"`
-	Provisions []string `json:"provisions,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	Decision   ConsentDecision `json:"decision"`
+	Consents   []string        `json:"consents,omitempty"`
+	Provisions []string        `json:"provisions,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
 // FactsStep is what the access facts said.
@@ -279,7 +285,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	var consent ConsentResult
 	if req.GetResource().GetPatient() != "" {
 		var err error
-		consent, err = e.consents.EvaluateConsent(ctx, req, f.exact, b.manifest.ConsentRule)
+		consent, err = e.consents.EvaluateConsent(ctx, req, f.exact, b.consentRule)
 		if err != nil {
 			e.logger.LogAttrs(ctx, slog.LevelError, "consent unavailable",
 				slog.String("decision_id", resp.DecisionId), slog.String("error", err.Error()))

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
@@ -21,7 +22,7 @@ type consentAnswer struct {
 	err    error
 }
 
-func (c consentAnswer) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+func (c consentAnswer) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
 	return c.result, c.err
 }
 
@@ -292,8 +293,8 @@ func TestMemo(t *testing.T) {
 	}
 }
 
-type switchingConsent struct{ decision string }
+type switchingConsent struct{ decision engine.ConsentDecision }
 
-func (s *switchingConsent) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+func (s *switchingConsent) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
 	return engine.ConsentResult{Decision: s.decision}, nil
 }

@@ -34,7 +34,7 @@ type facts struct {
 	exact   time.Time // the decision time
 	at      time.Time // the decision time at the bundle's resolution, as policies see it
 	hour    int
-	consent string // PERMIT, DENY or NO_CONSENT
+	consent ConsentDecision // PERMIT, DENY or NO_CONSENT
 	// consentNamesSubject: the permitting consent names the subject itself
 	// as a recipient (a delegation to this person).
 	consentNamesSubject bool

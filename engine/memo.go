@@ -150,7 +150,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = appendStr(buf, c.GetDeviceTrust())
 
 	buf = binary.AppendVarint(buf, f.at.UnixMilli())
-	buf = appendStr(buf, f.consent)
+	buf = appendStr(buf, string(f.consent))
 	buf = strconv.AppendBool(buf, f.consentNamesSubject)
 	buf = strconv.AppendBool(buf, f.consentNamesRecipient)
 	buf = strconv.AppendBool(buf, f.consentRestrictsRecipient)

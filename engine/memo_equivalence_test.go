@@ -12,6 +12,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/access"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
@@ -20,7 +21,7 @@ import (
 // two engines given the same request see the same consent.
 type consentByPatient struct{}
 
-func (consentByPatient) EvaluateConsent(_ context.Context, req *chaperonev1.CheckRequest, _ time.Time, _ string) (engine.ConsentResult, error) {
+func (consentByPatient) EvaluateConsent(_ context.Context, req *chaperonev1.CheckRequest, _ time.Time, _ consent.Rule) (engine.ConsentResult, error) {
 	h := fnv.New32a()
 	h.Write([]byte(req.GetResource().GetPatient() + req.GetPurposeOfUse()))
 	switch h.Sum32() % 3 {

@@ -49,13 +49,13 @@ type regoLayer struct {
 // (OPA shares its interned terms the same way), so one copy serves every
 // evaluation and saves building three of the input's eight objects.
 type regoConsts struct {
-	consent map[string]*ast.Term  // by decision, namesSubject false
-	facts   [2][2][2][2]*ast.Term // [scopes.present][scopes.allows][sameOrganization][population]
+	consent map[ConsentDecision]*ast.Term // by decision, namesSubject false
+	facts   [2][2][2][2]*ast.Term         // [scopes.present][scopes.allows][sameOrganization][population]
 }
 
 func newRegoConsts() *regoConsts {
-	c := &regoConsts{consent: map[string]*ast.Term{}}
-	for _, d := range []string{ConsentPermit, ConsentDeny, ConsentNoConsent} {
+	c := &regoConsts{consent: map[ConsentDecision]*ast.Term{}}
+	for _, d := range []ConsentDecision{ConsentPermit, ConsentDeny, ConsentNoConsent} {
 		c.consent[d] = consentTerm(d, false, false, false)
 	}
 	bools := []bool{false, true}
@@ -427,9 +427,9 @@ func regoDate(res *chaperonev1.Resource) string {
 // regoTime is a time as Rego input carries it: RFC 3339 in UTC.
 func regoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z07:00") }
 
-func consentTerm(decision string, namesSubject, namesRecipient, restrictsRecipient bool) *ast.Term {
+func consentTerm(decision ConsentDecision, namesSubject, namesRecipient, restrictsRecipient bool) *ast.Term {
 	return ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(decision)),
+		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(string(decision))),
 		ast.Item(ast.InternedTerm("namesSubject"), ast.InternedTerm(namesSubject)),
 		ast.Item(ast.InternedTerm("namesRecipient"), ast.InternedTerm(namesRecipient)),
 		ast.Item(ast.InternedTerm("restrictsRecipient"), ast.InternedTerm(restrictsRecipient)),

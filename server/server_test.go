@@ -19,6 +19,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -29,7 +30,7 @@ import (
 // noConsents is a consent layer for a store without any consent.
 type noConsents struct{}
 
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, string) (engine.ConsentResult, error) {
+func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
 	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
 }
 
