@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,7 +48,7 @@ func (f *redisFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "redis-timeout", consentstore.DefaultRedisTimeout, "bound of every Redis call; a Check that cannot read consents in time is denied (CONSENT_UNAVAILABLE)")
 	fs.IntVar(&f.cacheSize, "cache-size", consentstore.DefaultCacheSize, "local cache entries per replica (patients, and client agreements); 0 turns the cache off")
 	fs.DurationVar(&f.cacheTTL, "cache-ttl", consentstore.DefaultCacheTTL, "how long a cached entry may be served (it is also dropped on every write, from any replica)")
-	fs.StringVar(&f.keyFile, "encryption-key-file", "", "encrypt consent payloads in Redis with AES-GCM under the key in this file (16, 24 or 32 bytes, as hex, base64 or raw bytes, tried in that order); also $"+encryptionKeyEnv+"; off by default")
+	fs.StringVar(&f.keyFile, "encryption-key-file", "", "encrypt consent payloads in Redis with AES-256-GCM under the key in this file: 32 random bytes in standard base64 (openssl rand -base64 32), nothing else is accepted; also $"+encryptionKeyEnv+"; off by default")
 }
 
 // newRedisClient builds a go-redis UniversalClient from a --redis URL.
@@ -90,36 +89,37 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 	return nil, fmt.Errorf("%s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
 }
 
+// encryptionKeyBytes is the size of the consent encryption key: AES-256.
+const encryptionKeyBytes = 32
+
 // encryptionKey reads the key from the file, else from the environment;
-// nil when neither is set.
+// nil when neither is set. The key has one format: 32 bytes in standard
+// base64 (what `openssl rand -base64 32` prints), surrounding white space
+// ignored. Anything else is refused rather than guessed at: a hex string
+// that happened to be 32 characters long was taken as raw bytes.
 func encryptionKey(file string, getenv func(string) string) ([]byte, error) {
-	var text string
+	var text, from string
 	switch {
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return nil, fmt.Errorf("--encryption-key-file: %w", err)
 		}
-		text = string(b)
+		text, from = string(b), "--encryption-key-file "+file
 	case getenv(encryptionKeyEnv) != "":
-		text = getenv(encryptionKeyEnv)
+		text, from = getenv(encryptionKeyEnv), "$"+encryptionKeyEnv
 	default:
 		return nil, nil
 	}
-	trimmed := strings.TrimSpace(text)
-	if k, err := hex.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
-		return k, nil
+	k, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(text))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%s: not standard base64 (want %d random bytes in base64, e.g. from openssl rand -base64 %d)", from, encryptionKeyBytes, encryptionKeyBytes)
+	case len(k) != encryptionKeyBytes:
+		return nil, fmt.Errorf("%s: the key is %d bytes, want %d (base64 of %d random bytes, e.g. from openssl rand -base64 %d)", from, len(k), encryptionKeyBytes, encryptionKeyBytes, encryptionKeyBytes)
 	}
-	if k, err := base64.StdEncoding.DecodeString(trimmed); err == nil && validKeyLen(len(k)) {
-		return k, nil
-	}
-	if validKeyLen(len(trimmed)) {
-		return []byte(trimmed), nil
-	}
-	return nil, errors.New("encryption key: want 16, 24 or 32 bytes, raw, hex or base64")
+	return k, nil
 }
-
-func validKeyLen(n int) bool { return n == 16 || n == 24 || n == 32 }
 
 // openRedis connects to Redis and returns the shared store (consents,
 // grants and agreements) and a closer for it and the client. It fails when

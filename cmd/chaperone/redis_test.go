@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,10 +59,13 @@ func TestNewRedisClient(t *testing.T) {
 	}
 }
 
+// TestEncryptionKey: the key file holds 32 bytes in standard base64 and
+// nothing else is accepted (it used to guess hex, base64 or raw bytes).
 func TestEncryptionKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	raw := []byte("an AES-256 key of 32 raw bytes!!") // not hex, not base64
+	raw := []byte("an AES-256 key of 32 raw bytes!!")
+	b64 := base64.StdEncoding.EncodeToString(raw)
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -69,20 +74,40 @@ func TestEncryptionKey(t *testing.T) {
 		return p
 	}
 	noEnv := func(string) string { return "" }
-	for name, file := range map[string]string{
-		"raw": write("raw", string(raw)), "hex": write("hex", hex.EncodeToString(raw)+"\n"),
+	for _, tc := range []struct {
+		name, content string
+		ok            bool
+	}{
+		{"base64", b64, true},
+		{"base64 with a newline", b64 + "\n", true},
+		{"raw 32 bytes", string(raw), false},
+		{"hex of 32 bytes", hex.EncodeToString(raw), false},
+		{"hex of 16 bytes (32 characters)", hex.EncodeToString(raw[:16]), false},
+		{"base64 of 16 bytes", base64.StdEncoding.EncodeToString(raw[:16]), false},
+		{"base64 of 24 bytes", base64.StdEncoding.EncodeToString(raw[:24]), false},
+		{"unpadded base64", base64.RawStdEncoding.EncodeToString(raw[:31]), false},
+		{"url base64", base64.URLEncoding.EncodeToString([]byte("\xff\xfe\xfd 32 bytes of key material ...")), false},
+		{"empty", "", false},
 	} {
-		k, err := encryptionKey(file, noEnv)
-		if err != nil || string(k) != string(raw) {
-			t.Errorf("%s: %q %v", name, k, err)
+		k, err := encryptionKey(write(tc.name, tc.content), noEnv)
+		if tc.ok {
+			if err != nil || string(k) != string(raw) {
+				t.Errorf("%s: %q %v", tc.name, k, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: accepted (%d bytes)", tc.name, len(k))
+		} else if strings.Contains(err.Error(), tc.content) && tc.content != "" {
+			t.Errorf("%s: the error shows the key: %v", tc.name, err)
 		}
 	}
-	if _, err := encryptionKey(write("bad", "short"), noEnv); err == nil {
-		t.Error("short key accepted")
-	}
-	k, err := encryptionKey("", func(string) string { return hex.EncodeToString(raw[:16]) })
-	if err != nil || len(k) != 16 {
+	k, err := encryptionKey("", func(string) string { return b64 })
+	if err != nil || string(k) != string(raw) {
 		t.Errorf("env key: %q %v", k, err)
+	}
+	if _, err := encryptionKey("", func(string) string { return hex.EncodeToString(raw) }); err == nil {
+		t.Error("env key in hex accepted")
 	}
 	if k, err := encryptionKey("", noEnv); k != nil || err != nil {
 		t.Errorf("no key: %q %v", k, err)
