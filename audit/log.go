@@ -86,9 +86,15 @@ type Option func(*Log)
 func WithSigner(s *Signer) Option { return func(l *Log) { l.signer = s } }
 
 // WithCheckpoints sets how often checkpoints are written: after every n
-// records or every d, whichever comes first (while records arrive).
+// records or every d, whichever comes first (while records arrive). n below
+// 1 is 1; d of 0 or less keeps the default.
 func WithCheckpoints(n int, d time.Duration) Option {
-	return func(l *Log) { l.cpEvery, l.cpInterval = n, d }
+	return func(l *Log) {
+		l.cpEvery = max(n, 1)
+		if d > 0 {
+			l.cpInterval = d
+		}
+	}
 }
 
 // WithQueueSize sets how many records may wait for the sink.
@@ -178,6 +184,9 @@ func New(sink Sink, opts ...Option) *Log {
 	if l.instance == "" {
 		l.instance, _ = os.Hostname()
 	}
+	// The genesis declares the interval in whole milliseconds; the writer
+	// keeps exactly the cadence it declares.
+	l.cpInterval = max(l.cpInterval.Truncate(time.Millisecond), time.Millisecond)
 	l.runCtx, l.abort = context.WithCancelCause(context.Background())
 	// The opening is made before any record can be queued, so its time
 	// precedes theirs.

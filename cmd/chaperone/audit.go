@@ -79,6 +79,9 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		audit.WithCheckpoints(f.checkpointEvery, f.checkpointInterval),
 		audit.WithSyncDelay(f.syncDelay),
 	}
+	if f.checkpointEvery < 1 || f.checkpointInterval <= 0 {
+		return nil, usageErrorf("--audit-checkpoint-every must be at least 1 and --audit-checkpoint-interval positive")
+	}
 	switch f.ack {
 	case "queued":
 	case "durable":
