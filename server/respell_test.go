@@ -16,7 +16,7 @@ import (
 )
 
 // TestRespeltInputNeverLoosens is the spelling invariant: a valid request
-// whose reference, id, code, system or purpose is respelt (case, leading
+// whose reference, id, code, system, identifier or purpose is respelt (case, leading
 // or trailing whitespace, a suffix ?, #, NUL or /, a dropped prefix, a
 // Unicode lookalike, an invisible character) is invalid_argument or gets
 // the same decision, never a more permissive one: an ALLOW for the respelt
@@ -145,6 +145,12 @@ func respellable(r *chaperonev1.CheckRequest) []field {
 	add("resource.organization", &r.Resource.Organization)
 	add("resource.author", &r.Resource.Author)
 	add("purposeOfUse", &r.PurposeOfUse)
+	for _, ids := range [][]*chaperonev1.Identifier{r.Subject.Identifiers, r.Subject.OrganizationIdentifiers} {
+		for _, id := range ids {
+			add("identifier.value", &id.Value)
+			add("identifier.system", &id.System)
+		}
+	}
 	for _, list := range []struct {
 		name string
 		cs   []*chaperonev1.Coding
@@ -210,6 +216,10 @@ func validRequest() *rapid.Generator[*chaperonev1.CheckRequest] {
 		}
 		if rapid.Bool().Draw(t, "categories") {
 			req.Resource.Categories = []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/observation-category", Code: "laboratory"}}
+		}
+		if rapid.Bool().Draw(t, "identifiers") && s.org != "" {
+			req.Subject.Identifiers = []*chaperonev1.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567893"}}
+			req.Subject.OrganizationIdentifiers = []*chaperonev1.Identifier{{System: "urn:oid:2.16.840.1.113883.4.4", Value: "99"}}
 		}
 		if rapid.IntRange(0, 3).Draw(t, "scopes") == 0 {
 			req.Subject.Scopes = []string{"patient/Observation.rs"}

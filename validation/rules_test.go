@@ -156,6 +156,18 @@ func TestCodingAndIDAndReasonRules(t *testing.T) {
 		{"category system newline", func(r *chaperonev1.CheckRequest) {
 			r.Resource.Categories = []*chaperonev1.Coding{{System: "http://x\n", Code: "laboratory"}}
 		}, "resource.categories[0].system", false},
+		{"identifier value space", func(r *chaperonev1.CheckRequest) {
+			r.Subject.Identifiers = []*chaperonev1.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: " 1234567893"}}
+		}, "subject.identifiers[0].value", false},
+		{"identifier value inner space", func(r *chaperonev1.CheckRequest) {
+			r.Subject.OrganizationIdentifiers = []*chaperonev1.Identifier{{Value: "99"}, {Value: "9 9"}}
+		}, "subject.organizationIdentifiers[1].value", false},
+		{"identifier system space", func(r *chaperonev1.CheckRequest) {
+			r.Subject.Identifiers = []*chaperonev1.Identifier{{System: "urn:oid:1.2 ", Value: "1"}}
+		}, "subject.identifiers[0].system", false},
+		{"identifier", func(r *chaperonev1.CheckRequest) {
+			r.Subject.Identifiers = []*chaperonev1.Identifier{{System: "urn:oid:1.2", Value: "A-1"}}
+		}, "subject.identifiers[0].value", true},
 		{"resource id empty (a search)", func(r *chaperonev1.CheckRequest) { r.Resource.Id = "" }, "resource.id", true},
 		{"resource id space", func(r *chaperonev1.CheckRequest) { r.Resource.Id = "obs1 " }, "resource.id", false},
 		{"resource id reference", func(r *chaperonev1.CheckRequest) { r.Resource.Id = "Observation/obs1" }, "resource.id", false},

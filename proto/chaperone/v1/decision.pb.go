@@ -132,6 +132,9 @@ func (x *Coding) GetCode() string {
 }
 
 // Identifier is a FHIR Identifier: a value in a namespace (system).
+// Neither holds whitespace, a separator or a control character anywhere,
+// so " 123" is invalid input, not another identifier that a consent
+// naming "123" would miss.
 type Identifier struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	System        string                 `protobuf:"bytes,1,opt,name=system,proto3" json:"system,omitempty"`
@@ -993,12 +996,11 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\x1bchaperone/v1/decision.proto\x12\fchaperone.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"r\n" +
 	"\x06Coding\x124\n" +
 	"\x06system\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x042\x12^[^\\s\\p{Z}\\p{C}]*$R\x06system\x122\n" +
-	"\x04code\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\s\\p{Z}\\p{C}]+$R\x04code\"P\n" +
+	"\x04code\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\s\\p{Z}\\p{C}]+$R\x04code\"x\n" +
 	"\n" +
-	"Identifier\x12 \n" +
-	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06system\x12 \n" +
-	"\x05value\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x05value\"\xf5\x04\n" +
+	"Identifier\x124\n" +
+	"\x06system\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x18\x80\x042\x12^[^\\s\\p{Z}\\p{C}]*$R\x06system\x124\n" +
+	"\x05value\x18\x02 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\x80\x022\x12^[^\\s\\p{Z}\\p{C}]+$R\x05value\"\xf5\x04\n" +
 	"\aSubject\x12M\n" +
 	"\x02id\x18\x01 \x01(\tB=\xbaH:r8\x10\x01\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\x02id\x12S\n" +
 	"\x04kind\x18\x02 \x01(\tB?\xbaH<r:R\x00R\fpractitionerR\apatientR\x0erelated-personR\x06deviceR\aserviceR\x04kind\x12D\n" +
