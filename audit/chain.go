@@ -389,6 +389,9 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 			if cp == nil || cp.Count != head.Seq || cp.Head != head.Hash {
 				return s, bad(ErrBrokenLink, "checkpoint does not sign the head before it")
 			}
+			if !r.Time.Equal(cp.Time) {
+				return s, bad(ErrBadSignature, "the checkpoint's record time is not the time it signs")
+			}
 			s.Checkpoints++
 			if len(keys) > 0 {
 				k, ok := byID[cp.KeyID]

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -410,5 +412,72 @@ func TestCutAtAnEarlierCleanShutdown(t *testing.T) {
 	_, err := audit.VerifyWith(audit.ReadFiles(path), audit.VerifyOptions{Keys: keys, Anchor: &audit.Head{Seq: h.Seq, Hash: h.Hash}})
 	if !errors.Is(err, audit.ErrAnchor) {
 		t.Fatalf("with the anchor: %v, want ErrAnchor", err)
+	}
+}
+
+// TestPropertyCutsAndRewritesFail: on a closed signed log, every proper
+// prefix, every deletion of a run of records, every edit of one record
+// (the chain recomputed from there) and every swap of two records
+// (recomputed) fails strict verification: seeded random cases, bounded.
+func TestPropertyCutsAndRewritesFail(t *testing.T) {
+	t.Parallel()
+	signer := newSigner(t)
+	orig := writeLog(t, filepath.Join(t.TempDir(), "a.jsonl"), signer, 0, 60, audit.WithCheckpoints(7, time.Hour))
+	keys := []ed25519.PublicKey{signer.Public()}
+	if _, err := audit.VerifyWith(entries(orig), audit.VerifyOptions{Keys: keys}); err != nil {
+		t.Fatal(err)
+	}
+	clone := func() [][]byte {
+		out := make([][]byte, len(orig))
+		for i, l := range orig {
+			out[i] = bytes.Clone(l)
+		}
+		return out
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	n := len(orig)
+	for c := range 400 {
+		var (
+			lines [][]byte
+			what  string
+		)
+		switch c % 4 {
+		case 0:
+			k := rng.IntN(n)
+			lines, what = clone()[:k], "prefix of "+strconv.Itoa(k)
+		case 1:
+			i := rng.IntN(n)
+			j := i + 1 + rng.IntN(min(5, n-i))
+			lines = append(clone()[:i], clone()[j:]...)
+			lines, what = rechain(t, lines, i), "lines "+strconv.Itoa(i+1)+"-"+strconv.Itoa(j)+" deleted, rechained"
+		case 2:
+			i := rng.IntN(n)
+			lines = clone()
+			edit := rng.IntN(3)
+			lines[i] = reseal(t, lines[i], func(m map[string]any) {
+				switch edit {
+				case 0:
+					m["time"] = "2031-01-01T00:00:00Z"
+				case 1:
+					m["kind"] = "decision"
+				default:
+					m["decision"] = "DENY"
+					m["decisionId"] = "d-forged"
+				}
+			})
+			lines, what = rechain(t, lines, i+1), "line "+strconv.Itoa(i+1)+" edited, rechained"
+		case 3:
+			i, j := rng.IntN(n), rng.IntN(n)
+			if i == j {
+				continue
+			}
+			i, j = min(i, j), max(i, j)
+			lines = clone()
+			lines[i], lines[j] = lines[j], lines[i]
+			lines, what = rechain(t, lines, i), "lines "+strconv.Itoa(i+1)+" and "+strconv.Itoa(j+1)+" swapped, rechained"
+		}
+		if _, err := audit.VerifyWith(entries(lines), audit.VerifyOptions{Keys: keys}); !errors.Is(err, audit.ErrTampered) {
+			t.Fatalf("%s: VerifyWith = %v, want tampering", what, err)
+		}
 	}
 }
