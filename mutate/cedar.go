@@ -72,8 +72,10 @@ func (g *cedarGen) policy(p *cedarPolicyAST) {
 		}
 		for i, v := range vals {
 			rest := append(append([]string{}, vals[:i]...), vals[i+1:]...)
-			g.add(a.start, a.end, DropObligation, fmt.Sprintf("drop %s from @%s", v, a.name),
+			m := newMutant(g.file, g.src, a.start, a.start, a.end, DropObligation, "drop from @"+a.name,
 				edit{a.value.start, a.value.end, strconv.Quote(strings.Join(rest, ","))})
+			m.Original = v // the value dropped, so that an annotation can name it
+			g.out = append(g.out, m)
 		}
 	}
 

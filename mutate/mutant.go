@@ -135,14 +135,23 @@ const equivalentMarker = "mutate: equivalent"
 // with prefix ("//" or "#").
 func parseEquivalence(src []byte, prefix string) []equivalence {
 	var out []equivalence
-	for i, line := range strings.Split(string(src), "\n") {
+	lines := strings.Split(string(src), "\n")
+	commentOnly := func(i int) bool {
+		return i < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i]), prefix)
+	}
+	for i, line := range lines {
 		code, c, ok := strings.Cut(line, prefix)
 		if !ok {
 			continue
 		}
 		applies := i + 1 // a trailing comment: its own line
 		if strings.TrimSpace(code) == "" {
-			applies = i + 2 // a comment line: the next line
+			// A comment line: the next line that is not a comment.
+			j := i + 1
+			for commentOnly(j) {
+				j++
+			}
+			applies = j + 1
 		}
 		c = strings.TrimSpace(c)
 		rest, ok := strings.CutPrefix(c, equivalentMarker)
@@ -186,7 +195,7 @@ func isOp(s string) bool {
 }
 
 // markEquivalent sets the Equivalent reason of every mutant with an
-// annotation at the end of its line or on a comment line just before.
+// annotation at the end of its line or on the comment lines just before.
 func markEquivalent(ms []Mutant, eqs []equivalence) {
 	for i := range ms {
 		m := &ms[i]
