@@ -145,6 +145,10 @@ func respellable(r *chaperonev1.CheckRequest) []field {
 	add("resource.organization", &r.Resource.Organization)
 	add("resource.author", &r.Resource.Author)
 	add("purposeOfUse", &r.PurposeOfUse)
+	if r.Context != nil {
+		add("context.networkZone", &r.Context.NetworkZone)
+		add("context.deviceTrust", &r.Context.DeviceTrust)
+	}
 	for _, ids := range [][]*chaperonev1.Identifier{r.Subject.Identifiers, r.Subject.OrganizationIdentifiers} {
 		for _, id := range ids {
 			add("identifier.value", &id.Value)
@@ -182,6 +186,7 @@ func validRequest() *rapid.Generator[*chaperonev1.CheckRequest] {
 		{"Practitioner/b1", "practitioner", "billing", "Organization/o1"},
 		{"Practitioner/ph1", "practitioner", "pharmacist", "Organization/o1"},
 		{"Practitioner/a1", "practitioner", "analyst", "Organization/o1"},
+		{"Practitioner/s1", "practitioner", "support", "Organization/o1"},
 		{"Patient/52", "patient", "patient", ""},
 		{"Patient/53", "patient", "patient", ""},
 		{"RelatedPerson/rp1", "related-person", "related-person", ""},
@@ -225,8 +230,12 @@ func validRequest() *rapid.Generator[*chaperonev1.CheckRequest] {
 			req.Subject.Scopes = []string{"patient/Observation.rs"}
 			req.Subject.LaunchPatient = "Patient/52"
 		}
+		req.Context = &chaperonev1.Context{
+			NetworkZone: rapid.SampledFrom([]string{"clinic", "corporate", "home", ""}).Draw(t, "zone"),
+			DeviceTrust: rapid.SampledFrom([]string{"managed", "unmanaged", ""}).Draw(t, "device"),
+		}
 		if req.PurposeOfUse == "ETREAT" && rapid.Bool().Draw(t, "reason") {
-			req.Context = &chaperonev1.Context{BreakGlassReason: "unconscious patient, checking allergies"}
+			req.Context.BreakGlassReason = "unconscious patient, checking allergies"
 		}
 		return req
 	})

@@ -21,6 +21,7 @@ var patternMatchers = map[string]func(string) bool{
 	`^[A-Z][A-Z_]*$`: func(s string) bool {
 		return s != "" && s[0] >= 'A' && s[0] <= 'Z' && strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") == ""
 	},
+	`^[a-z][a-z0-9-]*$`:     lowerToken,
 	`^[A-Za-z0-9.-]{1,64}$`: fhirID,
 	`^[^\s\p{Z}\p{C}]+$`:    func(s string) bool { return s != "" && noSpaceOrControl(s) },
 	`^[^\s\p{Z}\p{C}]*$`:    noSpaceOrControl,
@@ -34,6 +35,20 @@ func resourceType(s string) bool {
 	}
 	for i := 1; i < len(s); i++ {
 		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerToken: a lower-case letter, then lower-case letters, digits and
+// hyphens.
+func lowerToken(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
 			return false
 		}
 	}

@@ -16,7 +16,7 @@ func TestPatternMatchersAgree(t *testing.T) {
 	t.Parallel()
 	alphabet := []string{"P", "a", "t", "i", "e", "n", "O", "r", "g", "R", "Z", "z", "A", "/", "5", "3", ".", "-", "_", "?", "#", "!", "~",
 		" ", "\t", "\n", "\r", "\f", "\v", "\x00", "\x1f", "\x7f", "\u0085", "\u00a0", "\u2003", "\u2028", "\u200b", "\ufeff",
-		"é", "а", "５", "🙂", "\u0301", "\ue000", "\u0378", "\xff", "Patient/", "Organization/", "Practitioner/", "RelatedPerson/", "TREAT", "T_"}
+		"é", "а", "５", "🙂", "\u0301", "\ue000", "\u0378", "\xff", "Patient/", "Organization/", "Practitioner/", "RelatedPerson/", "TREAT", "T_", "clinic", "un-managed"}
 	corpus := append([]string(nil), pool...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {

@@ -172,6 +172,11 @@ func TestCodingAndIDAndReasonRules(t *testing.T) {
 		{"resource id space", func(r *chaperonev1.CheckRequest) { r.Resource.Id = "obs1 " }, "resource.id", false},
 		{"resource id reference", func(r *chaperonev1.CheckRequest) { r.Resource.Id = "Observation/obs1" }, "resource.id", false},
 		{"resource id 65", func(r *chaperonev1.CheckRequest) { r.Resource.Id = strings.Repeat("a", 65) }, "resource.id", false},
+		{"device trust", ctx(func(c *chaperonev1.Context) { c.DeviceTrust = "unmanaged" }), "context.deviceTrust", true},
+		{"device trust capital", ctx(func(c *chaperonev1.Context) { c.DeviceTrust = "Unmanaged" }), "context.deviceTrust", false},
+		{"device trust space", ctx(func(c *chaperonev1.Context) { c.DeviceTrust = "unmanaged " }), "context.deviceTrust", false},
+		{"network zone", ctx(func(c *chaperonev1.Context) { c.NetworkZone = "clinic" }), "context.networkZone", true},
+		{"network zone NUL", ctx(func(c *chaperonev1.Context) { c.NetworkZone = "corporate\x00" }), "context.networkZone", false},
 		{"reason empty", reason(""), "context.breakGlassReason", true},
 		{"reason one space", reason(" "), "context.breakGlassReason", false},
 		{"reason 19", reason(strings.Repeat("x", 19)), "context.breakGlassReason", false},
@@ -191,6 +196,13 @@ func TestCodingAndIDAndReasonRules(t *testing.T) {
 			c.edit(req)
 			checkField(t, v, req, c.field, c.valid)
 		})
+	}
+}
+
+func ctx(edit func(*chaperonev1.Context)) func(*chaperonev1.CheckRequest) {
+	return func(r *chaperonev1.CheckRequest) {
+		r.Context = &chaperonev1.Context{}
+		edit(r.Context)
 	}
 }
 

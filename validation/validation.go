@@ -110,6 +110,7 @@ var patternMessages = map[string]string{
 	`^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$`:          `must be a FHIR literal reference "Type/id" (a resource type such as Practitioner or RelatedPerson, an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Practitioner/p1"`,
 	`^Patient/[A-Za-z0-9.-]{1,64}$`:                              `must be a patient reference "Patient/id" (an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Patient/52"`,
 	`^Organization/[A-Za-z0-9.-]{1,64}$`:                         `must be an organization reference "Organization/id" (an id of 1 to 64 characters [A-Za-z0-9.-]), e.g. "Organization/o1"`,
+	`^[a-z][a-z0-9-]*$`:                                          "must be a lower-case token: a letter, then lower-case letters, digits and hyphens",
 	`^[A-Za-z0-9.-]{1,64}$`:                                      `must be a FHIR id: 1 to 64 characters [A-Za-z0-9.-]`,
 	`^[^\s\p{Z}\p{C}]+$`:                                         "must not be empty or contain whitespace or control characters",
 	`^[^\s\p{Z}\p{C}]*$`:                                         "must not contain whitespace or control characters",

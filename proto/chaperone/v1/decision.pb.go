@@ -454,11 +454,16 @@ type Context struct {
 	// reason.
 	BreakGlassReason string `protobuf:"bytes,2,opt,name=break_glass_reason,json=breakGlassReason,proto3" json:"break_glass_reason,omitempty"`
 	Ip               string `protobuf:"bytes,3,opt,name=ip,proto3" json:"ip,omitempty"`
-	NetworkZone      string `protobuf:"bytes,4,opt,name=network_zone,json=networkZone,proto3" json:"network_zone,omitempty"`
-	DeviceTrust      string `protobuf:"bytes,5,opt,name=device_trust,json=deviceTrust,proto3" json:"device_trust,omitempty"`
-	CorrelationId    string `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Network zone the request comes from, a lower-case token such as
+	// "clinic", "corporate", "home" or "internet"; empty when unknown.
+	NetworkZone string `protobuf:"bytes,4,opt,name=network_zone,json=networkZone,proto3" json:"network_zone,omitempty"`
+	// Trust of the device, a lower-case token such as "managed",
+	// "unmanaged" or "unknown"; empty when unknown. "Unmanaged" or
+	// "unmanaged " is invalid input, not a device of another kind.
+	DeviceTrust   string `protobuf:"bytes,5,opt,name=device_trust,json=deviceTrust,proto3" json:"device_trust,omitempty"`
+	CorrelationId string `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Context) Reset() {
@@ -1025,13 +1030,13 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\x06author\x18\b \x01(\tB>\xbaH;\xd8\x01\x01r6\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\x06author\x12.\n" +
 	"\x04date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04date\x12+\n" +
 	"\bprofiles\x18\n" +
-	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\xd7\x02\n" +
+	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\x83\x03\n" +
 	"\aContext\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12u\n" +
 	"\x12break_glass_reason\x18\x02 \x01(\tBG\xbaHD\xd8\x01\x01r?\x18\x80\b2:^[\\s\\p{Z}]*(?:[\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}][\\s\\p{Z}]*){20,}$R\x10breakGlassReason\x12\x1c\n" +
-	"\x02ip\x18\x03 \x01(\tB\f\xbaH\t\xd8\x01\x01r\x04\x18@p\x01R\x02ip\x12*\n" +
-	"\fnetwork_zone\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x18@R\vnetworkZone\x12*\n" +
-	"\fdevice_trust\x18\x05 \x01(\tB\a\xbaH\x04r\x02\x18@R\vdeviceTrust\x12/\n" +
+	"\x02ip\x18\x03 \x01(\tB\f\xbaH\t\xd8\x01\x01r\x04\x18@p\x01R\x02ip\x12@\n" +
+	"\fnetwork_zone\x18\x04 \x01(\tB\x1d\xbaH\x1a\xd8\x01\x01r\x15\x18@2\x11^[a-z][a-z0-9-]*$R\vnetworkZone\x12@\n" +
+	"\fdevice_trust\x18\x05 \x01(\tB\x1d\xbaH\x1a\xd8\x01\x01r\x15\x18@2\x11^[a-z][a-z0-9-]*$R\vdeviceTrust\x12/\n" +
 	"\x0ecorrelation_id\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\rcorrelationId\"\xe4\x02\n" +
 	"\fCheckRequest\x127\n" +
 	"\asubject\x18\x01 \x01(\v2\x15.chaperone.v1.SubjectB\x06\xbaH\x03\xc8\x01\x01R\asubject\x12m\n" +
