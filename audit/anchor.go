@@ -35,7 +35,7 @@ func (a *AnchorHead) Verify(keys ...ed25519.PublicKey) error {
 	}
 	t := a.Time
 	for _, k := range keys {
-		if KeyID(k) == a.KeyID {
+		if KeyID(k) == a.KeyID || legacyKeyID(k) == a.KeyID {
 			if !ed25519.Verify(k, checkpointMessage(a.Count, a.Head, t, a.Closed), a.Sig) {
 				return fmt.Errorf("anchor at seq %d: %w", a.Seq, ErrBadSignature)
 			}

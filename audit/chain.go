@@ -289,6 +289,7 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 	byID := make(map[string]ed25519.PublicKey, len(keys))
 	for _, k := range keys {
 		byID[KeyID(k)] = k
+		byID[legacyKeyID(k)] = k // logs written before the thumbprint ids
 	}
 	var (
 		s        Summary

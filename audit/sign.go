@@ -2,16 +2,13 @@ package audit
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"time"
+
+	"github.com/chaperone-pdp/chaperone/edkey"
 )
 
 // Signer signs checkpoints with an Ed25519 key.
@@ -30,9 +27,14 @@ func NewSigner(key ed25519.PrivateKey) *Signer {
 	return &Signer{key: key, id: KeyID(key.Public().(ed25519.PublicKey))}
 }
 
-// KeyID is the id checkpoints name their key by: the first 16 hex digits of
-// the SHA-256 of the raw public key.
-func KeyID(pub ed25519.PublicKey) string {
+// KeyID is the id checkpoints name their key by: its RFC 7638 JWK
+// thumbprint ([edkey.ID]), the id the same key has when it signs bundles.
+func KeyID(pub ed25519.PublicKey) string { return edkey.ID(pub) }
+
+// legacyKeyID is the id logs written before [KeyID] was the thumbprint
+// name their key by (the first 16 hex digits of the SHA-256 of the raw
+// key); verification still finds the key by it.
+func legacyKeyID(pub ed25519.PublicKey) string {
 	sum := sha256.Sum256(pub)
 	return hex.EncodeToString(sum[:8])
 }
@@ -83,73 +85,37 @@ func openingMessage(kind Kind, o *Opening, at time.Time) []byte {
 }
 
 // ErrKey means a key file is not an Ed25519 key in PEM.
-var ErrKey = errors.New("not an Ed25519 key in PEM")
+var ErrKey = edkey.ErrKey
 
-// LoadSigner reads a PKCS #8 PEM Ed25519 private key.
+// LoadSigner reads a PKCS #8 PEM Ed25519 private key ([edkey.ReadPrivateKey]).
 func LoadSigner(path string) (*Signer, error) {
-	b, err := os.ReadFile(path)
+	k, err := edkey.ReadPrivateKey(path)
 	if err != nil {
-		return nil, fmt.Errorf("read signing key: %w", err)
+		return nil, fmt.Errorf("signing key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("signing key %s: %w (want a \"PRIVATE KEY\" block)", path, ErrKey)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w: %v", path, ErrKey, err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("signing key %s: %w (a %T)", path, ErrKey, k)
-	}
-	return NewSigner(ek), nil
+	return NewSigner(k), nil
 }
 
 // LoadPublicKey reads a PKIX PEM Ed25519 public key (or derives it from a
-// PKCS #8 private key file).
+// PKCS #8 private key file) ([edkey.ReadPublicKey]).
 func LoadPublicKey(path string) (ed25519.PublicKey, error) {
-	b, err := os.ReadFile(path)
+	k, err := edkey.ReadPublicKey(path)
 	if err != nil {
-		return nil, fmt.Errorf("read public key: %w", err)
+		return nil, fmt.Errorf("public key: %w", err)
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("public key %s: %w", path, ErrKey)
-	}
-	if blk.Type == "PRIVATE KEY" {
-		s, err := LoadSigner(path)
-		if err != nil {
-			return nil, err
-		}
-		return s.Public(), nil
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w: %v", path, ErrKey, err)
-	}
-	ek, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("public key %s: %w (a %T)", path, ErrKey, k)
-	}
-	return ek, nil
+	return k, nil
 }
 
 // GenerateKey makes a new Ed25519 key pair and returns the PEM of the private
 // key (PKCS #8) and of the public key (PKIX).
 func GenerateKey() (private, public []byte, err error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := edkey.Generate()
 	if err != nil {
 		return nil, nil, err
 	}
-	pk, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
+	if private, err = edkey.MarshalPrivateKey(priv); err != nil {
 		return nil, nil, err
 	}
-	pp, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
-		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pp}), nil
+	public, err = edkey.MarshalPublicKey(priv.Public().(ed25519.PublicKey))
+	return private, public, err
 }

@@ -1,15 +1,16 @@
 package bundles
 
 import (
-	"crypto"
 	"crypto/ed25519"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/chaperone-pdp/chaperone/edkey"
 )
 
 // SignatureType is the "typ" header of a bundle signature.
@@ -17,74 +18,39 @@ const SignatureType = "chaperone-bundle+jws"
 
 // PublicKey is a trusted verification key.
 type PublicKey struct {
-	// ID names the key in reports: its RFC 7638 JWK thumbprint (SHA-256,
-	// base64url) unless the caller chose another name.
+	// ID names the key in reports: its RFC 7638 JWK thumbprint
+	// ([edkey.ID]) unless the caller chose another name.
 	ID  string
 	Key ed25519.PublicKey
 }
 
-// KeyID returns the RFC 7638 JWK thumbprint (SHA-256, base64url) of pub,
-// the default key id of signatures and trusted keys.
-func KeyID(pub ed25519.PublicKey) string {
-	jwk := jose.JSONWebKey{Key: pub}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return ""
-	}
-	return base64.RawURLEncoding.EncodeToString(tp)
-}
+// KeyID returns the key id of pub: its RFC 7638 JWK thumbprint (SHA-256,
+// base64url), the id of the same key in audit checkpoints ([edkey.ID]).
+func KeyID(pub ed25519.PublicKey) string { return edkey.ID(pub) }
 
-// MarshalPrivateKey encodes key as a PKCS #8 "PRIVATE KEY" PEM block.
-func MarshalPrivateKey(key ed25519.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
+// MarshalPrivateKey encodes key as a PKCS #8 "PRIVATE KEY" PEM block
+// ([edkey.MarshalPrivateKey]).
+func MarshalPrivateKey(key ed25519.PrivateKey) ([]byte, error) { return edkey.MarshalPrivateKey(key) }
 
-// MarshalPublicKey encodes pub as a PKIX "PUBLIC KEY" PEM block.
-func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
+// MarshalPublicKey encodes pub as a PKIX "PUBLIC KEY" PEM block
+// ([edkey.MarshalPublicKey]).
+func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) { return edkey.MarshalPublicKey(pub) }
 
-// ParsePrivateKey decodes an Ed25519 private key from a PKCS #8 PEM block.
-func ParsePrivateKey(data []byte) (ed25519.PrivateKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, errors.New("not a PEM \"PRIVATE KEY\" block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("%T is not an Ed25519 key", k)
-	}
-	return ek, nil
-}
+// ParsePrivateKey decodes an Ed25519 private key from a PKCS #8 PEM block
+// ([edkey.ParsePrivateKey]).
+func ParsePrivateKey(data []byte) (ed25519.PrivateKey, error) { return edkey.ParsePrivateKey(data) }
 
 // ParsePublicKey decodes an Ed25519 public key from a PKIX PEM block; its
 // ID is its thumbprint ([KeyID]).
 func ParsePublicKey(data []byte) (PublicKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "PUBLIC KEY" {
+	if block, _ := pem.Decode(data); block == nil || block.Type != "PUBLIC KEY" {
 		return PublicKey{}, errors.New("not a PEM \"PUBLIC KEY\" block")
 	}
-	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	k, err := edkey.ParsePublicKey(data)
 	if err != nil {
 		return PublicKey{}, err
 	}
-	ek, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return PublicKey{}, fmt.Errorf("%T is not an Ed25519 key", k)
-	}
-	return PublicKey{ID: KeyID(ek), Key: ek}, nil
+	return PublicKey{ID: KeyID(k), Key: k}, nil
 }
 
 // Sign adds a detached JWS signature (EdDSA) over the bundle manifest,
@@ -102,19 +68,15 @@ func (a *Archive) Sign(key ed25519.PrivateKey, keyID string) error {
 	if keyID == "" {
 		keyID = KeyID(pub)
 	}
-	opts := (&jose.SignerOptions{}).WithType(SignatureType).WithHeader(jose.HeaderKey("kid"), keyID)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: key}, opts)
+	h := jws.NewHeaders()
+	if err := errors.Join(h.Set(jws.TypeKey, SignatureType), h.Set(jws.KeyIDKey, keyID)); err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	raw, err := jws.Sign(nil, jws.WithKey(jwa.EdDSA(), key, jws.WithProtectedHeaders(h)), jws.WithDetachedPayload(a.manifestRaw))
 	if err != nil {
 		return fmt.Errorf("sign: %w", err)
 	}
-	jws, err := signer.Sign(a.manifestRaw)
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	compact, err := jws.DetachedCompactSerialize()
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
+	compact := string(raw)
 	kept := a.signatures[:0:0]
 	for _, s := range a.signatures {
 		if checkSignature(s, a.manifestRaw, pub) == nil {
@@ -139,32 +101,52 @@ func (a *Archive) Signatures() []Signature {
 	out := make([]Signature, 0, len(a.signatures))
 	for _, s := range a.signatures {
 		sig := Signature{KeyID: "?", Algorithm: "?"}
-		if jws, err := jose.ParseDetached(s, a.manifestRaw, []jose.SignatureAlgorithm{jose.EdDSA}); err == nil && len(jws.Signatures) == 1 {
-			sig.KeyID = jws.Signatures[0].Protected.KeyID
-			sig.Algorithm = jws.Signatures[0].Protected.Algorithm
+		if h, ok := protected(s); ok {
+			if kid, ok := h.KeyID(); ok {
+				sig.KeyID = kid
+			}
+			if alg, ok := h.Algorithm(); ok {
+				sig.Algorithm = alg.String()
+			}
 		}
 		out = append(out, sig)
 	}
 	return out
 }
 
-// checkSignature verifies one detached JWS over payload with pub.
-func checkSignature(compact string, payload []byte, pub ed25519.PublicKey) error {
-	jws, err := jose.ParseDetached(compact, payload, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil {
-		return err
+// protected returns the protected header of a detached compact JWS with
+// exactly one signature.
+func protected(compact string) (jws.Headers, bool) {
+	m, err := jws.Parse([]byte(compact))
+	if err != nil || len(m.Signatures()) != 1 {
+		return nil, false
 	}
-	if len(jws.Signatures) != 1 {
+	return m.Signatures()[0].ProtectedHeaders(), true
+}
+
+// checkSignature verifies one detached JWS over payload with pub: EdDSA
+// only, no unknown critical header.
+func checkSignature(compact string, payload []byte, pub ed25519.PublicKey) error {
+	if strings.Count(compact, ".") != 2 || !strings.Contains(compact, "..") {
+		return errors.New("not a detached compact JWS")
+	}
+	h, ok := protected(compact)
+	if !ok {
 		return errors.New("want exactly one signature per JWS")
 	}
-	return jws.DetachedVerify(payload, pub)
+	if alg, ok := h.Algorithm(); !ok || alg != jwa.EdDSA() {
+		return errors.New("signature algorithm is not EdDSA")
+	}
+	_, err := jws.Verify([]byte(compact), jws.WithKey(jwa.EdDSA(), pub), jws.WithDetachedPayload(payload))
+	return err
 }
 
 // keyIDOf returns the "kid" header of a detached JWS, or "".
-func keyIDOf(compact string, payload []byte) string {
-	jws, err := jose.ParseDetached(compact, payload, []jose.SignatureAlgorithm{jose.EdDSA})
-	if err != nil || len(jws.Signatures) != 1 {
+func keyIDOf(compact string, _ []byte) string {
+	h, ok := protected(compact)
+	if !ok {
 		return ""
 	}
-	return jws.Signatures[0].Protected.KeyID
+	kid, _ := h.KeyID()
+	return kid
 }

@@ -305,7 +305,7 @@ Times (--since, --until) are RFC 3339 ("2026-11-01T00:00:00Z"), a date
 ("2026-11-01", UTC) or a duration back from now ("24h", "7d").`,
 	}
 	cmd.AddCommand(
-		newAuditKeygenCmd(e),
+		newKeygenCmd(e, "Write an Ed25519 key pair for checkpoints: NAME.pem (private, PKCS #8) and NAME.pub.pem (PKIX)"),
 		newAuditVerifyCmd(e),
 		newAuditDisclosuresCmd(e),
 		newAuditBreakGlassCmd(e),
@@ -314,46 +314,6 @@ Times (--since, --until) are RFC 3339 ("2026-11-01T00:00:00Z"), a date
 		newAuditRecertifyCmd(e),
 		newAuditChangesCmd(e),
 	)
-	return cmd
-}
-
-func newAuditKeygenCmd(e *env) *cobra.Command {
-	var out string
-	cmd := &cobra.Command{
-		Use:   "keygen -o NAME",
-		Short: "Write an Ed25519 key pair for checkpoints: NAME.pem (private, PKCS #8) and NAME.pub.pem (PKIX)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out == "" {
-				return usageErrorf("-o is required")
-			}
-			priv, pub, err := audit.GenerateKey()
-			if err != nil {
-				return err
-			}
-			for _, f := range []struct {
-				name string
-				data []byte
-				mode os.FileMode
-			}{{out + ".pem", priv, 0o600}, {out + ".pub.pem", pub, 0o644}} {
-				fh, err := os.OpenFile(f.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
-				if err != nil {
-					return usageErrorf("keygen: %v", err)
-				}
-				_, werr := fh.Write(f.data)
-				if err := errors.Join(werr, fh.Close()); err != nil {
-					return err
-				}
-			}
-			k, err := audit.LoadPublicKey(out + ".pub.pem")
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "wrote %s.pem and %s.pub.pem, key id %s\n", out, out, audit.KeyID(k))
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "file name prefix of the key pair")
 	return cmd
 }
 

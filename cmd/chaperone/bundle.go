@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +43,7 @@ failed or (diff --fail-on-change) decisions changed; 2 usage or input error.`,
 	cmd.AddCommand(
 		newBundleBuildCmd(e),
 		newBundleSignCmd(e),
-		newBundleKeygenCmd(e),
+		newKeygenCmd(e, "Write an Ed25519 key pair for signing bundles: NAME.pem (private, PKCS #8) and NAME.pub.pem (PKIX)"),
 		newBundleVerifyCmd(e),
 		newBundleInspectCmd(e),
 		newBundleDiffCmd(e),
@@ -175,50 +174,6 @@ not change.`,
 	cmd.Flags().StringVar(&keyFile, "key", "", "Ed25519 private key (PKCS #8 PEM, from bundle keygen)")
 	cmd.Flags().StringVar(&keyID, "key-id", "", "key id in the signature (default: the key's JWK thumbprint)")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "write the signed bundle here (default: in place)")
-	return cmd
-}
-
-func newBundleKeygenCmd(e *env) *cobra.Command {
-	var out string
-	cmd := &cobra.Command{
-		Use:   "keygen -o NAME",
-		Short: "Write an Ed25519 key pair: NAME.pem (private) and NAME.pub.pem",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out == "" {
-				return usageErrorf("-o is required")
-			}
-			pub, priv, err := ed25519.GenerateKey(rand.Reader)
-			if err != nil {
-				return err
-			}
-			privPEM, err := bundles.MarshalPrivateKey(priv)
-			if err != nil {
-				return err
-			}
-			pubPEM, err := bundles.MarshalPublicKey(pub)
-			if err != nil {
-				return err
-			}
-			for _, f := range []struct {
-				name string
-				data []byte
-				mode os.FileMode
-			}{{out + ".pem", privPEM, 0o600}, {out + ".pub.pem", pubPEM, 0o644}} {
-				fh, err := os.OpenFile(f.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, f.mode)
-				if err != nil {
-					return usageErrorf("keygen: %v", err)
-				}
-				_, werr := fh.Write(f.data)
-				if err := errors.Join(werr, fh.Close()); err != nil {
-					return err
-				}
-			}
-			fmt.Fprintf(e.stdout, "wrote %s.pem and %s.pub.pem, key id %s\n", out, out, bundles.KeyID(pub))
-			return nil
-		},
-	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "file name prefix of the key pair")
 	return cmd
 }
 
