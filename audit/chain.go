@@ -155,6 +155,15 @@ func appendSealed(dst []byte, r *Record) ([]byte, string, error) {
 	return dst, string(digest[:]), nil
 }
 
+// sealedBody is the JSON a stored line's hash covers (the line without its
+// hash field); the line must have passed unseal.
+func sealedBody(line []byte) []byte {
+	line = bytes.TrimRight(line, "\r\n")
+	body := make([]byte, 0, len(line)-hashSuffixLen+1)
+	body = append(body, line[:len(line)-hashSuffixLen]...)
+	return append(body, '}')
+}
+
 // unseal checks a stored line against its own hash and decodes it.
 func unseal(line []byte) (*Record, string, error) {
 	line = bytes.TrimRight(line, "\r\n")
@@ -405,6 +414,15 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 				s.Signed++
 				s.LastCheckpointAt = cp.Time
 				signed = true
+			}
+		}
+		if r.Kind == KindCheckpoint || r.Kind == KindGenesis || r.Kind == KindRestart {
+			// A signed record is written by the log itself, byte for byte
+			// what encoding/json makes of it: another spelling of the same
+			// content (spaces, an unknown field) is an edit its signature
+			// does not cover.
+			if canon, err := json.Marshal(r); err != nil || !bytes.Equal(canon, sealedBody(e.Line)) {
+				return s, bad(ErrHashMismatch, "a signed record not in its canonical form")
 			}
 		}
 		if len(keys) > 0 && !signed && cadence != nil {

@@ -70,6 +70,12 @@ func reseal(t *testing.T, line []byte, edit func(map[string]any)) []byte {
 	edit(m)
 	delete(m, "hash")
 	body, _ := json.Marshal(m)
+	// A careful forger writes the canonical encoding: the record's own
+	// field order.
+	var r audit.Record
+	if err := json.Unmarshal(body, &r); err == nil {
+		body, _ = json.Marshal(&r)
+	}
 	sum := sha256.Sum256(body)
 	return append(append(body[:len(body)-1:len(body)-1], []byte(`,"hash":"`+hex.EncodeToString(sum[:])+`"}`)...), '\n')
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"os"
@@ -459,7 +461,7 @@ func TestPropertyCutsAndRewritesFail(t *testing.T) {
 				case 0:
 					m["time"] = "2031-01-01T00:00:00Z"
 				case 1:
-					m["kind"] = "decision"
+					m["kind"] = "review"
 				default:
 					m["decision"] = "DENY"
 					m["decisionId"] = "d-forged"
@@ -480,4 +482,37 @@ func TestPropertyCutsAndRewritesFail(t *testing.T) {
 			t.Fatalf("%s: VerifyWith = %v, want tampering", what, err)
 		}
 	}
+}
+
+// TestSignedRecordsAreCanonical: the clean-shutdown checkpoint, last in the
+// log, respelt (an unknown field, spaces) with its hash recomputed fails.
+func TestSignedRecordsAreCanonical(t *testing.T) {
+	t.Parallel()
+	signer := newSigner(t)
+	orig := writeLog(t, filepath.Join(t.TempDir(), "a.jsonl"), signer, 0, 5)
+	last := len(orig) - 1
+	if _, err := audit.Verify(entries(orig), signer.Public()); err != nil {
+		t.Fatal(err)
+	}
+	for name, respelt := range map[string][]byte{
+		"unknown field": bytes.Replace(orig[last], []byte(`"kind":"checkpoint"`), []byte(`"note":"x","kind":"checkpoint"`), 1),
+		"spaces":        bytes.Replace(orig[last], []byte(`"kind":"checkpoint"`), []byte(`"kind": "checkpoint"`), 1),
+		"escape":        bytes.Replace(orig[last], []byte(`"kind":"checkpoint"`), []byte(`"kind":"\u0063heckpoint"`), 1),
+	} {
+		lines := append([][]byte(nil), orig...)
+		lines[last] = respace(t, respelt)
+		if _, err := audit.Verify(entries(lines), signer.Public()); !errors.Is(err, audit.ErrHashMismatch) {
+			t.Errorf("%s: Verify = %v, want ErrHashMismatch", name, err)
+		}
+	}
+}
+
+// respace recomputes the hash of a line whose body was respelt.
+func respace(t *testing.T, line []byte) []byte {
+	t.Helper()
+	line = bytes.TrimRight(line, "\n")
+	i := bytes.LastIndex(line, []byte(`,"hash":"`))
+	body := append(bytes.Clone(line[:i]), '}')
+	sum := sha256.Sum256(body)
+	return append(append(body[:len(body)-1], []byte(`,"hash":"`+hex.EncodeToString(sum[:])+`"}`)...), '\n')
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -128,7 +129,9 @@ func WithChangeTimeout(d time.Duration) Option { return func(l *Log) { l.changeT
 
 // WithInstance names the writer in the genesis and restart records (the
 // server's instance id, by default its host name).
-func WithInstance(id string) Option { return func(l *Log) { l.instance = id } }
+func WithInstance(id string) Option {
+	return func(l *Log) { l.instance = strings.ToValidUTF8(id, "\uFFFD") }
+}
 
 // WithJoin makes the log a guest on a chain another writer owns (chaperone
 // audit review appending to a server's log): it writes no genesis or
