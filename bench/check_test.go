@@ -163,7 +163,7 @@ func cedarRequest() (cedar.EntityMap, cedar.Request) {
 			Attributes: cedar.NewRecord(cedar.RecordMap{
 				"id": cedar.String(r.Subject.Id), "kind": cedar.String("practitioner"),
 				"roles": cedar.NewSet(cedar.String("clinician")), "organization": cedar.String("Organization/o1"),
-				"clientId": cedar.String("portal"), "scopes": cedar.NewSet(cedar.String("user/Observation.rs")),
+				"clientId": cedar.String("portal"), "launchPatient": cedar.String(""), "scopes": cedar.NewSet(cedar.String("user/Observation.rs")),
 				"identifiers": cedar.NewSet(),
 			})},
 		resource: {UID: resource, Attributes: cedar.NewRecord(cedar.RecordMap{
@@ -179,6 +179,8 @@ func cedarRequest() (cedar.EntityMap, cedar.Request) {
 		"purposeOfUse": cedar.String("TREAT"), "time": cedar.NewDatetime(r.Context.Time.AsTime()), "hour": cedar.Long(12),
 		"breakGlassReason": cedar.String(""), "networkZone": cedar.String("clinic"), "deviceTrust": cedar.String(""),
 		"consent": cedar.String("NO_CONSENT"), "breakGlassGrant": cedar.False,
+		"consentNamesSubject": cedar.False, "consentNamesRecipient": cedar.False, "consentRestrictsRecipient": cedar.False,
+		"sameOrganization": cedar.True, "population": cedar.False,
 		"scopes": cedar.NewRecord(cedar.RecordMap{"present": cedar.True, "allows": cedar.True, "levels": cedar.NewSet(cedar.String("user"))}),
 		"agreement": cedar.NewRecord(cedar.RecordMap{
 			"exists": cedar.False, "active": cedar.False, "covers": cedar.False, "vendor": cedar.String(""), "tier": cedar.String(""),
