@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/chaperone-pdp/chaperone/audit"
@@ -70,12 +71,23 @@ func NewConsentService(store consentstore.Store, opts ...ConsentOption) *Consent
 	return s
 }
 
-// WithConsentService mounts svc on a [Server].
+// WithConsentService mounts svc on a [Server]. A request message larger
+// than twice the consent byte limit (plus 64 KiB) is refused with
+// resource_exhausted before it is decoded (the exact limit applies to the
+// consent's JSON once decoded).
 func WithConsentService(svc *ConsentService) Option {
 	return WithService(chaperonev1connect.ConsentServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
+		if svc.maxBytes > 0 {
+			opts = append(opts, connect.WithReadMaxBytes(svc.readMaxBytes()))
+		}
 		return chaperonev1connect.NewConsentServiceHandler(svc, opts...)
 	})
 }
+
+// readMaxBytes bounds a ConsentService request message on the wire: the
+// consent's JSON may be encoded as protobuf Struct or JSON, a little larger
+// than the JSON the limit counts.
+func (s *ConsentService) readMaxBytes() int { return 2*s.maxBytes + 64<<10 }
 
 // Put implements [chaperonev1connect.ConsentServiceHandler]. A consent
 // longer than the byte limit is refused before it is parsed; the store
@@ -85,6 +97,11 @@ func WithConsentService(svc *ConsentService) Option {
 func (s *ConsentService) Put(ctx context.Context, req *connect.Request[chaperonev1.ConsentServicePutRequest]) (*connect.Response[chaperonev1.ConsentServicePutResponse], error) {
 	if req.Msg.GetConsent() == nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("consent: required"))
+	}
+	if s.maxBytes > 0 && proto.Size(req.Msg.GetConsent()) > s.readMaxBytes() {
+		// Not worth encoding: far beyond the limit (a handler mounted
+		// without WithConsentService has no read limit).
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("consent: larger than %d bytes", s.maxBytes))
 	}
 	data, err := protojson.Marshal(req.Msg.GetConsent())
 	if err != nil {
