@@ -5,7 +5,22 @@
 // in-memory implementation; the same behaviour is checked for every
 // implementation by package storetest. [Store.ForPatient] is the hot-path
 // read: the patient's consents that are not revoked, and a version string
-// that changes on every write for the patient. Reading and compiling the
+// that changes on every write for the patient.
+//
+// [Store.Put] refuses, writing nothing: an id that is not a FHIR id and a
+// consent dated (R4 dateTime, R5 date) more than [Limits.MaxClockSkew] in
+// the future of the store's clock ([ErrInvalid], a [*InvalidError] naming
+// the element), an id that is stored for another patient
+// ([ErrOtherPatient]), a stale [IfVersion] ([ErrVersionMismatch]), and what
+// exceeds [Limits] ([ErrLimit]): bytes per consent, provisions per consent,
+// records per patient. [WithMemoryLimits] and [WithLimits] set them.
+//
+//	_, err := store.Put(ctx, c, consentstore.IfVersion(rec.Version))
+//	if errors.Is(err, consentstore.ErrVersionMismatch) {
+//		// someone else wrote it first: read it again
+//	}
+//
+// Reading and compiling the
 // FHIR resource is package github.com/chaperone-pdp/chaperone/fhirconsent;
 // [Memory.Load] seeds a store from files of resources.
 //
@@ -25,7 +40,12 @@
 // id → "VERSION|REVOKED|PAYLOAD"), :grants. Every write runs as one Lua
 // script that bumps the patient's version, writes the record and publishes
 // an invalidation on PREFIX:invalidate. Revoked records stay in the hash,
-// readable as revoked. PREFIX:consent:{id} maps an id to its patient.
+// readable as revoked. PREFIX:consent:{id} maps an id to its patient: a
+// Put claims it first with a script in the id's slot (refused when another
+// patient holds it; a fresh claim is tentative, "PATIENT|TOKEN", until the
+// record is written, and released when the write is refused), then the
+// write script checks ifVersion and the patient's record count against the
+// hash and writes, all in the patient's slot. An id never changes patient.
 //
 // Each replica caches, per patient, the compiled [Set] and the grants (a
 // bounded LRU with a TTL), and each client's agreement. A miss costs one

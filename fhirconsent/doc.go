@@ -21,7 +21,12 @@
 // provision with its type (or, without one, the effect of policyRule), in
 // R5 the consent's decision with the top-level provisions as its children.
 // Nested provisions are exceptions to their parent and carry the opposite
-// effect.
+// effect. Without a type, an OPTIN/OPTOUT policyRule or an R5 decision the
+// root has no effect ([Effect] zero): it decides nothing itself.
+// Identifiers ([Identifier]) are compared by system and value
+// ([Identifier.Matches]): a missing system matches only a missing system.
+// [ValidID] is the FHIR id syntax; [Parse] refuses a resource whose id
+// breaks it.
 //
 // A compiled consent is shared by concurrent decisions and must be treated
 // as read-only; [Consent.WithID] makes the copy a store keeps.

@@ -73,7 +73,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if maxSkew <= 0 {
 				return usageErrorf("--max-clock-skew must be positive")
 			}
-			limits, err := cl.limits(maxSkew)
+			limits, err := cl.limits(maxSkew, sf.maxRequestBytes)
 			if err != nil {
 				return err
 			}
