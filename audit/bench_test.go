@@ -109,4 +109,24 @@ func BenchmarkRecord(b *testing.B) {
 			closeLog(b, l)
 		})
 	}
+	// Durable: each Record waits for its fsync; 64 goroutines share them.
+	b.Run("sink=file/ack=durable/parallel", func(b *testing.B) {
+		s, err := audit.OpenFile(filepath.Join(b.TempDir(), "audit.jsonl"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		l := audit.New(s, audit.WithSigner(newSigner(b)), audit.WithDurable(true))
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := l.Record(ctx, "", req, resp); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.StopTimer()
+		closeLog(b, l)
+	})
 }
