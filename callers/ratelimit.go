@@ -141,6 +141,30 @@ func (l *RateLimiter) AllowN(key string, n int, spec *RateSpec) error {
 	return &RateLimitError{RetryAfter: max(wait, time.Millisecond), Cost: n, Burst: burst}
 }
 
+// Peek returns a [*RateLimitError] when the bucket of key does not hold one
+// token now, without taking any.
+func (l *RateLimiter) Peek(key string, spec *RateSpec) error {
+	s := l.def
+	if spec != nil {
+		s = *spec
+	}
+	if s.PerSecond == 0 {
+		return nil
+	}
+	now := l.now()
+	l.mu.Lock()
+	b, ok := l.buckets.Get(key)
+	l.mu.Unlock()
+	if !ok || b.spec != s {
+		return nil // a new bucket is full
+	}
+	if tokens := b.lim.TokensAt(now); tokens < 1 {
+		wait := time.Duration((1 - tokens) / s.PerSecond * float64(time.Second))
+		return &RateLimitError{RetryAfter: max(wait, time.Millisecond), Cost: 1, Burst: b.lim.Burst()}
+	}
+	return nil
+}
+
 // LimitKey is the bucket key of c: its id, or for an anonymous caller (no
 // authentication configured) its remote address, so that one client cannot
 // spend every other client's share. IPv6 addresses share a bucket per /64,

@@ -28,6 +28,7 @@ type requestInfo struct {
 	correlationID string
 	caller        *callers.Caller
 	limitKey      string // the caller's rate limit bucket, when limited
+	deferCost     bool   // the request's tokens are taken once its body is read
 	procedure     string // "/pkg.Service/Method", or "" for non-RPC paths
 	code          connect.Code
 	codeSet       bool

@@ -188,11 +188,20 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				}
 			}
 			if g.limiter != nil {
-				// One token per request here; a request asking for more
-				// decisions pays the rest once its body is read
-				// ([decisionCost]).
+				// One token per request here. A batch only needs one to
+				// be there: it pays for all its decisions at once when its
+				// body is read ([decisionCost]), so that a token spent
+				// here is never lost to a batch refused later (under
+				// contention batches would starve).
 				ri.limitKey = callers.LimitKey(caller, r.RemoteAddr)
-				if err := g.limiter.Allow(ri.limitKey, g.authz.RateFor(caller)); err != nil {
+				spec := g.authz.RateFor(caller)
+				var err error
+				if ri.deferCost = batchProcedures[r.URL.Path]; ri.deferCost {
+					err = g.limiter.Peek(ri.limitKey, spec)
+				} else {
+					err = g.limiter.Allow(ri.limitKey, spec)
+				}
+				if err != nil {
 					g.refuse(w, r, ri, start, connect.CodeResourceExhausted, err)
 					return
 				}
@@ -378,10 +387,15 @@ func rateLimitError(rl *callers.RateLimitError) *connect.Error {
 	return cerr
 }
 
+// batchProcedures pay for their decisions in [decisionCost], not in the
+// guard.
+var batchProcedures = map[string]bool{
+	"/chaperone.v1.DecisionService/BatchCheck": true,
+}
+
 // decisionCost makes rate limits count decisions, not requests: a request
-// carrying n decisions (a BatchCheck of n) takes its n-1 further tokens
-// from the caller's bucket before it is decided, or is refused with
-// resource_exhausted.
+// carrying n decisions (a BatchCheck of n) takes n tokens from the caller's
+// bucket before it is decided, or is refused with resource_exhausted.
 type decisionCost struct{ g *Guard }
 
 var _ connect.Interceptor = decisionCost{}
@@ -401,8 +415,13 @@ func (dc decisionCost) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if !ok || ri == nil || ri.caller == nil || ri.limitKey == "" {
 			return next(ctx, req)
 		}
-		if n := len(b.GetRequests()); n > 1 {
-			if err := dc.g.limiter.AllowN(ri.limitKey, n-1, dc.g.authz.RateFor(ri.caller)); err != nil {
+		n := len(b.GetRequests())
+		cost := n
+		if !ri.deferCost {
+			cost-- // the guard took one
+		}
+		if cost > 0 {
+			if err := dc.g.limiter.AllowN(ri.limitKey, cost, dc.g.authz.RateFor(ri.caller)); err != nil {
 				var rl *callers.RateLimitError
 				if !errors.As(err, &rl) {
 					return nil, connect.NewError(connect.CodeInternal, errors.New("rate limit"))
