@@ -19,7 +19,9 @@
 // marks the mutants of that line (only operator OP's when one is named,
 // and only the one whose original text is TEXT when that is given) as
 // equivalent: no request can tell them apart from the original. They are
-// reported with the reason and not scored.
+// reported with the reason and not scored; with
+// [Options.CheckEquivalent] they are run as well, and one a test kills is
+// reported (its mark is wrong).
 //
 // [Run] tests every mutant of a bundle directory in process: the files are
 // read once, the suites prepared once ([policytest.Prepare]), each mutant

@@ -79,6 +79,10 @@ func (r *Report) Line() string {
 type Options struct {
 	// Workers is how many mutants are tested at once; 0 means GOMAXPROCS.
 	Workers int
+	// CheckEquivalent also runs the suites against the mutants marked
+	// equivalent, to report those a test kills (their mark is wrong). Off,
+	// they are listed without being run: each would run every test.
+	CheckEquivalent bool
 }
 
 // ErrSuitesFail is returned when the suites fail against the bundle as
@@ -137,6 +141,10 @@ func Run(ctx context.Context, dir string, opts Options) (*Report, error) {
 			defer wg.Done()
 			r := prep.NewRunner()
 			for o := range jobs {
+				if o.Equivalent != "" && !opts.CheckEquivalent {
+					o.Status = Equivalent
+					continue
+				}
 				if err := test(ctx, r, files, sources[o.File], o); err != nil {
 					errc <- err
 					for range jobs {

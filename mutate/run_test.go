@@ -63,7 +63,10 @@ func TestWeakSuiteLeavesSurvivors(t *testing.T) {
 // asserted kill every mutant; the equivalent one is listed, not scored.
 func TestStrongSuiteKillsAll(t *testing.T) {
 	t.Parallel()
-	rep := runMutate(t, "testdata/strong")
+	rep, err := mutate.Run(context.Background(), "testdata/strong", mutate.Options{CheckEquivalent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s := survivors(rep); len(s) > 0 {
 		t.Errorf("survivors: %v", s)
 	}
@@ -124,5 +127,39 @@ func TestFailingSuitesAreRefused(t *testing.T) {
 	_, err := mutate.Run(context.Background(), dir, mutate.Options{})
 	if !errors.Is(err, mutate.ErrSuitesFail) {
 		t.Fatalf("Run = %v, want ErrSuitesFail", err)
+	}
+}
+
+// TestWrongEquivalenceIsReported: a mutant marked equivalent that a test
+// kills is reported when equivalence is checked, and only then.
+func TestWrongEquivalenceIsReported(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, f := range []string{"manifest.yaml", "p.cedar", "s_test.yaml"} {
+		data, err := os.ReadFile("testdata/strong/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "p.cedar" {
+			data = bytes.Replace(data, []byte(`  context.purposeOfUse == "TREAT" &&`),
+				[]byte(`  context.purposeOfUse == "TREAT" && // mutate: equivalent drop-conjunct — wrongly`), 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, check := range []bool{false, true} {
+		rep, err := mutate.Run(context.Background(), dir, mutate.Options{CheckEquivalent: check})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := mutate.WriteText(&out, rep, false); err != nil {
+			t.Fatal(err)
+		}
+		reported := strings.Contains(out.String(), `drop conjunct: context.purposeOfUse == "TREAT": marked equivalent but killed by strong/not for payment`)
+		if reported != check || rep.Equivalent != 2 {
+			t.Errorf("CheckEquivalent %v: reported %v, %d equivalent:\n%s", check, reported, rep.Equivalent, out.String())
+		}
 	}
 }

@@ -32,9 +32,12 @@ research_type(t) if t == "Patient"
 research_type(t) if patient_element[t]
 
 permit contains "analytics-deidentified" if {
+	# mutate: equivalent drop-expr — analytics-research-requires-analyst (analytics.cedar) forbids research purposes to every other role
 	"analyst" in input.subject.roles
 	input.facts.sameOrganization
+	# mutate: equivalent drop-expr — analytics-analyst-research-only (analytics.cedar) forbids the analyst every other purpose
 	input.purposeOfUse in research_purposes
+	# mutate: equivalent drop-expr — analytics-read-only (analytics.cedar) forbids the analyst every other action
 	input.action in {"read", "search", "export"}
 	research_type(input.resource.type)
 }

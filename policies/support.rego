@@ -19,6 +19,7 @@ permit contains {"id": "support-read-patient-contact", "overridesConsent": true}
 }
 
 restricted if {
+	# mutate: equivalent drop-expr — consentRestrictsRecipient is only set on a consent DENY
 	input.consent.decision == "DENY"
 	input.consent.restrictsRecipient
 }

@@ -21,9 +21,10 @@ func newTestCmd(e *env) *cobra.Command {
 		mutateRun bool
 		mutateMin float64
 		verbose   bool
+		checkEq   bool
 	)
 	cmd := &cobra.Command{
-		Use:   "test [DIR] [--format text|junit|json] [--run REGEXP] [--coverage] [--mutate [--mutate-min P]]",
+		Use:   "test [DIR] [--format text|junit|json] [--run REGEXP] [--coverage] [--mutate [--mutate-min P] [--check-equivalent]]",
 		Short: "Run the policy test suites (*_test.yaml) of a bundle directory",
 		Long: `test runs every *_test.yaml suite under DIR (default policies) against the
 bundle in DIR, through the real engine with the suites' fixtures (FHIR
@@ -51,8 +52,9 @@ original text"; the report ends with "mutants: K killed of N (P%)", N
 counting neither mutants that do not compile nor equivalent ones. A
 comment "mutate: equivalent [OP [TEXT]] — reason" (// in Cedar, # in Rego)
 at the end of a line, or on the line before, marks that line's mutants
-(only operator OP's, when named, of original text TEXT) as equivalent: listed with the reason, not
-scored, and reported if a test kills one anyway. --format json writes every
+(only operator OP's, when named, of original text TEXT) as equivalent: listed
+with the reason and not scored; --check-equivalent runs them too and reports
+those a test kills (their mark is wrong). --format json writes every
 mutant with its status. -v also lists killed and non-compiling mutants.
 --mutate-min P exits 1 when the score is below P percent (default 0).
 The suites must pass against the bundle as written.
@@ -79,10 +81,10 @@ with file and line) or bad usage.`,
 				if mutateMin < 0 || mutateMin > 100 {
 					return usageErrorf("--mutate-min %v: want a percentage from 0 to 100", mutateMin)
 				}
-				return runMutate(cmd.Context(), e, dir, format, mutateMin, verbose)
+				return runMutate(cmd.Context(), e, dir, format, mutateMin, verbose, checkEq)
 			}
-			if cmd.Flags().Changed("mutate-min") {
-				return usageErrorf("--mutate-min needs --mutate")
+			if cmd.Flags().Changed("mutate-min") || checkEq {
+				return usageErrorf("--mutate-min and --check-equivalent need --mutate")
 			}
 			var opts policytest.Options
 			if runExpr != "" {
@@ -127,17 +129,18 @@ with file and line) or bad usage.`,
 	cmd.Flags().BoolVar(&mutateRun, "mutate", false, "score the suites by the policy mutants they kill")
 	cmd.Flags().Float64Var(&mutateMin, "mutate-min", 0, "with --mutate: exit 1 when fewer than this percentage of mutants are killed")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "with --mutate: list killed and non-compiling mutants too")
+	cmd.Flags().BoolVar(&checkEq, "check-equivalent", false, "with --mutate: also run the mutants marked equivalent and report those a test kills")
 	return cmd
 }
 
 // runMutate is `chaperone test --mutate`.
-func runMutate(ctx context.Context, e *env, dir, format string, min float64, verbose bool) error {
+func runMutate(ctx context.Context, e *env, dir, format string, min float64, verbose, checkEq bool) error {
 	// Thousands of decisions on a small heap: collecting less often saves
 	// about a quarter of the CPU time. GOGC, when set, wins.
 	if _, set := os.LookupEnv("GOGC"); !set {
 		defer debug.SetGCPercent(debug.SetGCPercent(400))
 	}
-	rep, err := mutate.Run(ctx, dir, mutate.Options{})
+	rep, err := mutate.Run(ctx, dir, mutate.Options{CheckEquivalent: checkEq})
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
