@@ -191,7 +191,8 @@ func TestInvalidInputEveryTransport(t *testing.T) {
 
 // TestUnknownJSONFields: a member the message does not have is
 // invalid_argument naming its path on every JSON door (Connect POST with
-// both JSON content types, Connect GET, gRPC-JSON) and every service;
+// both JSON content types, Connect GET, gRPC-JSON, gRPC-Web JSON) and
+// every service;
 // connect-go's own codec would have dropped it.
 func TestUnknownJSONFields(t *testing.T) {
 	t.Parallel()
@@ -218,7 +219,7 @@ func TestUnknownJSONFields(t *testing.T) {
 	}
 	client := h2cClient()
 	for _, c := range cases {
-		for _, door := range []string{"connect", "connect charset", "connect GET", "grpc+json", "grpc+json charset"} {
+		for _, door := range []string{"connect", "connect charset", "connect GET", "grpc+json", "grpc+json charset", "grpc-web+json"} {
 			if door == "connect GET" && !strings.HasPrefix(c.path, "/chaperone.v1.DecisionService/") {
 				continue // only side-effect-free methods answer GET
 			}
@@ -253,14 +254,15 @@ func callJSON(t *testing.T, client *http.Client, u, door, body string) (code, ms
 		}
 	case "connect GET":
 		req, err = http.NewRequest(http.MethodGet, u+"?connect=v1&encoding=json&message="+url.QueryEscape(body), nil)
-	case "grpc+json", "grpc+json charset":
+	case "grpc+json", "grpc+json charset", "grpc-web+json":
 		var frame bytes.Buffer
 		frame.WriteByte(0)
 		binary.Write(&frame, binary.BigEndian, uint32(len(body)))
 		frame.WriteString(body)
 		req, err = http.NewRequest(http.MethodPost, u, &frame)
 		if err == nil {
-			req.Header.Set("Content-Type", map[string]string{"grpc+json": "application/grpc+json", "grpc+json charset": "application/grpc+json; charset=utf-8"}[door])
+			req.Header.Set("Content-Type", map[string]string{"grpc+json": "application/grpc+json",
+				"grpc+json charset": "application/grpc+json; charset=utf-8", "grpc-web+json": "application/grpc-web+json"}[door])
 			req.Header.Set("TE", "trailers")
 		}
 	}
@@ -281,6 +283,12 @@ func callJSON(t *testing.T, client *http.Client, u, door, body string) (code, ms
 		m := resp.Trailer.Get("Grpc-Message")
 		if m == "" {
 			m = resp.Header.Get("Grpc-Message")
+		}
+		if status == "" && door == "grpc-web+json" {
+			// gRPC-Web sends trailers as the last frame of the body.
+			if i := bytes.LastIndex(raw, []byte("grpc-status:")); i >= 0 {
+				status = strings.TrimSpace(strings.SplitN(string(raw[i+len("grpc-status:"):]), "\n", 2)[0])
+			}
 		}
 		m, _ = url.PathUnescape(m)
 		switch status {
