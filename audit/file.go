@@ -366,3 +366,40 @@ func readFile(path string, yield func(Entry, error) bool) bool {
 		}
 	}
 }
+
+// hashAt returns the hash of the record numbered seq in the log (its rotated
+// files and PATH), and false when the log has no such record. It reads the
+// one file that can hold it.
+func (s *FileSink) hashAt(seq uint64) (string, bool, error) {
+	segs, err := segments(s.path)
+	if err != nil {
+		return "", false, err
+	}
+	file := s.path
+	for i := len(segs) - 1; i >= 0; i-- {
+		first, err := strconv.ParseUint(segs[i][len(s.path)+1:], 10, 64)
+		if err == nil && first <= seq {
+			// PATH holds it only if PATH starts after this segment's records.
+			if f, err := firstSeq(s.path); err == nil && f <= seq {
+				break
+			}
+			file = segs[i]
+			break
+		}
+	}
+	var (
+		hash  string
+		found bool
+	)
+	prefix := []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `,`)
+	readFile(file, func(e Entry, err error) bool {
+		if err != nil || !bytes.HasPrefix(e.Line, prefix) {
+			return err == nil
+		}
+		if _, h, uerr := unseal(e.Line); uerr == nil {
+			hash, found = h, true
+		}
+		return false
+	})
+	return hash, found, nil
+}

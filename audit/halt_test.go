@@ -235,3 +235,59 @@ func TestTornLastLine(t *testing.T) {
 		t.Fatalf("torn line inside the log: %v, want tampering", err)
 	}
 }
+
+// TestRestartRefusesAReplacedLog: a log replaced, while its server was
+// down, by a longer one (more records than the anchored head) is refused
+// at start: the record at the anchored place is not the anchored one.
+func TestRestartRefusesAReplacedLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	signer := newSigner(t)
+	anchor := audit.NewFileAnchor(filepath.Join(dir, "anchor"))
+	l0 := audit.New(openFile(t, path, audit.WithMaxFileSize(2048)), audit.WithSigner(signer), audit.WithAnchor(anchor))
+	record(t, l0, 0, 10)
+	closeLog(t, l0)
+	// Another log of the same key, longer, in its place.
+	other := filepath.Join(t.TempDir(), "other.jsonl")
+	longer := writeLog(t, other, signer, 500, 60)
+	for _, seg := range mustGlob(t, path+".0*") {
+		os.Remove(seg)
+	}
+	writeFile(t, path, bytes.Join(longer, nil))
+	l := audit.New(openFile(t, path), audit.WithSigner(signer), audit.WithAnchor(anchor))
+	req, resp := decision(1)
+	_ = l.Record(context.Background(), "test", req, resp)
+	waitUntil(t, "halted", func() bool { return l.Stats().Halted })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = l.Close(ctx)
+	if n := len(readLines(t, path)); n != len(longer) {
+		t.Fatalf("%d lines, want %d: the refused log was written to", n, len(longer))
+	}
+	// The genuine log, rotated, is taken up: the anchored record is found
+	// in its segment.
+	path2 := filepath.Join(dir, "b.jsonl")
+	anchor2 := audit.NewFileAnchor(filepath.Join(dir, "anchor2"))
+	l1 := audit.New(openFile(t, path2, audit.WithMaxFileSize(2048)), audit.WithSigner(signer), audit.WithAnchor(anchor2), audit.WithCheckpoints(5, time.Hour), audit.WithBatchSize(3))
+	record(t, l1, 0, 40)
+	closeLog(t, l1)
+	if len(mustGlob(t, path2+".0*")) < 2 {
+		t.Fatal("the genuine log did not rotate")
+	}
+	l2 := audit.New(openFile(t, path2, audit.WithMaxFileSize(2048)), audit.WithSigner(signer), audit.WithAnchor(anchor2))
+	record(t, l2, 100, 105)
+	closeLog(t, l2)
+	if l2.Stats().Halted {
+		t.Fatal("the genuine log was refused")
+	}
+}
+
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	m, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -680,6 +680,10 @@ func (l *Log) run(w *writer) {
 			}
 		}
 	}
+	if l.halted.Load() != nil { // the anchor check refused the log
+		stopped()
+		return
+	}
 	for {
 		select {
 		case it := <-l.queue:
@@ -802,9 +806,26 @@ func (l *Log) readAnchor() {
 		l.logger.Error("audit: cannot read the anchor; the log's end is not checked against it", slog.String("error", err.Error()))
 		return
 	}
-	if ok {
-		l.head = Head{Seq: h.Seq, Hash: h.Hash}
-		l.anchored.Store(h.Seq)
+	if !ok {
+		return
+	}
+	l.head = Head{Seq: h.Seq, Hash: h.Hash}
+	l.anchored.Store(h.Seq)
+	// A file log can also show that the anchored record is still the one
+	// at its place (a log replaced by a longer one passes the head check).
+	if fs, ok := l.sink.(interface {
+		hashAt(seq uint64) (string, bool, error)
+	}); ok {
+		hash, found, err := fs.hashAt(h.Seq)
+		switch {
+		case err != nil:
+			l.logger.Error("audit: cannot read the anchored record back", slog.String("error", err.Error()))
+		case !found || hash != h.Hash:
+			err := fmt.Errorf("%w: the record at the anchored seq %d is missing or differs (%.12s…, anchored %.12s…)", ErrRewound, h.Seq, hash, h.Hash)
+			l.halted.Store(&err)
+			l.logger.Error("audit: the log does not hold its anchored head; refusing to continue it: every decision is denied (AUDIT_UNAVAILABLE) until an operator restarts the server",
+				slog.String("error", err.Error()))
+		}
 	}
 }
 
