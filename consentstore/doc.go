@@ -1,8 +1,7 @@
 // Package consentstore keeps compiled FHIR Consent resources
 // ([fhirconsent.Consent]) by id and by patient.
 //
-// A [Store] keeps compiled consents by id and by patient. [Memory] is the
-// in-memory implementation; the same behaviour is checked for every
+// [Memory] is the in-memory [Store]; the same behaviour is checked for every
 // implementation by package storetest. [Store.ForPatient] is the hot-path
 // read: the patient's consents that are not revoked, and a version string
 // that changes on every write for the patient.
