@@ -140,6 +140,7 @@ func respellable(r *chaperonev1.CheckRequest) []field {
 	add("subject.id", &r.Subject.Id)
 	add("subject.organization", &r.Subject.Organization)
 	add("subject.launchPatient", &r.Subject.LaunchPatient)
+	add("resource.type", &r.Resource.Type)
 	add("resource.id", &r.Resource.Id)
 	add("resource.patient", &r.Resource.Patient)
 	add("resource.organization", &r.Resource.Organization)
