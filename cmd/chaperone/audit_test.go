@@ -347,7 +347,8 @@ func TestAuditRedis(t *testing.T) {
 	runAudit(t, "audit", "keygen", "-o", key)
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	af := addAuditFlags(fs)
-	if err := fs.Parse([]string{"--audit-redis", url, "--audit-stream", "chaperone:audit:r1", "--audit-key", key + ".pem"}); err != nil {
+	if err := fs.Parse([]string{"--audit-redis", url, "--audit-stream", "chaperone:audit:r1", "--audit-key", key + ".pem",
+		"--audit-instance", "r1", "--audit-anchor", url, "--audit-ack", "durable"}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := af.open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -366,6 +367,20 @@ func TestAuditRedis(t *testing.T) {
 	code, stdout, stderr := runAudit(t, "audit", "verify", "--redis", url, "--pub", key+".pub.pem")
 	if code != 0 || !strings.Contains(stdout, "chaperone:audit:r1: intact: ") {
 		t.Fatalf("verify --redis: %d %s %s", code, stdout, stderr)
+	}
+	// The anchor in Redis (default key chaperone:audit-anchor:r1) is reached;
+	// an anchor claiming more than the stream holds is not.
+	for _, args := range [][]string{
+		{"--anchor", url, "--instance", "r1"},
+		{"--anchor", url + "?key=chaperone:audit-anchor:r1"},
+	} {
+		code, stdout, stderr := runAudit(t, append([]string{"audit", "verify", "--redis", url, "--stream", "chaperone:audit:r1", "--pub", key + ".pub.pem"}, args...)...)
+		if code != 0 || !strings.Contains(stdout, "reaches the anchored head") {
+			t.Fatalf("verify --anchor %v: %d %s %s", args, code, stdout, stderr)
+		}
+	}
+	if code, _, stderr := runAudit(t, "audit", "verify", "--redis", url, "--stream", "chaperone:audit:r1", "--pub", key+".pub.pem", "--anchor", url); code != 2 || !strings.Contains(stderr, "--instance") {
+		t.Fatalf("verify --anchor redis without a key or instance: %d %s", code, stderr)
 	}
 	if code, _, stderr := runAudit(t, "audit", "review", "d-2", "--by", "po", "--note", "ok", "--key", key+".pem", "--redis", url); code != 0 {
 		t.Fatalf("review --redis: %d %s", code, stderr)
