@@ -145,7 +145,8 @@ func WithJoin(closed bool) Option { return func(l *Log) { l.join, l.joinClosed =
 // the record is stored (written and fsynced by a [FileSink], acknowledged
 // by Redis for a [RedisSink]), so no answered decision can be missing from
 // the log after a crash. Durable records skip the group-commit delay:
-// records arriving during one write share the next.
+// records arriving during one write share the next. A durable record is
+// never dropped: with fail-open configured, a full queue still fails it.
 func WithDurable(on bool) Option { return func(l *Log) { l.durable = on } }
 
 // WithAnchor writes the head of every checkpoint to a, a second place an
