@@ -84,3 +84,33 @@ func TestEvaluateScopes(t *testing.T) {
 		})
 	}
 }
+
+// FuzzScopes: any scope string is parsed without panicking, and a scope
+// that grants a request is a well-formed resource scope of the request's
+// type (or *), of level patient only for the launch patient's compartment.
+func FuzzScopes(f *testing.F) {
+	for _, s := range []string{"patient/Observation.rs", "user/*.cruds", "system/Patient.read", "user/Observation.rs?category=laboratory",
+		"Patient/Observation.rs", "patient/Observation.sr", "launch/patient", "openid", "user/Observation.rs?", "user/.rs", "/", "?", ""} {
+		f.Add(s, "read", "Observation")
+	}
+	f.Fuzz(func(t *testing.T, scope, action, typ string) {
+		req := &chaperonev1.CheckRequest{
+			Subject:  &chaperonev1.Subject{Id: "Practitioner/p1", Scopes: []string{scope}, LaunchPatient: "Patient/52"},
+			Action:   action,
+			Resource: &chaperonev1.Resource{Type: typ, Patient: "Patient/53"},
+		}
+		got := evaluateScopes(req)
+		if !got.allows {
+			return
+		}
+		sc, kind := parseScope(scope)
+		switch {
+		case kind != scopeResource:
+			t.Fatalf("scope %q (kind %d) granted %s on %s", scope, kind, action, typ)
+		case sc.typ != "*" && sc.typ != typ:
+			t.Fatalf("scope %q granted another type %s", scope, typ)
+		case sc.level == "patient":
+			t.Fatalf("patient scope %q granted outside the launch patient's compartment", scope)
+		}
+	})
+}
