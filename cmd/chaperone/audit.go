@@ -53,7 +53,7 @@ func addAuditFlags(fs *pflag.FlagSet) *auditFlags {
 	f := &auditFlags{}
 	fs.StringVar(&f.file, "audit-file", defaultAuditFile, "append the hash-chained decision log to this JSON-lines file (rotated files beside it)")
 	fs.Int64Var(&f.maxFileSize, "audit-max-file-size", audit.DefaultMaxFileSize, "rotate the audit file at this size (bytes)")
-	fs.StringVar(&f.redisURL, "audit-redis", "", "write the decision log to a Redis stream instead of --audit-file (redis://, rediss://, redis+sentinel://, redis+cluster:// URL; --redis does not imply it)")
+	fs.StringVar(&f.redisURL, "audit-redis", "", "write the decision log to a Redis stream (redis://, rediss://, redis+sentinel://, redis+cluster:// URL): instead of the file, or beside it when --audit-file is given too; --redis does not imply it")
 	fs.StringVar(&f.stream, "audit-stream", "", "Redis stream of this instance (default "+audit.DefaultStreamPrefix+"HOSTNAME)")
 	fs.StringVar(&f.keyFile, "audit-key", "", "Ed25519 private key (PKCS #8 PEM, from audit keygen) signing the genesis, restarts and checkpoints; without it the log is only hash-chained (audit verify --pub refuses it)")
 	fs.BoolVar(&f.failClosed, "audit-fail-closed", true, "when the audit queue stays full (sink failing), answer DENY AUDIT_UNAVAILABLE; false answers and counts the record as dropped")

@@ -126,14 +126,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 			}
 			closers = append(closers, app.close)
 			// The decision log goes where it is told: --audit-file (or its
-			// default) unless --audit-redis names a stream; --redis alone
-			// does not move it (the file given was silently ignored).
-			if af.redisURL != "" && cmd.Flags().Changed("audit-file") {
-				return usageErrorf("--audit-file and --audit-redis: a server keeps one decision log; give one of them")
-			}
-			// The audit log opens first: bundle activations and admin
-			// changes are recorded on it, before they take effect.
-			auditLog, err := af.open(ctx, logger)
+			// default) unless --audit-redis names a stream, both when both
+			// are given; --redis alone does not move it (the file given
+			// was silently ignored for a Redis stream).
+			auditLog, err := af.openLogs(ctx, logger, cmd.Flags().Changed("audit-file"))
 			if err != nil {
 				return err
 			}
@@ -224,7 +220,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 // recordActivation puts every bundle activation on the audit chain before
 // the bundle decides (revision, digest, signers, source, the revision it
 // replaces and whether it is a downgrade), and its outcome after.
-func recordActivation(l *audit.Log) bundles.ActivationRecorder {
+func recordActivation(l server.ChangeRecorder) bundles.ActivationRecorder {
 	return func(ctx context.Context, next, prev bundles.Status) (func(), error) {
 		c := audit.Change{
 			ID: audit.NewChangeID(), Action: audit.ChangeBundleActivate,

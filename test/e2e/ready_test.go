@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -97,4 +98,50 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	redisSrv.Restart()
 	waitFor("redis restarted", http.StatusOK)
 	healthz("redis restarted")
+}
+
+// TestAuditFileAndStream: serve --redis --audit-file F --audit-redis URL
+// writes the decision log to the file and to the stream, each a chain of
+// its own.
+func TestAuditFileAndStream(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	url := "redis://" + addr + "/0"
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	const stream = "chaperone:audit:e2e"
+	_, base := startServe(t, "--redis", url, "--audit-file", auditFile, "--audit-redis", url, "--audit-stream", stream)
+	decisions := chaperonev1connect.NewDecisionServiceClient(httpClient(), base)
+	resp, err := decisions.Check(context.Background(), connect.NewRequest(&chaperonev1.CheckRequest{
+		Subject:      &chaperonev1.Subject{Id: "Practitioner/p1", Kind: "practitioner", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+		Action:       "read",
+		Resource:     &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/e2e", Organization: "Organization/o1"},
+		PurposeOfUse: "TREAT",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := []byte(resp.Msg.GetDecisionId())
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(auditFile)
+		inFile := bytes.Contains(b, id)
+		inStream := false
+		msgs, _ := rdb.XRange(context.Background(), stream, "-", "+").Result()
+		for _, m := range msgs {
+			for _, v := range m.Values {
+				if s, ok := v.(string); ok && bytes.Contains([]byte(s), id) {
+					inStream = true
+				}
+			}
+		}
+		if inFile && inStream {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s: decision in the file %v, in the stream %v (%d entries)", inFile, inStream, len(msgs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
