@@ -9,7 +9,9 @@
 // patterns, IP addresses, item counts, required messages) a plan compiled
 // from the descriptors passes valid messages in plain Go, and only a
 // message the plan cannot pass is evaluated by protovalidate, which words
-// the violations.
+// the violations. The patterns every request meets
+// (references, ids, codes, tokens, the break-glass reason) are matched by
+// plain-Go functions held to their regular expressions by a test.
 //
 // [UnmarshalJSON] reads a message's proto3 JSON form and refuses a field
 // the message does not have, naming its path ("resource.securityLabel")
