@@ -24,7 +24,17 @@ func Cedar(file string, src []byte) ([]Mutant, error) {
 	}
 	g := &cedarGen{file: file, src: src}
 	for i := range pols {
+		n := len(g.out)
 		g.policy(&pols[i])
+		id := fmt.Sprintf("%s#%d", strings.TrimSuffix(file, ".cedar"), i)
+		for _, a := range pols[i].annotations {
+			if v, err := strconv.Unquote(a.value.text); a.name == "id" && a.hasValue && err == nil {
+				id = v
+			}
+		}
+		for j := n; j < len(g.out); j++ {
+			g.out[j].Policies = []string{id}
+		}
 	}
 	slices.SortStableFunc(g.out, func(a, b Mutant) int { return a.offset - b.offset })
 	ms := dedupe(src, g.out)

@@ -174,6 +174,9 @@ when {
 	var got []string
 	for _, m := range ms {
 		got = append(got, m.String()+" | "+m.Equivalent)
+		if !slices.Equal(m.Policies, []string{"p"}) {
+			t.Errorf("%s: policies %v, want [p]", m.String(), m.Policies)
+		}
 	}
 	want := []string{
 		"dir/p.cedar:2:1: permit → forbid: permit | ",

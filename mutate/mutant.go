@@ -58,6 +58,11 @@ type Mutant struct {
 	// Equivalent is the reason given by a `mutate: equivalent` annotation;
 	// empty when the mutant is not marked equivalent.
 	Equivalent string
+	// Policies are the ids of the policies the change is in: the Cedar
+	// policy, or every permit and deny of a Rego module (a change to a
+	// helper rule may reach any of them). Tests that involved them run
+	// first.
+	Policies []string
 
 	offset int
 	edits  []edit

@@ -34,7 +34,37 @@ func Rego(file string, src []byte) ([]Mutant, error) {
 	slices.SortStableFunc(g.out, func(a, b Mutant) int { return a.offset - b.offset })
 	ms := dedupe(src, g.out)
 	markEquivalent(ms, parseEquivalence(src, "#"))
+	ids := regoPolicyIDs(m)
+	for i := range ms {
+		ms[i].Policies = ids
+	}
 	return ms, nil
+}
+
+// regoPolicyIDs lists the ids a module's permit and deny rules decide
+// with: a permit's string key or the "id" of a permit's or deny's object.
+func regoPolicyIDs(m *ast.Module) []string {
+	var ids []string
+	for _, r := range m.Rules {
+		name := r.Head.Name.String()
+		if len(r.Head.Reference) > 0 {
+			name = r.Head.Reference[0].String()
+		}
+		if (name != "permit" && name != "deny") || r.Head.Key == nil {
+			continue
+		}
+		switch k := r.Head.Key.Value.(type) {
+		case ast.String:
+			ids = append(ids, string(k))
+		case ast.Object:
+			if v := k.Get(ast.InternedTerm("id")); v != nil {
+				if s, ok := v.Value.(ast.String); ok {
+					ids = append(ids, string(s))
+				}
+			}
+		}
+	}
+	return ids
 }
 
 type regoGen struct {

@@ -93,7 +93,7 @@ func TestRegoOperators(t *testing.T) {
 
 func TestRegoEquivalence(t *testing.T) {
 	t.Parallel()
-	src := "package p\n\npermit contains \"r\" if {\n\t# mutate: equivalent — never sent\n\tinput.a == 1\n\tinput.b\n}\n"
+	src := "package p\n\npermit contains \"r\" if {\n\t# mutate: equivalent — never sent\n\tinput.a == 1\n\tinput.b\n}\n\ndeny contains {\"id\": \"d\", \"code\": \"C\"} if input.c\n"
 	ms, err := mutate.Rego("p.rego", []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -101,12 +101,17 @@ func TestRegoEquivalence(t *testing.T) {
 	var got []string
 	for _, m := range ms {
 		got = append(got, m.String()+" | "+m.Equivalent)
+		if !slices.Equal(m.Policies, []string{"r", "d"}) {
+			t.Errorf("%s: policies %v, want [r d]", m.String(), m.Policies)
+		}
 	}
 	want := []string{
 		"p.rego:5:2: drop expression: input.a == 1 | never sent",
 		"p.rego:5:10: == → !=: input.a == 1 | never sent",
 		"p.rego:6:2: drop expression: input.b | ",
 		"p.rego:6:2: negate: input.b | ",
+		"p.rego:9:43: drop expression: input.c | ",
+		"p.rego:9:43: negate: input.c | ",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("mutants:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

@@ -107,7 +107,7 @@ func Run(ctx context.Context, dir string, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res, failed, err := prep.NewRunner().FirstFailure(ctx, base); err != nil {
+	if res, failed, err := prep.Baseline(ctx, base); err != nil {
 		return nil, err
 	} else if failed {
 		return nil, fmt.Errorf("%w: %s/%s (%s:%d): %s", ErrSuitesFail, res.Suite, res.Name, res.File, res.Line, strings.Join(res.Diff, "; "))
@@ -195,7 +195,7 @@ func test(ctx context.Context, r *policytest.Runner, files fstest.MapFS, src []b
 		o.Status, o.Error = Invalid, err.Error()
 		return nil
 	}
-	res, failed, err := r.FirstFailure(ctx, b)
+	res, failed, err := r.FirstFailure(ctx, b, o.Policies...)
 	if err != nil {
 		return err
 	}

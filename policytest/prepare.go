@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/engine"
@@ -17,6 +18,9 @@ import (
 type Prepared struct {
 	suites []*Suite
 	stores []*stores
+	// involved[i][j]: the policy ids test j of suite i involved when
+	// [Prepared.Baseline] ran it.
+	involved [][][]string
 }
 
 // Prepare parses every suite (*_test.yaml) under dir and loads its
@@ -112,26 +116,73 @@ func (p *Prepared) NewRunner() *Runner {
 	return r
 }
 
+// Baseline runs every test against b, the bundle as written, and returns
+// the first that fails (failed false when all pass). It also records the
+// policy ids each test's decision involves, which [Runner.FirstFailure]
+// uses to try first the tests that reach a changed policy; call it before
+// [Prepared.NewRunner].
+func (p *Prepared) Baseline(ctx context.Context, b *engine.Bundle) (res Result, failed bool, err error) {
+	engines := p.engines(b)
+	p.involved = make([][][]string, len(p.suites))
+	for i, s := range p.suites {
+		p.involved[i] = make([][]string, len(s.Tests))
+		for j := range s.Tests {
+			if err := ctx.Err(); err != nil {
+				return Result{}, false, err
+			}
+			r := runCase(ctx, engines[i], s, &s.Tests[j])
+			p.involved[i][j] = r.Policies
+			if r.Status == Fail && !failed {
+				res, failed = r, true
+			}
+		}
+	}
+	return res, failed, nil
+}
+
 // FirstFailure runs the tests against b until one fails and returns its
-// result; ok is false when every test passes. The test that failed last
-// is tried first next time, since a test that notices one broken rule
-// tends to notice its neighbours.
-func (r *Runner) FirstFailure(ctx context.Context, b *engine.Bundle) (res Result, failed bool, err error) {
+// result; failed is false when every test passes. The tests whose
+// decision involved one of the policies named (as recorded by
+// [Prepared.Baseline]) are tried first, since a change to a policy shows
+// most often where it decided; within each group the test that failed last
+// is tried first, since a test that notices one broken rule tends to
+// notice its neighbours.
+func (r *Runner) FirstFailure(ctx context.Context, b *engine.Bundle, policies ...string) (res Result, failed bool, err error) {
 	for _, e := range r.engines {
 		e.Activate(b)
 	}
-	for i, ref := range r.order {
-		if err := ctx.Err(); err != nil {
-			return Result{}, false, err
+	reaches := func(ref caseRef) bool {
+		if r.p.involved == nil {
+			return false
 		}
-		s := r.p.suites[ref.suite]
-		c := &s.Tests[ref.test]
-		// Check, not Explain: no trace is needed to tell pass from fail.
-		resp := r.engines[ref.suite].Check(ctx, c.Request)
-		if diff := compare(&c.Want, resp); len(diff) > 0 {
-			copy(r.order[1:i+1], r.order[:i])
-			r.order[0] = ref
-			return Result{Suite: s.Name, Name: c.Name, File: s.File, Line: c.Line, Status: Fail, Diff: diff, Response: resp}, true, nil
+		for _, id := range r.p.involved[ref.suite][ref.test] {
+			if slices.Contains(policies, id) {
+				return true
+			}
+		}
+		return false
+	}
+	passes := []bool{true}
+	if len(policies) > 0 && r.p.involved != nil {
+		passes = []bool{true, false}
+	}
+	for _, want := range passes {
+		for i, ref := range r.order {
+			if len(passes) == 2 && reaches(ref) != want {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return Result{}, false, err
+			}
+			s := r.p.suites[ref.suite]
+			c := &s.Tests[ref.test]
+			// Check, not Explain: no trace is needed to tell pass from fail.
+			resp := r.engines[ref.suite].Check(ctx, c.Request)
+			if diff := compare(&c.Want, resp); len(diff) > 0 {
+				copy(r.order[1:i+1], r.order[:i])
+				r.order[0] = ref
+				return Result{Suite: s.Name, Name: c.Name, File: s.File, Line: c.Line, Status: Fail, Diff: diff, Response: resp}, true, nil
+			}
 		}
 	}
 	return Result{}, false, nil

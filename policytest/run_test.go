@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policytest"
 )
 
@@ -223,5 +224,37 @@ func TestExactMalformed(t *testing.T) {
 	_, err := policytest.Run(context.Background(), dir, policytest.Options{})
 	if err == nil || !strings.Contains(err.Error(), `x_test.yaml:5: test "t": exact: "masks" is neither reasons nor obligations`) {
 		t.Errorf("Run = %v", err)
+	}
+}
+
+// TestFirstFailurePrefersInvolvedTests: after a baseline, the tests that
+// involved a named policy run first.
+func TestFirstFailurePrefersInvolvedTests(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := engine.LoadBundle(os.DirFS("testdata/fail"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policytest.Prepare(ctx, "testdata/fail")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, failed, err := p.Baseline(ctx, b)
+	if err != nil || !failed || first.Name != "wrong decision" {
+		t.Fatalf("Baseline = %q, %v, %v; want the first failing test", first.Name, failed, err)
+	}
+	for _, tt := range []struct {
+		policies []string
+		want     string
+	}{
+		{nil, "wrong decision"},
+		{[]string{"clinician-reads"}, "wrong obligations"},
+		{[]string{"no-such-policy"}, "wrong decision"},
+	} {
+		res, failed, err := p.NewRunner().FirstFailure(ctx, b, tt.policies...)
+		if err != nil || !failed || res.Name != tt.want {
+			t.Errorf("FirstFailure(%v) = %q, %v, %v; want %q", tt.policies, res.Name, failed, err, tt.want)
+		}
 	}
 }
