@@ -6,12 +6,14 @@
 //     client certificate ([FromCertificate], URI SANs and DNS SANs kept
 //     apart) and the claims of a verified bearer token.
 //   - [JWTVerifier] verifies bearer tokens (asymmetric algorithms only, a
-//     bounded lifetime, no unknown critical headers) against a [JWKS], a key
+//     bounded lifetime, no critical headers, a non-empty sub) against a [JWKS], a key
 //     set fetched and refreshed by jwx's jwk.Cache; verified tokens are
 //     remembered in an LRU cache.
 //   - [Authorizer] compiles the callers file ([AuthzConfig]) and answers
 //     whether a caller may call a procedure, by its full name.
-//   - [RateLimiter] keeps a token bucket per caller, in a bounded LRU.
+//   - [RateLimiter] keeps a token bucket per caller ([LimitKey]: per remote
+//     address for anonymous callers), in a bounded LRU; a request costs one
+//     token per decision it asks for.
 //
 // Errors match [ErrUnauthenticated] ([*TokenError]) or [ErrPermissionDenied]
 // ([*DeniedError]), or are a [*RateLimitError].
