@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 )
@@ -68,6 +70,10 @@ func Run(t *testing.T, newStore func(t *testing.T, cfg Config) consentstore.Stor
 	t.Run("limits", func(t *testing.T) {
 		t.Parallel()
 		testLimits(t, newStore)
+	})
+	t.Run("against a model", func(t *testing.T) {
+		t.Parallel()
+		testModel(t, newStore)
 	})
 }
 
@@ -563,4 +569,126 @@ func testCanceled(t *testing.T, s consentstore.Store) {
 	if _, err := s.ForPatient(ctx, "Patient/1"); !errors.Is(err, context.Canceled) {
 		t.Errorf("for patient: %v", err)
 	}
+}
+
+// testModel runs generated sequences of puts (with and without ifVersion,
+// for the patient that holds an id and for another) and revocations
+// against a store and a model of the rules, and compares every answer and
+// every patient's records after each step: a refused write changes
+// nothing, an accepted one exactly what it says.
+func testModel(t *testing.T, newStore func(t *testing.T, cfg Config) consentstore.Store) {
+	ctx := context.Background()
+	type entry struct {
+		patient, version string
+		revoked          bool
+	}
+	ids := []string{"a", "b", "c", "d"}
+	patients := []string{"Patient/1", "Patient/2"}
+	const perPatient = 3
+	rapid.Check(t, func(rt *rapid.T) {
+		s := newStore(t, Config{Limits: consentstore.Limits{MaxPerPatient: perPatient}, Now: func() time.Time { return Clock }})
+		model := map[string]entry{}
+		seen := map[string][]string{} // versions each id had
+		count := func(patient string) int {
+			n := 0
+			for _, r := range model {
+				if r.patient == patient {
+					n++
+				}
+			}
+			return n
+		}
+		steps := rapid.IntRange(1, 25).Draw(rt, "steps")
+		for i := range steps {
+			id := rapid.SampledFrom(ids).Draw(rt, fmt.Sprint(i, ".id"))
+			old, had := model[id]
+			if rapid.IntRange(0, 3).Draw(rt, fmt.Sprint(i, ".op")) == 0 {
+				rec, err := s.Revoke(ctx, id)
+				switch {
+				case !had:
+					if !errors.Is(err, consentstore.ErrNotFound) {
+						rt.Fatalf("step %d: revoke of absent %s: %v, want ErrNotFound", i, id, err)
+					}
+				case err != nil:
+					rt.Fatalf("step %d: revoke %s: %v", i, id, err)
+				default:
+					if rec.Version == old.version || !rec.Revoked {
+						rt.Fatalf("step %d: revoke %s: %+v after version %s", i, id, rec, old.version)
+					}
+					model[id] = entry{old.patient, rec.Version, true}
+					seen[id] = append(seen[id], rec.Version)
+				}
+			} else {
+				patient := rapid.SampledFrom(patients).Draw(rt, fmt.Sprint(i, ".patient"))
+				var ifVersion string
+				switch rapid.IntRange(0, 3).Draw(rt, fmt.Sprint(i, ".if")) {
+				case 1:
+					ifVersion = old.version // "" when absent: no condition
+				case 2:
+					if len(seen[id]) > 0 {
+						ifVersion = rapid.SampledFrom(seen[id]).Draw(rt, fmt.Sprint(i, ".stale"))
+					}
+				case 3:
+					ifVersion = "999999"
+				}
+				rec, err := s.Put(ctx, consent(t, id, patient), consentstore.IfVersion(ifVersion))
+				var want error
+				switch {
+				case had && old.patient != patient:
+					want = consentstore.ErrOtherPatient
+				case ifVersion != "" && (!had || old.version != ifVersion):
+					want = consentstore.ErrVersionMismatch
+				case !had && count(patient) >= perPatient:
+					want = consentstore.ErrLimit
+				}
+				switch {
+				case want != nil:
+					if !errors.Is(err, want) {
+						rt.Fatalf("step %d: put %s for %s if %q: %v, want %v", i, id, patient, ifVersion, err, want)
+					}
+				case err != nil:
+					rt.Fatalf("step %d: put %s for %s if %q: %v", i, id, patient, ifVersion, err)
+				default:
+					if rec.Version == "" || rec.Version == old.version || rec.Revoked {
+						rt.Fatalf("step %d: put %s: %+v after version %s", i, id, rec, old.version)
+					}
+					model[id] = entry{patient, rec.Version, false}
+					seen[id] = append(seen[id], rec.Version)
+				}
+			}
+			for _, p := range patients {
+				recs, _, err := s.List(ctx, p)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				var got, want []string
+				for _, r := range recs {
+					got = append(got, fmt.Sprintf("%s@%s/%t", r.Consent.ID, r.Version, r.Revoked))
+				}
+				var live []string
+				for _, id := range ids {
+					if r, ok := model[id]; ok && r.patient == p {
+						want = append(want, fmt.Sprintf("%s@%s/%t", id, r.version, r.revoked))
+						if !r.revoked {
+							live = append(live, id)
+						}
+					}
+				}
+				if strings.Join(got, " ") != strings.Join(want, " ") {
+					rt.Fatalf("step %d: %s has %v, want %v", i, p, got, want)
+				}
+				set, err := s.ForPatient(ctx, p)
+				if err != nil {
+					rt.Fatal(err)
+				}
+				var forPatient []string
+				for _, c := range set.Consents {
+					forPatient = append(forPatient, c.ID)
+				}
+				if strings.Join(forPatient, " ") != strings.Join(live, " ") {
+					rt.Fatalf("step %d: %s decides with %v, want %v", i, p, forPatient, live)
+				}
+			}
+		}
+	})
 }
