@@ -1,4 +1,5 @@
-# Writes to the record only from a managed device.
+# Writes to the record only from a managed device: a device trust that is
+# missing or any other value (a respelt "unmanagd" included) is not managed.
 package chaperone.device
 
 deny contains {
@@ -7,5 +8,5 @@ deny contains {
 	"message": "writes need a managed device",
 } if {
 	input.action in {"create", "update", "patch", "delete"}
-	input.context.deviceTrust == "unmanaged"
+	input.context.deviceTrust != "managed"
 }
