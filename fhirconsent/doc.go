@@ -20,8 +20,8 @@
 // The base rule of a consent is its [Consent.Root]: in R4 the root
 // provision with its type (or, without one, the effect of policyRule), in
 // R5 the consent's decision with the top-level provisions as its children.
-// Nested provisions are exceptions to their parent and carry the opposite
-// effect. Without a type, an OPTIN/OPTOUT policyRule or an R5 decision the
+// Nested provisions are exceptions to their parent: without a type of
+// their own they carry the opposite effect. Without a type, an OPTIN/OPTOUT policyRule or an R5 decision the
 // root has no effect ([Effect] zero): it decides nothing itself.
 // Identifiers ([Identifier]) are compared by system and value
 // ([Identifier.Matches]): a missing system matches only a missing system.
