@@ -237,3 +237,23 @@ func TestReferenceBundleMutants(t *testing.T) {
 		t.Errorf("%d mutants of the reference bundle, want at least 100", n)
 	}
 }
+
+// TestOriginalTextHasNoComments: the original text of a mutant spanning
+// lines leaves out comments (not a "//" inside a string).
+func TestOriginalTextHasNoComments(t *testing.T) {
+	t.Parallel()
+	src := "permit (principal, action, resource) when {\n  [\n    \"a\", // the first\n    \"b://x\"\n  ].contains(context.p) &&\n  context.q\n};\n"
+	ms, err := mutate.Cedar("p.cedar", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Op == mutate.DropConjunct && m.Line == 2 {
+			if want := `[ "a", "b://x" ].contains(context.p)`; m.Original != want {
+				t.Errorf("original %q, want %q", m.Original, want)
+			}
+			return
+		}
+	}
+	t.Error("no drop-conjunct mutant on line 2")
+}

@@ -92,9 +92,41 @@ func newMutant(file string, src []byte, pos, start, end int, op Op, mutation str
 	ls := bytes.LastIndexByte(src[:pos], '\n') + 1
 	return Mutant{
 		File: file, Line: line, Col: 1 + utf8.RuneCount(src[ls:pos]),
-		Op: op, Mutation: mutation, Original: oneLine(string(src[start:end])),
+		Op: op, Mutation: mutation, Original: oneLine(stripComments(string(src[start:end]), commentPrefix(file))),
 		offset: pos, edits: edits,
 	}
+}
+
+// commentPrefix is how a line comment starts in file's language.
+func commentPrefix(file string) string {
+	if strings.HasSuffix(file, ".rego") {
+		return "#"
+	}
+	return "//"
+}
+
+// stripComments removes line comments (outside string literals) from s.
+func stripComments(s, prefix string) string {
+	var b strings.Builder
+	inString := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case inString && c == '\\' && i+1 < len(s):
+			b.WriteByte(c)
+			i++
+			c = s[i]
+		case c == '"':
+			inString = !inString
+		case !inString && strings.HasPrefix(s[i:], prefix):
+			for i < len(s) && s[i] != '\n' {
+				i++
+			}
+			c = '\n'
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // oneLine collapses the white space of s (and comments, which the
