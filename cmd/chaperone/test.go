@@ -51,7 +51,7 @@ no test fails survives and is reported as "file:line:col: mutation:
 original text"; the report ends with "mutants: K killed of N (P%)", N
 counting neither mutants that do not compile nor equivalent ones. A
 comment "mutate: equivalent [OP [TEXT]] — reason" (// in Cedar, # in Rego)
-at the end of a line, or on the line before, marks that line's mutants
+at the end of a line, or on comment lines just before it, marks its mutants
 (only operator OP's, when named, of original text TEXT) as equivalent: listed
 with the reason and not scored; --check-equivalent runs them too and reports
 those a test kills (their mark is wrong). --format json writes every
