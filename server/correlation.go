@@ -27,6 +27,7 @@ const maxRequestIDLen = 128
 type requestInfo struct {
 	correlationID string
 	caller        *callers.Caller
+	guard         *Guard // that let the request in, for doors' [Server.ChargeDecisions]
 	limitKey      string // the caller's rate limit bucket, when limited
 	deferCost     bool   // the request's tokens are taken once its body is read
 	procedure     string // "/pkg.Service/Method", or "" for non-RPC paths

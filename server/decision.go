@@ -61,16 +61,24 @@ type requestClock struct {
 // the server's clock anyway; refusing a far-off time tells a caller whose
 // clock is wrong, instead of silently deciding at another instant.
 func (c requestClock) check(req *chaperonev1.CheckRequest, field string) error {
+	if msg, bad := c.skewed(req); bad {
+		return connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("%s: %s", field, msg))
+	}
+	return nil
+}
+
+// skewed says what is wrong with the request's stated time, bad false
+// when nothing is.
+func (c requestClock) skewed(req *chaperonev1.CheckRequest) (msg string, bad bool) {
 	ts := req.GetContext().GetTime()
 	if ts == nil || c.trusted {
-		return nil
+		return "", false
 	}
 	d := ts.AsTime().Sub(c.now())
 	if d < -c.maxSkew || d > c.maxSkew {
-		return connect.NewError(connect.CodeInvalidArgument,
-			fmt.Errorf("%s: more than %s from the server's clock (decisions are made at the server's time)", field, c.maxSkew))
+		return fmt.Sprintf("more than %s from the server's clock (decisions are made at the server's time)", c.maxSkew), true
 	}
-	return nil
+	return "", false
 }
 
 var _ chaperonev1connect.DecisionServiceHandler = (*decisionService)(nil)
@@ -79,7 +87,7 @@ func (d *decisionService) Check(ctx context.Context, req *connect.Request[chaper
 	if err := d.clock.check(req.Msg, "context.time"); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(d.decide(ctx, CallerName(ctx), req.Msg)), nil
+	return connect.NewResponse(d.decide(ctx, CallerName(ctx), req.Msg, nil)), nil
 }
 
 func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[chaperonev1.BatchCheckRequest]) (*connect.Response[chaperonev1.BatchCheckResponse], error) {
@@ -94,7 +102,7 @@ func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[c
 	br, ok := d.recorder.(BatchRecorder)
 	if !ok {
 		for i, r := range reqs {
-			out.Responses[i] = d.decide(ctx, caller, r)
+			out.Responses[i] = d.decide(ctx, caller, r, nil)
 		}
 		return connect.NewResponse(out), nil
 	}
@@ -111,9 +119,14 @@ func (d *decisionService) BatchCheck(ctx context.Context, req *connect.Request[c
 	return connect.NewResponse(out), nil
 }
 
-// decide asks the engine and records the decision.
-func (d *decisionService) decide(ctx context.Context, caller string, req *chaperonev1.CheckRequest) *chaperonev1.CheckResponse {
+// decide asks the engine and records the decision. amend, when not nil,
+// may replace the engine's answer before it is recorded (see
+// [Server.Decide]).
+func (d *decisionService) decide(ctx context.Context, caller string, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
 	resp := d.evaluate(ctx, req)
+	if amend != nil {
+		resp = amend(resp)
+	}
 	if d.recorder != nil {
 		if err := d.recorder.Record(ctx, caller, req, resp); err != nil {
 			resp = d.unaudited(ctx, resp, err)

@@ -31,6 +31,12 @@
 // handler is answered with code internal, never a dropped connection. [Metrics] publishes Prometheus metrics and [Tracing]
 // OpenTelemetry traces.
 //
+// Doors ([WithDoor]) are other protocols for the same decisions, such as
+// the AuthZEN door of package authzen: plain HTTP routes, behind the same
+// guard (authorized by a procedure name of their own, [Route]), that decide
+// through [Server.Decide], the path Check takes (validation, clock,
+// engine, audit record, log line), so the doors cannot drift apart.
+//
 // Connect codes appear only in this package: domain packages return plain
 // errors and the handlers translate them here, logging the detail and giving
 // callers a message without PHI or internals.

@@ -154,11 +154,14 @@ func (g *Guard) HandlerOptions() []connect.HandlerOption {
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &requestInfo{correlationID: g.correlationID(r)}
+		ri := &requestInfo{correlationID: g.correlationID(r), guard: g}
 		w.Header().Set(HeaderRequestID, ri.correlationID)
 		ctx := withRequestInfo(r.Context(), ri)
 		r = r.WithContext(ctx)
-		if _, ok := callers.ServiceOf(r.URL.Path); ok {
+		route, door := doorRouteFrom(ctx)
+		if door {
+			ri.procedure = route.procedure
+		} else if _, ok := callers.ServiceOf(r.URL.Path); ok {
 			ri.procedure = r.URL.Path
 		}
 		if span := trace.SpanFromContext(ctx); span.IsRecording() {
@@ -182,7 +185,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				span.SetAttributes(attribute.String("chaperone.caller", caller.ID))
 			}
 			if ri.procedure != "" || !caller.Anonymous {
-				if err := g.authz.Authorize(caller, r.URL.Path); err != nil {
+				procedure := r.URL.Path
+				if door {
+					procedure = route.procedure
+				}
+				if err := g.authz.Authorize(caller, procedure); err != nil {
 					g.refuse(w, r, ri, start, connect.CodePermissionDenied, err)
 					return
 				}
@@ -196,7 +203,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 				ri.limitKey = callers.LimitKey(caller, r.RemoteAddr)
 				spec := g.authz.RateFor(caller)
 				var err error
-				if ri.deferCost = batchProcedures[r.URL.Path]; ri.deferCost {
+				if ri.deferCost = batchProcedures[r.URL.Path] || door && route.batch; ri.deferCost {
 					err = g.limiter.Peek(ri.limitKey, spec)
 				} else {
 					err = g.limiter.Allow(ri.limitKey, spec)

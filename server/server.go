@@ -32,6 +32,9 @@ type Server struct {
 	services    []string
 	mounts      []mount
 	handlerOpts []connect.HandlerOption
+	decisions   *decisionService
+	doors       []func(*Server) []Route
+	routes      map[string]doorRoute // path → procedure of a door route
 
 	// HTTP-level hooks (WithMiddleware, WithHTTPHandler); see hooks below New.
 	middleware   []func(http.Handler) http.Handler
@@ -108,8 +111,9 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
+	s.decisions = &decisionService{engine: eng, recorder: s.recorder, logger: s.logger, clock: s.clock}
 	s.mounts = append([]mount{{chaperonev1connect.DecisionServiceName, func(opts ...connect.HandlerOption) (string, http.Handler) {
-		return chaperonev1connect.NewDecisionServiceHandler(&decisionService{engine: eng, recorder: s.recorder, logger: s.logger, clock: s.clock}, opts...)
+		return chaperonev1connect.NewDecisionServiceHandler(s.decisions, opts...)
 	}}}, s.mounts...)
 	for _, m := range s.mounts {
 		path, h := m.fn(s.connectOptions()...)
@@ -126,6 +130,7 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	for _, h := range s.httpHandlers {
 		s.mux.Handle(h.pattern, h.h)
 	}
+	s.mountDoors()
 	s.handler = s.mux
 	for i := len(s.middleware) - 1; i >= 0; i-- {
 		s.handler = s.middleware[i](s.handler)
@@ -170,7 +175,13 @@ func (s *Server) connectOptions() []connect.HandlerOption {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if route, ok := s.routes[r.URL.Path]; ok {
+		// The guard authorizes a door route by its procedure name.
+		r = r.WithContext(context.WithValue(r.Context(), doorRouteKey{}, route))
+	}
+	s.handler.ServeHTTP(w, r)
+}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

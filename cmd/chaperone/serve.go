@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaperone-pdp/chaperone/audit"
+	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/server"
@@ -163,6 +164,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			readiness = append(readiness, server.WithReadiness("audit", func(context.Context) error { return auditLog.Healthy() }))
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			opts = append(opts, readiness...)
+			opts = append(opts, server.WithDoor(authzenDoor(logger, int64(sf.maxRequestBytes))))
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
 			ln, err := net.Listen("tcp", addr)
@@ -215,6 +217,20 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
+}
+
+// authzenDoor serves the AuthZEN 1.0 door (authzen package) on the API
+// port, deciding through the server as Check does; the guard authorizes
+// its routes as authzen.Service's methods.
+func authzenDoor(logger *slog.Logger, maxBytes int64) func(*server.Server) []server.Route {
+	return func(s *server.Server) []server.Route {
+		h := authzen.New(s, authzen.WithLogger(logger), authzen.WithMaxBytes(maxBytes))
+		var routes []server.Route
+		for _, r := range h.Routes() {
+			routes = append(routes, server.Route{Pattern: r.Pattern, Procedure: r.Procedure, Handler: r.Handler, Batch: r.Batch})
+		}
+		return routes
+	}
 }
 
 // recordActivation puts every bundle activation on the audit chain before
