@@ -50,6 +50,9 @@ const (
 	// ProtocolJSON is JSON over HTTP/1.1: Connect JSON for Chaperone, the
 	// REST data API ({"input": …}) for OPA.
 	ProtocolJSON Protocol = "json"
+	// ProtocolAuthZEN is the OpenID AuthZEN 1.0 access evaluation
+	// (POST /access/v1/evaluation, JSON over HTTP/1.1), Chaperone only.
+	ProtocolAuthZEN Protocol = "authzen"
 )
 
 // Target is the kind of server under load.

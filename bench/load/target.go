@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chaperone-pdp/chaperone/authzen"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 )
@@ -110,6 +111,8 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		return h1(checkPath, "application/proto", func(r *chaperonev1.CheckRequest) ([]byte, error) { return proto.Marshal(r) }, decodeProto)
 	case ProtocolJSON:
 		return h1(checkPath, "application/json", func(r *chaperonev1.CheckRequest) ([]byte, error) { return protojson.Marshal(r) }, decodeConnectJSON)
+	case ProtocolAuthZEN:
+		return h1(authzen.EvaluationPath, "application/json", authzen.Encode, decodeAuthZEN)
 	case ProtocolGRPC:
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)
@@ -125,7 +128,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			return s
 		}, h2.CloseIdleConnections, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown protocol %q (want connect, grpc or json)", cfg.Protocol)
+		return nil, nil, fmt.Errorf("unknown protocol %q (want connect, grpc, json or authzen)", cfg.Protocol)
 	}
 }
 
@@ -260,6 +263,23 @@ func decodeConnectJSON(b []byte) (string, error) {
 		return "UNSPECIFIED", nil
 	}
 	return strings.TrimPrefix(r.Decision, "DECISION_"), nil
+}
+
+// decodeAuthZEN reads an AuthZEN decision as ALLOW or DENY.
+func decodeAuthZEN(b []byte) (string, error) {
+	var r struct {
+		Decision *bool `json:"decision"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return "", err
+	}
+	switch {
+	case r.Decision == nil:
+		return "UNSPECIFIED", nil
+	case *r.Decision:
+		return "ALLOW", nil
+	}
+	return "DENY", nil
 }
 
 func decodeOPA(b []byte) (string, error) {

@@ -127,7 +127,7 @@ e.g. with serve --consents DIR).
 	f.Float64Var(&rate, "rate", 0, "open loop: requests per second (0: closed loop)")
 	f.Int64Var(&maxRequests, "max-requests", load.DefaultMaxRequests, "stop after this many requests")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "timeout of one request")
-	f.StringVar(&protocol, "protocol", "", "connect, grpc or json (default connect; json for --target opa)")
+	f.StringVar(&protocol, "protocol", "", "connect, grpc, json (Connect JSON) or authzen (AuthZEN evaluation) (default connect; json for --target opa)")
 	f.StringVar(&format, "format", "text", "text or json")
 	f.StringVar(&target, "target", "chaperone", "chaperone or opa")
 	f.StringVar(&opaPath, "opa-path", "/v1/data/chaperone/bench/decision", "with --target opa: the data API path of the decision")
