@@ -65,3 +65,42 @@ func TestInPatientCompartment(t *testing.T) {
 		}
 	}
 }
+
+func TestIsResourceType(t *testing.T) {
+	t.Parallel()
+	for typ, want := range map[string]bool{
+		"Observation": true, "Patient": true, "CapabilityStatement": true, "Bundle": true,
+		"MedicinalProduct": true, "DeviceUsage": true, "Transport": true,
+		"observation": false, "OBSERVATION": false, "Resource": false, "DomainResource": false,
+		"": false, "Observation ": false, "Foo": false,
+	} {
+		if got := fhir.IsResourceType(typ); got != want {
+			t.Errorf("IsResourceType(%q) = %v, want %v", typ, got, want)
+		}
+	}
+}
+
+// Every type of the patient compartment is a resource type: the two lists
+// cannot drift apart.
+func TestCompartmentTypesAreResourceTypes(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []string{
+		"Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse", "AuditEvent",
+		"Basic", "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim", "ClaimResponse",
+		"ClinicalImpression", "Communication", "CommunicationRequest", "Composition", "Condition", "Consent",
+		"Coverage", "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue", "DeviceRequest",
+		"DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "Encounter",
+		"EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal",
+		"Group", "ImagingStudy", "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation",
+		"Invoice", "List", "MeasureReport", "Media", "MedicationAdministration", "MedicationDispense",
+		"MedicationRequest", "MedicationStatement", "MolecularSequence", "NutritionOrder", "Observation",
+		"Patient", "Person", "Procedure", "Provenance", "QuestionnaireResponse", "RelatedPerson", "RequestGroup",
+		"ResearchSubject", "RiskAssessment", "Schedule", "ServiceRequest", "Specimen", "SupplyDelivery",
+		"SupplyRequest", "VisionPrescription", "DeviceUsage", "GenomicStudy", "ImagingSelection",
+		"InventoryItem", "NutritionIntake", "RequestOrchestration", "Transport",
+	} {
+		if !fhir.InPatientCompartment(typ) || !fhir.IsResourceType(typ) {
+			t.Errorf("%s: in compartment %v, resource type %v", typ, fhir.InPatientCompartment(typ), fhir.IsResourceType(typ))
+		}
+	}
+}
