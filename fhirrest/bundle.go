@@ -113,6 +113,8 @@ func mapEntry(e bundleEntry) (Mapped, error) {
 		return Mapped{}, refuse(ReasonConditional, "ifNoneExist")
 	case strings.Contains(r.URL, "#"):
 		return Mapped{}, refuse(ReasonBadPath, "fragment in url")
+	case strings.HasPrefix(r.URL, "/") || strings.Contains(r.URL, "://"):
+		return Mapped{}, refuse(ReasonBadBundle, "url is not relative to the base")
 	}
 	path, query, _ := strings.Cut(r.URL, "?")
 	segs, err := splitPath("/" + path)
@@ -124,7 +126,7 @@ func mapEntry(e bundleEntry) (Mapped, error) {
 		return Mapped{}, err
 	}
 	switch {
-	case strings.HasPrefix(path, "/") || path == "" || len(rel) == 0:
+	case len(rel) == 0:
 		return Mapped{}, refuse(ReasonBadBundle, "url is not a relative path under the base")
 	case r.Method == "POST" && rel[len(rel)-1] == "_search":
 		return Mapped{}, refuse(ReasonBodyRequired, "POST _search in an entry")

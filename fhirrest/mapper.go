@@ -215,7 +215,9 @@ func mapRel(method string, rel []string, rawQuery string, body []byte) (Mapped, 
 		}
 		switch len(rel) {
 		case 3:
-			return Mapped{Action: fhir.History, Type: typ, ID: id, Patient: patient}, nil
+			// The versions of one resource may differ in their patient and
+			// labels: each is decided when returned.
+			return Mapped{Action: fhir.History, Type: typ, ID: id, Patient: patient, PerEntryCheck: true}, nil
 		case 4:
 			if err := checkID(rel[3], "the version id"); err != nil {
 				return Mapped{}, err

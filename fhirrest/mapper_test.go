@@ -54,9 +54,9 @@ var interactionCases = []mapCase{
 	{name: "delete", method: "DELETE", path: "/fhir/Observation/o1",
 		want: fhirrest.Mapped{Action: fhir.Delete, Type: "Observation", ID: "o1"}},
 	{name: "instance history", method: "GET", path: "/fhir/Observation/o1/_history", query: "_count=10&_since=2024-01-01",
-		want: fhirrest.Mapped{Action: fhir.History, Type: "Observation", ID: "o1"}},
+		want: fhirrest.Mapped{Action: fhir.History, Type: "Observation", ID: "o1", PerEntryCheck: true}},
 	{name: "patient history", method: "GET", path: "/fhir/Patient/p1/_history",
-		want: fhirrest.Mapped{Action: fhir.History, Type: "Patient", ID: "p1", Patient: "Patient/p1"}},
+		want: fhirrest.Mapped{Action: fhir.History, Type: "Patient", ID: "p1", Patient: "Patient/p1", PerEntryCheck: true}},
 	// type level
 	{name: "create", method: "POST", path: "/fhir/Observation", body: `{"resourceType":"Observation"}`,
 		want: fhirrest.Mapped{Action: fhir.Create, Type: "Observation"}},
