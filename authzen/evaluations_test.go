@@ -8,6 +8,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/callers"
+	"github.com/chaperone-pdp/chaperone/server"
 )
 
 // Items of an evaluations request over the allowBody defaults: allowed,
@@ -256,5 +257,45 @@ func TestConfiguration(t *testing.T) {
 	}
 	if _, ok := m["capabilities"].([]any); !ok {
 		t.Errorf("capabilities %v", m["capabilities"])
+	}
+}
+
+// TestMetrics: door requests are counted under their procedure names and
+// their decisions with Check's.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	m := server.NewMetrics()
+	g, err := server.NewGuard(server.GuardConfig{Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := start(t, g, server.WithMetrics(m))
+	post(t, srv.url+authzen.EvaluationPath, allowBody)
+	post(t, srv.url+authzen.EvaluationsPath, evaluations("", itemAllow, itemDeny))
+	post(t, srv.url+authzen.EvaluationPath, `{`)
+	families, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range mt.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = mt.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"chaperone_rpc_requests_total,code=ok,procedure=" + authzen.EvaluationProcedure:               1,
+		"chaperone_rpc_requests_total,code=invalid_argument,procedure=" + authzen.EvaluationProcedure: 1,
+		"chaperone_rpc_requests_total,code=ok,procedure=" + authzen.EvaluationsProcedure:              1,
+		"chaperone_decisions_total,decision=allow":                                                    2,
+		"chaperone_decisions_total,decision=deny":                                                     1,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
 	}
 }

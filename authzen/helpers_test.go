@@ -89,7 +89,7 @@ func door(s *server.Server) []server.Route {
 
 // start serves the reference bundle with the door; guard, when not nil,
 // is installed in front.
-func start(t *testing.T, guard *server.Guard) *testServer {
+func start(t *testing.T, guard *server.Guard, extra ...server.Option) *testServer {
 	t.Helper()
 	eng := engine.New(noConsents{})
 	b, err := engine.LoadBundle(policies.FS)
@@ -103,6 +103,7 @@ func start(t *testing.T, guard *server.Guard) *testServer {
 	}
 	rec := &recorder{}
 	opts := []server.Option{server.WithRecorder(rec), server.WithDoor(door)}
+	opts = append(opts, extra...)
 	if guard != nil {
 		opts = append(opts, server.WithMiddleware(guard.Middleware), server.WithHandlerOptions(guard.HandlerOptions()...))
 	}

@@ -86,7 +86,8 @@ func DefaultPublicPaths() []string {
 // Guard is the HTTP middleware in front of every service. For each request
 // it settles the correlation id (see [CorrelationID]), authenticates the
 // caller (mutual TLS identity, bearer JWT), authorizes the procedure by its
-// full name ([callers.Authorizer]), takes a token from the caller's bucket
+// full name ([callers.Authorizer]; a door's HTTP route by the procedure name
+// its [Route] declares), takes a token from the caller's bucket
 // ([callers.RateLimiter]), and records metrics. Refusals are Connect errors in the
 // caller's protocol (Connect, gRPC, gRPC-Web): unauthenticated,
 // permission_denied, or resource_exhausted with a RetryInfo detail and a
