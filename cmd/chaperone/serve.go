@@ -47,6 +47,10 @@ With --redis, consents, break-glass grants and vendor agreements live in
 Redis, shared by every replica, with a local cache per replica invalidated
 through Redis pub/sub; when Redis cannot be read, decisions about patients
 are denied (CONSENT_UNAVAILABLE).
+The same port serves the OpenID AuthZEN 1.0 door (POST /access/v1/evaluation
+and /access/v1/evaluations, GET /.well-known/authzen-configuration), decided
+and audited as Check; with --callers, grant it as
+authzen.v1.AccessEvaluationService.
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
