@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,7 +31,8 @@ func benchServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	// The real server (HTTP/1.1 and h2c, so gRPC works too) on a loopback port.
-	hs := server.New(a.engine, v, a.serverOptions()...).HTTPServer()
+	opts := append(a.serverOptions(), server.WithDoor(authzenDoor(slog.New(slog.DiscardHandler), 4<<20)))
+	hs := server.New(a.engine, v, opts...).HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +81,11 @@ func TestBench(t *testing.T) {
 		{
 			name: "scenario=reference/protocol=json", requests: 32,
 			args:  []string{"--scenario", "reference", "--max-requests", "32", "--protocol", "json"},
+			mixed: true,
+		},
+		{
+			name: "scenario=reference/protocol=authzen", requests: 32,
+			args:  []string{"--scenario", "reference", "--max-requests", "32", "--protocol", "authzen"},
 			mixed: true,
 		},
 		{
