@@ -50,14 +50,15 @@
 //   - any percent-encoding in the path (%2F, %2E and %25 with their own
 //     reasons; no FHIR path segment needs one), dot segments, empty
 //     segments, bytes outside printable ASCII, a path outside the base;
-//   - %25 anywhere in the query or form body (double encoding);
+//   - %25 anywhere in the query or form body (double encoding), and a raw
+//     ";" or "#" there (some servers split parameters at ";");
 //   - ids and versions outside [A-Za-z0-9\-\.]{1,64}; resource types that are
 //     not FHIR R4 or R5 types in their one spelling ([fhir.IsResourceType]);
 //   - methods that have no interaction at the path, conditional update,
 //     patch and delete (PUT/PATCH/DELETE T?criteria), search parameters on
 //     reads and writes by id;
 //   - _has (reverse chaining), chained parameters (subject.name=,
-//     subject:Patient.name=), _filter and _query;
+//     subject:Patient.name=), _filter, _query and _method;
 //   - _include and _revinclude with a wildcard, :iterate or :recurse, or a
 //     value that is not Type:param[:TargetType]: the rest is mapped and
 //     flagged for per-entry checks, since included resources lie outside
@@ -75,7 +76,9 @@
 //     [MaxEntries] entries, or has one entry that is refused, conditional
 //     (ifNoneExist) or a POST _search.
 //
-// A conditional create through the If-None-Exist header is not visible to
-// the mapper, which sees no headers: a door that forwards one must refuse it
-// or decide the search it carries.
+// The mapper sees no headers. A door must refuse or decide what they add:
+// a conditional create (If-None-Exist carries a search) and a method
+// override (X-HTTP-Method-Override, which some servers honour, would run
+// another interaction than the one mapped). It reads JSON Bundles and form
+// bodies only; an XML Bundle is refused.
 package fhirrest

@@ -17,11 +17,17 @@ type param struct{ name, modifier, value string }
 // parseParams decodes a query string or an application/x-www-form-urlencoded
 // body and refuses, for every interaction, the parameters that reach data
 // the request does not name: _has (reverse chaining), chained names, _filter
-// and _query (whose semantics a mapper cannot see), and a name that is not
+// and _query (whose semantics a mapper cannot see), _method (a method
+// override some frameworks honour), and a name that is not
 // name[:modifier] of [A-Za-z0-9_-].
 func parseParams(raw string) ([]param, error) {
 	if strings.Contains(raw, "%25") {
 		return nil, ErrDoubleEncoding
+	}
+	// Some servers also split parameters at ";": a raw one could hide a
+	// parameter (code=x;_has:...) inside a value seen here.
+	if strings.ContainsAny(raw, ";#") {
+		return nil, refuse(ReasonBadQuery, "a raw ; or # in the query")
 	}
 	var out []param
 	for piece := range strings.SplitSeq(raw, "&") {
@@ -64,7 +70,7 @@ func parseName(key string) (param, error) {
 		return param{}, refuse(ReasonBadQuery, "a parameter name is not name[:modifier]")
 	}
 	switch name {
-	case "_filter", "_query":
+	case "_filter", "_query", "_method":
 		return param{}, refuse(ReasonParameter, name)
 	}
 	return param{name: name, modifier: mod}, nil
