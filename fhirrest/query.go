@@ -60,7 +60,7 @@ func parseName(key string) (param, error) {
 	switch {
 	case key == "":
 		return param{}, refuse(ReasonBadQuery, "empty parameter name")
-	case strings.HasPrefix(key, "_has"):
+	case strings.HasPrefix(strings.ToLower(key), "_has"):
 		return param{}, ErrReverseChain
 	case strings.Contains(key, "."):
 		return param{}, refuse(ReasonChained, safeName(key))
@@ -69,7 +69,9 @@ func parseName(key string) (param, error) {
 	if !token(name) || hasMod && !token(mod) {
 		return param{}, refuse(ReasonBadQuery, "a parameter name is not name[:modifier]")
 	}
-	switch name {
+	// Compared without case: a server that folds names must not see one
+	// of these where the mapper saw an unknown name.
+	switch strings.ToLower(name) {
 	case "_filter", "_query", "_method":
 		return param{}, refuse(ReasonParameter, name)
 	}
@@ -138,7 +140,7 @@ func onlyParams(ps []param, extra map[string]bool, what string) error {
 func checkIncludes(ps []param) (bool, error) {
 	included := false
 	for _, p := range ps {
-		if p.name != "_include" && p.name != "_revinclude" {
+		if !strings.EqualFold(p.name, "_include") && !strings.EqualFold(p.name, "_revinclude") {
 			continue
 		}
 		included = true
@@ -158,7 +160,7 @@ func checkIncludes(ps []param) (bool, error) {
 // values that is not a known resource type.
 func checkTypes(ps []param, allowed bool) error {
 	for _, p := range ps {
-		if p.name != "_type" {
+		if !strings.EqualFold(p.name, "_type") {
 			continue
 		}
 		if !allowed || p.modifier != "" {
