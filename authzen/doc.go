@@ -24,8 +24,10 @@
 // empty id asks about the type); resource.properties patient,
 // organization, author, securityLabels, codes and categories (arrays of
 // {system, code}), profiles, date (RFC 3339); context purposeOfUse,
-// breakGlassReason, networkZone, deviceTrust, ip, correlationId and time
-// (RFC 3339), and supported_obligations.
+// breakGlassReason, networkZone, deviceTrust, ip, correlationId, time
+// (RFC 3339) and phase (default "resource": an AuthZEN caller usually knows
+// the resource; "request" asks a request-phase decision), and
+// supported_obligations.
 //
 // What the AuthZEN schema forbids is answered 400 with a plain message: bad
 // JSON, a Content-Type other than application/json, a missing or mistyped

@@ -55,6 +55,7 @@ func Encode(req *chaperonev1.CheckRequest) ([]byte, error) {
 	set(cp, "deviceTrust", c.GetDeviceTrust(), c.GetDeviceTrust() != "")
 	set(cp, "ip", c.GetIp(), c.GetIp() != "")
 	set(cp, "correlationId", c.GetCorrelationId(), c.GetCorrelationId() != "")
+	set(cp, "phase", c.GetPhase(), c.GetPhase() != "")
 	set(cp, "time", c.GetTime().AsTime().UTC().Format(time.RFC3339Nano), c.GetTime() != nil)
 	return json.Marshal(props{
 		"subject":  props{"type": s.GetKind(), "id": s.GetId(), "properties": sp},

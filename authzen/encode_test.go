@@ -44,7 +44,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		PurposeOfUse: "TREAT",
 		Context: &chaperonev1.Context{
 			Time: timestamppb.New(now), BreakGlassReason: "patient unconscious in the emergency department",
-			Ip: "10.1.2.3", NetworkZone: "clinic", DeviceTrust: "managed", CorrelationId: "c-1",
+			Ip: "10.1.2.3", NetworkZone: "clinic", DeviceTrust: "managed", CorrelationId: "c-1", Phase: "resource",
 		},
 	}
 	// Every field is set, so a field added later without a mapping fails here.

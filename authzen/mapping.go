@@ -198,6 +198,8 @@ func contextMember(m *mapped, name string, v jsontext.Value) (bool, *refusal) {
 		ctx().Ip, r = str(name, v)
 	case "correlationId":
 		ctx().CorrelationId, r = str(name, v)
+	case "phase":
+		ctx().Phase, r = str(name, v)
 	case "time":
 		ctx().Time, r = timestamp(name, v)
 	case "supported_obligations":

@@ -77,7 +77,9 @@
 // UNKNOWN_SECURITY_LABEL), a workforce subject without an organization
 // (ORGANIZATION_REQUIRED). On an ALLOW it adds the audit tag DISCLOSURE when
 // the subject acts outside its organization (but for a patient's own record)
-// and perEntryCheck on a population request. Decisions are made at the
+// and perEntryCheck on a population request and on every request-phase
+// ALLOW. context.phase is "request" when a gateway decides from the URL and
+// the token alone (CheckRequest.context.phase), "resource" otherwise. Decisions are made at the
 // engine's clock; context.time counts only with [WithRequestTime]. The decision time policies see is truncated to the manifest's
 // timeResolution (default 1s). Annotations carry ids and obligations:
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),

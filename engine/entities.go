@@ -123,6 +123,7 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 		"breakGlassReason":          cedar.String(ctx.GetBreakGlassReason()),
 		"networkZone":               cedar.String(ctx.GetNetworkZone()),
 		"deviceTrust":               cedar.String(ctx.GetDeviceTrust()),
+		"phase":                     cedar.String(phaseOf(req)),
 		"consent":                   cedar.String(f.consent),
 		"consentNamesSubject":       cedar.Boolean(f.consentNamesSubject),
 		"consentNamesRecipient":     cedar.Boolean(f.consentNamesRecipient),

@@ -148,6 +148,7 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = appendStr(buf, c.GetIp())
 	buf = appendStr(buf, c.GetNetworkZone())
 	buf = appendStr(buf, c.GetDeviceTrust())
+	buf = appendStr(buf, c.GetPhase())
 
 	buf = binary.AppendVarint(buf, f.at.UnixMilli())
 	buf = appendStr(buf, string(f.consent))

@@ -27,6 +27,24 @@ func ownRecord(req *chaperonev1.CheckRequest) bool {
 	return req.GetSubject().GetKind() == KindPatient && p != "" && p == req.GetSubject().GetId()
 }
 
+// Decision phases (context.phase).
+const (
+	// PhaseRequest: a gateway decides from the URL and the token, before
+	// the data is known.
+	PhaseRequest = "request"
+	// PhaseResource: the resource's own attributes are given (the default).
+	PhaseResource = "resource"
+)
+
+// phaseOf is the request's decision phase as policies see it: "request",
+// or "resource" (also when the request names none).
+func phaseOf(req *chaperonev1.CheckRequest) string {
+	if req.GetContext().GetPhase() == PhaseRequest {
+		return PhaseRequest
+	}
+	return PhaseResource
+}
+
 // population: a search, history or export of a patient-compartment type
 // that names no patient, so the answer set is unknown when deciding.
 func population(req *chaperonev1.CheckRequest) bool {
@@ -38,10 +56,12 @@ func population(req *chaperonev1.CheckRequest) bool {
 // engineObligations are the obligations of an ALLOW: the permitting
 // policies' own, the consent's residual labels to withhold, the DISCLOSURE
 // tag on every ALLOW across organizations, and perEntryCheck on a
-// population request. The policies' obligations are shared with the memo
+// population request and on every request-phase ALLOW. The policies' obligations are shared with the memo
 // and never modified.
 func engineObligations(policy *obligations, f *facts, consentLabels []*chaperonev1.Coding) *chaperonev1.Obligations {
-	disclosure := !f.sameOrganization && !ownRecord(f.req)
+	// In the request phase the resource's organization is not known yet:
+	// the resource phase decides whether each entry is a disclosure.
+	disclosure := !f.sameOrganization && !ownRecord(f.req) && phaseOf(f.req) == PhaseResource
 	obl := policy
 	if len(consentLabels) > 0 || disclosure {
 		c := policy.clone()
@@ -54,6 +74,8 @@ func engineObligations(policy *obligations, f *facts, consentLabels []*chaperone
 		obl = &c
 	}
 	out := obl.proto()
-	out.PerEntryCheck = f.population
+	// A request-phase ALLOW says "forward, then decide each returned
+	// resource": the gateway did not see the data.
+	out.PerEntryCheck = f.population || phaseOf(f.req) == PhaseRequest
 	return out
 }

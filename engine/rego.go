@@ -410,6 +410,7 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 			ast.Item(ast.InternedTerm("ip"), ast.StringTerm(c.GetIp())),
 			ast.Item(ast.InternedTerm("networkZone"), ast.StringTerm(c.GetNetworkZone())),
 			ast.Item(ast.InternedTerm("deviceTrust"), ast.StringTerm(c.GetDeviceTrust())),
+			ast.Item(ast.InternedTerm("phase"), ast.StringTerm(phaseOf(req))),
 		)),
 		ast.Item(ast.InternedTerm("consent"), consts.consentOf(f)),
 		ast.Item(ast.InternedTerm("facts"), consts.factsOf(f)),

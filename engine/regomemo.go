@@ -299,6 +299,7 @@ var regoLeaves = map[string]regoLeaf{
 	"context.ip":          func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetIp()) },
 	"context.networkZone": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetNetworkZone()) },
 	"context.deviceTrust": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetContext().GetDeviceTrust()) },
+	"context.phase":       func(f *facts, _ *regoConsts) ast.Value { return ast.String(phaseOf(f.req)) },
 	"consent":             func(f *facts, c *regoConsts) ast.Value { return c.consentOf(f).Value },
 	"consent.decision":    func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.consent) },
 	"consent.namesSubject": func(f *facts, _ *regoConsts) ast.Value {

@@ -34,7 +34,7 @@ research_type(t) if patient_element[t]
 permit contains "analytics-deidentified" if {
 	# mutate: equivalent drop-expr — analytics-research-requires-analyst (analytics.cedar) forbids research purposes to every other role
 	"analyst" in input.subject.roles
-	input.facts.sameOrganization
+	own_organization_or_request_phase
 	# mutate: equivalent drop-expr — analytics-analyst-research-only (analytics.cedar) forbids the analyst every other purpose
 	input.purposeOfUse in research_purposes
 	# mutate: equivalent drop-expr — analytics-read-only (analytics.cedar) forbids the analyst every other action
@@ -66,3 +66,10 @@ tags := ["DEIDENTIFIED", "BIRTHDATE_TO_YEAR"] if {
 } else := ["DEIDENTIFIED"]
 
 obligations := {"maskPaths": masks, "auditTags": tags}
+
+# The own organization, or the request phase, where the resource's
+# organization is not known yet and each returned resource is decided in
+# the resource phase.
+own_organization_or_request_phase if input.facts.sameOrganization
+
+own_organization_or_request_phase if input.context.phase == "request"

@@ -120,7 +120,8 @@ func genRequest(r *rand.Rand) *chaperonev1.CheckRequest {
 		Action:       pick(r, "read", "read", "search", "vread", "history", "create", "update", "export", "operation"),
 		Resource:     res,
 		PurposeOfUse: pick(r, "TREAT", "TREAT", "ETREAT", "HPAYMT", "CLMATTCH", "HOPERAT", "HRESCH", "PATRQT", "HSYSADMIN"),
-		Context:      &chaperonev1.Context{NetworkZone: pick(r, "clinic", "corporate", "home"), DeviceTrust: pick(r, "managed", "unmanaged")},
+		Context: &chaperonev1.Context{NetworkZone: pick(r, "clinic", "corporate", "home"), DeviceTrust: pick(r, "managed", "unmanaged"),
+			Phase: pick(r, "", "", "resource", "request")},
 	}
 	if req.PurposeOfUse == "ETREAT" && r.IntN(2) == 0 {
 		req.Context.BreakGlassReason = "patient collapsed in the waiting room, need history now"
@@ -170,6 +171,14 @@ func TestInvariantNoTenantCrossing(t *testing.T) {
 	w := newWorld(t)
 	forRequests(t, 1, func(t *testing.T, req *chaperonev1.CheckRequest) {
 		resp := w.full.Check(context.Background(), req)
+		if req.GetContext().GetPhase() == "request" {
+			// A request-phase ALLOW only forwards: every returned
+			// resource is decided again in the resource phase.
+			if allowed(resp) && !resp.GetObligations().GetPerEntryCheck() {
+				t.Errorf("request-phase ALLOW without perEntryCheck: %v", resp)
+			}
+			return
+		}
 		s, res := req.GetSubject(), req.GetResource()
 		same := s.GetOrganization() != "" && s.GetOrganization() == res.GetOrganization()
 		own := s.GetKind() == "patient" && res.GetPatient() == s.GetId()
@@ -200,6 +209,9 @@ func TestInvariantConsentDeny(t *testing.T) {
 	w := newWorld(t)
 	forRequests(t, 2, func(t *testing.T, req *chaperonev1.CheckRequest) {
 		resp, trace := w.full.Explain(context.Background(), req)
+		if req.GetContext().GetPhase() == "request" {
+			return // decided again, per entry, in the resource phase
+		}
 		if req.GetResource().GetPatient() == "Patient/56" && trace.Consent != nil && trace.Consent.Decision == engine.ConsentPermit {
 			t.Errorf("a deny-only consent gave PERMIT: %+v", trace.Consent)
 		}
@@ -393,6 +405,9 @@ func TestInvariantGeneratedGrantsAndTimes(t *testing.T) {
 			engine.WithClock(func() time.Time { return now }), engine.WithMemo(0))
 		e.Activate(b)
 		resp := e.Check(ctx, req)
+		if req.GetContext().GetPhase() == "request" {
+			continue // decided again, per entry, in the resource phase
+		}
 		s, res := req.GetSubject(), req.GetResource()
 		same := s.GetOrganization() != "" && s.GetOrganization() == res.GetOrganization()
 		own := s.GetKind() == "patient" && res.GetPatient() == s.GetId()

@@ -14,7 +14,7 @@ permit contains {"id": "support-read-patient-contact", "overridesConsent": true}
 	input.action in {"read", "search"}
 	input.resource.type == "Patient"
 	input.purposeOfUse in operations_purposes
-	input.facts.sameOrganization
+	own_organization_or_request_phase
 	not restricted
 }
 
@@ -39,3 +39,10 @@ obligations := {
 	],
 	"auditTags": ["SUPPORT_ACCESS"],
 }
+
+# The own organization, or the request phase, where the resource's
+# organization is not known yet and each returned resource is decided in
+# the resource phase.
+own_organization_or_request_phase if input.facts.sameOrganization
+
+own_organization_or_request_phase if input.context.phase == "request"

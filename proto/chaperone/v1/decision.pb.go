@@ -462,6 +462,12 @@ type Context struct {
 	// "unmanaged " is invalid input, not a device of another kind.
 	DeviceTrust   string `protobuf:"bytes,5,opt,name=device_trust,json=deviceTrust,proto3" json:"device_trust,omitempty"`
 	CorrelationId string `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The decision phase: "request" when a gateway decides from the URL and
+	// the token alone, before the data is known (the answer then carries
+	// perEntryCheck on an ALLOW: each returned resource must be decided in
+	// the resource phase); "resource" or empty when the resource's own
+	// attributes (patient, organization, labels) are given.
+	Phase         string `protobuf:"bytes,7,opt,name=phase,proto3" json:"phase,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -534,6 +540,13 @@ func (x *Context) GetDeviceTrust() string {
 func (x *Context) GetCorrelationId() string {
 	if x != nil {
 		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *Context) GetPhase() string {
+	if x != nil {
+		return x.Phase
 	}
 	return ""
 }
@@ -1030,14 +1043,15 @@ const file_chaperone_v1_decision_proto_rawDesc = "" +
 	"\x06author\x18\b \x01(\tB>\xbaH;\xd8\x01\x01r6\x18\x80\x0221^[A-Z][a-z]+(?:[A-Z][a-z]+)*/[A-Za-z0-9.-]{1,64}$R\x06author\x12.\n" +
 	"\x04date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x04date\x12+\n" +
 	"\bprofiles\x18\n" +
-	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\x83\x03\n" +
+	" \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x10\"\x05r\x03\x18\x80\x04R\bprofiles\"\xb5\x03\n" +
 	"\aContext\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12u\n" +
 	"\x12break_glass_reason\x18\x02 \x01(\tBG\xbaHD\xd8\x01\x01r?\x18\x80\b2:^[\\s\\p{Z}]*(?:[\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}][\\s\\p{Z}]*){20,}$R\x10breakGlassReason\x12\x1c\n" +
 	"\x02ip\x18\x03 \x01(\tB\f\xbaH\t\xd8\x01\x01r\x04\x18@p\x01R\x02ip\x12@\n" +
 	"\fnetwork_zone\x18\x04 \x01(\tB\x1d\xbaH\x1a\xd8\x01\x01r\x15\x18@2\x11^[a-z][a-z0-9-]*$R\vnetworkZone\x12@\n" +
 	"\fdevice_trust\x18\x05 \x01(\tB\x1d\xbaH\x1a\xd8\x01\x01r\x15\x18@2\x11^[a-z][a-z0-9-]*$R\vdeviceTrust\x12/\n" +
-	"\x0ecorrelation_id\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\rcorrelationId\"\xe4\x02\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\rcorrelationId\x120\n" +
+	"\x05phase\x18\a \x01(\tB\x1a\xbaH\x17r\x15R\x00R\arequestR\bresourceR\x05phase\"\xe4\x02\n" +
 	"\fCheckRequest\x127\n" +
 	"\asubject\x18\x01 \x01(\v2\x15.chaperone.v1.SubjectB\x06\xbaH\x03\xc8\x01\x01R\asubject\x12m\n" +
 	"\x06action\x18\x02 \x01(\tBU\xbaHRrPR\x04readR\x05vreadR\x06searchR\ahistoryR\x06createR\x06updateR\x05patchR\x06deleteR\x06exportR\toperationR\x06action\x12:\n" +
