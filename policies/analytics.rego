@@ -72,4 +72,6 @@ obligations := {"maskPaths": masks, "auditTags": tags}
 # the resource phase.
 own_organization_or_request_phase if input.facts.sameOrganization
 
+# (A request that names the resource's organization is held to it by
+# tenant-isolation in either phase.)
 own_organization_or_request_phase if input.context.phase == "request"
