@@ -78,6 +78,10 @@ type JWTConfig struct {
 	CacheTTL  time.Duration // 0 means 1 minute
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// KeepClaims keeps every claim of a verified token in
+	// [TokenClaims].Claims (for end-user tokens, whose claims describe the
+	// subject).
+	KeepClaims bool
 }
 
 // JWTVerifier verifies bearer tokens against a [JWKS].
@@ -92,6 +96,7 @@ type JWTVerifier struct {
 	now         func() time.Time
 	cache       *lru.Cache[string, tokenEntry]
 	provider    jws.KeyProvider
+	keepClaims  bool
 }
 
 // tokenEntry is a verified token: its claims, until when they may be
@@ -137,6 +142,7 @@ func NewJWTVerifier(keys *JWKS, cfg JWTConfig) (*JWTVerifier, error) {
 		maxLifetime: cmp(cfg.MaxLifetime, DefaultMaxLifetime),
 		ttl:         cmp(cfg.CacheTTL, time.Minute),
 		now:         cfg.Now,
+		keepClaims:  cfg.KeepClaims,
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -167,6 +173,9 @@ type TokenClaims struct {
 	Subject  string
 	ClientID string
 	Expiry   time.Time
+	// Claims are all the token's claims, by name, when
+	// [JWTConfig].KeepClaims is set; else nil. Shared: do not modify.
+	Claims map[string]any
 }
 
 // Verify checks raw (a compact JWS) and returns its claims, or a
@@ -217,6 +226,15 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (*TokenClaims, err
 	var cid string
 	if tok.Get("client_id", &cid) == nil || tok.Get("azp", &cid) == nil {
 		c.ClientID = cid
+	}
+	if v.keepClaims {
+		c.Claims = make(map[string]any, len(tok.Keys()))
+		for _, k := range tok.Keys() {
+			var val any
+			if tok.Get(k, &val) == nil {
+				c.Claims[k] = val
+			}
+		}
 	}
 	until := now.Add(v.ttl)
 	if c.Expiry.Before(until) {

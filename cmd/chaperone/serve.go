@@ -15,6 +15,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/authzen"
+	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/server"
@@ -27,6 +28,7 @@ func newServeCmd(e *env) *cobra.Command {
 		consentsDir string
 		logLevel    string
 		drain       time.Duration
+		gatewayFile string
 		pprofAddr   string
 		memoSize    int
 		maxSkew     time.Duration
@@ -51,6 +53,11 @@ The same port serves the OpenID AuthZEN 1.0 door (POST /access/v1/evaluation
 and /access/v1/evaluations, GET /.well-known/authzen-configuration), decided
 and audited as Check; with --callers, grant it as
 authzen.v1.AccessEvaluationService.
+With --gateway FILE it also serves the forward-auth door of nginx
+auth_request, Traefik ForwardAuth and Caddy forward_auth (any method on
+/authz/forward), which verifies the end user's token and decides the
+request the gateway is about to forward; with --callers, grant it as
+chaperone.gateway.v1.ForwardAuthService.
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -169,6 +176,18 @@ SIGTERM or SIGINT stops it gracefully.`,
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			opts = append(opts, readiness...)
 			opts = append(opts, server.WithDoor(authzenDoor(logger, int64(sf.maxRequestBytes))))
+			if gatewayFile != "" {
+				gcfg, err := gateway.Load(gatewayFile)
+				if err != nil {
+					return usageErrorf("--gateway: %v", err)
+				}
+				gw, err := gateway.New(ctx, gcfg, gateway.Options{})
+				if err != nil {
+					return fmt.Errorf("--gateway: %w", err)
+				}
+				closers = append(closers, gw.Close)
+				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
+			}
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
 			ln, err := net.Listen("tcp", addr)
@@ -208,6 +227,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
+	cmd.Flags().StringVar(&gatewayFile, "gateway", "", "serve the forward-auth door (/authz/forward) with this gateway file (YAML: fhirBase, tokens, claims, purposeOfUse, resourcePhase)")
 	bf = addBundleFlags(cmd.Flags())
 	sf = addSecurityFlags(cmd.Flags())
 	af = addAuditFlags(cmd.Flags())
@@ -234,6 +254,15 @@ func authzenDoor(logger *slog.Logger, maxBytes int64) func(*server.Server) []ser
 			routes = append(routes, server.Route{Pattern: r.Pattern, Procedure: r.Procedure, Handler: r.Handler, Batch: r.Batch})
 		}
 		return routes
+	}
+}
+
+// forwardDoor serves the forward-auth door (gateway package) on the API
+// port, deciding through the server as Check does.
+func forwardDoor(gw *gateway.Gateway, logger *slog.Logger) func(*server.Server) []server.Route {
+	return func(s *server.Server) []server.Route {
+		d := gateway.NewDoor(gw, s, logger)
+		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d}}
 	}
 }
 

@@ -1,0 +1,61 @@
+// Package gateway is the forward-auth door of an HTTP gateway (nginx
+// auth_request, Traefik ForwardAuth, Caddy forward_auth): it turns the
+// request a gateway is about to forward, and the end user's bearer token
+// (a SMART on FHIR access token), into a CheckRequest, decides it through
+// the server and answers the gateway with a status it understands.
+//
+// # Configuration
+//
+// [Load] reads the gateway file of serve --gateway (YAML, unknown keys are
+// an error naming them):
+//
+//	fhirBase: /fhir                 # path prefix of the FHIR API behind the gateway
+//	tokens:
+//	  jwks: keys.json               # file or https URL
+//	  issuer: https://auth.example.org
+//	  audience: https://fhir.example.org
+//	  algorithms: [RS256, ES256, EdDSA]   # optional subset; the default
+//	  maxLifetime: 24h              # optional; the default
+//	claims:                         # claim name of each subject field
+//	  id: fhirUser
+//	  kind: kind
+//	  roles: roles                  # array or space-separated string
+//	  organization: org
+//	  scopes: scope                 # space-separated string or array
+//	  clientId: client_id
+//	  launchPatient: patient
+//	purposeOfUse:
+//	  header: X-Purpose-Of-Use
+//	  default: TREAT
+//	resourcePhase: proxy            # proxy | application | none
+//
+// # End-user tokens
+//
+// Tokens are verified by the JWKS machinery of package callers: RS256,
+// ES256 and EdDSA only (never none or HS*), exp, nbf, iss, aud and a
+// lifetime cap as for callers. No token or a bad one is 401.
+//
+// # Request phase
+//
+// A gateway knows the request, not the data, so its decisions are
+// request-phase decisions: the resource's patient is known only from the
+// URL (a compartment path or a patient= parameter), its organization and
+// security labels not at all. An ALLOW therefore carries perEntryCheck
+// whenever the mapper says the answer set is unknown, and also for reads
+// and writes by id, whose target the door has not seen: the enforcement
+// point behind the gateway (resourcePhase proxy or application) decides
+// each returned resource in the resource phase. With resourcePhase none
+// such an ALLOW is a DENY NO_RESOURCE_ENFORCEMENT. Only GET metadata is
+// decided fully at the door.
+//
+// # The door
+//
+// [Door] answers any method on /authz/forward: the original request comes
+// from X-Original-Method and X-Original-URI (nginx) or X-Forwarded-Method
+// and X-Forwarded-Uri (Traefik, Caddy). 200 is an ALLOW with the headers
+// x-chaperone-decision-id and x-chaperone-obligations (the obligations as
+// unpadded base64url of their JSON); 401 is no or a bad end-user token; 403
+// is a DENY or a request that cannot be mapped safely, with an
+// application/fhir+json OperationOutcome naming the reason codes and
+// nothing of the request.
+package gateway

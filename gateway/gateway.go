@@ -1,0 +1,309 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/chaperone-pdp/chaperone/callers"
+	"github.com/chaperone-pdp/chaperone/fhirrest"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+)
+
+// Reason codes of refusals the door makes itself, before the engine.
+const (
+	// ReasonUnauthenticated: no end-user token, or a bad one (401).
+	ReasonUnauthenticated = "UNAUTHENTICATED"
+	// ReasonPurposeRequired: no purpose header and no default.
+	ReasonPurposeRequired = "PURPOSE_REQUIRED"
+	// ReasonOriginalRequest: the gateway did not say which request it is
+	// about (method or URI header missing, repeated or contradictory).
+	ReasonOriginalRequest = "ORIGINAL_REQUEST_REQUIRED"
+	// ReasonMethodOverride: a method override header, which some servers
+	// honour, would run another interaction than the one mapped.
+	ReasonMethodOverride = "METHOD_OVERRIDE"
+	// ReasonTypeRequired: a system-level request (or Patient/p/*): the
+	// door decides one resource type at a time.
+	ReasonTypeRequired = "TYPE_REQUIRED"
+	// ReasonInvalidRequest: the request breaks the API's rules (a token
+	// claim that is not a FHIR reference, for one).
+	ReasonInvalidRequest = "INVALID_REQUEST"
+	// ReasonNoResourceEnforcement: an ALLOW that needs the resource phase
+	// with resourcePhase none.
+	ReasonNoResourceEnforcement = "NO_RESOURCE_ENFORCEMENT"
+)
+
+// Refusal is a request the door answers without a decision of the engine:
+// 401 for the token, 403 for a request it cannot map safely. Code is a
+// reason code; Detail a fixed phrase without request data.
+type Refusal struct {
+	Status int
+	Code   string
+	Detail string
+	Err    error
+}
+
+func (r *Refusal) Error() string {
+	s := fmt.Sprintf("%d %s", r.Status, r.Code)
+	if r.Detail != "" {
+		s += ": " + r.Detail
+	}
+	if r.Err != nil {
+		s += ": " + r.Err.Error()
+	}
+	return s
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+func unauthenticated(detail string, err error) *Refusal {
+	return &Refusal{Status: http.StatusUnauthorized, Code: ReasonUnauthenticated, Detail: detail, Err: err}
+}
+
+func forbidden(code, detail string) *Refusal {
+	return &Refusal{Status: http.StatusForbidden, Code: code, Detail: detail}
+}
+
+// Gateway maps gateway requests to CheckRequests. Close stops the key set
+// refreshes.
+type Gateway struct {
+	cfg      *Config
+	mapper   *fhirrest.Mapper
+	keys     *callers.JWKS
+	verifier *callers.JWTVerifier
+}
+
+// Options tune [New].
+type Options struct {
+	// JWKS tunes the key set (a test's HTTP client, for one).
+	JWKS callers.JWKSConfig
+	// Now is the clock of token checks; nil means time.Now.
+	Now func() time.Time
+}
+
+// New loads the key set of cfg and returns the gateway.
+func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	m, err := fhirrest.New(cfg.FHIRBase)
+	if err != nil {
+		return nil, err
+	}
+	life, _ := cfg.maxLifetime()
+	keys, err := callers.NewJWKS(ctx, cfg.Tokens.JWKS, o.JWKS)
+	if err != nil {
+		return nil, fmt.Errorf("gateway tokens: %w", err)
+	}
+	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{
+		Issuer: cfg.Tokens.Issuer, Audience: []string{cfg.Tokens.Audience},
+		Algorithms: cfg.algorithms(), MaxLifetime: life, Now: o.Now, KeepClaims: true,
+	})
+	if err != nil {
+		_ = keys.Close(ctx)
+		return nil, fmt.Errorf("gateway tokens: %w", err)
+	}
+	return &Gateway{cfg: cfg, mapper: m, keys: keys, verifier: v}, nil
+}
+
+// Close stops the key set refreshes.
+func (g *Gateway) Close(ctx context.Context) error { return g.keys.Close(ctx) }
+
+// Config is the gateway's configuration.
+func (g *Gateway) Config() *Config { return g.cfg }
+
+// Request is a gateway request mapped to a CheckRequest.
+type Request struct {
+	Check  *chaperonev1.CheckRequest
+	Mapped fhirrest.Mapped
+}
+
+// overrideHeaders are method override headers some servers honour.
+var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+
+// Map maps the request the gateway is about to forward (its method, its
+// request URI as sent: path and query, and its headers, which carry the
+// end user's token in Authorization) to a CheckRequest. Every error is a
+// [*Refusal]: never an ALLOW for what cannot be mapped.
+func (g *Gateway) Map(ctx context.Context, method, uri string, h http.Header) (*Request, error) {
+	raw, ok := bearer(h.Values("Authorization"))
+	if !ok {
+		return nil, unauthenticated(callers.ReasonMissingToken, nil)
+	}
+	claims, err := g.verifier.Verify(ctx, raw)
+	if err != nil {
+		var te *callers.TokenError
+		if errors.As(err, &te) {
+			return nil, unauthenticated(te.Reason, err)
+		}
+		return nil, unauthenticated(callers.ReasonMalformed, err)
+	}
+	subject, err := g.subject(claims)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range overrideHeaders {
+		if len(h.Values(name)) > 0 {
+			return nil, forbidden(ReasonMethodOverride, name+" is not accepted")
+		}
+	}
+	if len(h.Values("If-None-Exist")) > 0 {
+		return nil, forbidden(string(fhirrest.ReasonConditional), "If-None-Exist is not accepted")
+	}
+	path, query, _ := strings.Cut(uri, "?")
+	m, err := g.mapper.Map(method, path, query, nil)
+	if err != nil {
+		var re *fhirrest.RefusedError
+		if errors.As(err, &re) {
+			return nil, forbidden(string(re.Reason), "the request cannot be mapped safely")
+		}
+		return nil, forbidden(string(fhirrest.ReasonBadPath), "the request cannot be mapped safely")
+	}
+	purpose := g.cfg.PurposeOfUse.Default
+	if name := g.cfg.PurposeOfUse.Header; name != "" {
+		switch vs := h.Values(name); len(vs) {
+		case 0:
+		case 1:
+			purpose = strings.TrimSpace(vs[0])
+		default:
+			return nil, forbidden(ReasonPurposeRequired, "one purpose of use header expected")
+		}
+	}
+	if purpose == "" {
+		return nil, forbidden(ReasonPurposeRequired, "no purpose of use")
+	}
+	typ := m.Type
+	if m.Capabilities {
+		typ = "CapabilityStatement"
+	}
+	if typ == "" {
+		return nil, forbidden(ReasonTypeRequired, "the door decides requests of one resource type")
+	}
+	req := &chaperonev1.CheckRequest{
+		Subject:      subject,
+		Action:       string(m.Action),
+		Resource:     &chaperonev1.Resource{Type: typ, Id: m.ID, Patient: m.Patient},
+		PurposeOfUse: purpose,
+	}
+	return &Request{Check: req, Mapped: m}, nil
+}
+
+// bearer is the token of the one Authorization header.
+func bearer(vs []string) (string, bool) {
+	const prefix = "bearer "
+	if len(vs) != 1 {
+		return "", false
+	}
+	v := vs[0]
+	if len(v) <= len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
+		return "", false
+	}
+	tok := strings.TrimSpace(v[len(prefix):])
+	return tok, tok != ""
+}
+
+// kinds are the subject kinds implied by the type of the subject's id.
+var kinds = map[string]string{
+	"Practitioner":  "practitioner",
+	"Patient":       "patient",
+	"RelatedPerson": "related-person",
+	"Device":        "device",
+}
+
+// subject reads the subject from the token's claims.
+func (g *Gateway) subject(tc *callers.TokenClaims) (*chaperonev1.Subject, error) {
+	n := g.cfg.Claims
+	bad := func(claim, why string) error {
+		return unauthenticated(callers.ReasonMissingClaim, fmt.Errorf("claim %q: %s", claim, why))
+	}
+	str := func(claim string) (string, error) {
+		if claim == "" {
+			return "", nil
+		}
+		v, ok := tc.Claims[claim]
+		if !ok || v == nil {
+			return "", nil
+		}
+		s, ok := v.(string)
+		if !ok {
+			return "", bad(claim, "not a string")
+		}
+		return s, nil
+	}
+	words := func(claim string) ([]string, error) {
+		if claim == "" {
+			return nil, nil
+		}
+		switch v := tc.Claims[claim].(type) {
+		case nil:
+			return nil, nil
+		case string:
+			return strings.Fields(v), nil
+		case []string:
+			return v, nil
+		case []any:
+			out := make([]string, 0, len(v))
+			for _, x := range v {
+				s, ok := x.(string)
+				if !ok {
+					return nil, bad(claim, "not an array of strings")
+				}
+				out = append(out, s)
+			}
+			return out, nil
+		default:
+			return nil, bad(claim, "not a string or an array of strings")
+		}
+	}
+	s := &chaperonev1.Subject{}
+	var err error
+	if s.Id, err = str(n.ID); err != nil {
+		return nil, err
+	}
+	if s.Id == "" {
+		return nil, bad(n.ID, "required")
+	}
+	// SMART's fhirUser may be the absolute URL of the resource on the
+	// FHIR server the token is for.
+	s.Id = strings.TrimPrefix(s.Id, strings.TrimSuffix(g.cfg.Tokens.Audience, "/")+"/")
+	if s.Kind, err = str(n.Kind); err != nil {
+		return nil, err
+	}
+	if s.Kind == "" {
+		typ, _, _ := strings.Cut(s.Id, "/")
+		s.Kind = kinds[typ]
+	}
+	if s.Roles, err = words(n.Roles); err != nil {
+		return nil, err
+	}
+	if s.Scopes, err = words(n.Scopes); err != nil {
+		return nil, err
+	}
+	if s.Organization, err = str(n.Organization); err != nil {
+		return nil, err
+	}
+	if s.ClientId, err = str(n.ClientID); err != nil {
+		return nil, err
+	}
+	if s.ClientId == "" {
+		s.ClientId = tc.ClientID
+	}
+	if s.LaunchPatient, err = str(n.LaunchPatient); err != nil {
+		return nil, err
+	}
+	// SMART's patient launch context is a bare id.
+	if p := s.LaunchPatient; p != "" && !strings.Contains(p, "/") {
+		s.LaunchPatient = "Patient/" + p
+	}
+	return s, nil
+}
+
+// needsResourcePhase says whether an ALLOW of m must be completed in the
+// resource phase: everything but the capability statement, since the door
+// has not seen the target's organization and labels.
+func needsResourcePhase(m fhirrest.Mapped) bool {
+	return !m.Capabilities || m.PerEntryCheck
+}
