@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -80,7 +79,7 @@ func original(h http.Header) (method, uri string, ok bool) {
 	}
 	method, ok1 := one("X-Original-Method", "X-Forwarded-Method")
 	uri, ok2 := one("X-Original-URI", "X-Forwarded-Uri")
-	return strings.ToUpper(method), uri, ok1 && ok2
+	return method, uri, ok1 && ok2
 }
 
 // ServeHTTP answers one forward-auth sub-request.
@@ -104,7 +103,6 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, ref.Status, "", []string{ref.Code})
 		return
 	}
-	d.setPhase(req.Check)
 	resp, err := d.d.Decide(ctx, req.Check, d.amend(req))
 	if err != nil {
 		var ve *validation.Error
@@ -140,10 +138,6 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderObligations, base64.RawURLEncoding.EncodeToString(b))
 	w.WriteHeader(http.StatusOK)
 }
-
-// setPhase marks a gateway decision as a request-phase decision, where
-// the request context has a phase.
-func (d *Door) setPhase(*chaperonev1.CheckRequest) {}
 
 // amend completes the engine's ALLOW for the request phase: it carries
 // perEntryCheck when the door has not seen what the request returns or

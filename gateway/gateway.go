@@ -13,6 +13,9 @@ import (
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
+// PhaseRequest is context.phase of every decision of the door.
+const PhaseRequest = "request"
+
 // Reason codes of refusals the door makes itself, before the engine.
 const (
 	// ReasonUnauthenticated: no end-user token, or a bad one (401).
@@ -187,6 +190,8 @@ func (g *Gateway) Map(ctx context.Context, method, uri string, h http.Header) (*
 		Action:       string(m.Action),
 		Resource:     &chaperonev1.Resource{Type: typ, Id: m.ID, Patient: m.Patient},
 		PurposeOfUse: purpose,
+		// The door sees the URL and the token, not the data.
+		Context: &chaperonev1.Context{Phase: PhaseRequest},
 	}
 	return &Request{Check: req, Mapped: m}, nil
 }

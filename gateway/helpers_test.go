@@ -226,7 +226,7 @@ func serve(t *testing.T, g *gateway.Gateway, extra ...server.Option) (string, *r
 	rec := &recorder{}
 	door := func(s *server.Server) []server.Route {
 		d := gateway.NewDoor(g, s, nil)
-		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d}}
+		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d, EndUserToken: true}}
 	}
 	opts := append([]server.Option{server.WithRecorder(rec), server.WithDoor(door)}, extra...)
 	hs := server.New(eng, v, opts...).HTTPServer()

@@ -32,7 +32,16 @@ type Route struct {
 	// every decision with [Server.ChargeDecisions] once it has read the
 	// body (as BatchCheck does).
 	Batch bool
+	// EndUserToken routes carry the end user's token in Authorization (a
+	// forward-auth sub-request does): the guard then takes the caller's own
+	// bearer token from [HeaderCallerAuthorization] instead, or identifies
+	// the caller by its client certificate alone.
+	EndUserToken bool
 }
+
+// HeaderCallerAuthorization carries the caller's bearer token on an
+// [Route].EndUserToken route ("Bearer …", as Authorization would).
+const HeaderCallerAuthorization = "X-Chaperone-Authorization"
 
 // WithDoor mounts a door to decisions: New calls routes once with the
 // server itself (whose [Server.Decide] the door decides through) and serves
@@ -43,8 +52,9 @@ func WithDoor(routes func(*Server) []Route) Option {
 
 // doorRoute is what the guard learns about a request to a door route.
 type doorRoute struct {
-	procedure string
-	batch     bool
+	procedure    string
+	batch        bool
+	endUserToken bool
 }
 
 type doorRouteKey struct{}
@@ -67,7 +77,7 @@ func (s *Server) mountDoors() {
 			if s.routes == nil {
 				s.routes = map[string]doorRoute{}
 			}
-			s.routes[path] = doorRoute{procedure: r.Procedure, batch: r.Batch}
+			s.routes[path] = doorRoute{procedure: r.Procedure, batch: r.Batch, endUserToken: r.EndUserToken}
 			if s.metrics != nil {
 				s.metrics.known.Store(r.Procedure, r.Procedure)
 			}

@@ -176,7 +176,11 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			}
 		}
 		if !g.public[r.URL.Path] {
-			caller, err := g.authenticate(ctx, r)
+			tokenHeader := "Authorization"
+			if door && route.endUserToken {
+				tokenHeader = HeaderCallerAuthorization
+			}
+			caller, err := g.authenticate(ctx, r, tokenHeader)
 			if err != nil {
 				g.refuse(w, r, ri, start, connect.CodeUnauthenticated, err)
 				return
@@ -234,8 +238,9 @@ func (g *Guard) correlationID(r *http.Request) string {
 	return correlationID("", r.Header.Get(HeaderTraceparent))
 }
 
-// authenticate establishes the caller of r.
-func (g *Guard) authenticate(ctx context.Context, r *http.Request) (*callers.Caller, error) {
+// authenticate establishes the caller of r, whose bearer token (if any) is
+// in the header tokenHeader.
+func (g *Guard) authenticate(ctx context.Context, r *http.Request, tokenHeader string) (*callers.Caller, error) {
 	if g.anonymous {
 		return g.anon, nil
 	}
@@ -252,7 +257,7 @@ func (g *Guard) authenticate(ctx context.Context, r *http.Request) (*callers.Cal
 		c = cc
 	}
 	if g.jwt != nil {
-		raw, ok := bearerToken(r.Header.Get("Authorization"))
+		raw, ok := bearerToken(r.Header.Get(tokenHeader))
 		switch {
 		case ok:
 			claims, err := g.jwt.Verify(ctx, raw)

@@ -15,9 +15,9 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/authzen"
-	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -262,7 +262,7 @@ func authzenDoor(logger *slog.Logger, maxBytes int64) func(*server.Server) []ser
 func forwardDoor(gw *gateway.Gateway, logger *slog.Logger) func(*server.Server) []server.Route {
 	return func(s *server.Server) []server.Route {
 		d := gateway.NewDoor(gw, s, logger)
-		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d}}
+		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d, EndUserToken: true}}
 	}
 }
 
