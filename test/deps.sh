@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is absent: redis-server for the
-# Redis store, audit and fault tests. Go modules and code generators come
+# Redis store, audit and fault tests, nginx for the forward-auth gateway test. Go modules and code generators come
 # through the Go module proxy on first use.
 set -euo pipefail
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -10,5 +10,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   else
     echo "redis-server is not installed; install it (e.g. apt-get install redis-server) to run the Redis tests" >&2
+  fi
+fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing nginx (Debian package)" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  else
+    echo "nginx is not installed; install it (e.g. apt-get install nginx) to run the gateway test" >&2
   fi
 fi
