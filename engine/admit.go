@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -22,6 +23,26 @@ const (
 	RoleRelatedPerson = "related-person"
 )
 
+// kindHoldsType reports whether a subject of kind may have an id of the
+// resource type typ. A service (a backend acting for an organization) is a
+// Device or an Organization; an unstated kind may be any type (it holds no
+// role: see ROLE_KIND_MISMATCH).
+func kindHoldsType(kind, typ string) bool {
+	switch kind {
+	case KindPatient:
+		return typ == "Patient"
+	case KindRelatedPerson:
+		return typ == "RelatedPerson"
+	case KindPractitioner:
+		return typ == "Practitioner" || typ == "PractitionerRole"
+	case KindDevice:
+		return typ == "Device"
+	case KindService:
+		return typ == "Device" || typ == "Organization"
+	}
+	return true
+}
+
 // workforceKind reports whether a subject of kind acts for an
 // organization: practitioners, devices and services.
 func workforceKind(kind string) bool {
@@ -31,6 +52,12 @@ func workforceKind(kind string) bool {
 // admit checks, before any fact is looked up, what no policy may overlook
 // and returns the reason to deny, or nil:
 //
+//   - KIND_ID_MISMATCH: subject.id names a resource type the kind cannot
+//     be (a patient is a Patient, a related person a RelatedPerson, a
+//     practitioner a Practitioner or PractitionerRole, a device a Device, a
+//     service a Device or an Organization),
+//     so that no rule keyed on the id (the patient's own compartment, a
+//     grant, a consent naming the subject) meets a subject of another kind;
 //   - ROLE_KIND_MISMATCH: the role "patient" needs kind patient,
 //     "related-person" kind related-person, and every other role a
 //     workforce kind (practitioner, device, service);
@@ -44,6 +71,9 @@ func workforceKind(kind string) bool {
 func (b *Bundle) admit(req *chaperonev1.CheckRequest) *chaperonev1.Reason {
 	s := req.GetSubject()
 	kind := s.GetKind()
+	if typ, _, _ := strings.Cut(s.GetId(), "/"); !kindHoldsType(kind, typ) {
+		return &chaperonev1.Reason{Code: "KIND_ID_MISMATCH", Message: fmt.Sprintf("a subject of kind %q cannot be a %s", kind, typ)}
+	}
 	for _, r := range s.GetRoles() {
 		var ok bool
 		switch r {
