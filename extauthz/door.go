@@ -1,0 +1,322 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"connectrpc.com/connect"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/validation"
+)
+
+// Names the guard authorizes the door by: a callers file grants it with
+// the service name or the procedure.
+const (
+	Service        = "envoy.service.auth.v3.Authorization"
+	CheckProcedure = "/" + Service + "/Check"
+)
+
+// Headers the door adds to an allowed request (and removes from what the
+// client sent), in the lower case HTTP/2 uses.
+const (
+	HeaderDecisionID  = "x-chaperone-decision-id"
+	HeaderObligations = "x-chaperone-obligations"
+)
+
+// ReasonSystem is the code system of the reason codes in an
+// OperationOutcome.
+const ReasonSystem = "https://chaperone-pdp.org/CodeSystem/reason"
+
+// Reason codes of refusals the door makes itself.
+const (
+	// ReasonNoHTTP: the CheckRequest carries no attributes.request.http.
+	ReasonNoHTTP = "HTTP_REQUEST_REQUIRED"
+	// ReasonPartialBody: Envoy sent only the first part of the body.
+	ReasonPartialBody = "PARTIAL_BODY"
+	// ReasonInvalidRequest: the mapped CheckRequest breaks the API's rules.
+	ReasonInvalidRequest = "INVALID_REQUEST"
+	// ReasonDeny: a DENY that names no reason (never expected).
+	ReasonDeny = "DENY"
+)
+
+// partialBodyHeader is set by Envoy when the body it sends is truncated.
+const partialBodyHeader = "x-envoy-auth-partial-body"
+
+// Request is the HTTP request Envoy asks about.
+type Request struct {
+	// Method is the HTTP method.
+	Method string
+	// URI is the request target as sent: path and query.
+	URI string
+	// Header holds the request's headers, authorization and the purpose
+	// of use header among them.
+	Header http.Header
+	// Body is the request body when Envoy sends it (with_request_body),
+	// else nil.
+	Body []byte
+	// SourcePrincipal is the workload that sent the request through Envoy
+	// (attributes.source.principal, a SPIFFE id under mTLS), "" when
+	// unknown.
+	SourcePrincipal string
+}
+
+// Mapped is a request mapped to the CheckRequest to decide.
+type Mapped struct {
+	// Check is the request-phase CheckRequest.
+	Check *chaperonev1.CheckRequest
+	// Amend, when not nil, completes the engine's answer before it is
+	// recorded (see [Decider]).
+	Amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse
+}
+
+// Mapper maps the HTTP attributes of a request to a CheckRequest. An
+// error that is a [*Refusal] is answered as a DENY; any other error means
+// the request could not be mapped for a reason of the server's own, and
+// the call fails UNAVAILABLE.
+type Mapper interface {
+	Map(ctx context.Context, r *Request) (*Mapped, error)
+}
+
+// MapperFunc is a function that is a [Mapper].
+type MapperFunc func(ctx context.Context, r *Request) (*Mapped, error)
+
+// Map calls f.
+func (f MapperFunc) Map(ctx context.Context, r *Request) (*Mapped, error) { return f(ctx, r) }
+
+// Refusal is a request answered without a decision of the engine: Status
+// is the HTTP status Envoy answers the client with (401 for a missing or
+// bad end-user token, 403 otherwise), Code a reason code. Its text never
+// carries request data.
+type Refusal struct {
+	Status int
+	Code   string
+	Err    error
+}
+
+func (r *Refusal) Error() string {
+	s := fmt.Sprintf("%d %s", r.Status, r.Code)
+	if r.Err != nil {
+		s += ": " + r.Err.Error()
+	}
+	return s
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Decider decides CheckRequests; *server.Server is one.
+type Decider interface {
+	// Decide validates, decides, audits and logs req as Check does; an
+	// invalid req is a *validation.Error. amend may replace the answer
+	// before it is recorded.
+	Decide(ctx context.Context, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error)
+}
+
+// ErrUnavailable is the error of a Check that could not be answered with
+// a decision: the rules could not run, or the Mapper failed.
+var ErrUnavailable = errors.New("ext_authz: decision unavailable")
+
+// Door is the ext_authz door.
+type Door struct {
+	mapper  Mapper
+	decider Decider
+	logger  *slog.Logger
+}
+
+// New returns the door mapping with m and deciding through d; logger (nil:
+// none) logs failures inside the server.
+func New(m Mapper, d Decider, logger *slog.Logger) *Door {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Door{mapper: m, decider: d, logger: logger}
+}
+
+// Handler is the door's gRPC handler and the path it is served at, in the
+// shape of a generated Connect handler constructor (server.WithService).
+// A Check that fails with [ErrUnavailable] is gRPC status 14.
+func (d *Door) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
+	h := connect.NewUnaryHandler(CheckProcedure, func(ctx context.Context, req *connect.Request[authv3.CheckRequest]) (*connect.Response[authv3.CheckResponse], error) {
+		resp, err := d.Check(ctx, req.Msg)
+		if err != nil {
+			return nil, connect.NewError(connect.CodeUnavailable, ErrUnavailable)
+		}
+		return connect.NewResponse(resp), nil
+	}, opts...)
+	return CheckProcedure, h
+}
+
+// Check answers one ext_authz CheckRequest. A DENY is an answer, not an
+// error; the error wraps [ErrUnavailable].
+func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	hr := in.GetAttributes().GetRequest().GetHttp()
+	if hr == nil {
+		return denied(http.StatusForbidden, "", []string{ReasonNoHTTP}), nil
+	}
+	r := &Request{
+		Method:          hr.GetMethod(),
+		URI:             hr.GetPath(),
+		Header:          headers(hr),
+		SourcePrincipal: in.GetAttributes().GetSource().GetPrincipal(),
+	}
+	switch {
+	case len(hr.GetRawBody()) > 0:
+		r.Body = hr.GetRawBody()
+	case hr.GetBody() != "":
+		r.Body = []byte(hr.GetBody())
+	}
+	if strings.EqualFold(r.Header.Get(partialBodyHeader), "true") {
+		return denied(http.StatusForbidden, "", []string{ReasonPartialBody}), nil
+	}
+	m, err := d.mapper.Map(ctx, r)
+	if err != nil {
+		var ref *Refusal
+		if errors.As(err, &ref) {
+			status := ref.Status
+			if status != http.StatusUnauthorized {
+				status = http.StatusForbidden
+			}
+			return denied(status, "", []string{ref.Code}), nil
+		}
+		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz mapping failed", slog.String("error", err.Error()))
+		return nil, fmt.Errorf("map: %w: %w", ErrUnavailable, err)
+	}
+	resp, err := d.decider.Decide(ctx, m.Check, m.Amend)
+	if err != nil {
+		var verr *validation.Error
+		if errors.As(err, &verr) {
+			return denied(http.StatusForbidden, "", []string{ReasonInvalidRequest}), nil
+		}
+		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz decision failed", slog.String("error", err.Error()))
+		return nil, fmt.Errorf("decide: %w: %w", ErrUnavailable, err)
+	}
+	if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+		codes := make([]string, 0, len(resp.GetReasons()))
+		for _, rs := range resp.GetReasons() {
+			codes = append(codes, rs.GetCode())
+		}
+		if len(codes) == 0 {
+			codes = append(codes, ReasonDeny)
+		}
+		return denied(http.StatusForbidden, resp.GetDecisionId(), codes), nil
+	}
+	obl := resp.GetObligations()
+	if obl == nil {
+		obl = &chaperonev1.Obligations{}
+	}
+	b, err := protojson.Marshal(obl)
+	if err != nil {
+		return nil, fmt.Errorf("obligations: %w: %w", ErrUnavailable, err)
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(code.Code_OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers: []*corev3.HeaderValueOption{
+				header(HeaderDecisionID, resp.GetDecisionId()),
+				header(HeaderObligations, base64.RawURLEncoding.EncodeToString(b)),
+			},
+			HeadersToRemove: []string{HeaderDecisionID, HeaderObligations},
+		}},
+	}, nil
+}
+
+// headers are the request's headers: the headers map, or header_map when
+// Envoy sends raw headers. HTTP/2 pseudo-headers (":path") are left out.
+func headers(hr *authv3.AttributeContext_HttpRequest) http.Header {
+	h := http.Header{}
+	for k, v := range hr.GetHeaders() {
+		if !strings.HasPrefix(k, ":") {
+			h.Add(k, v)
+		}
+	}
+	for _, hv := range hr.GetHeaderMap().GetHeaders() {
+		if strings.HasPrefix(hv.GetKey(), ":") {
+			continue
+		}
+		v := hv.GetValue()
+		if len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		h.Add(hv.GetKey(), v)
+	}
+	return h
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// denied is a DENY answered with HTTP status and an OperationOutcome
+// naming codes.
+func denied(httpStatus int, decisionID string, codes []string) *authv3.CheckResponse {
+	hs := []*corev3.HeaderValueOption{header("content-type", "application/fhir+json")}
+	if decisionID != "" {
+		hs = append(hs, header(HeaderDecisionID, decisionID))
+	}
+	if httpStatus == http.StatusUnauthorized {
+		hs = append(hs, header("www-authenticate", `Bearer error="invalid_token"`))
+	}
+	sc := typev3.StatusCode_Forbidden
+	if httpStatus == http.StatusUnauthorized {
+		sc = typev3.StatusCode_Unauthorized
+	}
+	return &authv3.CheckResponse{
+		Status: &status.Status{Code: int32(code.Code_PERMISSION_DENIED)},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: sc},
+			Headers: hs,
+			Body:    operationOutcome(httpStatus, codes),
+		}},
+	}
+}
+
+type outcome struct {
+	ResourceType string  `json:"resourceType"`
+	Issue        []issue `json:"issue"`
+}
+
+type issue struct {
+	Severity string  `json:"severity"`
+	Code     string  `json:"code"`
+	Details  details `json:"details"`
+}
+
+type details struct {
+	Coding []coding `json:"coding"`
+	Text   string   `json:"text"`
+}
+
+type coding struct {
+	System string `json:"system"`
+	Code   string `json:"code"`
+}
+
+// operationOutcome is a FHIR OperationOutcome with one issue per reason
+// code: codes only, nothing of the request.
+func operationOutcome(httpStatus int, codes []string) string {
+	kind := "forbidden"
+	if httpStatus == http.StatusUnauthorized {
+		kind = "login"
+	}
+	o := outcome{ResourceType: "OperationOutcome"}
+	for _, c := range codes {
+		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}})
+	}
+	b, _ := json.Marshal(o) // strings only: cannot fail
+	return string(b)
+}
