@@ -103,7 +103,7 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, ref.Status, "", []string{ref.Code})
 		return
 	}
-	resp, err := d.d.Decide(ctx, req.Check, d.amend(req))
+	resp, err := d.d.Decide(ctx, req.Check, d.g.Amend(req))
 	if err != nil {
 		var ve *validation.Error
 		if errors.As(err, &ve) {
@@ -139,11 +139,12 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// amend completes the engine's ALLOW for the request phase: it carries
-// perEntryCheck when the door has not seen what the request returns or
-// changes, and is a DENY NO_RESOURCE_ENFORCEMENT when nothing behind the
-// gateway would check it.
-func (d *Door) amend(req *Request) func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
+// Amend is the amendment (server.Decide's amend) that completes the
+// engine's ALLOW of req for the request phase: it carries perEntryCheck
+// when the door has not seen what the request returns or changes, and is
+// a DENY NO_RESOURCE_ENFORCEMENT when nothing behind the gateway would
+// check it. Every gateway door decides with it.
+func (g *Gateway) Amend(req *Request) func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
 	return func(resp *chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
 		if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
 			return resp
@@ -152,7 +153,7 @@ func (d *Door) amend(req *Request) func(*chaperonev1.CheckResponse) *chaperonev1
 			return resp
 		}
 		out := proto.CloneOf(resp)
-		if d.g.cfg.ResourcePhase == PhaseNone {
+		if g.cfg.ResourcePhase == PhaseNone {
 			out.Decision = chaperonev1.Decision_DECISION_DENY
 			out.Obligations = nil
 			out.CacheTtl = nil
@@ -192,6 +193,19 @@ type coding struct {
 // writeOutcome answers status with an OperationOutcome of one issue per
 // reason code: codes only, nothing of the request.
 func writeOutcome(w http.ResponseWriter, status int, decisionID string, codes []string) {
+	b := OperationOutcome(status, codes)
+	if decisionID != "" {
+		w.Header().Set(HeaderDecisionID, decisionID)
+	}
+	w.Header().Set("Content-Type", "application/fhir+json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// OperationOutcome is the application/fhir+json body of a refusal with
+// HTTP status: one issue per reason code, codes only, nothing of the
+// request. Every gateway door answers with it.
+func OperationOutcome(status int, codes []string) []byte {
 	kind := "forbidden"
 	switch status {
 	case http.StatusUnauthorized:
@@ -203,11 +217,6 @@ func writeOutcome(w http.ResponseWriter, status int, decisionID string, codes []
 	for _, c := range codes {
 		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}})
 	}
-	b, _ := json.Marshal(o)
-	if decisionID != "" {
-		w.Header().Set(HeaderDecisionID, decisionID)
-	}
-	w.Header().Set("Content-Type", "application/fhir+json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	b, _ := json.Marshal(o) // strings only: cannot fail
+	return b
 }

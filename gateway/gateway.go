@@ -132,6 +132,13 @@ var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Met
 // end user's token in Authorization) to a CheckRequest. Every error is a
 // [*Refusal]: never an ALLOW for what cannot be mapped.
 func (g *Gateway) Map(ctx context.Context, method, uri string, h http.Header) (*Request, error) {
+	return g.MapBody(ctx, method, uri, h, nil)
+}
+
+// MapBody is [Gateway.Map] for a gateway that also sends the request's
+// body (nil when it does not): a POST _search is mapped from its form
+// body; without it, it is refused BODY_REQUIRED.
+func (g *Gateway) MapBody(ctx context.Context, method, uri string, h http.Header, body []byte) (*Request, error) {
 	raw, ok := bearer(h.Values("Authorization"))
 	if !ok {
 		return nil, unauthenticated(callers.ReasonMissingToken, nil)
@@ -157,7 +164,7 @@ func (g *Gateway) Map(ctx context.Context, method, uri string, h http.Header) (*
 		return nil, forbidden(string(fhirrest.ReasonConditional), "If-None-Exist is not accepted")
 	}
 	path, query, _ := strings.Cut(uri, "?")
-	m, err := g.mapper.Map(method, path, query, nil)
+	m, err := g.mapper.Map(method, path, query, body)
 	if err != nil {
 		var re *fhirrest.RefusedError
 		if errors.As(err, &re) {
