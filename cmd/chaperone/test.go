@@ -129,7 +129,7 @@ with file and line) or bad usage.`,
 	cmd.Flags().BoolVar(&mutateRun, "mutate", false, "score the suites by the policy mutants they kill")
 	cmd.Flags().Float64Var(&mutateMin, "mutate-min", 0, "with --mutate: exit 1 when fewer than this percentage of mutants are killed")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "with --mutate: list killed and non-compiling mutants too")
-	cmd.Flags().BoolVar(&checkEq, "check-equivalent", false, "with --mutate: also run the mutants marked equivalent and report those a test kills")
+	cmd.Flags().BoolVar(&checkEq, "check-equivalent", false, "with --mutate: also run the mutants marked equivalent, report those a test kills and exit 1 if any")
 	return cmd
 }
 
@@ -155,6 +155,19 @@ func runMutate(ctx context.Context, e *env, dir, format string, min float64, ver
 	}
 	if rep.Score() < min {
 		return failedf("mutation score %.1f%% is below --mutate-min %v", rep.Score(), min)
+	}
+	if checkEq {
+		// A mark a test contradicts hides a mutant from the score: fail,
+		// like a score below the gate.
+		wrong := 0
+		for _, o := range rep.Outcomes {
+			if o.Status == mutate.Equivalent && o.KilledBy != "" {
+				wrong++
+			}
+		}
+		if wrong > 0 {
+			return failedf("%d mutants marked equivalent are killed by a test: their marks are wrong", wrong)
+		}
 	}
 	return nil
 }
