@@ -3,7 +3,6 @@ package extauthz
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/chaperone-pdp/chaperone/gateway"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -30,15 +30,12 @@ const (
 )
 
 // Headers the door adds to an allowed request (and removes from what the
-// client sent), in the lower case HTTP/2 uses.
+// client sent): gateway.HeaderDecisionID and gateway.HeaderObligations in
+// the lower case HTTP/2 uses.
 const (
 	HeaderDecisionID  = "x-chaperone-decision-id"
 	HeaderObligations = "x-chaperone-obligations"
 )
-
-// ReasonSystem is the code system of the reason codes in an
-// OperationOutcome.
-const ReasonSystem = "https://chaperone-pdp.org/CodeSystem/reason"
 
 // Reason codes of refusals the door makes itself.
 const (
@@ -83,9 +80,9 @@ type Mapped struct {
 }
 
 // Mapper maps the HTTP attributes of a request to a CheckRequest. An
-// error that is a [*Refusal] is answered as a DENY; any other error means
-// the request could not be mapped for a reason of the server's own, and
-// the call fails UNAVAILABLE.
+// error that is a [*gateway.Refusal] is answered as a DENY with its status
+// (401 or 403) and code; any other error means the request could not be
+// mapped for a reason of the server's own, and the call fails UNAVAILABLE.
 type Mapper interface {
 	Map(ctx context.Context, r *Request) (*Mapped, error)
 }
@@ -96,25 +93,22 @@ type MapperFunc func(ctx context.Context, r *Request) (*Mapped, error)
 // Map calls f.
 func (f MapperFunc) Map(ctx context.Context, r *Request) (*Mapped, error) { return f(ctx, r) }
 
-// Refusal is a request answered without a decision of the engine: Status
-// is the HTTP status Envoy answers the client with (401 for a missing or
-// bad end-user token, 403 otherwise), Code a reason code. Its text never
-// carries request data.
-type Refusal struct {
-	Status int
-	Code   string
-	Err    error
+// FromGateway is the Mapper of a gateway file ([gateway.Gateway]): the
+// end user's token verified and read into the subject, the purpose of use
+// header or default, the FHIR REST request mapped by fhirrest under the
+// gateway's fhirBase (with its body when Envoy sends it), context.phase
+// "request", and the gateway's amendment for the resource phase behind it
+// (perEntryCheck, or NO_RESOURCE_ENFORCEMENT with resourcePhase none), as
+// the forward-auth door decides.
+func FromGateway(g *gateway.Gateway) Mapper {
+	return MapperFunc(func(ctx context.Context, r *Request) (*Mapped, error) {
+		req, err := g.MapBody(ctx, r.Method, r.URI, r.Header, r.Body)
+		if err != nil {
+			return nil, err
+		}
+		return &Mapped{Check: req.Check, Amend: g.Amend(req)}, nil
+	})
 }
-
-func (r *Refusal) Error() string {
-	s := fmt.Sprintf("%d %s", r.Status, r.Code)
-	if r.Err != nil {
-		s += ": " + r.Err.Error()
-	}
-	return s
-}
-
-func (r *Refusal) Unwrap() error { return r.Err }
 
 // Decider decides CheckRequests; *server.Server is one.
 type Decider interface {
@@ -182,7 +176,7 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 	}
 	m, err := d.mapper.Map(ctx, r)
 	if err != nil {
-		var ref *Refusal
+		var ref *gateway.Refusal
 		if errors.As(err, &ref) {
 			status := ref.Status
 			if status != http.StatusUnauthorized {
@@ -280,43 +274,7 @@ func denied(httpStatus int, decisionID string, codes []string) *authv3.CheckResp
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: sc},
 			Headers: hs,
-			Body:    operationOutcome(httpStatus, codes),
+			Body:    string(gateway.OperationOutcome(httpStatus, codes)),
 		}},
 	}
-}
-
-type outcome struct {
-	ResourceType string  `json:"resourceType"`
-	Issue        []issue `json:"issue"`
-}
-
-type issue struct {
-	Severity string  `json:"severity"`
-	Code     string  `json:"code"`
-	Details  details `json:"details"`
-}
-
-type details struct {
-	Coding []coding `json:"coding"`
-	Text   string   `json:"text"`
-}
-
-type coding struct {
-	System string `json:"system"`
-	Code   string `json:"code"`
-}
-
-// operationOutcome is a FHIR OperationOutcome with one issue per reason
-// code: codes only, nothing of the request.
-func operationOutcome(httpStatus int, codes []string) string {
-	kind := "forbidden"
-	if httpStatus == http.StatusUnauthorized {
-		kind = "login"
-	}
-	o := outcome{ResourceType: "OperationOutcome"}
-	for _, c := range codes {
-		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}})
-	}
-	b, _ := json.Marshal(o) // strings only: cannot fail
-	return string(b)
 }

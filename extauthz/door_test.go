@@ -14,6 +14,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/extauthz"
+	"github.com/chaperone-pdp/chaperone/gateway"
 )
 
 func headerOf(hs []*corev3.HeaderValueOption, key string) (string, bool) {
@@ -45,7 +46,7 @@ func outcomeCodes(t *testing.T, body string) []string {
 	var codes []string
 	for _, i := range o.Issue {
 		for _, c := range i.Details.Coding {
-			if c.System != extauthz.ReasonSystem {
+			if c.System != gateway.ReasonSystem {
 				t.Errorf("system %q", c.System)
 			}
 			codes = append(codes, c.Code)
@@ -56,70 +57,104 @@ func outcomeCodes(t *testing.T, body string) []string {
 
 func TestCheckAllow(t *testing.T) {
 	t.Parallel()
-	ts := start(t, nil)
-	resp, err := ts.check(t, "", http.MethodGet, "/fhir/Observation?patient=Patient/51",
-		map[string]string{"authorization": "Bearer clinician", "x-purpose-of-use": "TREAT", extauthz.HeaderDecisionID: "forged"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := resp.GetStatus().GetCode(); got != 0 {
-		t.Fatalf("status.code %d, want 0 (%v)", got, resp)
-	}
-	ok := resp.GetOkResponse()
-	if ok == nil {
-		t.Fatalf("no ok_response: %v", resp)
-	}
-	id, found := headerOf(ok.GetHeaders(), extauthz.HeaderDecisionID)
-	if !found || id == "" || id == "forged" {
-		t.Errorf("decision id header %q", id)
-	}
-	enc, _ := headerOf(ok.GetHeaders(), extauthz.HeaderObligations)
-	raw, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil {
-		t.Fatalf("obligations %q: %v", enc, err)
-	}
-	var obl map[string]any
-	if err := json.Unmarshal(raw, &obl); err != nil {
-		t.Fatalf("obligations %q: %v", raw, err)
-	}
-	if obl["perEntryCheck"] != true {
-		t.Errorf("obligations %v, want perEntryCheck", obl)
-	}
-	for _, h := range []string{extauthz.HeaderDecisionID, extauthz.HeaderObligations} {
-		if !slices.Contains(ok.GetHeadersToRemove(), h) {
-			t.Errorf("headers_to_remove %v lacks %s", ok.GetHeadersToRemove(), h)
-		}
-	}
-	recs := ts.recorder.all()
-	if len(recs) != 1 || recs[0].resp.GetDecisionId() != id || recs[0].req.GetContext().GetPhase() != "request" {
-		t.Fatalf("records %v, want one of decision %s in the request phase", recs, id)
+	iss := newIssuer(t)
+	ts := start(t, iss.mapper(t, gateway.PhaseProxy), nil)
+	clinician := iss.endUser(t, "Practitioner/p1", "clinician")
+	for _, tc := range []struct {
+		name, method, path, body string
+		headers                  map[string]string
+	}{
+		{"a compartment search", http.MethodGet, "/fhir/Observation?patient=Patient/51", "",
+			map[string]string{":method": "GET", ":path": "/fhir/Observation?patient=Patient/51", ":authority": "fhir.example.org", "authorization": clinician, "x-purpose-of-use": "TREAT", extauthz.HeaderDecisionID: "forged", extauthz.HeaderObligations: "e30"}},
+		{"a search in the body (with_request_body)", http.MethodPost, "/fhir/Observation/_search", "patient=Patient/51",
+			map[string]string{"authorization": clinician, "content-type": "application/x-www-form-urlencoded"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp, err := ts.check(t, "", tc.method, tc.path, tc.headers, tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.GetStatus().GetCode(); got != 0 {
+				t.Fatalf("status.code %d, want 0 (%v)", got, resp)
+			}
+			ok := resp.GetOkResponse()
+			if ok == nil {
+				t.Fatalf("no ok_response: %v", resp)
+			}
+			id, found := headerOf(ok.GetHeaders(), extauthz.HeaderDecisionID)
+			if !found || id == "" || id == "forged" {
+				t.Errorf("decision id header %q", id)
+			}
+			enc, _ := headerOf(ok.GetHeaders(), extauthz.HeaderObligations)
+			raw, err := base64.RawURLEncoding.DecodeString(enc)
+			if err != nil {
+				t.Fatalf("obligations %q: %v", enc, err)
+			}
+			var obl map[string]any
+			if err := json.Unmarshal(raw, &obl); err != nil {
+				t.Fatalf("obligations %q: %v", raw, err)
+			}
+			if obl["perEntryCheck"] != true {
+				t.Errorf("obligations %v, want perEntryCheck", obl)
+			}
+			for _, h := range []string{extauthz.HeaderDecisionID, extauthz.HeaderObligations} {
+				if !slices.Contains(ok.GetHeadersToRemove(), h) {
+					t.Errorf("headers_to_remove %v lacks %s", ok.GetHeadersToRemove(), h)
+				}
+			}
+			n := 0
+			for _, rec := range ts.recorder.all() {
+				if rec.resp.GetDecisionId() == id {
+					n++
+					if rec.req.GetContext().GetPhase() != "request" || rec.req.GetResource().GetPatient() != "Patient/51" {
+						t.Errorf("recorded request %v", rec.req)
+					}
+				}
+			}
+			if n != 1 {
+				t.Errorf("%d records of decision %s, want 1", n, id)
+			}
+		})
 	}
 }
 
 func TestCheckDenied(t *testing.T) {
 	t.Parallel()
-	ts := start(t, nil)
+	iss := newIssuer(t)
+	ts := start(t, iss.mapper(t, gateway.PhaseProxy), nil)
+	none := start(t, iss.mapper(t, gateway.PhaseNone), nil)
+	clinician := iss.endUser(t, "Practitioner/p1", "clinician")
+	nurse := iss.endUser(t, "Practitioner/n1", "nurse")
 	for _, tc := range []struct {
 		name, method, path string
+		none               bool
 		headers            map[string]string
 		body               string
 		status             int
 		code               string
 		decided            bool
 	}{
-		{"a role without a permit", http.MethodGet, "/fhir/DocumentReference/doc-1", map[string]string{"authorization": "Bearer nurse"}, "", 403, "NO_PERMIT", true},
-		{"no end-user token", http.MethodGet, "/fhir/Observation/o1", nil, "", 401, "UNAUTHENTICATED", false},
-		{"an unknown end-user token", http.MethodGet, "/fhir/Observation/o1", map[string]string{"authorization": "Bearer mallory"}, "", 401, "UNAUTHENTICATED", false},
-		{"an encoded slash in an id", http.MethodGet, "/fhir/Observation/a%2F..%2FPatient", map[string]string{"authorization": "Bearer clinician"}, "", 403, "ENCODED_SLASH", false},
-		{"an unknown type", http.MethodGet, "/fhir/Nonsense/1", map[string]string{"authorization": "Bearer clinician"}, "", 403, "UNKNOWN_TYPE", false},
-		{"graphql", http.MethodPost, "/fhir/$graphql", map[string]string{"authorization": "Bearer clinician"}, "{}", 403, "GRAPHQL", false},
-		{"outside the base", http.MethodGet, "/admin/Observation", map[string]string{"authorization": "Bearer clinician"}, "", 403, "OUTSIDE_BASE", false},
-		{"a transaction without its body", http.MethodPost, "/fhir", map[string]string{"authorization": "Bearer clinician"}, "", 403, "BATCH", false},
-		{"a truncated body", http.MethodPost, "/fhir/Observation/_search", map[string]string{"authorization": "Bearer clinician", "x-envoy-auth-partial-body": "true"}, "patient=Patient/51", 403, extauthz.ReasonPartialBody, false},
+		{"nothing checks the resource phase behind the gateway", http.MethodGet, "/fhir/Observation?patient=Patient/51", true, map[string]string{"authorization": clinician}, "", 403, gateway.ReasonNoResourceEnforcement, true},
+		{"a caller's token as the end user's", http.MethodGet, "/fhir/Observation/o1", false, map[string]string{"authorization": "Bearer " + iss.token(t, "envoy")}, "", 401, gateway.ReasonUnauthenticated, false},
+		{"a method override", http.MethodGet, "/fhir/Observation/o1", false, map[string]string{"authorization": clinician, "x-http-method-override": "DELETE"}, "", 403, gateway.ReasonMethodOverride, false},
+		{"a role without a permit", http.MethodGet, "/fhir/DocumentReference/doc-1", false, map[string]string{"authorization": nurse}, "", 403, "NO_PERMIT", true},
+		{"no end-user token", http.MethodGet, "/fhir/Observation/o1", false, nil, "", 401, "UNAUTHENTICATED", false},
+		{"an unknown end-user token", http.MethodGet, "/fhir/Observation/o1", false, map[string]string{"authorization": "Bearer not-a-token"}, "", 401, "UNAUTHENTICATED", false},
+		{"an encoded slash in an id", http.MethodGet, "/fhir/Observation/a%2F..%2FPatient", false, map[string]string{"authorization": clinician}, "", 403, "ENCODED_SLASH", false},
+		{"an unknown type", http.MethodGet, "/fhir/Nonsense/1", false, map[string]string{"authorization": clinician}, "", 403, "UNKNOWN_TYPE", false},
+		{"graphql", http.MethodPost, "/fhir/$graphql", false, map[string]string{"authorization": clinician}, "{}", 403, "GRAPHQL", false},
+		{"outside the base", http.MethodGet, "/admin/Observation", false, map[string]string{"authorization": clinician}, "", 403, "OUTSIDE_BASE", false},
+		{"a transaction without its body", http.MethodPost, "/fhir", false, map[string]string{"authorization": clinician}, "", 403, "BATCH", false},
+		{"a truncated body", http.MethodPost, "/fhir/Observation/_search", false, map[string]string{"authorization": clinician, "x-envoy-auth-partial-body": "true"}, "patient=Patient/51", 403, extauthz.ReasonPartialBody, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			resp, err := ts.check(t, "", tc.method, tc.path, tc.headers, tc.body)
+			srv := ts
+			if tc.none {
+				srv = none
+			}
+			resp, err := srv.check(t, "", tc.method, tc.path, tc.headers, tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +184,9 @@ func TestCheckDenied(t *testing.T) {
 
 func TestCheckUnmappableNeverAllowed(t *testing.T) {
 	t.Parallel()
-	ts := start(t, nil)
+	iss := newIssuer(t)
+	ts := start(t, iss.mapper(t, gateway.PhaseProxy), nil)
+	clinician := iss.endUser(t, "Practitioner/p1", "clinician")
 	// Paths a clinician would be allowed were they mapped loosely.
 	for _, path := range []string{
 		"/fhir/Observation/%2e%2e/Patient", "/fhir/Observation//o1", "/fhir/./Observation/o1",
@@ -157,7 +194,7 @@ func TestCheckUnmappableNeverAllowed(t *testing.T) {
 		"/fhir/Observation?patient=Patient%252F51", "/fhir/Observation?_include=*", "/fhir/observation/o1",
 		"/fhir/Observation/o1;x", "/FHIR/Observation/o1", "", "*",
 	} {
-		resp, err := ts.check(t, "", http.MethodGet, path, map[string]string{"authorization": "Bearer clinician"}, "")
+		resp, err := ts.check(t, "", http.MethodGet, path, map[string]string{"authorization": clinician}, "")
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
@@ -172,8 +209,10 @@ func TestCheckUnmappableNeverAllowed(t *testing.T) {
 
 func TestCheckInternalFailureIsUnavailable(t *testing.T) {
 	t.Parallel()
-	ts := start(t, nil)
-	_, err := ts.check(t, "", http.MethodGet, "/fhir/Observation/o1", map[string]string{"authorization": "Bearer clinician", failHeader: "1"}, "")
+	iss := newIssuer(t)
+	ts := start(t, iss.mapper(t, gateway.PhaseProxy), nil)
+	clinician := iss.endUser(t, "Practitioner/p1", "clinician")
+	_, err := ts.check(t, "", http.MethodGet, "/fhir/Observation/o1", map[string]string{"authorization": clinician, failHeader: "1"}, "")
 	if got := grpcstatus.Code(err); got != codes.Unavailable {
 		t.Fatalf("code %v (%v), want Unavailable (14)", got, err)
 	}
@@ -182,14 +221,15 @@ func TestCheckInternalFailureIsUnavailable(t *testing.T) {
 func TestCheckAuditsTheCaller(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t)
-	ts := start(t, iss.guard(t, callers.AuthzConfig{
+	clinician := iss.endUser(t, "Practitioner/p1", "clinician")
+	ts := start(t, iss.mapper(t, gateway.PhaseProxy), iss.guard(t, callers.AuthzConfig{
 		AnyAuthenticated: []string{"grpc.reflection.v1.ServerReflection"},
 		Callers: []callers.CallerGrant{
 			{Name: "envoy-edge", Subjects: []string{"envoy"}, Allow: []string{extauthz.Service}},
 			{Name: "other", Subjects: []string{"other"}, Allow: []string{"chaperone.v1.DecisionService"}},
 		},
 	}))
-	resp, err := ts.check(t, iss.token(t, "envoy"), http.MethodGet, "/fhir/Observation?patient=Patient/51", map[string]string{"authorization": "Bearer clinician"}, "")
+	resp, err := ts.check(t, iss.token(t, "envoy"), http.MethodGet, "/fhir/Observation?patient=Patient/51", map[string]string{"authorization": clinician}, "")
 	if err != nil || resp.GetStatus().GetCode() != 0 {
 		t.Fatalf("%v, %v: want an allow", resp, err)
 	}
@@ -205,7 +245,7 @@ func TestCheckAuditsTheCaller(t *testing.T) {
 	// A caller not granted the service, and no caller at all, are refused
 	// before anything is decided.
 	for _, tok := range []string{iss.token(t, "other"), ""} {
-		_, err := ts.check(t, tok, http.MethodGet, "/fhir/Observation?patient=Patient/51", map[string]string{"authorization": "Bearer clinician"}, "")
+		_, err := ts.check(t, tok, http.MethodGet, "/fhir/Observation?patient=Patient/51", map[string]string{"authorization": clinician}, "")
 		if c := grpcstatus.Code(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
 			t.Errorf("code %v, want a refusal", c)
 		}
@@ -217,7 +257,7 @@ func TestCheckAuditsTheCaller(t *testing.T) {
 
 func TestReflectionListsTheService(t *testing.T) {
 	t.Parallel()
-	ts := start(t, nil)
+	ts := start(t, newIssuer(t).mapper(t, gateway.PhaseProxy), nil)
 	stream, err := reflectionv1.NewServerReflectionClient(ts.conn(t)).ServerReflectionInfo(t.Context())
 	if err != nil {
 		t.Fatal(err)

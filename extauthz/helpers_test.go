@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +27,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/extauthz"
-	"github.com/chaperone-pdp/chaperone/fhirrest"
+	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/server"
@@ -67,54 +66,69 @@ func (r *recorder) all() []record {
 	return append([]record(nil), r.records...)
 }
 
-// endUsers are the end users of the test mapper, by bearer token.
-var endUsers = map[string]*chaperonev1.Subject{
-	"clinician": {Id: "Practitioner/p1", Kind: "practitioner", Roles: []string{"clinician"}, Organization: "Organization/o1"},
-	"nurse":     {Id: "Practitioner/n1", Kind: "practitioner", Roles: []string{"nurse"}, Organization: "Organization/o1"},
-}
-
-// failHeader makes the test mapper fail as a server-side fault would.
+// failHeader makes the door's mapper fail as a server-side fault would
+// (a key set that cannot be read, say).
 const failHeader = "x-test-mapper-fault"
 
-// testMapper maps with fhirrest under /fhir; the end user is the bearer
-// token's entry in endUsers (401 otherwise), the purpose the
-// x-purpose-of-use header or TREAT.
-func testMapper(t *testing.T) extauthz.Mapper {
+// gatewayFile is the gateway file of the tests, end-user tokens signed by
+// the issuer's key.
+const gatewayFile = `fhirBase: /fhir
+tokens:
+  jwks: JWKS
+  issuer: ` + testIssuer + `
+  audience: ` + fhirAudience + `
+claims:
+  id: fhirUser
+  kind: kind
+  roles: roles
+  organization: org
+  scopes: scope
+  clientId: client_id
+  launchPatient: patient
+purposeOfUse:
+  header: X-Purpose-Of-Use
+  default: TREAT
+resourcePhase: PHASE
+`
+
+// mapper is the door's mapper of the gateway file with resourcePhase
+// phase, failing on failHeader.
+func (i *issuer) mapper(t *testing.T, phase string) extauthz.Mapper {
 	t.Helper()
-	fm, err := fhirrest.New("/fhir")
+	cfg, err := gateway.Parse([]byte(strings.NewReplacer("JWKS", i.jwks, "PHASE", phase).Replace(gatewayFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return extauthz.MapperFunc(func(_ context.Context, r *extauthz.Request) (*extauthz.Mapped, error) {
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	m := extauthz.FromGateway(g)
+	return extauthz.MapperFunc(func(ctx context.Context, r *extauthz.Request) (*extauthz.Mapped, error) {
 		if r.Header.Get(failHeader) != "" {
 			return nil, errors.New("key set unreachable")
 		}
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		subject := endUsers[tok]
-		if !ok || subject == nil {
-			return nil, &extauthz.Refusal{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED"}
-		}
-		path, query, _ := strings.Cut(r.URI, "?")
-		m, err := fm.Map(r.Method, path, query, r.Body)
-		if err != nil {
-			var re *fhirrest.RefusedError
-			if errors.As(err, &re) {
-				return nil, &extauthz.Refusal{Status: http.StatusForbidden, Code: string(re.Reason), Err: err}
-			}
-			return nil, err
-		}
-		purpose := r.Header.Get("X-Purpose-Of-Use")
-		if purpose == "" {
-			purpose = "TREAT"
-		}
-		return &extauthz.Mapped{Check: &chaperonev1.CheckRequest{
-			Subject:      subject,
-			Action:       string(m.Action),
-			Resource:     &chaperonev1.Resource{Type: m.Type, Id: m.ID, Patient: m.Patient},
-			PurposeOfUse: purpose,
-			Context:      &chaperonev1.Context{Phase: "request", NetworkZone: "clinic", DeviceTrust: "managed"},
-		}}, nil
+		return m.Map(ctx, r)
 	})
+}
+
+// endUser is an end user's bearer token: a practitioner of
+// Organization/o1 with role.
+func (i *issuer) endUser(t *testing.T, id, role string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := jwt.NewBuilder().Subject("u-"+role).Issuer(testIssuer).Audience([]string{fhirAudience}).
+		IssuedAt(now.Add(-time.Minute)).Expiration(now.Add(time.Hour)).
+		Claim("fhirUser", id).Claim("roles", role).Claim("org", "Organization/o1").Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), i.priv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "Bearer " + string(signed)
 }
 
 // testServer is a real server on a loopback port with the door.
@@ -123,8 +137,9 @@ type testServer struct {
 	recorder *recorder
 }
 
-// start serves the reference bundle with the door behind guard (nil: none).
-func start(t *testing.T, guard *server.Guard) *testServer {
+// start serves the reference bundle with the door mapping with m, behind
+// guard (nil: none).
+func start(t *testing.T, m extauthz.Mapper, guard *server.Guard) *testServer {
 	t.Helper()
 	eng := engine.New(noConsents{})
 	b, err := engine.LoadBundle(policies.FS)
@@ -138,7 +153,7 @@ func start(t *testing.T, guard *server.Guard) *testServer {
 	}
 	rec := &recorder{}
 	var srv *server.Server
-	door := extauthz.New(testMapper(t), deciderFunc(func(ctx context.Context, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error) {
+	door := extauthz.New(m, deciderFunc(func(ctx context.Context, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error) {
 		return srv.Decide(ctx, req, amend)
 	}), nil)
 	opts := []server.Option{server.WithRecorder(rec), server.WithService(extauthz.Service, door.Handler)}
@@ -195,6 +210,7 @@ func (ts *testServer) check(t *testing.T, token, method, path string, headers ma
 const (
 	testIssuer   = "https://idp.chaperone.test"
 	testAudience = "chaperone"
+	fhirAudience = "https://fhir.chaperone.test"
 )
 
 type issuer struct {
