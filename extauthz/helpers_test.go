@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
@@ -152,16 +154,14 @@ func start(t *testing.T, m extauthz.Mapper, guard *server.Guard) *testServer {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	var srv *server.Server
-	door := extauthz.New(m, deciderFunc(func(ctx context.Context, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error) {
-		return srv.Decide(ctx, req, amend)
-	}), nil)
-	opts := []server.Option{server.WithRecorder(rec), server.WithService(extauthz.Service, door.Handler)}
+	door := func(s *server.Server) func(...connect.HandlerOption) (string, http.Handler) {
+		return extauthz.New(m, s, nil).Handler
+	}
+	opts := []server.Option{server.WithRecorder(rec), server.WithGRPCDoor(extauthz.Service, door)}
 	if guard != nil {
 		opts = append(opts, server.WithMiddleware(guard.Middleware), server.WithHandlerOptions(guard.HandlerOptions()...))
 	}
-	srv = server.New(eng, v, opts...)
-	hs := srv.HTTPServer()
+	hs := server.New(eng, v, opts...).HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -169,12 +169,6 @@ func start(t *testing.T, m extauthz.Mapper, guard *server.Guard) *testServer {
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 	return &testServer{addr: ln.Addr().String(), recorder: rec}
-}
-
-type deciderFunc func(context.Context, *chaperonev1.CheckRequest, func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error)
-
-func (f deciderFunc) Decide(ctx context.Context, req *chaperonev1.CheckRequest, amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse) (*chaperonev1.CheckResponse, error) {
-	return f(ctx, req, amend)
 }
 
 // conn is a grpc-go client connection to ts over h2c, as Envoy's.

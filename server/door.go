@@ -143,3 +143,16 @@ func (s *Server) ChargeDecisions(ctx context.Context, n int) error {
 	}
 	return nil
 }
+
+// WithGRPCDoor mounts a door that is an RPC service of another protocol
+// (Envoy's ext_authz, for one) like a service: listed by reflection and
+// health, authorized, rate limited and counted by its procedure names. New
+// calls handler once with the server itself, whose [Server.Decide] the
+// door decides through, and mounts the Connect handler it returns.
+func WithGRPCDoor(name string, handler func(*Server) func(opts ...connect.HandlerOption) (string, http.Handler)) Option {
+	return func(s *Server) {
+		s.mounts = append(s.mounts, mount{name, func(opts ...connect.HandlerOption) (string, http.Handler) {
+			return handler(s)(opts...)
+		}})
+	}
+}

@@ -11,12 +11,14 @@ import (
 	"os"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
@@ -57,7 +59,9 @@ With --gateway FILE it also serves the forward-auth door of nginx
 auth_request, Traefik ForwardAuth and Caddy forward_auth (any method on
 /authz/forward), which verifies the end user's token and decides the
 request the gateway is about to forward; with --callers, grant it as
-chaperone.gateway.v1.ForwardAuthService.
+chaperone.gateway.v1.ForwardAuthService. The same file serves Envoy's
+ext_authz v3 door (envoy.service.auth.v3.Authorization/Check over gRPC,
+grant it by that service name).
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -187,6 +191,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 				closers = append(closers, gw.Close)
 				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
+				opts = append(opts, server.WithGRPCDoor(extauthz.Service, extauthzDoor(gw, logger)))
 			}
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 
@@ -227,7 +232,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
-	cmd.Flags().StringVar(&gatewayFile, "gateway", "", "serve the forward-auth door (/authz/forward) with this gateway file (YAML: fhirBase, tokens, claims, purposeOfUse, resourcePhase)")
+	cmd.Flags().StringVar(&gatewayFile, "gateway", "", "serve the forward-auth door (/authz/forward) and the Envoy ext_authz door with this gateway file (YAML: fhirBase, tokens, claims, purposeOfUse, resourcePhase)")
 	bf = addBundleFlags(cmd.Flags())
 	sf = addSecurityFlags(cmd.Flags())
 	af = addAuditFlags(cmd.Flags())
@@ -263,6 +268,15 @@ func forwardDoor(gw *gateway.Gateway, logger *slog.Logger) func(*server.Server) 
 	return func(s *server.Server) []server.Route {
 		d := gateway.NewDoor(gw, s, logger)
 		return []server.Route{{Pattern: d.Pattern(), Procedure: gateway.ForwardProcedure, Handler: d, EndUserToken: true}}
+	}
+}
+
+// extauthzDoor serves the Envoy ext_authz v3 door (extauthz package) on
+// the API port, mapping with the gateway file and deciding through the
+// server as Check does.
+func extauthzDoor(gw *gateway.Gateway, logger *slog.Logger) func(*server.Server) func(...connect.HandlerOption) (string, http.Handler) {
+	return func(s *server.Server) func(...connect.HandlerOption) (string, http.Handler) {
+		return extauthz.New(extauthz.FromGateway(gw), s, logger).Handler
 	}
 }
 
