@@ -45,8 +45,12 @@
 // and writes by id, whose target the door has not seen: the enforcement
 // point behind the gateway (resourcePhase proxy or application) decides
 // each returned resource in the resource phase. With resourcePhase none
-// such an ALLOW is a DENY NO_RESOURCE_ENFORCEMENT. Only GET metadata is
-// decided fully at the door.
+// such an ALLOW is a DENY NO_RESOURCE_ENFORCEMENT. Only GET metadata could
+// be decided fully at the door, and only when the engine does not flag it
+// itself (the reference bundle flags every request-phase ALLOW).
+//
+// Decisions carry context.phase "request". The door reads no body: a POST
+// _search, a batch or a transaction is refused BODY_REQUIRED.
 //
 // # The door
 //

@@ -89,6 +89,19 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if maxSkew <= 0 {
 				return usageErrorf("--max-clock-skew must be positive")
 			}
+			// The gateway file and its end users' key set are checked
+			// before anything is opened.
+			var gw *gateway.Gateway
+			if gatewayFile != "" {
+				gcfg, err := gateway.Load(gatewayFile)
+				if err != nil {
+					return usageErrorf("--gateway: %v", err)
+				}
+				if gw, err = gateway.New(ctx, gcfg, gateway.Options{}); err != nil {
+					return usageErrorf("--gateway: %v", err)
+				}
+				closers = append(closers, gw.Close)
+			}
 			limits, err := cl.limits(maxSkew, sf.maxRequestBytes)
 			if err != nil {
 				return err
@@ -180,16 +193,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			opts = append(opts, readiness...)
 			opts = append(opts, server.WithDoor(authzenDoor(logger, int64(sf.maxRequestBytes))))
-			if gatewayFile != "" {
-				gcfg, err := gateway.Load(gatewayFile)
-				if err != nil {
-					return usageErrorf("--gateway: %v", err)
-				}
-				gw, err := gateway.New(ctx, gcfg, gateway.Options{})
-				if err != nil {
-					return fmt.Errorf("--gateway: %w", err)
-				}
-				closers = append(closers, gw.Close)
+			if gw != nil {
 				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
 				opts = append(opts, server.WithGRPCDoor(extauthz.Service, extauthzDoor(gw, logger)))
 			}
