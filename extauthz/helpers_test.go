@@ -62,6 +62,13 @@ func (r *recorder) Record(_ context.Context, caller string, req *chaperonev1.Che
 	return nil
 }
 
+// discard is a recorder that keeps nothing.
+type discard struct{}
+
+func (discard) Record(context.Context, string, *chaperonev1.CheckRequest, *chaperonev1.CheckResponse) error {
+	return nil
+}
+
 func (r *recorder) all() []record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -95,7 +102,7 @@ resourcePhase: PHASE
 
 // mapper is the door's mapper of the gateway file with resourcePhase
 // phase, failing on failHeader.
-func (i *issuer) mapper(t *testing.T, phase string) extauthz.Mapper {
+func (i *issuer) mapper(t testing.TB, phase string) extauthz.Mapper {
 	t.Helper()
 	cfg, err := gateway.Parse([]byte(strings.NewReplacer("JWKS", i.jwks, "PHASE", phase).Replace(gatewayFile)))
 	if err != nil {
@@ -117,7 +124,7 @@ func (i *issuer) mapper(t *testing.T, phase string) extauthz.Mapper {
 
 // endUser is an end user's bearer token: a practitioner of
 // Organization/o1 with role.
-func (i *issuer) endUser(t *testing.T, id, role string) string {
+func (i *issuer) endUser(t testing.TB, id, role string) string {
 	t.Helper()
 	now := time.Now()
 	tok, err := jwt.NewBuilder().Subject("u-"+role).Issuer(testIssuer).Audience([]string{fhirAudience}).
@@ -212,7 +219,7 @@ type issuer struct {
 	jwks string
 }
 
-func newIssuer(t *testing.T) *issuer {
+func newIssuer(t testing.TB) *issuer {
 	t.Helper()
 	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -243,7 +250,7 @@ func newIssuer(t *testing.T) *issuer {
 	return &issuer{priv: priv, jwks: path}
 }
 
-func (i *issuer) token(t *testing.T, sub string) string {
+func (i *issuer) token(t testing.TB, sub string) string {
 	t.Helper()
 	now := time.Now()
 	tok, err := jwt.NewBuilder().Subject(sub).Issuer(testIssuer).Audience([]string{testAudience}).
