@@ -35,9 +35,13 @@
 // the AuthZEN door of package authzen: plain HTTP routes, behind the same
 // guard (authorized by a procedure name of their own, [Route]), that decide
 // through [Server.Decide], the path Check takes (validation, clock,
-// engine, audit record, log line), so the doors cannot drift apart.
+// engine, audit record, log line), so the doors cannot drift apart. A door
+// that is an RPC service of another protocol (Envoy's ext_authz, package
+// extauthz) is mounted with [WithGRPCDoor] like a service: reflection,
+// health and the guard's procedure names.
 //
-// Connect codes appear only in this package: domain packages return plain
+// Connect codes appear only in this package (and in package extauthz,
+// whose gRPC status is part of Envoy's protocol): domain packages return plain
 // errors and the handlers translate them here, logging the detail and giving
 // callers a message without PHI or internals.
 package server
