@@ -45,7 +45,7 @@ type keys struct {
 	jwks        string
 }
 
-func newKeys(t *testing.T) *keys {
+func newKeys(t testing.TB) *keys {
 	t.Helper()
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -106,7 +106,7 @@ func clinician() map[string]any {
 }
 
 // sign signs claims with alg ("RS256", "ES256", "EdDSA", "HS256", "none").
-func (k *keys) sign(t *testing.T, alg string, claims map[string]any) string {
+func (k *keys) sign(t testing.TB, alg string, claims map[string]any) string {
 	t.Helper()
 	tok := jwt.New()
 	for n, v := range claims {
@@ -165,7 +165,7 @@ purposeOfUse:
 resourcePhase: `+phase+"\n", "JWKS", k.jwks)
 }
 
-func (k *keys) gateway(t *testing.T, phase string) *gateway.Gateway {
+func (k *keys) gateway(t testing.TB, phase string) *gateway.Gateway {
 	t.Helper()
 	cfg, err := gateway.Parse([]byte(k.config(phase)))
 	if err != nil {
