@@ -16,7 +16,6 @@ import (
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
-
 // BenchmarkServerCost is the server's own cost of one decision (handler,
 // token check, mapping, engine, audit record; no network, no client)
 // through the forward-auth door and through a Connect JSON Check of the
@@ -72,7 +71,9 @@ func BenchmarkServerCost(b *testing.B) {
 		ok   func(*httptest.ResponseRecorder) bool
 	}{
 		{"door=forward", forwardReq, func(w *httptest.ResponseRecorder) bool { return w.Header().Get(gateway.HeaderDecisionID) != "" }},
-		{"door=check-json", checkHTTP, func(w *httptest.ResponseRecorder) bool { return bytes.Contains(w.Body.Bytes(), []byte("DECISION_ALLOW")) }},
+		{"door=check-json", checkHTTP, func(w *httptest.ResponseRecorder) bool {
+			return bytes.Contains(w.Body.Bytes(), []byte("DECISION_ALLOW"))
+		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			// Both ask the same allowed decision.
