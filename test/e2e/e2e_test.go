@@ -38,7 +38,7 @@ var listening = regexp.MustCompile(`listening on https?://(\S+)`)
 
 // startServe runs `chaperone serve` on a free loopback port and returns the
 // process and its base URL.
-func startServe(t *testing.T, args ...string) (*exec.Cmd, string) {
+func startServe(t testing.TB, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,12 +23,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// TestServeEnvoyExtAuthz runs `serve --gateway FILE` and asks its ext_authz
-// door as Envoy does (grpc-go over h2c with go-control-plane's messages):
-// an allowed search, a denied read and an unmappable path, and finds the
-// allowed decision in the audit log.
-func TestServeEnvoyExtAuthz(t *testing.T) {
-	t.Parallel()
+// serveGateway runs `chaperone serve --gateway FILE args...` with a gateway
+// file trusting a key of its own, and returns the process, its base URL and
+// a clinician's end-user token ("Bearer …") signed with that key.
+func serveGateway(t testing.TB, args ...string) (*exec.Cmd, string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -83,8 +83,18 @@ resourcePhase: proxy
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditFile := filepath.Join(dir, "audit.jsonl")
-	_, base := startServe(t, "--gateway", gw, "--audit-file", auditFile)
+	cmd, base := startServe(t, append([]string{"--gateway", gw}, args...)...)
+	return cmd, base, "Bearer " + string(signed)
+}
+
+// TestServeEnvoyExtAuthz runs `serve --gateway FILE` and asks its ext_authz
+// door as Envoy does (grpc-go over h2c with go-control-plane's messages):
+// an allowed search, a denied read and an unmappable path, and finds the
+// allowed decision in the audit log.
+func TestServeEnvoyExtAuthz(t *testing.T) {
+	t.Parallel()
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	_, base, token := serveGateway(t, "--audit-file", auditFile)
 
 	cc, err := grpc.NewClient(strings.TrimPrefix(base, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -98,7 +108,7 @@ resourcePhase: proxy
 		defer cancel()
 		resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: method, Path: path, Headers: map[string]string{"authorization": "Bearer " + string(signed)},
+				Method: method, Path: path, Headers: map[string]string{"authorization": token},
 			}},
 		}})
 		if err != nil {
