@@ -100,9 +100,8 @@ purposeOfUse:
 resourcePhase: PHASE
 `
 
-// mapper is the door's mapper of the gateway file with resourcePhase
-// phase, failing on failHeader.
-func (i *issuer) mapper(t testing.TB, phase string) extauthz.Mapper {
+// gateway is the gateway of the gateway file with resourcePhase phase.
+func (i *issuer) gateway(t testing.TB, phase string) *gateway.Gateway {
 	t.Helper()
 	cfg, err := gateway.Parse([]byte(strings.NewReplacer("JWKS", i.jwks, "PHASE", phase).Replace(gatewayFile)))
 	if err != nil {
@@ -113,7 +112,14 @@ func (i *issuer) mapper(t testing.TB, phase string) extauthz.Mapper {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	m := extauthz.FromGateway(g)
+	return g
+}
+
+// mapper is the door's mapper of the gateway file with resourcePhase
+// phase, failing on failHeader.
+func (i *issuer) mapper(t testing.TB, phase string) extauthz.Mapper {
+	t.Helper()
+	m := extauthz.FromGateway(i.gateway(t, phase))
 	return extauthz.MapperFunc(func(ctx context.Context, r *extauthz.Request) (*extauthz.Mapped, error) {
 		if r.Header.Get(failHeader) != "" {
 			return nil, errors.New("key set unreachable")
