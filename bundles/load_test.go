@@ -224,3 +224,37 @@ func TestDirSourceNoticesChanges(t *testing.T) {
 		t.Fatalf("compile = %v, %v", b, err)
 	}
 }
+
+// TestFileSourceSeesSameSizeReplacement: a bundle file replaced by another
+// of the same size with the same modification time (a re-signed bundle
+// written within the file system's clock tick) is read again, not taken
+// as unchanged.
+func TestFileSourceSeesSameSizeReplacement(t *testing.T) {
+	t.Parallel()
+	alice := newSigner(t)
+	good := archiveBytes(t, "testdata/v1", alice)
+	// Same size, other bytes: a tampered copy that must be refused.
+	other := append([]byte(nil), good...)
+	other[len(other)/2] ^= 0xff
+	p := filepath.Join(t.TempDir(), "b.tar.gz")
+	if err := os.WriteFile(p, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := bundles.NewLoader(&target{}, bundles.FileSource(p), bundles.WithTrustedKeys([]bundles.PublicKey{alice.pub}, 1))
+	if err := l.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Load(context.Background()); err == nil {
+		t.Fatal("a tampered bundle of the same size and time as the active one was taken as unchanged")
+	}
+}
