@@ -85,7 +85,7 @@ func TestEvaluation(t *testing.T) {
 			if ct == "" {
 				ct = "application/json"
 			}
-			before := len(srv.recorder.all())
+			before := len(srv.recorder.All())
 			_ = before
 			r := do(t, "POST", srv.url+authzen.EvaluationPath, ct, tc.body, nil)
 			if r.status != tc.status {
@@ -110,7 +110,7 @@ func TestEvaluation(t *testing.T) {
 			if !strings.Contains(d.admin, tc.admin) {
 				t.Fatalf("reason_admin %q does not name %q", d.admin, tc.admin)
 			}
-			n := srv.recorder.byDecisionID()[d.decisionID]
+			n := byDecisionID(srv.recorder)[d.decisionID]
 			switch {
 			case tc.audited && (d.decisionID == "" || n != 1):
 				t.Fatalf("decision id %q has %d audit records, want 1", d.decisionID, n)
@@ -136,14 +136,14 @@ func TestSubjectID(t *testing.T) {
 		body := `{"subject": {"type": "` + tc.typ + `", "id": "` + tc.id + `"}, ` + actionRead + `, ` + resourceO1 + `, ` + contextOK + `}`
 		d := readDecision(t, post(t, srv.url+authzen.EvaluationPath, body).json(t))
 		var found bool
-		for _, rec := range srv.recorder.all() {
-			if rec.resp.GetDecisionId() == d.decisionID {
+		for _, rec := range srv.recorder.All() {
+			if rec.Resp.GetDecisionId() == d.decisionID {
 				found = true
-				if got := rec.req.GetSubject().GetId(); got != tc.want {
+				if got := rec.Req.GetSubject().GetId(); got != tc.want {
 					t.Errorf("%s %q: subject.id %q, want %q", tc.typ, tc.id, got, tc.want)
 				}
-				if rec.caller != "unauthenticated" { // no guard in front
-					t.Errorf("caller %q", rec.caller)
+				if rec.Caller != "unauthenticated" { // no guard in front
+					t.Errorf("caller %q", rec.Caller)
 				}
 			}
 		}
@@ -203,15 +203,15 @@ func TestObligations(t *testing.T) {
 				}
 			}
 			var rec *record
-			for _, x := range srv.recorder.all() {
-				if x.resp.GetDecisionId() == d.decisionID {
+			for _, x := range srv.recorder.All() {
+				if x.Resp.GetDecisionId() == d.decisionID {
 					rec = &x
 				}
 			}
 			if rec == nil {
 				t.Fatal("not audited")
 			}
-			if got := rec.resp.GetDecision().String(); (got == "DECISION_ALLOW") != tc.decision {
+			if got := rec.Resp.GetDecision().String(); (got == "DECISION_ALLOW") != tc.decision {
 				t.Fatalf("audited %s, answered %v", got, tc.decision)
 			}
 		})

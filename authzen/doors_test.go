@@ -212,7 +212,7 @@ func TestOneDecisionTwoDoors(t *testing.T) {
 		if got != want {
 			t.Fatalf("request %d differs:\nCheck   %+v %s\nAuthZEN %+v %s\n%s", i, want, cr.body, got, ar.body, az)
 		}
-		counts := srv.recorder.byDecisionID()
+		counts := byDecisionID(srv.recorder)
 		if want.invalid {
 			invalid++
 			continue
@@ -228,7 +228,7 @@ func TestOneDecisionTwoDoors(t *testing.T) {
 			t.Fatalf("request %d: audit records %d (Check %s) and %d (AuthZEN %s), want one each", i, counts[checkID], checkID, counts[azID], azID)
 		}
 	}
-	if n := len(srv.recorder.all()); n != 2*valid {
+	if n := len(srv.recorder.All()); n != 2*valid {
 		t.Fatalf("%d audit records for %d valid requests on two doors", n, valid)
 	}
 	if invalid == 0 || allows == 0 || allows == valid || withObligations == 0 {

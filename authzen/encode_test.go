@@ -60,10 +60,10 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if d.decisionID == "" {
 		t.Fatalf("not decided: %s", r.body)
 	}
-	for _, rec := range srv.recorder.all() {
-		if rec.resp.GetDecisionId() == d.decisionID {
-			if !proto.Equal(req, rec.req) {
-				t.Fatalf("the door changed the request:\nsent    %s\ndecided %s", protojson.Format(req), protojson.Format(rec.req))
+	for _, rec := range srv.recorder.All() {
+		if rec.Resp.GetDecisionId() == d.decisionID {
+			if !proto.Equal(req, rec.Req) {
+				t.Fatalf("the door changed the request:\nsent    %s\ndecided %s", protojson.Format(req), protojson.Format(rec.Req))
 			}
 			return
 		}

@@ -199,12 +199,12 @@ func TestGuard(t *testing.T) {
 				m = l[0].(map[string]any)
 			}
 			d := readDecision(t, m)
-			for _, rec := range srv.recorder.all() {
-				if rec.resp.GetDecisionId() == d.decisionID && rec.caller != tc.sub {
-					t.Fatalf("audited caller %q, want %q", rec.caller, tc.sub)
+			for _, rec := range srv.recorder.All() {
+				if rec.Resp.GetDecisionId() == d.decisionID && rec.Caller != tc.sub {
+					t.Fatalf("audited caller %q, want %q", rec.Caller, tc.sub)
 				}
 			}
-			if srv.recorder.byDecisionID()[d.decisionID] != 1 {
+			if byDecisionID(srv.recorder)[d.decisionID] != 1 {
 				t.Fatal("not audited once")
 			}
 		})
@@ -221,7 +221,7 @@ func TestGuard(t *testing.T) {
 		for j := range items {
 			items[j] = itemAllow
 		}
-		before := len(srv.recorder.all())
+		before := len(srv.recorder.All())
 		r := do(t, "POST", srv.url+authzen.EvaluationsPath, "application/json", evaluations("", items...), lim)
 		if r.status != step.status {
 			t.Fatalf("step %d: status %d, want %d: %s", i, r.status, step.status, r.body)
@@ -230,7 +230,7 @@ func TestGuard(t *testing.T) {
 			if r.header.Get("Retry-After") == "" {
 				t.Fatalf("step %d: no Retry-After", i)
 			}
-			if n := len(srv.recorder.all()) - before; n != 0 {
+			if n := len(srv.recorder.All()) - before; n != 0 {
 				t.Fatalf("step %d: %d decisions audited for a refused request", i, n)
 			}
 		}

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,51 +22,23 @@ import (
 	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
-	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
-// noConsents is a consent layer for a store without any consent.
-type noConsents struct{}
+type noConsents = testkit.NoConsents
 
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
-	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
-}
+type record = testkit.Record
 
-// record is one audit record a test server took.
-type record struct {
-	caller string
-	req    *chaperonev1.CheckRequest
-	resp   *chaperonev1.CheckResponse
-}
+type recorder = testkit.Recorder
 
-// recorder keeps every record in memory.
-type recorder struct {
-	mu      sync.Mutex
-	records []record
-}
-
-func (r *recorder) Record(_ context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, record{caller, req, resp})
-	return nil
-}
-
-func (r *recorder) all() []record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]record(nil), r.records...)
-}
-
-// byDecisionID counts records per decision id.
-func (r *recorder) byDecisionID() map[string]int {
+// byDecisionID counts r's records per decision id.
+func byDecisionID(r *recorder) map[string]int {
 	out := map[string]int{}
-	for _, rec := range r.all() {
-		out[rec.resp.GetDecisionId()]++
+	for _, rec := range r.All() {
+		out[rec.Resp.GetDecisionId()]++
 	}
 	return out
 }

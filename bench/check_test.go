@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/cedar-policy/cedar-go"
@@ -18,7 +17,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -26,11 +25,8 @@ import (
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
-type noConsents struct{}
-
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
-	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
-}
+// noConsents is a consent layer for a store without any consent.
+type noConsents = testkit.NoConsents
 
 func clinicianRead() *chaperonev1.CheckRequest {
 	return &chaperonev1.CheckRequest{

@@ -104,11 +104,11 @@ func TestCheckAllow(t *testing.T) {
 				}
 			}
 			n := 0
-			for _, rec := range ts.recorder.all() {
-				if rec.resp.GetDecisionId() == id {
+			for _, rec := range ts.recorder.All() {
+				if rec.Resp.GetDecisionId() == id {
 					n++
-					if rec.req.GetContext().GetPhase() != "request" || rec.req.GetResource().GetPatient() != "Patient/51" {
-						t.Errorf("recorded request %v", rec.req)
+					if rec.Req.GetContext().GetPhase() != "request" || rec.Req.GetResource().GetPatient() != "Patient/51" {
+						t.Errorf("recorded request %v", rec.Req)
 					}
 				}
 			}
@@ -202,7 +202,7 @@ func TestCheckUnmappableNeverAllowed(t *testing.T) {
 			t.Errorf("%q: %v, want a deny", path, resp)
 		}
 	}
-	if n := len(ts.recorder.all()); n != 0 {
+	if n := len(ts.recorder.All()); n != 0 {
 		t.Errorf("%d records for requests never decided", n)
 	}
 }
@@ -233,13 +233,13 @@ func TestCheckAuditsTheCaller(t *testing.T) {
 	if err != nil || resp.GetStatus().GetCode() != 0 {
 		t.Fatalf("%v, %v: want an allow", resp, err)
 	}
-	recs := ts.recorder.all()
-	if len(recs) != 1 || recs[0].caller != "envoy" {
+	recs := ts.recorder.All()
+	if len(recs) != 1 || recs[0].Caller != "envoy" {
 		t.Fatalf("records %+v, want one by the caller envoy", recs)
 	}
 	id, _ := headerOf(resp.GetOkResponse().GetHeaders(), extauthz.HeaderDecisionID)
-	if recs[0].resp.GetDecisionId() != id {
-		t.Errorf("record of decision %s, answer %s", recs[0].resp.GetDecisionId(), id)
+	if recs[0].Resp.GetDecisionId() != id {
+		t.Errorf("record of decision %s, answer %s", recs[0].Resp.GetDecisionId(), id)
 	}
 
 	// A caller not granted the service, and no caller at all, are refused
@@ -250,7 +250,7 @@ func TestCheckAuditsTheCaller(t *testing.T) {
 			t.Errorf("code %v, want a refusal", c)
 		}
 	}
-	if n := len(ts.recorder.all()); n != 1 {
+	if n := len(ts.recorder.All()); n != 1 {
 		t.Errorf("%d records, want 1", n)
 	}
 }

@@ -163,7 +163,7 @@ func TestSameAnswersAsForwardAuth(t *testing.T) {
 	if decided == 0 || allowed == 0 {
 		t.Fatalf("%d decided, %d allowed: the comparison needs both", decided, allowed)
 	}
-	if n := len(rec.all()); n != 2*decided {
+	if n := len(rec.All()); n != 2*decided {
 		t.Errorf("%d records for %d decisions through each door, want %d", n, decided, 2*decided)
 	}
 }

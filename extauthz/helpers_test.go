@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,52 +26,26 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
-// noConsents is a consent layer for a store without any consent.
-type noConsents struct{}
+type noConsents = testkit.NoConsents
 
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
-	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
-}
+type record = testkit.Record
 
-// record is one audit record a test server took.
-type record struct {
-	caller string
-	req    *chaperonev1.CheckRequest
-	resp   *chaperonev1.CheckResponse
-}
-
-type recorder struct {
-	mu      sync.Mutex
-	records []record
-}
-
-func (r *recorder) Record(_ context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, record{caller, req, resp})
-	return nil
-}
+type recorder = testkit.Recorder
 
 // discard is a recorder that keeps nothing.
 type discard struct{}
 
 func (discard) Record(context.Context, string, *chaperonev1.CheckRequest, *chaperonev1.CheckResponse) error {
 	return nil
-}
-
-func (r *recorder) all() []record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]record(nil), r.records...)
 }
 
 // failHeader makes the door's mapper fail as a server-side fault would

@@ -81,7 +81,7 @@ func TestNeverAllowsWhatCannotBeMapped(t *testing.T) {
 		if tokens[tok] != "" {
 			headers["authorization"] = tokens[tok]
 		}
-		before := len(rec.all())
+		before := len(rec.All())
 		resp, err := door.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: method, Path: uri, Headers: headers}},
 		}})
@@ -102,11 +102,11 @@ func TestNeverAllowsWhatCannotBeMapped(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s %s allowed, but fhirrest refuses it: %v", method, uri, err)
 		}
-		recs := rec.all()
+		recs := rec.All()
 		if len(recs) != before+1 {
 			t.Fatalf("%d new records, want 1", len(recs)-before)
 		}
-		got := recs[len(recs)-1].req
+		got := recs[len(recs)-1].Req
 		typ := m.Type
 		if m.Capabilities {
 			typ = "CapabilityStatement"

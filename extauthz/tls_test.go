@@ -175,15 +175,15 @@ func TestCheckOverMutualTLS(t *testing.T) {
 	if err != nil || resp.GetStatus().GetCode() != 0 {
 		t.Fatalf("%v, %v: want an allow", resp, err)
 	}
-	recs := rec.all()
-	if len(recs) != 1 || recs[0].caller != envoyID {
+	recs := rec.All()
+	if len(recs) != 1 || recs[0].Caller != envoyID {
 		t.Fatalf("records %+v, want one by %s", recs, envoyID)
 	}
 	// Without a client certificate the handshake fails: nothing decided.
 	if _, err := ask(nil); grpcstatus.Code(err) != codes.Unavailable {
 		t.Errorf("without a certificate: %v, want the connection refused", err)
 	}
-	if n := len(rec.all()); n != 1 {
+	if n := len(rec.All()); n != 1 {
 		t.Errorf("%d records, want 1", n)
 	}
 }

@@ -134,7 +134,7 @@ func TestForwardDoor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := len(rec.all())
+			before := len(rec.All())
 			r := forward(t, url, tt.header)
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d: %s", r.status, tt.status, r.body)
@@ -165,7 +165,7 @@ func TestForwardDoor(t *testing.T) {
 			if tt.status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
 				t.Fatalf("WWW-Authenticate %q", r.header.Get("WWW-Authenticate"))
 			}
-			recs := rec.all()[before:]
+			recs := rec.All()[before:]
 			if !tt.audited {
 				if len(recs) != 0 {
 					t.Fatalf("%d audit records for a refusal", len(recs))
@@ -176,11 +176,11 @@ func TestForwardDoor(t *testing.T) {
 				t.Fatalf("%d audit records, want 1", len(recs))
 			}
 			got := recs[0]
-			if got.caller != "gw" || got.req.GetAction() != tt.action || got.req.GetContext().GetPhase() != gateway.PhaseRequest {
-				t.Fatalf("record by %q of %v", got.caller, got.req)
+			if got.Caller != "gw" || got.Req.GetAction() != tt.action || got.Req.GetContext().GetPhase() != gateway.PhaseRequest {
+				t.Fatalf("record by %q of %v", got.Caller, got.Req)
 			}
-			if id := r.header.Get(gateway.HeaderDecisionID); id != got.resp.GetDecisionId() {
-				t.Fatalf("decision id %q, recorded %q", id, got.resp.GetDecisionId())
+			if id := r.header.Get(gateway.HeaderDecisionID); id != got.Resp.GetDecisionId() {
+				t.Fatalf("decision id %q, recorded %q", id, got.Resp.GetDecisionId())
 			}
 		})
 	}
@@ -201,7 +201,7 @@ func TestForwardDoorCallerRefused(t *testing.T) {
 			t.Fatalf("status %d", r.status)
 		}
 	}
-	if n := len(rec.all()); n != 0 {
+	if n := len(rec.All()); n != 0 {
 		t.Fatalf("%d records", n)
 	}
 }
@@ -223,13 +223,13 @@ func TestNoResourceEnforcement(t *testing.T) {
 			t.Fatalf("%s: codes %v", uri, got)
 		}
 	}
-	recs := rec.all()
+	recs := rec.All()
 	if len(recs) != 2 {
 		t.Fatalf("%d records", len(recs))
 	}
 	for _, r := range recs {
-		if r.resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || r.resp.GetReasons()[0].GetCode() != gateway.ReasonNoResourceEnforcement {
-			t.Fatalf("recorded %v", r.resp)
+		if r.Resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || r.Resp.GetReasons()[0].GetCode() != gateway.ReasonNoResourceEnforcement {
+			t.Fatalf("recorded %v", r.Resp)
 		}
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,10 +23,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/engine/consent"
 	"github.com/chaperone-pdp/chaperone/gateway"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
-	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -179,35 +177,11 @@ func (k *keys) gateway(t testing.TB, phase string) *gateway.Gateway {
 	return g
 }
 
-type noConsents struct{}
+type noConsents = testkit.NoConsents
 
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
-	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
-}
+type record = testkit.Record
 
-type record struct {
-	caller string
-	req    *chaperonev1.CheckRequest
-	resp   *chaperonev1.CheckResponse
-}
-
-type recorder struct {
-	mu      sync.Mutex
-	records []record
-}
-
-func (r *recorder) Record(_ context.Context, caller string, req *chaperonev1.CheckRequest, resp *chaperonev1.CheckResponse) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.records = append(r.records, record{caller, req, resp})
-	return nil
-}
-
-func (r *recorder) all() []record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]record(nil), r.records...)
-}
+type recorder = testkit.Recorder
 
 // serve starts a real server on a loopback port with the door of g in
 // front of the reference bundle.

@@ -206,7 +206,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	client := &http.Client{Timeout: 10 * time.Second}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before, recs := len(up.all()), len(rec.all())
+			before, recs := len(up.all()), len(rec.All())
 			req, err := http.NewRequest(tt.method, base+tt.path, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -236,12 +236,12 @@ func TestNginxAuthRequest(t *testing.T) {
 			if r.URL.Path != tt.path {
 				t.Fatalf("upstream got %s", r.URL.Path)
 			}
-			newRecs := rec.all()[recs:]
-			if len(newRecs) != 1 || newRecs[0].caller != "gw" {
+			newRecs := rec.All()[recs:]
+			if len(newRecs) != 1 || newRecs[0].Caller != "gw" {
 				t.Fatalf("%d audit records", len(newRecs))
 			}
-			if id := r.Header.Get(gateway.HeaderDecisionID); id == "" || id != newRecs[0].resp.GetDecisionId() {
-				t.Fatalf("upstream decision id %q, recorded %q", id, newRecs[0].resp.GetDecisionId())
+			if id := r.Header.Get(gateway.HeaderDecisionID); id == "" || id != newRecs[0].Resp.GetDecisionId() {
+				t.Fatalf("upstream decision id %q, recorded %q", id, newRecs[0].Resp.GetDecisionId())
 			}
 			raw, err := base64.RawURLEncoding.DecodeString(r.Header.Get(gateway.HeaderObligations))
 			if err != nil {

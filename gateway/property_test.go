@@ -80,9 +80,9 @@ func TestDoorNeverAllowsWhatTheMapperRefuses(t *testing.T) {
 			method = rapid.SampledFrom([]string{"HEAD", "POST", "PUT", "PATCH", "DELETE", "get", "OPTIONS"}).Draw(rt, "method")
 		}
 		uri := uriGen().Draw(rt, "uri")
-		before := len(rec.all())
+		before := len(rec.All())
 		r := forward(t, url, map[string]string{"Authorization": user, "X-Original-Method": method, "X-Original-URI": uri})
-		recs := rec.all()[before:]
+		recs := rec.All()[before:]
 		path, query, _ := strings.Cut(uri, "?")
 		m, merr := mapper.Map(method, path, query, nil)
 		var re *fhirrest.RefusedError
@@ -107,7 +107,7 @@ func TestDoorNeverAllowsWhatTheMapperRefuses(t *testing.T) {
 			if len(recs) != 1 {
 				rt.Fatalf("%s %s: %d records", method, uri, len(recs))
 			}
-			got := recs[0].req
+			got := recs[0].Req
 			if got.GetAction() != string(m.Action) || got.GetResource().GetId() != m.ID || got.GetResource().GetPatient() != m.Patient {
 				rt.Fatalf("%s %s: recorded %v, mapped %+v", method, uri, got, m)
 			}

@@ -19,7 +19,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
@@ -28,11 +28,7 @@ import (
 )
 
 // noConsents is a consent layer for a store without any consent.
-type noConsents struct{}
-
-func (noConsents) EvaluateConsent(context.Context, *chaperonev1.CheckRequest, time.Time, consent.Rule) (engine.ConsentResult, error) {
-	return engine.ConsentResult{Decision: engine.ConsentNoConsent}, nil
-}
+type noConsents = testkit.NoConsents
 
 // startServer serves the reference bundle on a free loopback port and
 // returns its base URL.
