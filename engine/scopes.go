@@ -160,22 +160,10 @@ func parseScope(s string) (smartScope, scopeKind) {
 	return sc, scopeResource
 }
 
-// validScopeType: "*" or a resource type name.
-func validScopeType(t string) bool {
-	if t == "*" {
-		return true
-	}
-	if len(t) < 2 || t[0] < 'A' || t[0] > 'Z' {
-		return false
-	}
-	for i := 1; i < len(t); i++ {
-		c := t[i]
-		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
-			return false
-		}
-	}
-	return true
-}
+// validScopeType: "*" or a FHIR resource type ([fhir.IsResourceType]): a
+// scope for a type that does not exist is malformed, not a scope that
+// happens to grant nothing.
+func validScopeType(t string) bool { return t == "*" || fhir.IsResourceType(t) }
 
 // scopeBits reads the permission part of a scope: v1 words or v2 letters
 // (which must be in the order c, r, u, d, s).

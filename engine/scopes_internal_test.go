@@ -38,6 +38,7 @@ func TestEvaluateScopes(t *testing.T) {
 		{name: "capitalised level", typ: "Observation", action: "read", scopes: []string{"Patient/Observation.rs"}, present: true},
 		{name: "unknown level", typ: "Patient", action: "read", scopes: []string{"admin/Patient.r"}, present: true},
 		{name: "lower-case type", typ: "Observation", action: "read", scopes: []string{"user/observation.rs"}, present: true},
+		{name: "no such type", typ: "Observation", action: "read", scopes: []string{"user/Observations.rs", "user/Observation.s"}, present: true},
 		{name: "no permissions", typ: "Observation", action: "read", scopes: []string{"user/Observation."}, present: true},
 		{name: "empty query", typ: "Observation", action: "read", scopes: []string{"user/Observation.rs?"}, present: true},
 		{name: "bare level word", typ: "Observation", action: "read", scopes: []string{"patient"}, present: true},
