@@ -2,20 +2,12 @@ package e2e_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
 // TestServeForwardAuth runs `serve --gateway FILE` and asks its
@@ -24,61 +16,8 @@ import (
 // an unmappable path (403 OperationOutcome), no token (401).
 func TestServeForwardAuth(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := jwk.Import(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = priv.Set(jwk.KeyIDKey, "fw1")
-	pub, err := jwk.PublicKeyOf(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := jwk.NewSet()
-	if err := set.AddKey(pub); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "keys.json"), keys, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	gw := filepath.Join(dir, "gateway.yaml")
-	if err := os.WriteFile(gw, []byte(`fhirBase: /fhir
-tokens:
-  jwks: keys.json
-  issuer: https://auth.e2e.test
-  audience: https://fhir.e2e.test
-claims:
-  id: fhirUser
-  roles: roles
-  organization: org
-purposeOfUse:
-  header: X-Purpose-Of-Use
-  default: TREAT
-resourcePhase: proxy
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tok, err := jwt.NewBuilder().Subject("u1").Issuer("https://auth.e2e.test").Audience([]string{"https://fhir.e2e.test"}).
-		IssuedAt(now.Add(-time.Minute)).Expiration(now.Add(time.Hour)).
-		Claim("fhirUser", "Practitioner/p1").Claim("roles", "clinician").Claim("org", "Organization/o1").Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), priv))
-	if err != nil {
-		t.Fatal(err)
-	}
-	auditFile := filepath.Join(dir, "audit.jsonl")
-	_, base := startServe(t, "--gateway", gw, "--audit-file", auditFile)
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	_, base, token := serveGateway(t, "--audit-file", auditFile)
 
 	client := &http.Client{Timeout: 10 * time.Second}
 	ask := func(uri string, withToken bool) (*http.Response, []byte) {
@@ -90,7 +29,7 @@ resourcePhase: proxy
 		req.Header.Set("X-Original-Method", "GET")
 		req.Header.Set("X-Original-URI", uri)
 		if withToken {
-			req.Header.Set("Authorization", "Bearer "+string(signed))
+			req.Header.Set("Authorization", token)
 		}
 		resp, err := client.Do(req)
 		if err != nil {
