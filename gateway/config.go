@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,83 @@ type Config struct {
 	Claims        ClaimNames    `yaml:"claims"`
 	PurposeOfUse  PurposeConfig `yaml:"purposeOfUse"`
 	ResourcePhase string        `yaml:"resourcePhase"`
+	// TenantTagSystem is the code system of the meta.tag that names a
+	// resource's owning organization (its tenant); "" means none, and the
+	// owner of a Patient is its managingOrganization.
+	TenantTagSystem string `yaml:"tenantTagSystem"`
+	// Attributes, when set, lets the door fetch the target of a read or
+	// write by id from the FHIR server and decide it in the resource
+	// phase.
+	Attributes *AttributesConfig `yaml:"attributes"`
+}
+
+// AttributesConfig says where and how the door fetches a target's
+// attributes (patient, owning organization, meta.security).
+type AttributesConfig struct {
+	// FHIRServer is the base URL of the FHIR server (http or https),
+	// without a query: the target is GET FHIRServer/Type/id.
+	FHIRServer string `yaml:"fhirServer"`
+	// Timeout bounds one fetch (a Go duration); "" means 2s.
+	Timeout string `yaml:"timeout"`
+	// MaxBodyBytes bounds the body of one fetch; 0 means 1 MiB. A longer
+	// body is a failed fetch.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// CacheEntries bounds the cache of fetched attributes; 0 means 10000.
+	CacheEntries int `yaml:"cacheEntries"`
+}
+
+// Defaults of [AttributesConfig].
+const (
+	DefaultFetchTimeout      = 2 * time.Second
+	DefaultFetchMaxBodyBytes = 1 << 20
+	DefaultFetchCacheEntries = 10000
+)
+
+// FetchTimeout is the bound of one fetch.
+func (a *AttributesConfig) FetchTimeout() time.Duration {
+	d, err := time.ParseDuration(a.Timeout)
+	if a.Timeout == "" || err != nil || d <= 0 {
+		return DefaultFetchTimeout
+	}
+	return d
+}
+
+// MaxBody is the bound of one fetched body.
+func (a *AttributesConfig) MaxBody() int64 {
+	if a.MaxBodyBytes <= 0 {
+		return DefaultFetchMaxBodyBytes
+	}
+	return a.MaxBodyBytes
+}
+
+// Entries is the bound of the cache.
+func (a *AttributesConfig) Entries() int {
+	if a.CacheEntries <= 0 {
+		return DefaultFetchCacheEntries
+	}
+	return a.CacheEntries
+}
+
+func (a *AttributesConfig) check() error {
+	u, err := url.Parse(a.FHIRServer)
+	switch {
+	case a.FHIRServer == "":
+		return errors.New("attributes.fhirServer is required")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return fmt.Errorf("attributes.fhirServer %q: want an http or https URL without query, fragment or user", a.FHIRServer)
+	}
+	if a.Timeout != "" {
+		if d, err := time.ParseDuration(a.Timeout); err != nil || d <= 0 {
+			return fmt.Errorf("attributes.timeout %q: want a positive duration such as 2s", a.Timeout)
+		}
+	}
+	if a.MaxBodyBytes < 0 {
+		return fmt.Errorf("attributes.maxBodyBytes %d: want a positive size", a.MaxBodyBytes)
+	}
+	if a.CacheEntries < 0 {
+		return fmt.Errorf("attributes.cacheEntries %d: want a positive count", a.CacheEntries)
+	}
+	return nil
 }
 
 // TokenConfig says which end-user tokens are accepted.
@@ -133,6 +211,16 @@ func (c *Config) check() error {
 	}
 	if h := c.PurposeOfUse.Header; h != "" && http.CanonicalHeaderKey(h) != http.CanonicalHeaderKey(strings.TrimSpace(h)) || strings.ContainsAny(c.PurposeOfUse.Header, " :\t") {
 		return fmt.Errorf("purposeOfUse.header %q is not a header name", c.PurposeOfUse.Header)
+	}
+	if s := c.TenantTagSystem; s != "" {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || strings.ContainsAny(s, " \t|") {
+			return fmt.Errorf("tenantTagSystem %q: want an absolute URI", s)
+		}
+	}
+	if c.Attributes != nil {
+		if err := c.Attributes.check(); err != nil {
+			return err
+		}
 	}
 	switch c.ResourcePhase {
 	case PhaseProxy, PhaseApplication, PhaseNone:

@@ -28,6 +28,12 @@
 //	  header: X-Purpose-Of-Use
 //	  default: TREAT
 //	resourcePhase: proxy            # proxy | application | none
+//	tenantTagSystem: https://example.org/tenant  # optional: meta.tag system naming a resource's owning organization
+//	attributes:                     # optional: fetch the target of a read or write by id
+//	  fhirServer: http://fhir.internal:8080/fhir
+//	  timeout: 2s                   # optional; the default
+//	  maxBodyBytes: 1048576         # optional; the default
+//	  cacheEntries: 10000           # optional; the default
 //
 // # End-user tokens
 //
