@@ -1,6 +1,6 @@
 // Package fhir is the FHIR and HL7 vocabulary the decision path shares: the
 // FHIR RESTful interactions a request may name ([Interaction]), the R4 and
-// R5 resource types ([IsResourceType]), those of the patient compartment
+// R5 resource types ([IsResourceType], [ResourceTypes]), those of the patient compartment
 // ([InPatientCompartment]) and the HL7 v3 PurposeOfUse hierarchy
 // ([PurposeChain]).
 //

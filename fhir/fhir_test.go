@@ -104,3 +104,20 @@ func TestCompartmentTypesAreResourceTypes(t *testing.T) {
 		}
 	}
 }
+
+func TestResourceTypes(t *testing.T) {
+	t.Parallel()
+	all := fhir.ResourceTypes()
+	if !slices.IsSorted(all) || len(all) < 140 {
+		t.Fatalf("ResourceTypes: %d types, sorted %t", len(all), slices.IsSorted(all))
+	}
+	for _, rt := range all {
+		if !fhir.IsResourceType(rt) {
+			t.Errorf("%s is listed but not a resource type", rt)
+		}
+	}
+	all[0] = "changed"
+	if fhir.ResourceTypes()[0] == "changed" {
+		t.Error("ResourceTypes shares its slice with callers")
+	}
+}

@@ -1,5 +1,7 @@
 package fhir
 
+import "slices"
+
 // resourceTypes holds every resource type of FHIR R4 (4.0.1) and R5
 // (5.0.0), the union of the two releases, in their one spelling. Abstract
 // types (Resource, DomainResource, CanonicalResource, MetadataResource)
@@ -57,3 +59,14 @@ var resourceTypes = map[string]bool{
 // IsResourceType reports whether s is a FHIR R4 or R5 resource type, in
 // its one spelling ("Observation"; "observation" is not one).
 func IsResourceType(s string) bool { return resourceTypes[s] }
+
+// ResourceTypes returns every R4 and R5 resource type, sorted: a new slice
+// on each call.
+func ResourceTypes() []string {
+	out := make([]string, 0, len(resourceTypes))
+	for t := range resourceTypes {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
