@@ -19,6 +19,17 @@
 // be mapped. attributes.source.principal, the workload calling through
 // Envoy, is handed to the Mapper.
 //
+// A batch or transaction (a POST of a Bundle to the FHIR base) is decided
+// entry by entry when Envoy sends its body ([FromGateway] maps it with
+// gateway.Gateway.MapAll, itself fhirrest's MapAll): one decision and one
+// audit record per entry, in order, until the first entry denied. It is
+// allowed only when every entry is: x-chaperone-decision-id then lists the
+// entries' decision ids, comma-separated, and x-chaperone-obligations
+// holds the union of their obligations. The first entry denied denies it
+// with that entry's reasons, each issue's expression Bundle.entry[i]; an
+// entry that cannot be mapped refuses it before any decision. Without its
+// body it is refused BODY_REQUIRED.
+//
 // What it answers:
 //
 //   - ALLOW: status.code 0 (OK) and ok_response whose headers carry

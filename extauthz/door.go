@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -77,6 +78,12 @@ type Mapped struct {
 	// Amend, when not nil, completes the engine's answer before it is
 	// recorded (see [Decider]).
 	Amend func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse
+	// Entries, when not nil, make the request a batch or transaction:
+	// Check is then nil and each entry is decided in order (one decision
+	// and one audit record each). The request is allowed only when every
+	// entry is; the first entry denied ends it, a DENY naming the entry
+	// (Bundle.entry[i]) and its reasons.
+	Entries []*Mapped
 }
 
 // Mapper maps the HTTP attributes of a request to a CheckRequest. An
@@ -102,11 +109,18 @@ func (f MapperFunc) Map(ctx context.Context, r *Request) (*Mapped, error) { retu
 // the forward-auth door decides.
 func FromGateway(g *gateway.Gateway) Mapper {
 	return MapperFunc(func(ctx context.Context, r *Request) (*Mapped, error) {
-		req, err := g.MapBody(ctx, r.Method, r.URI, r.Header, r.Body)
+		reqs, err := g.MapAll(ctx, r.Method, r.URI, r.Header, r.Body)
 		if err != nil {
 			return nil, err
 		}
-		return &Mapped{Check: req.Check, Amend: g.Amend(req)}, nil
+		if len(reqs) == 1 && !reqs[0].InBatch {
+			return &Mapped{Check: reqs[0].Check, Amend: g.Amend(reqs[0])}, nil
+		}
+		out := &Mapped{Entries: make([]*Mapped, len(reqs))}
+		for i, req := range reqs {
+			out.Entries[i] = &Mapped{Check: req.Check, Amend: g.Amend(req)}
+		}
+		return out, nil
 	})
 }
 
@@ -187,26 +201,96 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz mapping failed", slog.String("error", err.Error()))
 		return nil, fmt.Errorf("map: %w: %w", ErrUnavailable, err)
 	}
+	if m.Entries != nil {
+		return d.checkEntries(ctx, m.Entries)
+	}
+	resp, no, err := d.decide(ctx, m)
+	if no != nil || err != nil {
+		return no, err
+	}
+	return allowed(resp.GetDecisionId(), resp.GetObligations())
+}
+
+// decide decides one mapped request: the engine's answer when it is an
+// ALLOW, else the door's DENY.
+func (d *Door) decide(ctx context.Context, m *Mapped) (*chaperonev1.CheckResponse, *authv3.CheckResponse, error) {
 	resp, err := d.decider.Decide(ctx, m.Check, m.Amend)
 	if err != nil {
 		var verr *validation.Error
 		if errors.As(err, &verr) {
-			return denied(http.StatusForbidden, "", []string{ReasonInvalidRequest}), nil
+			return nil, denied(http.StatusForbidden, "", []string{ReasonInvalidRequest}), nil
 		}
 		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz decision failed", slog.String("error", err.Error()))
-		return nil, fmt.Errorf("decide: %w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("decide: %w: %w", ErrUnavailable, err)
 	}
 	if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
-		codes := make([]string, 0, len(resp.GetReasons()))
-		for _, rs := range resp.GetReasons() {
-			codes = append(codes, rs.GetCode())
-		}
-		if len(codes) == 0 {
-			codes = append(codes, ReasonDeny)
-		}
-		return denied(http.StatusForbidden, resp.GetDecisionId(), codes), nil
+		return nil, denied(http.StatusForbidden, resp.GetDecisionId(), reasonCodes(resp)), nil
 	}
-	obl := resp.GetObligations()
+	return resp, nil, nil
+}
+
+func reasonCodes(resp *chaperonev1.CheckResponse) []string {
+	codes := make([]string, 0, len(resp.GetReasons()))
+	for _, rs := range resp.GetReasons() {
+		codes = append(codes, rs.GetCode())
+	}
+	if len(codes) == 0 {
+		codes = append(codes, ReasonDeny)
+	}
+	return codes
+}
+
+// checkEntries decides a batch or transaction entry by entry: allowed when
+// every entry is, with the decision ids in entry order (comma-separated)
+// and the union of the entries' obligations; else the DENY of the first
+// entry denied, its OperationOutcome naming Bundle.entry[i].
+func (d *Door) checkEntries(ctx context.Context, entries []*Mapped) (*authv3.CheckResponse, error) {
+	ids := make([]string, 0, len(entries))
+	all := &chaperonev1.Obligations{}
+	for i, e := range entries {
+		resp, err := d.decider.Decide(ctx, e.Check, e.Amend)
+		if err != nil {
+			var verr *validation.Error
+			if errors.As(err, &verr) {
+				return deniedEntry(http.StatusForbidden, "", i, []string{ReasonInvalidRequest}), nil
+			}
+			d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz decision failed", slog.String("error", err.Error()), slog.Int("entry", i))
+			return nil, fmt.Errorf("decide entry %d: %w: %w", i, ErrUnavailable, err)
+		}
+		if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+			return deniedEntry(http.StatusForbidden, resp.GetDecisionId(), i, reasonCodes(resp)), nil
+		}
+		ids = append(ids, resp.GetDecisionId())
+		merge(all, resp.GetObligations())
+	}
+	return allowed(strings.Join(ids, ","), all)
+}
+
+// merge adds o's obligations to into: every mask, label and tag (each
+// once), and perEntryCheck when either carries it.
+func merge(into, o *chaperonev1.Obligations) {
+	for _, p := range o.GetMaskPaths() {
+		if !slices.Contains(into.MaskPaths, p) {
+			into.MaskPaths = append(into.MaskPaths, p)
+		}
+	}
+	for _, l := range o.GetRedactLabels() {
+		if !slices.ContainsFunc(into.RedactLabels, func(x *chaperonev1.Coding) bool {
+			return x.GetSystem() == l.GetSystem() && x.GetCode() == l.GetCode()
+		}) {
+			into.RedactLabels = append(into.RedactLabels, l)
+		}
+	}
+	for _, t := range o.GetAuditTags() {
+		if !slices.Contains(into.AuditTags, t) {
+			into.AuditTags = append(into.AuditTags, t)
+		}
+	}
+	into.PerEntryCheck = into.PerEntryCheck || o.GetPerEntryCheck()
+}
+
+// allowed is an ALLOW carrying the decision id and the obligations.
+func allowed(decisionID string, obl *chaperonev1.Obligations) (*authv3.CheckResponse, error) {
 	if obl == nil {
 		obl = &chaperonev1.Obligations{}
 	}
@@ -218,7 +302,7 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 		Status: &status.Status{Code: int32(code.Code_OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 			Headers: []*corev3.HeaderValueOption{
-				header(HeaderDecisionID, resp.GetDecisionId()),
+				header(HeaderDecisionID, decisionID),
 				header(HeaderObligations, base64.RawURLEncoding.EncodeToString(b)),
 			},
 			HeadersToRemove: []string{HeaderDecisionID, HeaderObligations},
@@ -258,6 +342,16 @@ func header(k, v string) *corev3.HeaderValueOption {
 // denied is a DENY answered with HTTP status and an OperationOutcome
 // naming codes.
 func denied(httpStatus int, decisionID string, codes []string) *authv3.CheckResponse {
+	return deniedBody(httpStatus, decisionID, gateway.OperationOutcome(httpStatus, codes))
+}
+
+// deniedEntry is the DENY of a batch or transaction whose entry i is
+// denied for codes.
+func deniedEntry(httpStatus int, decisionID string, entry int, codes []string) *authv3.CheckResponse {
+	return deniedBody(httpStatus, decisionID, gateway.EntryOutcome(httpStatus, entry, codes))
+}
+
+func deniedBody(httpStatus int, decisionID string, body []byte) *authv3.CheckResponse {
 	hs := []*corev3.HeaderValueOption{header("content-type", "application/fhir+json")}
 	if decisionID != "" {
 		hs = append(hs, header(HeaderDecisionID, decisionID))
@@ -274,7 +368,7 @@ func denied(httpStatus int, decisionID string, codes []string) *authv3.CheckResp
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: sc},
 			Headers: hs,
-			Body:    string(gateway.OperationOutcome(httpStatus, codes)),
+			Body:    string(body),
 		}},
 	}
 }

@@ -145,7 +145,7 @@ func TestCheckDenied(t *testing.T) {
 		{"an unknown type", http.MethodGet, "/fhir/Nonsense/1", false, map[string]string{"authorization": clinician}, "", 403, "UNKNOWN_TYPE", false},
 		{"graphql", http.MethodPost, "/fhir/$graphql", false, map[string]string{"authorization": clinician}, "{}", 403, "GRAPHQL", false},
 		{"outside the base", http.MethodGet, "/admin/Observation", false, map[string]string{"authorization": clinician}, "", 403, "OUTSIDE_BASE", false},
-		{"a transaction without its body", http.MethodPost, "/fhir", false, map[string]string{"authorization": clinician}, "", 403, "BATCH", false},
+		{"a transaction without its body", http.MethodPost, "/fhir", false, map[string]string{"authorization": clinician}, "", 403, "BODY_REQUIRED", false},
 		{"a truncated body", http.MethodPost, "/fhir/Observation/_search", false, map[string]string{"authorization": clinician, "x-envoy-auth-partial-body": "true"}, "patient=Patient/51", 403, extauthz.ReasonPartialBody, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

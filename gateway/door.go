@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -175,9 +176,10 @@ type outcome struct {
 }
 
 type issue struct {
-	Severity string  `json:"severity"`
-	Code     string  `json:"code"`
-	Details  details `json:"details"`
+	Severity   string   `json:"severity"`
+	Code       string   `json:"code"`
+	Details    details  `json:"details"`
+	Expression []string `json:"expression,omitempty"`
 }
 
 type details struct {
@@ -206,6 +208,16 @@ func writeOutcome(w http.ResponseWriter, status int, decisionID string, codes []
 // HTTP status: one issue per reason code, codes only, nothing of the
 // request. Every gateway door answers with it.
 func OperationOutcome(status int, codes []string) []byte {
+	return operationOutcome(status, codes, nil)
+}
+
+// EntryOutcome is [OperationOutcome] for a batch or transaction refused
+// because of its entry i: every issue's expression is Bundle.entry[i].
+func EntryOutcome(status int, entry int, codes []string) []byte {
+	return operationOutcome(status, codes, []string{fmt.Sprintf("Bundle.entry[%d]", entry)})
+}
+
+func operationOutcome(status int, codes, expression []string) []byte {
 	kind := "forbidden"
 	switch status {
 	case http.StatusUnauthorized:
@@ -215,7 +227,7 @@ func OperationOutcome(status int, codes []string) []byte {
 	}
 	o := outcome{ResourceType: "OperationOutcome"}
 	for _, c := range codes {
-		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}})
+		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}, Expression: expression})
 	}
 	b, _ := json.Marshal(o) // strings only: cannot fail
 	return b

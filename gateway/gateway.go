@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/fhirrest"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -122,6 +124,10 @@ func (g *Gateway) Config() *Config { return g.cfg }
 type Request struct {
 	Check  *chaperonev1.CheckRequest
 	Mapped fhirrest.Mapped
+	// InBatch is set for an entry of a batch or transaction Bundle
+	// ([Gateway.MapAll]); Entry is then its index in Bundle.entry.
+	InBatch bool
+	Entry   int
 }
 
 // overrideHeaders are method override headers some servers honour.
@@ -137,8 +143,27 @@ func (g *Gateway) Map(ctx context.Context, method, uri string, h http.Header) (*
 
 // MapBody is [Gateway.Map] for a gateway that also sends the request's
 // body (nil when it does not): a POST _search is mapped from its form
-// body; without it, it is refused BODY_REQUIRED.
+// body; without it, it is refused BODY_REQUIRED. A batch or transaction
+// is refused BODY_REQUIRED without its body and BATCH with it (map it
+// with [Gateway.MapAll]).
 func (g *Gateway) MapBody(ctx context.Context, method, uri string, h http.Header, body []byte) (*Request, error) {
+	rs, err := g.mapAll(ctx, method, uri, h, body, false)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// MapAll is [Gateway.MapBody] that also maps a batch or transaction (a
+// POST of a Bundle to the base, with its body): one Request per entry, in
+// order, each with InBatch set, every one a request-phase CheckRequest of
+// the same subject and purpose. One entry that cannot be mapped refuses
+// the whole request, naming the entry. Any other request is one Request.
+func (g *Gateway) MapAll(ctx context.Context, method, uri string, h http.Header, body []byte) ([]*Request, error) {
+	return g.mapAll(ctx, method, uri, h, body, true)
+}
+
+func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header, body []byte, batches bool) ([]*Request, error) {
 	raw, ok := bearer(h.Values("Authorization"))
 	if !ok {
 		return nil, unauthenticated(callers.ReasonMissingToken, nil)
@@ -165,6 +190,12 @@ func (g *Gateway) MapBody(ctx context.Context, method, uri string, h http.Header
 	}
 	path, query, _ := strings.Cut(uri, "?")
 	m, err := g.mapper.Map(method, path, query, body)
+	ms, batch := []fhirrest.Mapped{m}, false
+	if errors.Is(err, fhirrest.ErrBatch) && (batches || len(body) == 0) {
+		// Without its body MapAll refuses it BODY_REQUIRED.
+		ms, err = g.mapper.MapAll(method, path, query, body)
+		batch = true
+	}
 	if err != nil {
 		var re *fhirrest.RefusedError
 		if errors.As(err, &re) {
@@ -185,22 +216,33 @@ func (g *Gateway) MapBody(ctx context.Context, method, uri string, h http.Header
 	if purpose == "" {
 		return nil, forbidden(ReasonPurposeRequired, "no purpose of use")
 	}
-	typ := m.Type
-	if m.Capabilities {
-		typ = "CapabilityStatement"
+	out := make([]*Request, 0, len(ms))
+	for i, m := range ms {
+		typ := m.Type
+		if m.Capabilities {
+			typ = "CapabilityStatement"
+		}
+		if typ == "" {
+			if batch {
+				return nil, forbidden(ReasonTypeRequired, fmt.Sprintf("entry %d: the door decides requests of one resource type", i))
+			}
+			return nil, forbidden(ReasonTypeRequired, "the door decides requests of one resource type")
+		}
+		s := subject
+		if i > 0 {
+			s = proto.CloneOf(subject)
+		}
+		req := &chaperonev1.CheckRequest{
+			Subject:      s,
+			Action:       string(m.Action),
+			Resource:     &chaperonev1.Resource{Type: typ, Id: m.ID, Patient: m.Patient},
+			PurposeOfUse: purpose,
+			// The door sees the URL and the token, not the data.
+			Context: &chaperonev1.Context{Phase: PhaseRequest},
+		}
+		out = append(out, &Request{Check: req, Mapped: m, InBatch: batch, Entry: i})
 	}
-	if typ == "" {
-		return nil, forbidden(ReasonTypeRequired, "the door decides requests of one resource type")
-	}
-	req := &chaperonev1.CheckRequest{
-		Subject:      subject,
-		Action:       string(m.Action),
-		Resource:     &chaperonev1.Resource{Type: typ, Id: m.ID, Patient: m.Patient},
-		PurposeOfUse: purpose,
-		// The door sees the URL and the token, not the data.
-		Context: &chaperonev1.Context{Phase: PhaseRequest},
-	}
-	return &Request{Check: req, Mapped: m}, nil
+	return out, nil
 }
 
 // bearer is the token of the one Authorization header.
