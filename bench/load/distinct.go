@@ -10,7 +10,9 @@ import (
 
 // distinctBodies makes one worker's request bodies with a resource id of
 // their own: the request's id followed by "-<worker>.<sequence>". A
-// request without a resource id (a search) keeps none. Real traffic reads
+// request without a resource id (a search) keeps none; a Patient that is
+// its own patient (resource.patient Patient/<id>) becomes another patient
+// (as its FHIR URL says, to the gateway doors). Real traffic reads
 // many resources, so a decision memo keyed on the whole request rarely
 // hits; this is that traffic.
 type distinctBodies struct {
@@ -18,6 +20,7 @@ type distinctBodies struct {
 	seq    uint64
 	reqs   []*chaperonev1.CheckRequest // this worker's copies
 	ids    []string                    // the scenario's ids
+	self   []bool                      // the resource is its own patient
 	encode func(*chaperonev1.CheckRequest) ([]byte, error)
 }
 
@@ -27,6 +30,8 @@ func newDistinctBodies(worker int, reqs []*chaperonev1.CheckRequest, encode func
 		c := proto.Clone(r).(*chaperonev1.CheckRequest)
 		d.reqs = append(d.reqs, c)
 		d.ids = append(d.ids, c.GetResource().GetId())
+		res := c.GetResource()
+		d.self = append(d.self, res.GetType() == "Patient" && res.GetId() != "" && res.GetPatient() == "Patient/"+res.GetId())
 	}
 	return d
 }
@@ -38,6 +43,9 @@ func (d *distinctBodies) request(i int) *chaperonev1.CheckRequest {
 	if d.ids[i] != "" {
 		d.seq++
 		r.Resource.Id = d.ids[i] + "-" + strconv.Itoa(d.worker) + "." + strconv.FormatUint(d.seq, 10)
+		if d.self[i] {
+			r.Resource.Patient = "Patient/" + r.Resource.Id
+		}
 	}
 	return r
 }

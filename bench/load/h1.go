@@ -26,10 +26,12 @@ type h1Sender struct {
 	reqs    [][]byte // request n's bytes
 	timeout time.Duration
 	decode  func([]byte) (string, error)
-	// With distinct resource ids the bodies are made per request: head is
-	// the request head up to its Content-Length value, bodies the source.
-	head    string
-	bodies  *distinctBodies
+	// denyStatus, when not 0, is the HTTP status of a DENY (the
+	// forward-auth door's 403); any other status but 200 is an error.
+	denyStatus int
+	// render, when not nil, makes request i's bytes per request (with
+	// distinct resource ids) into dst instead of reqs[i].
+	render  func(dst []byte, i int) ([]byte, error)
 	scratch []byte
 
 	conn net.Conn
@@ -80,12 +82,11 @@ func appendH1Request(dst []byte, head string, body []byte) []byte {
 
 func (s *h1Sender) send(ctx context.Context, i int) outcome {
 	req := s.reqs[i]
-	if s.bodies != nil {
-		b, err := s.bodies.body(i)
-		if err != nil {
+	if s.render != nil {
+		var err error
+		if s.scratch, err = s.render(s.scratch[:0], i); err != nil {
 			return outcome{code: "internal"}
 		}
-		s.scratch = appendH1Request(s.scratch[:0], s.head, b)
 		req = s.scratch
 	}
 	status, body, err := s.roundTrip(ctx, req)
@@ -98,6 +99,9 @@ func (s *h1Sender) send(ctx context.Context, i int) outcome {
 			err = errors.Join(err, ctx.Err())
 		}
 		return outcome{code: transportCode(err)}
+	}
+	if status == s.denyStatus {
+		return outcome{decision: "DENY"}
 	}
 	if status != 200 {
 		return outcome{code: httpErrorCode(status, body)}

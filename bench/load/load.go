@@ -53,6 +53,15 @@ const (
 	// ProtocolAuthZEN is the OpenID AuthZEN 1.0 access evaluation
 	// (POST /access/v1/evaluation, JSON over HTTP/1.1), Chaperone only.
 	ProtocolAuthZEN Protocol = "authzen"
+	// ProtocolExtAuthz is Envoy's ext_authz v3 Check over gRPC (h2c, or
+	// TLS for an https:// address), asked as Envoy asks about the FHIR
+	// REST request each CheckRequest is the request-phase decision of,
+	// with an end-user token signed by Config.Gateway. Chaperone only.
+	ProtocolExtAuthz Protocol = "ext-authz"
+	// ProtocolForward is the forward-auth door (GET /authz/forward with
+	// X-Original-Method, X-Original-URI and Authorization over HTTP/1.1),
+	// asked as nginx's auth_request does, like ProtocolExtAuthz.
+	ProtocolForward Protocol = "forward"
 )
 
 // Target is the kind of server under load.
@@ -112,6 +121,9 @@ type Config struct {
 	// decision (warmup included, AUDIT_UNAVAILABLE denials left out), one
 	// per line: to compare with the audit log after a crash.
 	DecisionIDs io.Writer
+	// Gateway signs the end-user tokens of ProtocolExtAuthz and
+	// ProtocolForward and says how the server's gateway doors read them.
+	Gateway *Gateway
 	// Progress, when set, receives one line per ProgressEvery (default 1s).
 	Progress      io.Writer
 	ProgressEvery time.Duration

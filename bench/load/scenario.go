@@ -51,6 +51,7 @@ func LookupScenario(name string) (*Scenario, error) {
 var scenarios = map[string]func() *Scenario{
 	"reference":      referenceScenario,
 	"clinician-read": clinicianReadScenario,
+	"gateway":        gatewayScenario,
 }
 
 // ScenarioTime is a fixed decision time for in-process benchmarks whose
@@ -164,6 +165,50 @@ func clinicianReadScenario() *Scenario {
 			req("Practitioner/p1", "practitioner", []string{"clinician"}, "Organization/o1", "read", "Observation",
 				patientNone, "Organization/o1", "TREAT", "N"),
 		},
+	}
+}
+
+// gatewayScenario is the reference scenario's subjects asking what a
+// gateway asks: request-phase CheckRequests (context.phase "request"),
+// each the mapping of a FHIR REST request, so the four doors (Check,
+// AuthZEN, ext_authz and forward-auth) are asked the same question.
+func gatewayScenario() *Scenario {
+	const (
+		dr    = "Practitioner/p1"
+		o1    = "Organization/o1"
+		pract = "practitioner"
+	)
+	// gw builds a request-phase request; patient only where the URL
+	// names it (a compartment search, a Patient read).
+	gw := func(subject, kind, role, org, action, rtype, id, patient, purpose string) *chaperonev1.CheckRequest {
+		return &chaperonev1.CheckRequest{
+			Subject:      &chaperonev1.Subject{Id: subject, Kind: kind, Roles: []string{role}, Organization: org, ClientId: "portal"},
+			Action:       action,
+			Resource:     &chaperonev1.Resource{Type: rtype, Id: id, Patient: patient},
+			PurposeOfUse: purpose,
+			Context:      &chaperonev1.Context{Phase: "request"},
+		}
+	}
+	return &Scenario{
+		Name: "gateway",
+		Description: "12 request-phase requests as a gateway maps them (GET /fhir/Patient/52/Observation, GET /fhir/Observation/o1, …): " +
+			"clinician, nurse, patient, support and billing; searches in a patient's compartment, reads and a create by id; " +
+			"break-glass purpose, a patient in another's compartment",
+		Requests: []*chaperonev1.CheckRequest{
+			gw(dr, pract, "clinician", o1, "search", "Observation", "", patientNone, "TREAT"),
+			gw(dr, pract, "clinician", o1, "read", "Observation", "o1", "", "TREAT"),
+			gw(dr, pract, "clinician", o1, "search", "Condition", "", patientPermit, "TREAT"),
+			gw("Practitioner/n1", pract, "nurse", o1, "read", "MedicationRequest", "m1", "", "TREAT"),
+			gw(dr, pract, "clinician", o1, "search", "AllergyIntolerance", "", patientDeny, "ETREAT"),
+			gw(dr, pract, "clinician", o1, "create", "Observation", "", "", "TREAT"),
+			gw(patientNone, "patient", "patient", "", "search", "Observation", "", patientNone, "PATRQT"),
+			gw(patientNone, "patient", "patient", "", "search", "Observation", "", patientPermit, "PATRQT"),
+			gw("Practitioner/s1", pract, "support", o1, "read", "Patient", "52", patientNone, "HOPERAT"),
+			gw("Practitioner/s1", pract, "support", o1, "search", "Observation", "", patientNone, "HOPERAT"),
+			gw("Practitioner/b1", pract, "billing", o1, "read", "Encounter", "e1", "", "HPAYMT"),
+			gw(dr, pract, "clinician", o1, "search", "Observation", "", patientNone, "HPAYMT"),
+		},
+		Consents: referenceScenario().Consents,
 	}
 }
 

@@ -81,7 +81,16 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			}
 		}
 		return func() sender {
-			s := &h1Sender{addr: addr, reqs: reqs, timeout: cfg.Timeout, decode: decode, head: head, bodies: distinct()}
+			s := &h1Sender{addr: addr, reqs: reqs, timeout: cfg.Timeout, decode: decode}
+			if d := distinct(); d != nil {
+				s.render = func(dst []byte, i int) ([]byte, error) {
+					b, err := d.body(i)
+					if err != nil {
+						return nil, err
+					}
+					return appendH1Request(dst, head, b), nil
+				}
+			}
 			senders = append(senders, s)
 			return s
 		}, closeAll, nil
@@ -103,7 +112,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		return nil, nil, fmt.Errorf("unknown target %q (want chaperone or opa)", cfg.Target)
 	}
 
-	if cfg.Batch > 1 || cfg.DecisionIDs != nil {
+	if (cfg.Batch > 1 || cfg.DecisionIDs != nil) && cfg.Protocol != ProtocolExtAuthz && cfg.Protocol != ProtocolForward {
 		return newClientTarget(cfg, base)
 	}
 	switch cfg.Protocol {
@@ -113,6 +122,10 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 		return h1(checkPath, "application/json", func(r *chaperonev1.CheckRequest) ([]byte, error) { return protojson.Marshal(r) }, decodeConnectJSON)
 	case ProtocolAuthZEN:
 		return h1(authzen.EvaluationPath, "application/json", authzen.Encode, decodeAuthZEN)
+	case ProtocolExtAuthz:
+		return newExtAuthzTarget(cfg, base)
+	case ProtocolForward:
+		return newForwardTarget(cfg, base)
 	case ProtocolGRPC:
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)
@@ -128,7 +141,7 @@ func newTarget(cfg *Config) (func() sender, func(), error) {
 			return s
 		}, h2.CloseIdleConnections, nil
 	default:
-		return nil, nil, fmt.Errorf("unknown protocol %q (want connect, grpc, json or authzen)", cfg.Protocol)
+		return nil, nil, fmt.Errorf("unknown protocol %q (want connect, grpc, json, authzen, ext-authz or forward)", cfg.Protocol)
 	}
 }
 

@@ -17,7 +17,7 @@ func newBenchCmd(e *env) *cobra.Command {
 		addr, requestsFile, scenario, protocol, format, target, opaPath string
 		duration, warmup, timeout                                       time.Duration
 		concurrency, batch                                              int
-		idsFile                                                         string
+		idsFile, gatewayFile, gatewayKey, writeGateway                  string
 		rate                                                            float64
 		maxRequests                                                     int64
 		seed, quiet, distinct                                           bool
@@ -47,11 +47,36 @@ consents a scenario depends on are stored through the target's ConsentService
 (Put) before the run; --seed-consents=false skips that (seed them yourself,
 e.g. with serve --consents DIR).
 
+--protocol ext-authz asks Envoy's ext_authz v3 Check (grpc-go over h2c) and
+--protocol forward the forward-auth door (GET /authz/forward as nginx's
+auth_request sends it) about the FHIR REST request each CheckRequest is the
+request-phase decision of (GET /fhir/Patient/52/Observation for a search in
+Patient/52's compartment, GET /fhir/Observation/o1 for a read), with an end
+user's bearer token whose claims are the request's subject and the purpose
+of use in the gateway's header: the door then decides the very CheckRequest
+a Check of the same request does. The tokens are signed by --gateway-key (a
+private JWK whose public key is in the key set of --gateway, the server's
+gateway file). The built-in scenario gateway is such a request mix.
+--write-gateway DIR writes a new key, its key set and a gateway file into DIR
+and exits:
+
+  chaperone bench --write-gateway gw
+  chaperone serve --gateway gw/gateway.yaml &
+  chaperone bench --scenario gateway --protocol ext-authz --gateway gw/gateway.yaml --gateway-key gw/end-user-key.json
+
 --target opa drives OPA's REST data API instead: each request is posted as
 {"input": <request JSON>} to --opa-path, whose value must be an object with a
 "decision" field ("ALLOW" or "DENY").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if writeGateway != "" {
+				gw, key, err := load.WriteGatewayFiles(writeGateway)
+				if err != nil {
+					return fmt.Errorf("--write-gateway: %w", err)
+				}
+				fmt.Fprintf(e.stdout, "gateway file %s\nend-user key %s\n", gw, key)
+				return nil
+			}
 			if (requestsFile == "") == (scenario == "") {
 				return usageErrorf("give exactly one of --requests FILE and --scenario NAME")
 			}
@@ -62,6 +87,16 @@ e.g. with serve --consents DIR).
 				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
 				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
 				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct, Batch: batch,
+			}
+			if (gatewayFile == "") != (gatewayKey == "") {
+				return usageErrorf("give both --gateway and --gateway-key, or neither")
+			}
+			if gatewayFile != "" {
+				g, err := load.LoadGateway(gatewayFile, gatewayKey)
+				if err != nil {
+					return usageErrorf("--gateway: %v", err)
+				}
+				cfg.Gateway = g
 			}
 			if idsFile != "" {
 				f, err := os.Create(idsFile)
@@ -127,7 +162,7 @@ e.g. with serve --consents DIR).
 	f.Float64Var(&rate, "rate", 0, "open loop: requests per second (0: closed loop)")
 	f.Int64Var(&maxRequests, "max-requests", load.DefaultMaxRequests, "stop after this many requests")
 	f.DurationVar(&timeout, "timeout", 10*time.Second, "timeout of one request")
-	f.StringVar(&protocol, "protocol", "", "connect, grpc, json (Connect JSON) or authzen (AuthZEN evaluation) (default connect; json for --target opa)")
+	f.StringVar(&protocol, "protocol", "", "connect, grpc, json (Connect JSON), authzen (AuthZEN evaluation), ext-authz (Envoy ext_authz) or forward (forward-auth) (default connect; json for --target opa)")
 	f.StringVar(&format, "format", "text", "text or json")
 	f.StringVar(&target, "target", "chaperone", "chaperone or opa")
 	f.StringVar(&opaPath, "opa-path", "/v1/data/chaperone/bench/decision", "with --target opa: the data API path of the decision")
@@ -136,5 +171,8 @@ e.g. with serve --consents DIR).
 	f.BoolVar(&quiet, "quiet", false, "no progress lines")
 	f.IntVar(&batch, "batch", 0, "send BatchCheck of this many requests instead of Check (a request of the report is one batch)")
 	f.StringVar(&idsFile, "decision-ids", "", "write the decision id of every answered decision to this file, one per line (to compare with the audit log after a crash)")
+	f.StringVar(&gatewayFile, "gateway", "", "with --protocol ext-authz or forward: the server's gateway file (FHIR base, claims, purpose header, token issuer and audience)")
+	f.StringVar(&gatewayKey, "gateway-key", "", "with --gateway: the private JWK (JSON) that signs the end users' tokens; its public key must be in the gateway file's key set")
+	f.StringVar(&writeGateway, "write-gateway", "", "write a new end-user key, its key set and a gateway file into this directory for serve --gateway and bench --gateway, and exit")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/bench/load"
 	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/extauthz"
+	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/validation"
 
 	"github.com/chaperone-pdp/chaperone/server"
@@ -237,4 +240,122 @@ func TestBenchDecisionIDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatewayBenchServer is benchServer with the gateway doors (forward-auth
+// and ext_authz) of the gateway file `bench --write-gateway` writes; it
+// returns the address and the bench flags that sign end-user tokens for
+// it.
+func gatewayBenchServer(t *testing.T) (string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	if code, out, errb := runBench(t, "--write-gateway", dir); code != exitOK {
+		t.Fatalf("--write-gateway: exit %d\n%s\n%s", code, out, errb)
+	}
+	gwFile, keyFile := filepath.Join(dir, load.GatewayFileName), filepath.Join(dir, load.GatewayKeyName)
+	cfg, err := gateway.Load(gwFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(context.Background(), cfg, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Close(context.Background()) })
+	a, err := newApp(context.Background(), "", "", nil, consentstore.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	opts := append(a.serverOptions(),
+		server.WithDoor(authzenDoor(logger, 4<<20)),
+		server.WithDoor(forwardDoor(gw, logger)),
+		server.WithGRPCDoor(extauthz.Service, extauthzDoor(gw, logger)))
+	hs := server.New(a.engine, v, opts...).HTTPServer()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String(), []string{"--gateway", gwFile, "--gateway-key", keyFile}
+}
+
+// TestBenchGatewayDoors: the gateway scenario through the four doors of
+// one server (Connect JSON Check, AuthZEN, ext_authz and forward-auth)
+// gets the same decisions, with and without distinct resource ids, and
+// without errors: the tokens the generator signs are accepted and read
+// back into the same subject.
+func TestBenchGatewayDoors(t *testing.T) {
+	t.Parallel()
+	addr, gwArgs := gatewayBenchServer(t)
+	for _, distinct := range []bool{false, true} {
+		var first map[string]int64
+		for _, protocol := range []string{"json", "authzen", "ext-authz", "forward"} {
+			args := append([]string{"--addr", addr, "--format", "json", "--quiet", "--duration", "10s",
+				"--scenario", "gateway", "--max-requests", "48", "--concurrency", "3", "--protocol", protocol}, gwArgs...)
+			if distinct {
+				args = append(args, "--distinct-ids")
+			}
+			code, out, errb := runBench(t, args...)
+			if code != exitOK {
+				t.Fatalf("%s: exit %d\n%s", protocol, code, errb)
+			}
+			var res load.Result
+			if err := json.Unmarshal([]byte(out), &res); err != nil {
+				t.Fatalf("%s: %v\n%s", protocol, err, out)
+			}
+			if res.Requests != 48 || res.Errors != 0 {
+				t.Fatalf("%s (distinct ids %v): %d requests, errors %v, want 48 and none", protocol, distinct, res.Requests, res.ErrorCodes)
+			}
+			if res.Decisions["ALLOW"] == 0 || res.Decisions["DENY"] == 0 {
+				t.Errorf("%s: decisions %v, want ALLOW and DENY", protocol, res.Decisions)
+			}
+			if first == nil {
+				first = res.Decisions
+				t.Logf("distinct ids %v: decisions %v", distinct, first)
+			} else if !maps.Equal(first, res.Decisions) {
+				t.Errorf("distinct ids %v: %s decided %v, json %v", distinct, protocol, res.Decisions, first)
+			}
+		}
+	}
+}
+
+// TestBenchGatewayUsage: the gateway doors need a gateway and requests a
+// door can carry.
+func TestBenchGatewayUsage(t *testing.T) {
+	t.Parallel()
+	addr, gwArgs := gatewayBenchServer(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no gateway", []string{"--scenario", "gateway", "--protocol", "ext-authz"}, "no gateway"},
+		{"key without gateway", []string{"--scenario", "gateway", "--protocol", "forward", "--gateway-key", gwArgs[3]}, "both"},
+		{"labels and organizations", append([]string{"--scenario", "reference", "--protocol", "forward"}, gwArgs...), "carries more"},
+		{"vread", append([]string{"--requests", writeRequests(t, `{"subject":{"id":"Practitioner/p1","kind":"practitioner"},"action":"vread","resource":{"type":"Observation","id":"o1"},"purposeOfUse":"TREAT","context":{"phase":"request"}}`), "--protocol", "ext-authz"}, gwArgs...), "action"},
+		{"read with a patient", append([]string{"--requests", writeRequests(t, `{"subject":{"id":"Practitioner/p1","kind":"practitioner"},"action":"read","resource":{"type":"Observation","id":"o1","patient":"Patient/52"},"purposeOfUse":"TREAT","context":{"phase":"request"}}`), "--protocol", "ext-authz"}, gwArgs...), "patient"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, errOut := runBench(t, append([]string{"--addr", addr, "--duration", "1s", "--seed-consents=false"}, tc.args...)...)
+			if code != exitUsage || !strings.Contains(errOut, tc.want) {
+				t.Errorf("exit %d, want %d and %q: %s", code, exitUsage, tc.want, errOut)
+			}
+		})
+	}
+}
+
+func writeRequests(t *testing.T, lines ...string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "reqs.jsonl")
+	if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
