@@ -1,7 +1,7 @@
 GO  ?= go
 BUF := $(GO) tool -modfile=tools/go.mod buf
 
-.PHONY: test deps vet generate check-generate lint bench build
+.PHONY: test deps vet generate check-generate lint bench build fhir-elements
 
 # The one command that runs every test; CI calls it too.
 test: deps vet
@@ -25,6 +25,11 @@ generate:
 check-generate: generate
 	$(BUF) lint
 	git diff --exit-code -- proto
+
+# Regenerates fhir/elements/data from the FHIR definition packages on npm
+# (needs npm and the network; tests use the committed tables).
+fhir-elements:
+	bash fhir/elements/internal/gen/generate.sh
 
 lint:
 	$(BUF) lint
