@@ -1,0 +1,117 @@
+package pep
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/chaperone-pdp/chaperone/fhir/elements"
+)
+
+// mask is one compiled mask path: the resource type it applies to and, per
+// path segment, the JSON member names the element may appear under.
+type mask struct {
+	path  string
+	typ   string     // resource type; "" for a path rooted at Resource or DomainResource
+	whole bool       // the path names the resource type itself: withhold it
+	segs  [][]string // JSON member names per segment, without "_" siblings
+}
+
+// applies reports whether m is a mask of resources of type typ.
+func (m *mask) applies(typ string) bool { return m.typ == "" || m.typ == typ }
+
+// indexes are the FHIR releases a mask path is read against. A path counts
+// when one release can interpret it, and then names the members of every
+// release that can, so that an element R5 added to a type is masked in R5
+// resources too.
+func indexes() []*elements.Index {
+	return []*elements.Index{elements.For(elements.R4), elements.For(elements.R5)}
+}
+
+// compileMask reads one mask path. ok is false for a path no release can
+// interpret: the caller withholds the resource.
+func compileMask(path string) (mask, bool) {
+	segs := strings.Split(path, ".")
+	for _, s := range segs {
+		if !validSegment(s) {
+			return mask{}, false
+		}
+	}
+	m := mask{path: path, typ: segs[0]}
+	if segs[0] == "Resource" || segs[0] == "DomainResource" {
+		m.typ = ""
+	}
+	ixs := indexes()
+	if len(segs) == 1 {
+		for _, ix := range ixs {
+			if ix != nil && ix.IsResource(path) {
+				m.whole = true
+				return m, true
+			}
+		}
+		return mask{}, false
+	}
+	m.segs = make([][]string, len(segs)-1)
+	resolved := false
+	for _, ix := range ixs {
+		if ix == nil || (m.typ != "" && !ix.IsResource(m.typ)) {
+			continue
+		}
+		if _, ok := ix.Lookup(path); !ok {
+			continue
+		}
+		prefix := segs[0]
+		for i, s := range segs[1:] {
+			prefix += "." + s
+			el, ok := ix.Lookup(prefix)
+			if !ok {
+				return mask{}, false // a path resolves only through its prefixes
+			}
+			names := el.JSONNames()
+			// An inner segment naming one variant of a choice
+			// ("Observation.valueQuantity.unit") leads into that variant
+			// only; a last segment removes every variant.
+			if el.Choice && i < len(segs)-2 && slices.Contains(names, s) {
+				names = []string{s}
+			}
+			for _, n := range names {
+				if !slices.Contains(m.segs[i], n) {
+					m.segs[i] = append(m.segs[i], n)
+				}
+			}
+		}
+		resolved = true
+	}
+	if !resolved {
+		return mask{}, false
+	}
+	return m, true
+}
+
+// validSegment accepts an element name, optionally with the [x] of a
+// choice: no FHIRPath functions, indexes or wildcards.
+func validSegment(s string) bool {
+	s = strings.TrimSuffix(s, "[x]")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isResourceType reports whether typ is a resource type of a release.
+func isResourceType(typ string) bool {
+	for _, ix := range indexes() {
+		if ix != nil && ix.IsResource(typ) {
+			return true
+		}
+	}
+	return false
+}
