@@ -22,7 +22,10 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 // decode parses JSON generically, numbers as json.Number.
-func decode(t testing.TB, b []byte) any {
+func decode(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}, b []byte) any {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.UseNumber()
