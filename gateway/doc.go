@@ -56,7 +56,33 @@
 // itself (the reference bundle flags every request-phase ALLOW).
 //
 // Decisions carry context.phase "request". The door reads no body: a POST
-// _search, a batch or a transaction is refused BODY_REQUIRED.
+// _search, a batch or a transaction is refused BODY_REQUIRED. (The Envoy
+// door, which may get the body, maps a batch or transaction entry by entry
+// with [Gateway.MapAll].)
+//
+// # Attributes from the FHIR server
+//
+// With attributes.fhirServer, a read, vread, update, patch or delete by id
+// is decided fully at the door, in the resource phase: [Gateway.Map]
+// fetches the target (GET fhirServer/Type/id, or Type/id/_history/v for a
+// vread, Accept application/fhir+json, no credentials, no redirects,
+// bounded in time and size) and sets the CheckRequest's patient (a Patient
+// is its own; else the patient or subject reference to a Patient),
+// organization (the meta.tag of tenantTagSystem, else a Patient's
+// managingOrganization), security labels (meta.security), categories and
+// codes, with context.phase "resource" ([Request].Resolved). No
+// perEntryCheck is added to such an ALLOW. Fetched attributes are cached
+// for [Options].CacheTTL (the active bundle's cacheTtl), at most
+// attributes.cacheEntries of them. Failing closed: no answer, a status
+// other than 200, 404 and 410, or a body over the bound is a refusal
+// TARGET_UNAVAILABLE; a body that is not the JSON of the resource asked
+// for, or whose attributes cannot be read safely (two patients, two tenant
+// tags, a patient or subject without a plain Patient/id reference), is
+// TARGET_INVALID. A target the server does not have (404, 410) is decided
+// as without attributes, in the request phase: the door is never looser
+// with attributes than without, and an update may create the resource. An
+// update or patch is decided on the stored target, not on the new content
+// the door does not see.
 //
 // # The door
 //

@@ -150,7 +150,7 @@ func (g *Gateway) Amend(req *Request) func(*chaperonev1.CheckResponse) *chaperon
 		if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
 			return resp
 		}
-		if !needsResourcePhase(req.Mapped) && !resp.GetObligations().GetPerEntryCheck() {
+		if (req.Resolved || !needsResourcePhase(req.Mapped)) && !resp.GetObligations().GetPerEntryCheck() {
 			return resp
 		}
 		out := proto.CloneOf(resp)

@@ -79,14 +79,23 @@ type Gateway struct {
 	mapper   *fhirrest.Mapper
 	keys     *callers.JWKS
 	verifier *callers.JWTVerifier
+	fetch    *fetcher // nil without attributes
 }
 
 // Options tune [New].
 type Options struct {
 	// JWKS tunes the key set (a test's HTTP client, for one).
 	JWKS callers.JWKSConfig
-	// Now is the clock of token checks; nil means time.Now.
+	// Now is the clock of token checks and of the attributes cache; nil
+	// means time.Now.
 	Now func() time.Time
+	// CacheTTL is how long fetched attributes are reused: the active
+	// bundle's cacheTtl (serve passes the engine's). nil or 0 means they
+	// are fetched for every request.
+	CacheTTL func() time.Duration
+	// FetchClient is the HTTP client that fetches attributes; nil means a
+	// new http.Client. Redirects are never followed.
+	FetchClient *http.Client
 }
 
 // New loads the key set of cfg and returns the gateway.
@@ -111,7 +120,11 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 		_ = keys.Close(ctx)
 		return nil, fmt.Errorf("gateway tokens: %w", err)
 	}
-	return &Gateway{cfg: cfg, mapper: m, keys: keys, verifier: v}, nil
+	g := &Gateway{cfg: cfg, mapper: m, keys: keys, verifier: v}
+	if cfg.Attributes != nil {
+		g.fetch = newFetcher(cfg, o)
+	}
+	return g, nil
 }
 
 // Close stops the key set refreshes.
@@ -128,6 +141,11 @@ type Request struct {
 	// ([Gateway.MapAll]); Entry is then its index in Bundle.entry.
 	InBatch bool
 	Entry   int
+	// Resolved is set when the door fetched the target's attributes from
+	// the FHIR server (attributes.fhirServer): Check is then a
+	// resource-phase request with the target's patient, organization,
+	// labels, categories and codes, decided fully at the door.
+	Resolved bool
 }
 
 // overrideHeaders are method override headers some servers honour.
@@ -240,9 +258,46 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 			// The door sees the URL and the token, not the data.
 			Context: &chaperonev1.Context{Phase: PhaseRequest},
 		}
-		out = append(out, &Request{Check: req, Mapped: m, InBatch: batch, Entry: i})
+		r := &Request{Check: req, Mapped: m, InBatch: batch, Entry: i}
+		if g.fetch != nil && byID(m) {
+			if err := g.resolve(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, r)
 	}
 	return out, nil
+}
+
+// resolve fetches the target of r from the FHIR server and makes r a
+// resource-phase request with its attributes. A target the server does not
+// have (404, 410) leaves r a request-phase request; any failure is a
+// refusal (TARGET_UNAVAILABLE, TARGET_INVALID).
+func (g *Gateway) resolve(ctx context.Context, r *Request) error {
+	t, err := g.fetch.fetch(ctx, r.Mapped)
+	if err != nil {
+		var te *targetError
+		code := ReasonTargetUnavailable
+		if errors.As(err, &te) {
+			code = te.Code
+		}
+		return &Refusal{Status: http.StatusForbidden, Code: code, Detail: "the target's attributes could not be read", Err: err}
+	}
+	if !t.Found {
+		return nil
+	}
+	res := r.Check.Resource
+	if res.Patient != "" && res.Patient != t.Patient {
+		return &Refusal{Status: http.StatusForbidden, Code: ReasonTargetInvalid, Detail: "the target is not in the compartment of the path"}
+	}
+	res.Patient = t.Patient
+	res.Organization = t.Organization
+	res.SecurityLabels = t.SecurityLabels
+	res.Categories = t.Categories
+	res.Codes = t.Codes
+	r.Check.Context.Phase = PhaseResource
+	r.Resolved = true
+	return nil
 }
 
 // bearer is the token of the one Authorization header.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -92,12 +93,15 @@ SIGTERM or SIGINT stops it gracefully.`,
 			// The gateway file and its end users' key set are checked
 			// before anything is opened.
 			var gw *gateway.Gateway
+			// The engine the gateway reads the active bundle's cacheTtl
+			// from, for the attributes it fetches; set once it exists.
+			var ttlEngine atomic.Pointer[engine.Engine]
 			if gatewayFile != "" {
 				gcfg, err := gateway.Load(gatewayFile)
 				if err != nil {
 					return usageErrorf("--gateway: %v", err)
 				}
-				if gw, err = gateway.New(ctx, gcfg, gateway.Options{}); err != nil {
+				if gw, err = gateway.New(ctx, gcfg, gateway.Options{CacheTTL: func() time.Duration { return bundleCacheTTL(ttlEngine.Load()) }}); err != nil {
 					return usageErrorf("--gateway: %v", err)
 				}
 				closers = append(closers, gw.Close)
@@ -142,6 +146,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = m.RedisErrors(rerrs.n.Load)
 				}
 				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger, engineOpts...)
+				if app != nil {
+					ttlEngine.Store(app.engine)
+				}
 				if err != nil {
 					_ = closeRedis(context.Background())
 					return err
@@ -149,6 +156,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 				app.consentMaxBytes = limits.MaxBytes
 			} else {
 				app, err = newApp(ctx, "", consentsDir, logger, limits, engineOpts...)
+				if app != nil {
+					ttlEngine.Store(app.engine)
+				}
 				if err != nil {
 					return err
 				}
@@ -334,4 +344,16 @@ func servePprof(addr string, logger *slog.Logger) (func(context.Context) error, 
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
+}
+
+// bundleCacheTTL is the cacheTtl of eng's active bundle; 0 without one.
+func bundleCacheTTL(eng *engine.Engine) time.Duration {
+	if eng == nil || eng.Bundle() == nil {
+		return 0
+	}
+	d, err := time.ParseDuration(eng.Bundle().Manifest().CacheTTL)
+	if err != nil || d < 0 {
+		return 0
+	}
+	return d
 }
