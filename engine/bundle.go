@@ -167,21 +167,40 @@ func LoadBundle(fsys fs.FS) (*Bundle, error) {
 	if len(cedarFiles)+len(regoFiles) == 0 {
 		return nil, ErrNoPolicies
 	}
+	model := NewPolicyModel()
+	var problems []Problem
+	var cedarLayer *cedarLayer
 	if len(cedarFiles) > 0 {
-		l, err := compileCedar(fsys, cedarFiles)
+		l, ps, err := compileCedar(fsys, cedarFiles, model)
 		if err != nil {
 			return nil, err
 		}
-		b.layers = append(b.layers, l)
+		problems = append(problems, ps...)
+		cedarLayer = l
 	}
+	var regoLayer *regoLayer
+	var regoIDs map[string][]regoID
 	if len(regoFiles) > 0 {
-		l, err := compileRego(fsys, regoFiles, dataFiles)
+		ss, err := model.regoSchemaSet()
 		if err != nil {
 			return nil, err
 		}
-		if l != nil {
-			b.layers = append(b.layers, l)
+		l, ps, ids, err := compileRego(fsys, regoFiles, dataFiles, ss)
+		if err != nil {
+			return nil, err
 		}
+		problems = append(problems, ps...)
+		regoLayer, regoIDs = l, ids
+	}
+	problems = append(problems, crossLayerIDs(cedarLayer, regoIDs)...)
+	if len(problems) > 0 {
+		return nil, newStaticCheckError(problems)
+	}
+	if cedarLayer != nil {
+		b.layers = append(b.layers, cedarLayer)
+	}
+	if regoLayer != nil {
+		b.layers = append(b.layers, regoLayer)
 	}
 	b.files = append(append(cedarFiles, regoFiles...), dataFiles...)
 	return b, nil

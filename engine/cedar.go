@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"iter"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
 	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
 
 	"github.com/chaperone-pdp/chaperone/fhir"
 )
@@ -76,7 +79,13 @@ type cedarLayer struct {
 // principalMemoSize bounds the subjects whose entities a Cedar layer keeps.
 const principalMemoSize = 4096
 
-func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
+// knownAnnotations are the Cedar annotations the engine reads.
+var knownAnnotations = []string{"id", "mask", "audit_tag", "redact_label", "reason", "overrides_consent"}
+
+// compileCedar compiles the Cedar files; problems are what the static
+// checks found (validation against the schema of model when it is not nil,
+// annotations, reason codes, duplicate ids), err a file that does not parse.
+func compileCedar(fsys fs.FS, files []string, model *PolicyModel) (*cedarLayer, []Problem, error) {
 	l := &cedarLayer{
 		byID:       map[cedar.PolicyID]*cedarPolicy{},
 		index:      map[string]map[string]cedarPolicies{},
@@ -90,30 +99,63 @@ func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
 		actions []string
 	}
 	var all []scoped
+	var problems []Problem
+	type parsed struct {
+		file string
+		src  []byte
+		list cedar.PolicyList
+	}
+	var sources []parsed
 	for _, file := range files {
 		src, err := fs.ReadFile(fsys, file)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
+			return nil, nil, fmt.Errorf("read %s: %w", file, err)
 		}
 		list, err := cedar.NewPolicyListFromBytes(file, src)
 		if err != nil {
-			return nil, &CompileError{File: file, Err: err}
+			return nil, nil, &CompileError{File: file, Err: err}
 		}
+		sources = append(sources, parsed{file, src, list})
+	}
+	var v *validate.Validator
+	if model != nil {
+		srcs := make([][]byte, len(sources))
+		for i, p := range sources {
+			srcs[i] = p.src
+		}
+		var err error
+		if v, err = model.cedarValidatorFor(srcs); err != nil {
+			return nil, nil, err
+		}
+	}
+	for _, p := range sources {
+		file, src, list := p.file, p.src, p.list
 		for i, pol := range list {
-			cp, err := newCedarPolicy(file, i, pol)
-			if err != nil {
-				return nil, &CompileError{File: file, Err: err}
+			span := policySpan{file: file, src: src, start: pol.Position().Offset, end: len(src)}
+			if i+1 < len(list) {
+				span.end = list[i+1].Position().Offset
 			}
+			cp, ps := newCedarPolicy(file, i, pol, span)
+			problems = append(problems, ps...)
 			if prev, dup := l.byID[cp.id]; dup {
-				return nil, &CompileError{File: file, Err: fmt.Errorf("policy id %q is used twice (also at %s)", cp.id, prev.policy.Position().Filename)}
+				p := span.problem(CheckPolicyID, fmt.Sprintf("policy id %q is used twice (also at %s)", cp.id, positionString(prev.policy.Position())), `@id(`)
+				problems = append(problems, p)
+				continue
 			}
 			l.byID[cp.id] = cp
-			types, actions, err := policyScope((*cedarast.Policy)(pol.AST()))
+			ast := (*cedarast.Policy)(pol.AST())
+			if v != nil {
+				problems = append(problems, validateCedarPolicy(v, cp.id, ast, span)...)
+			}
+			types, actions, err := policyScope(ast)
 			if err != nil {
-				return nil, &CompileError{File: file, Err: fmt.Errorf("policy %q: %w", cp.id, err)}
+				return nil, nil, &CompileError{File: file, Err: fmt.Errorf("policy %q: %w", cp.id, err)}
 			}
 			all = append(all, scoped{cp, types, actions})
 		}
+	}
+	if len(problems) > 0 {
+		return nil, problems, nil
 	}
 	// Index: every type named by some policy gets its own lists; anyType
 	// holds the policies that apply to every type.
@@ -136,18 +178,29 @@ func compileCedar(fsys fs.FS, files []string) (*cedarLayer, error) {
 		}
 		l.index[t] = byAction
 	}
-	return l, nil
+	return l, nil, nil
 }
 
-func newCedarPolicy(file string, i int, pol *cedar.Policy) (*cedarPolicy, error) {
+func positionString(p cedar.Position) string {
+	return fmt.Sprintf("%s:%d:%d", p.Filename, p.Line, p.Column)
+}
+
+// newCedarPolicy reads a policy's annotations; problems are annotations
+// the engine does not know or whose values it does not accept.
+func newCedarPolicy(file string, i int, pol *cedar.Policy, span policySpan) (*cedarPolicy, []Problem) {
 	ann := pol.Annotations()
 	id := string(ann["id"])
 	if id == "" {
 		id = fmt.Sprintf("%s#%d", strings.TrimSuffix(file, ".cedar"), i)
 	}
 	cp := &cedarPolicy{id: cedar.PolicyID(id), policy: pol, forbid: pol.Effect() == cedar.Forbid}
-	for k, v := range ann {
-		val := string(v)
+	var problems []Problem
+	bad := func(k, format string, args ...any) {
+		msg := fmt.Sprintf("policy %q: @%s: ", id, k) + fmt.Sprintf(format, args...)
+		problems = append(problems, span.problem(CheckAnnotation, msg, "@"+k+"("))
+	}
+	for _, k := range slices.Sorted(maps.Keys(ann)) {
+		val := string(ann[k])
 		switch k {
 		case "id":
 		case "mask":
@@ -162,23 +215,61 @@ func newCedarPolicy(file string, i int, pol *cedar.Policy) (*cedarPolicy, error)
 			for _, s := range splitList(val) {
 				sys, code, ok := strings.Cut(s, "|")
 				if !ok {
-					return nil, fmt.Errorf("policy %q: @redact_label %q: want system|code", id, s)
+					bad(string(k), "%q: want system|code", s)
+					continue
 				}
 				cp.obligations.addLabel(label{sys, code})
 			}
 		case "reason":
 			if !cp.forbid {
-				return nil, fmt.Errorf("policy %q: @reason belongs on a forbid policy", id)
+				bad(string(k), "belongs on a forbid policy")
+			}
+			if !validReasonCode(val) {
+				problems = append(problems, span.problem(CheckReasonCode,
+					fmt.Sprintf("policy %q: reason code %q is not upper snake case (e.g. TENANT_MISMATCH)", id, val), "@reason("))
 			}
 			cp.reason = val
 		case "overrides_consent":
 			if cp.forbid {
-				return nil, fmt.Errorf("policy %q: @overrides_consent belongs on a permit policy", id)
+				bad(string(k), "belongs on a permit policy")
+			}
+			if val != "true" && val != "false" {
+				bad(string(k), "%q: want \"true\" or \"false\"", val)
 			}
 			cp.overridesConsent = val == "true"
+		default:
+			bad(string(k), "unknown annotation (known: @%s)", strings.Join(knownAnnotations, ", @"))
 		}
 	}
-	return cp, nil
+	return cp, problems
+}
+
+// policySpan is the source text of one Cedar policy.
+type policySpan struct {
+	file       string
+	src        []byte
+	start, end int
+}
+
+// problem is a problem of the policy, placed at the first occurrence of
+// one of needles in the policy's text, or at the policy's start.
+func (s policySpan) problem(check, msg string, needles ...string) Problem {
+	off := s.start
+	text := string(s.src[s.start:s.end])
+	for _, n := range needles {
+		if n == "" {
+			continue
+		}
+		if i := strings.Index(text, n); i >= 0 {
+			off = s.start + i
+			if n[0] == '.' {
+				off++ // at the attribute, not the dot before it
+			}
+			break
+		}
+	}
+	line, col := lineCol(s.src, off)
+	return Problem{File: s.file, Line: line, Col: col, Check: check, Message: msg}
 }
 
 // policyScope returns the resource types (nil for any) and actions a policy's

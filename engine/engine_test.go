@@ -212,7 +212,6 @@ func TestLoadBundleErrors(t *testing.T) {
 	}{
 		{name: "cedar syntax", dir: "testdata/badcedar", file: "p.cedar"},
 		{name: "rego syntax", dir: "testdata/badrego", file: "p.rego"},
-		{name: "duplicate policy id", dir: "testdata/dupid", file: "p.cedar"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,8 +88,14 @@ func (c *regoConsts) factsOf(f *facts) *ast.Term {
 	return factsTerm(f)
 }
 
-func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
+// compileRego compiles the Rego modules; problems are what the static
+// checks found (type errors against the input schema when schema is not
+// nil, reason codes), ids the literal policy ids of permit and deny rules
+// by package, err a module that does not compile.
+func compileRego(fsys fs.FS, files, dataFiles []string, schema *ast.SchemaSet) (*regoLayer, []Problem, map[string][]regoID, error) {
 	modules := map[string]*ast.Module{}
+	var problems []Problem
+	ids := map[string][]regoID{}
 	rules := map[string]map[string]bool{} // package → participating rules defined
 	for _, file := range files {
 		if strings.HasSuffix(file, "_test.rego") {
@@ -97,17 +103,18 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 		}
 		src, err := fs.ReadFile(fsys, file)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
+			return nil, nil, nil, fmt.Errorf("read %s: %w", file, err)
 		}
 		m, err := ast.ParseModuleWithOpts(file, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
-			return nil, &CompileError{File: file, Err: err}
+			return nil, nil, nil, &CompileError{File: file, Err: err}
 		}
 		pkg := strings.TrimPrefix(m.Package.Path.String(), "data.")
 		if pkg == combinePackage {
-			return nil, &CompileError{File: file, Err: fmt.Errorf("package %s is reserved", combinePackage)}
+			return nil, nil, nil, &CompileError{File: file, Err: fmt.Errorf("package %s is reserved", combinePackage)}
 		}
 		modules[file] = m
+		problems = append(problems, checkRegoRules(file, pkg, m, ids)...)
 		for _, r := range m.Rules {
 			ref := r.Head.Ref()
 			if len(ref) != 1 {
@@ -123,7 +130,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 		}
 	}
 	if len(rules) == 0 {
-		return nil, nil
+		return nil, problems, ids, nil
 	}
 	pkgs := make([]string, 0, len(rules))
 	for p := range rules {
@@ -163,18 +170,18 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	b.WriteString("]\n")
 	combine, err := ast.ParseModuleWithOpts("chaperone-combine.rego", b.String(), ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
-		return nil, fmt.Errorf("generate rego combining module: %w", err)
+		return nil, nil, nil, fmt.Errorf("generate rego combining module: %w", err)
 	}
 
 	data := map[string]any{}
 	for _, file := range dataFiles {
 		raw, err := fs.ReadFile(fsys, file)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", file, err)
+			return nil, nil, nil, fmt.Errorf("read %s: %w", file, err)
 		}
 		var doc any
 		if err := json.Unmarshal(raw, &doc); err != nil {
-			return nil, &CompileError{File: file, Err: err}
+			return nil, nil, nil, &CompileError{File: file, Err: err}
 		}
 		data[strings.TrimSuffix(path.Base(file), ".json")] = doc
 	}
@@ -190,9 +197,21 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}
-	pq, err := rego.New(opts...).PrepareForEval(context.Background())
+	pq, err := rego.New(append(opts, rego.Schemas(schema))...).PrepareForEval(context.Background())
+	if err != nil && schema != nil {
+		if typeErrs := regoTypeErrors(err); typeErrs != nil {
+			// Type errors: those the input schema causes are problems;
+			// a module with type errors of its own does not compile.
+			if _, plain := rego.New(opts...).PrepareForEval(context.Background()); plain == nil {
+				return nil, append(problems, typeErrs...), ids, nil
+			}
+		}
+	}
 	if err != nil {
-		return nil, &CompileError{File: "rego", Err: err}
+		return nil, nil, nil, &CompileError{File: "rego", Err: err}
+	}
+	if len(problems) > 0 {
+		return nil, problems, ids, nil
 	}
 	l := &regoLayer{query: pq, packages: pkgs, ids: pkgs, consts: newRegoConsts()}
 	all := make([]*ast.Module, 0, len(modules))
@@ -205,7 +224,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string) (*regoLayer, error) {
 		l.keyPaths = newRegoKeyPaths(paths)
 		l.leaves = leavesFor(paths)
 	}
-	return l, nil
+	return l, nil, ids, nil
 }
 
 func (l *regoLayer) name() string { return "rego" }

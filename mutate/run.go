@@ -25,7 +25,8 @@ type Status string
 
 // Mutant outcomes.
 const (
-	// Killed: a test failed against the mutant.
+	// Killed: a test failed against the mutant, or the bundle's static
+	// checks refused it (KilledBy is [StaticChecks]).
 	Killed Status = "killed"
 	// Survived: every test passed against the mutant.
 	Survived Status = "survived"
@@ -36,6 +37,11 @@ const (
 	Invalid Status = "invalid"
 )
 
+// StaticChecks is the KilledBy of a mutant the bundle's static checks
+// refuse ([engine.StaticCheckError]): a schema violation, a bad reason
+// code, … is caught before any test runs, so the mutant is killed.
+const StaticChecks = "static checks"
+
 // Outcome is a mutant with what became of it.
 type Outcome struct {
 	Mutant
@@ -43,7 +49,8 @@ type Outcome struct {
 	// KilledBy names the first test that failed ("suite/test"), also for
 	// an equivalent mutant that a test kills (its annotation is wrong).
 	KilledBy string
-	// Error is why an invalid mutant does not compile.
+	// Error is why an invalid mutant does not compile, or the first
+	// problem the static checks found in a mutant they killed.
 	Error string
 }
 
@@ -191,7 +198,22 @@ func test(ctx context.Context, r *policytest.Runner, files fstest.MapFS, src []b
 	fsys := maps.Clone(files)
 	fsys[o.File] = &fstest.MapFile{Data: o.Apply(src), Mode: 0o644}
 	b, err := engine.LoadBundle(fsys)
-	if err != nil {
+	var sce *engine.StaticCheckError
+	switch {
+	case errors.As(err, &sce):
+		// The bundle's static checks refuse the mutant (an unknown
+		// attribute, a type mismatch, …): it could never be deployed.
+		// A mutant marked equivalent stays unscored, as it is without
+		// --check-equivalent: no test contradicts its mark.
+		o.Error = sce.Problems[0].String()
+		o.Status = Killed
+		if o.Equivalent != "" {
+			o.Status = Equivalent
+			return nil
+		}
+		o.KilledBy = StaticChecks
+		return nil
+	case err != nil:
 		o.Status, o.Error = Invalid, err.Error()
 		return nil
 	}
