@@ -292,7 +292,11 @@ func (f *filter) entries(w *bufio.Writer, dec *jsontext.Decoder, sep func()) err
 			_, err := dec.ReadToken()
 			return wrapJSON(err)
 		}
-		n, err := parseValue(dec, 2)
+		v, err := dec.ReadValue()
+		if err != nil {
+			return wrapJSON(err)
+		}
+		n, err := parse(bytes.Clone(v))
 		if err != nil {
 			return err
 		}
@@ -376,7 +380,7 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 	}
 	raws := make([]json.RawMessage, len(res))
 	for i, r := range res {
-		raws[i] = appendJSON(nil, r)
+		raws[i] = r.src
 	}
 	resps, err := f.decide(raws)
 	if err != nil {
@@ -391,11 +395,15 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 			f.withheld++
 			continue
 		}
-		if _, ok := compile(resp.GetObligations()).apply(res[i]); !ok {
+		changed, ok := compile(resp.GetObligations()).apply(res[i])
+		if !ok {
 			f.withheld++
 			continue
 		}
 		out[i] = res[i]
+		if !changed {
+			out[i] = &node{kind: kindRaw, raw: res[i].src}
+		}
 	}
 	return out, nil
 }

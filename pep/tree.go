@@ -1,7 +1,6 @@
 package pep
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -30,12 +29,14 @@ const (
 type node struct {
 	kind  kind
 	raw   []byte   // kindScalar, kindRaw
+	src   []byte   // kindObject: its input bytes
 	mems  []member // kindObject, in input order
 	elems []*node  // kindArray
 }
 
 type member struct {
 	name string
+	raw  []byte // the quoted name as it came in; nil for a member added here
 	val  *node
 }
 
@@ -68,77 +69,7 @@ func (n *node) str() (string, bool) {
 	if n == nil || n.kind != kindScalar || len(n.raw) == 0 || n.raw[0] != '"' {
 		return "", false
 	}
-	b, err := jsontext.AppendUnquote(nil, n.raw)
-	if err != nil {
-		return "", false
-	}
-	return string(b), true
-}
-
-// parse reads exactly one JSON value from b. Duplicate member names and
-// invalid UTF-8 are errors (a duplicate name is read differently by
-// different parsers, so it is never passed on).
-func parse(b []byte) (*node, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(b))
-	n, err := parseValue(dec, 0)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: data after the top-level value", ErrInvalidJSON)
-	}
-	return n, nil
-}
-
-func parseValue(dec *jsontext.Decoder, depth int) (*node, error) {
-	if depth > maxDepth {
-		return nil, fmt.Errorf("%w: nested deeper than %d", ErrInvalidJSON, maxDepth)
-	}
-	switch dec.PeekKind() {
-	case '{':
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, wrapJSON(err)
-		}
-		n := &node{kind: kindObject}
-		for dec.PeekKind() != '}' {
-			tok, err := dec.ReadToken()
-			if err != nil {
-				return nil, wrapJSON(err)
-			}
-			name := tok.String()
-			v, err := parseValue(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			n.mems = append(n.mems, member{name: name, val: v})
-		}
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, wrapJSON(err)
-		}
-		return n, nil
-	case '[':
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, wrapJSON(err)
-		}
-		n := &node{kind: kindArray}
-		for dec.PeekKind() != ']' {
-			v, err := parseValue(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			n.elems = append(n.elems, v)
-		}
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, wrapJSON(err)
-		}
-		return n, nil
-	default:
-		v, err := dec.ReadValue()
-		if err != nil {
-			return nil, wrapJSON(err)
-		}
-		return &node{kind: kindScalar, raw: bytes.Clone(v)}, nil
-	}
+	return unquote(n.raw), true
 }
 
 func wrapJSON(err error) error {
@@ -160,7 +91,11 @@ func appendJSON(dst []byte, n *node) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendName(dst, m.name)
+			if m.raw != nil {
+				dst = append(append(dst, m.raw...), ':')
+			} else {
+				dst = appendName(dst, m.name)
+			}
 			dst = appendJSON(dst, m.val)
 		}
 		return append(dst, '}')
