@@ -92,6 +92,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newBenchCmd(e),
 		newBundleCmd(e),
 		newAuditCmd(e),
+		newProxyCmd(e),
 	)
 	return root
 }
