@@ -86,6 +86,12 @@ type Options struct {
 	MaxRequestBytes  int64
 	MaxResponseBytes int64
 	Logger           *slog.Logger
+	// NetworkZone and DeviceTrust, when set, are put in the context of
+	// every decision: what the proxy's deployment vouches for about where
+	// its clients are (the reference bundle lets only managed devices
+	// write). Clients cannot set them.
+	NetworkZone string
+	DeviceTrust string
 }
 
 // Proxy is the enforcement point in front of a FHIR server. It is an
@@ -286,6 +292,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.refuse(ref.Status, codes...)
 		return
 	}
+	for _, r := range reqs {
+		p.vouch(r.Check)
+	}
 	if reqs[0].InBatch {
 		x.batch(reqs, body)
 		return
@@ -315,6 +324,19 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.write(req, body)
 	default:
 		x.refuse(http.StatusForbidden, ReasonUnsupported)
+	}
+}
+
+// vouch puts what the deployment vouches for in the request's context.
+func (p *Proxy) vouch(req *chaperonev1.CheckRequest) {
+	if req.Context == nil {
+		req.Context = &chaperonev1.Context{}
+	}
+	if p.o.NetworkZone != "" {
+		req.Context.NetworkZone = p.o.NetworkZone
+	}
+	if p.o.DeviceTrust != "" {
+		req.Context.DeviceTrust = p.o.DeviceTrust
 	}
 }
 

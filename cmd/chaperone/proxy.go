@@ -23,6 +23,7 @@ import (
 func newProxyCmd(e *env) *cobra.Command {
 	var (
 		addr, upstream, pdp, gatewayFile, publicURL, pdpTokenFile, logLevel string
+		networkZone, deviceTrust                                            string
 		pdpTimeout, upstreamTimeout, drain                                  time.Duration
 		maxRequest, maxResponse                                             int64
 	)
@@ -90,6 +91,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 				MaxRequestBytes:  maxRequest,
 				MaxResponseBytes: maxResponse,
 				Logger:           logger,
+				NetworkZone:      networkZone,
+				DeviceTrust:      deviceTrust,
 			})
 			if err != nil {
 				return usageErrorf("%v", err)
@@ -128,6 +131,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 	f.Int64Var(&maxRequest, "max-request-bytes", proxy.DefaultMaxRequestBytes, "largest request body accepted")
 	f.Int64Var(&maxResponse, "max-response-bytes", proxy.DefaultMaxResponseBytes, "largest upstream answer read (larger: 502)")
 	f.DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
+	f.StringVar(&networkZone, "network-zone", "", "context.networkZone of every decision: the zone the proxy's clients are in, as this deployment vouches (e.g. clinic)")
+	f.StringVar(&deviceTrust, "device-trust", "", "context.deviceTrust of every decision, as this deployment vouches (e.g. managed: the reference bundle lets only managed devices write)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
