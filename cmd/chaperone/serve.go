@@ -246,7 +246,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8787", "address to listen on")
-	cmd.Flags().StringVar(&gatewayFile, "gateway", "", "serve the forward-auth door (/authz/forward) and the Envoy ext_authz door with this gateway file (YAML: fhirBase, tokens, claims, purposeOfUse, resourcePhase)")
+	cmd.Flags().StringVar(&gatewayFile, "gateway", "", "serve the forward-auth door (/authz/forward) and the Envoy ext_authz door with this gateway file (YAML: fhirBase, tokens, claims, purposeOfUse, resourcePhase, tenantTagSystem, attributes)")
 	bf = addBundleFlags(cmd.Flags())
 	sf = addSecurityFlags(cmd.Flags())
 	af = addAuditFlags(cmd.Flags())

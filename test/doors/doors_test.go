@@ -12,10 +12,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,18 +94,92 @@ type ask struct {
 	method, uri string
 	action, typ string
 	id, patient string
+	// target, when not nil, is the resource the FHIR server holds for a
+	// read or write by id: the gateway doors fetch it and decide in the
+	// resource phase.
+	target *target
 }
+
+// target is a resource on the FHIR server: its path and what it says.
+type target struct {
+	path                  string // under the base: Type/id or Type/id/_history/v
+	patient, organization string // "Patient/51", "Organization/o1"; "" for none
+	labels                []string
+}
+
+// json is the target's FHIR JSON.
+func (t *target) json(typ, id string) string {
+	r := map[string]any{"resourceType": typ, "id": id}
+	meta := map[string]any{}
+	if t.organization != "" {
+		meta["tag"] = []map[string]string{{"system": tenantSystem, "code": strings.TrimPrefix(t.organization, "Organization/")}}
+	}
+	var sec []map[string]string
+	for _, l := range t.labels {
+		sec = append(sec, map[string]string{"system": actCode, "code": l})
+	}
+	if sec != nil {
+		meta["security"] = sec
+	}
+	r["meta"] = meta
+	if typ != "Patient" && t.patient != "" {
+		r["subject"] = map[string]string{"reference": t.patient}
+	}
+	b, _ := json.Marshal(r)
+	return string(b)
+}
+
+const (
+	tenantSystem = "https://doors.test/tenant"
+	actCode      = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+)
 
 // check is the request-phase CheckRequest of a, built by the test from the
 // facts it generated (not from the doors' mapping).
 func (a ask) check() *chaperonev1.CheckRequest {
-	return &chaperonev1.CheckRequest{
+	req := &chaperonev1.CheckRequest{
 		Subject:      a.user.subject(),
 		Action:       a.action,
 		Resource:     &chaperonev1.Resource{Type: a.typ, Id: a.id, Patient: a.patient},
 		PurposeOfUse: a.purpose,
 		Context:      &chaperonev1.Context{Phase: "request"},
 	}
+	if t := a.target; t != nil {
+		req.Context.Phase = "resource"
+		req.Resource.Patient = t.patient
+		req.Resource.Organization = t.organization
+		for _, l := range t.labels {
+			req.Resource.SecurityLabels = append(req.Resource.SecurityLabels, &chaperonev1.Coding{System: actCode, Code: l})
+		}
+	}
+	return req
+}
+
+// withTarget gives a read or write by id a target on the FHIR server,
+// with drawn attributes; about one in eight is not there (404), and is
+// decided in the request phase.
+func withTarget(r *rand.Rand, a *ask) {
+	switch a.action {
+	case "read", "vread", "update", "patch", "delete":
+	default:
+		return
+	}
+	if a.typ == "CapabilityStatement" || r.IntN(8) == 0 {
+		return
+	}
+	pick := func(xs ...string) string { return xs[r.IntN(len(xs))] }
+	t := &target{path: a.typ + "/" + a.id, patient: pick("Patient/51", "Patient/52", "Patient/51", ""),
+		organization: pick("Organization/o1", "Organization/o1", "Organization/o2", "")}
+	if a.action == "vread" {
+		t.path += "/_history/2"
+	}
+	if a.typ == "Patient" {
+		t.patient = "Patient/" + a.id
+	}
+	if r.IntN(4) == 0 {
+		t.labels = []string{pick("ETH", "SUD", "HIV", "PSY", "R", "V", "N")}
+	}
+	a.target = t
 }
 
 // generate draws a request over the subjects, roles, purposes, types,
@@ -229,12 +305,36 @@ type answer struct {
 // are equal; a bundle that did not would fail here, visibly.
 func TestOneDecisionFourDoors(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t)
+	fourDoors(t, false)
+}
+
+// TestOneDecisionFourDoorsResourcePhase is [TestOneDecisionFourDoors] with
+// a gateway file that names a FHIR server (attributes.fhirServer): the
+// gateway doors fetch the target of a read or write by id and decide it
+// in the resource phase, so Check and AuthZEN are sent the resource-phase
+// CheckRequest with the attributes the test put on the FHIR server
+// (patient, owning organization as the tenant tag, meta.security). Targets
+// the server does not have, and every other interaction, stay in the
+// request phase.
+func TestOneDecisionFourDoorsResourcePhase(t *testing.T) {
+	t.Parallel()
+	fourDoors(t, true)
+}
+
+func fourDoors(t *testing.T, attributes bool) {
+	f := newFixture(t, attributes)
 	r := rand.New(rand.NewPCG(17, 4))
-	var allows, masked int
+	var allows, masked, resolved int
 	reasons := map[string]bool{}
 	for i := range generated {
 		a := generate(r)
+		if attributes {
+			withTarget(r, &a)
+			f.fhir.set(a)
+			if a.target != nil {
+				resolved++
+			}
+		}
 		want := a.check()
 		doors := map[string]answer{
 			"Check":        f.viaCheck(t, want),
@@ -281,10 +381,13 @@ func TestOneDecisionFourDoors(t *testing.T) {
 	}
 	// The generator must reach both answers and many reasons, or the
 	// comparison is hollow.
+	if attributes && resolved < generated/5 {
+		t.Fatalf("only %d requests decided in the resource phase", resolved)
+	}
 	if allows < generated/10 || generated-allows < generated/10 || masked == 0 || len(reasons) < 8 {
 		t.Fatalf("generator too narrow: %d allows of %d (%d with masks, labels or tags), reasons %v", allows, generated, masked, keys(reasons))
 	}
-	t.Logf("%d requests, %d allowed (%d with masks, labels or tags), reasons %v", generated, allows, masked, keys(reasons))
+	t.Logf("%d requests (%d in the resource phase), %d allowed (%d with masks, labels or tags), reasons %v", generated, resolved, allows, masked, keys(reasons))
 }
 
 func keys(m map[string]bool) []string {
@@ -325,13 +428,57 @@ type fixture struct {
 	check  chaperonev1connect.DecisionServiceClient
 	envoy  authv3.AuthorizationClient
 	client *http.Client
+	fhir   *fhirServer // with attributes
 }
 
-func newFixture(t *testing.T) *fixture {
+// fhirServer is a FHIR server on a loopback port holding the target of
+// the request under way.
+type fhirServer struct {
+	url  string
+	mu   sync.Mutex
+	path string
+	body string
+}
+
+// set makes a's target the one resource the server has.
+func (s *fhirServer) set(a ask) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.path, s.body = "", ""
+	if a.target != nil {
+		s.path, s.body = "/base/"+a.target.path, a.target.json(a.typ, a.id)
+	}
+}
+
+func newFHIRServer(t *testing.T) *fhirServer {
+	t.Helper()
+	s := &fhirServer{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		path, body := s.path, s.body
+		s.mu.Unlock()
+		if r.URL.Path != path || path == "" {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	s.url = srv.URL + "/base"
+	return s
+}
+
+func newFixture(t *testing.T, attributes bool) *fixture {
 	t.Helper()
 	f := &fixture{rec: &testkit.Recorder{}, client: &http.Client{Timeout: 10 * time.Second}}
 	jwks := f.newKey(t)
-	cfg, err := gateway.Parse([]byte(strings.Replace(gatewayFile, "JWKS", jwks, 1)))
+	file := strings.Replace(gatewayFile, "JWKS", jwks, 1)
+	if attributes {
+		f.fhir = newFHIRServer(t)
+		file += "tenantTagSystem: " + tenantSystem + "\nattributes:\n  fhirServer: " + f.fhir.url + "\n"
+	}
+	cfg, err := gateway.Parse([]byte(file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +487,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = g.Close(context.Background()) })
-	eng := engine.New(testkit.NoConsents{})
+	// The engine decides at a fixed time within office hours, so that a
+	// rule of the hour cannot change between one door and the next.
+	officeHours := time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC) // 10:00 in New York, a Tuesday
+	eng := engine.New(testkit.NoConsents{}, engine.WithClock(func() time.Time { return officeHours }))
 	b, err := engine.LoadBundle(policies.FS)
 	if err != nil {
 		t.Fatal(err)
@@ -484,11 +634,21 @@ func (f *fixture) viaAuthZEN(t *testing.T, req *chaperonev1.CheckRequest) answer
 	if res.GetPatient() != "" {
 		rp["patient"] = res.GetPatient()
 	}
+	if res.GetOrganization() != "" {
+		rp["organization"] = res.GetOrganization()
+	}
+	if ls := res.GetSecurityLabels(); len(ls) > 0 {
+		var out []map[string]string
+		for _, l := range ls {
+			out = append(out, map[string]string{"system": l.GetSystem(), "code": l.GetCode()})
+		}
+		rp["securityLabels"] = out
+	}
 	body, err := json.Marshal(map[string]any{
 		"subject":  map[string]any{"type": s.GetKind(), "id": s.GetId(), "properties": sp},
 		"action":   map[string]any{"name": req.GetAction()},
 		"resource": map[string]any{"type": res.GetType(), "id": res.GetId(), "properties": rp},
-		"context":  map[string]any{"purposeOfUse": req.GetPurposeOfUse(), "phase": "request"},
+		"context":  map[string]any{"purposeOfUse": req.GetPurposeOfUse(), "phase": req.GetContext().GetPhase()},
 	})
 	if err != nil {
 		t.Fatal(err)
