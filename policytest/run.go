@@ -139,8 +139,28 @@ func runCase(ctx context.Context, eng *engine.Engine, s *Suite, c *Case) Result 
 	r.Status = Pass
 	if len(r.Diff) > 0 {
 		r.Status = Fail
+		r.Diff = append(r.Diff, traceErrors(trace)...)
 	}
 	return r
+}
+
+// traceErrors is why a layer failed (a POLICY_ERROR, CONSENT_UNAVAILABLE,
+// …), as `check --explain` shows it: a failing test says what went wrong,
+// not only the reason code.
+func traceErrors(t *engine.Trace) []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	if t.Consent != nil && t.Consent.Error != "" {
+		out = append(out, "consent error: "+t.Consent.Error)
+	}
+	for _, l := range t.Layers {
+		if l.Error != "" {
+			out = append(out, l.Layer+" error: "+l.Error)
+		}
+	}
+	return out
 }
 
 // involvedPolicies lists the policy ids a decision involved: those named by

@@ -258,3 +258,21 @@ func TestFirstFailurePrefersInvolvedTests(t *testing.T) {
 		}
 	}
 }
+
+// TestRunFailureNamesLayerError: a test failing on a POLICY_ERROR says
+// what the layer's error was, as check --explain does.
+func TestRunFailureNamesLayerError(t *testing.T) {
+	t.Parallel()
+	sum := run(t, "testdata/policyerror", policytest.Options{})
+	if sum.Failed != 1 {
+		t.Fatalf("summary = %s", sum.Line())
+	}
+	var out bytes.Buffer
+	if err := policytest.WriteText(&out, &sum, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "FAIL testdata/policyerror/e_test.yaml:3 e/reads a device: decision: want ALLOW, got DENY; reasons: got [POLICY_ERROR]; cedar error: cedar: "
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "overflow") {
+		t.Errorf("report:\n%s\nwant a line starting %q naming the overflow", out.String(), want)
+	}
+}
