@@ -75,9 +75,18 @@ func envoyRequest(h HTTPRequest, host string) *authv3.CheckRequest {
 // about.
 const fhirHost = "fhir.bench.invalid"
 
+// envoyWindow is the HTTP/2 stream and connection window Envoy's HTTP/2
+// clients announce by default (initial_stream_window_size and
+// initial_connection_window_size, 256 MiB).
+const envoyWindow = 256 << 20
+
 // newExtAuthzTarget asks Envoy's ext_authz Check over gRPC (grpc-go, the
 // messages of go-control-plane): one HTTP/2 connection per worker, as
-// each Envoy worker thread keeps its own.
+// each Envoy worker thread keeps its own, with Envoy's static flow
+// control windows. grpc-go's default, a window sized by bandwidth-delay
+// probes, pings the server after a response (and the server answers)
+// where Envoy sends nothing: that cost the server 10-15% more CPU per
+// Check here.
 func newExtAuthzTarget(cfg *Config, base string) (func() sender, func(), error) {
 	hs, err := gatewayRequests(cfg)
 	if err != nil {
@@ -99,7 +108,8 @@ func newExtAuthzTarget(cfg *Config, base string) (func() sender, func(), error) 
 	worker := 0
 	newSender := func() sender {
 		worker++
-		cc, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds))
+		cc, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds),
+			grpc.WithStaticStreamWindowSize(envoyWindow), grpc.WithStaticConnWindowSize(envoyWindow))
 		if err != nil {
 			return failing{code: "internal"}
 		}

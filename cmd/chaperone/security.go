@@ -216,6 +216,7 @@ func (s *security) scheme() string {
 // errors (refused TLS handshakes) go to the JSON log.
 func (s *security) serve(hs *http.Server, ln net.Listener) error {
 	hs.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
+	ln = server.BufferedListener(ln)
 	if s.tls == nil {
 		return hs.Serve(ln)
 	}

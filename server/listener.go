@@ -1,0 +1,49 @@
+package server
+
+import (
+	"bufio"
+	"net"
+)
+
+// readBufferSize is the read buffer of a connection of [BufferedListener]:
+// net/http's HTTP/1.1 reader reads with a buffer of this size, so those
+// reads go to the socket directly, unbuffered twice.
+const readBufferSize = 4 << 10
+
+// BufferedListener returns ln whose connections buffer their reads. Go's
+// HTTP/2 server reads every frame from the connection with two reads, its
+// 9-byte header and then its payload, each one a system call: a gRPC call
+// (HEADERS, DATA and the peer's WINDOW_UPDATE frames) costs six or more.
+// Buffered, the frames that arrived together are read with one. HTTP/1.1
+// reads, already buffered by net/http in blocks of the same size, pass
+// straight through. Serve the server's http.Server on it, over TLS or not
+// (the TLS layer reads from the buffered connection).
+func BufferedListener(ln net.Listener) net.Listener { return bufferedListener{ln} }
+
+type bufferedListener struct{ net.Listener }
+
+func (l bufferedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}, nil
+}
+
+// bufferedConn is a connection whose reads go through r. Like any
+// net.Conn it is read by one goroutine at a time (net/http's readers do).
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes a TCP connection, as net/http does before closing
+// one it refuses (it looks for this method).
+func (c *bufferedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
