@@ -18,7 +18,8 @@ type batcher struct {
 
 	mu      sync.Mutex
 	pending []*pendingCheck
-	gen     uint64 // counts batches taken, so a late timer takes no other batch
+	gen     uint64      // counts batches taken, so a late timer takes no other batch
+	timer   *time.Timer // the open batch's window
 }
 
 // pendingCheck is one Check waiting in a batch.
@@ -39,7 +40,7 @@ func (b *batcher) check(ctx context.Context, req *chaperonev1.CheckRequest, key 
 		full = b.take()
 	case len(b.pending) == 1:
 		gen := b.gen
-		time.AfterFunc(b.window, func() { b.flush(gen) })
+		b.timer = time.AfterFunc(b.window, func() { b.flush(gen) })
 	}
 	b.mu.Unlock()
 	if full != nil {
@@ -58,6 +59,10 @@ func (b *batcher) take() []*pendingCheck {
 	out := b.pending
 	b.pending = nil
 	b.gen++
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
 	return out
 }
 

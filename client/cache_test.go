@@ -78,6 +78,30 @@ func TestCacheHitMissExpiry(t *testing.T) {
 	if d.GetDecision() != chaperonev1.Decision_DECISION_DENY || p.decided() != 4 {
 		t.Fatalf("deny: %s, %d decisions, want DENY and 4", d.GetDecision(), p.decided())
 	}
+	want := client.Stats{Hits: 4, Misses: 4, Checks: 4}
+	if got := c.Stats(); got != want {
+		t.Errorf("stats %+v, want %+v", got, want)
+	}
+}
+
+func TestMaxTTL(t *testing.T) {
+	t.Parallel()
+	p := startPDP(t, time.Hour)
+	clk := newClock()
+	c, err := client.New(p.url, generous(), client.WithCache(10), client.WithClock(clk.Now), client.WithMaxTTL(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Check(t.Context(), allowReq())
+	clk.advance(9 * time.Second)
+	if got := c.Check(t.Context(), allowReq()).GetCacheTtl().AsDuration(); got != time.Second || p.decided() != 1 {
+		t.Fatalf("ttl left %s after %d decisions, want 1s and 1", got, p.decided())
+	}
+	clk.advance(time.Second)
+	c.Check(t.Context(), allowReq())
+	if p.decided() != 2 {
+		t.Fatalf("kept beyond WithMaxTTL: %d decisions", p.decided())
+	}
 }
 
 func TestCacheOnlyWhatTheServerAllows(t *testing.T) {

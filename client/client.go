@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,8 +33,10 @@ type Client struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	cache   *cache // nil: no cache
+	maxTTL  time.Duration
 	batch   *batcher
 	bufs    bufPool
+	stats   counters
 }
 
 // cacheKey is a request's key in the cache; set false when the answer is
@@ -49,6 +52,7 @@ type config struct {
 	timeout    time.Duration
 	now        func() time.Time
 	cacheSize  int
+	maxTTL     time.Duration
 	header     http.Header
 	window     time.Duration
 	maxBatch   int
@@ -73,6 +77,10 @@ func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = 
 // WithCache keeps up to maxEntries decisions the server says are reusable
 // (see the package documentation); 0, the default, keeps none.
 func WithCache(maxEntries int) Option { return func(c *config) { c.cacheSize = maxEntries } }
+
+// WithMaxTTL keeps no answer longer than d, whatever cacheTtl the server
+// gives (0, the default: as long as the server says).
+func WithMaxTTL(d time.Duration) Option { return func(c *config) { c.maxTTL = d } }
 
 // WithClock sets the clock cached answers expire by (time.Now by default).
 func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
@@ -135,6 +143,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("timeout %s: want more than 0", cfg.timeout)
 	case cfg.cacheSize < 0:
 		return nil, fmt.Errorf("cache size %d: want 0 or more", cfg.cacheSize)
+	case cfg.maxTTL < 0:
+		return nil, fmt.Errorf("max ttl %s: want 0 or more", cfg.maxTTL)
 	case cfg.window < 0:
 		return nil, fmt.Errorf("batch window %s: want 0 or more", cfg.window)
 	case cfg.maxBatch < 1 || cfg.maxBatch > MaxBatch:
@@ -162,6 +172,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	c := &Client{
 		rpc:     chaperonev1connect.NewDecisionServiceClient(hc, baseURL, copts...),
 		timeout: cfg.timeout,
+		maxTTL:  cfg.maxTTL,
 		now:     cfg.now,
 		logger:  logger,
 	}
@@ -220,23 +231,22 @@ func (c *Client) lookup(req *chaperonev1.CheckRequest) (*chaperonev1.CheckRespon
 		return deny(ReasonInvalidRequest, "request cannot be encoded"), cacheKey{}
 	}
 	if resp := c.cache.get(b.key, c.now()); resp != nil {
+		c.stats.hits.Add(1)
 		return resp, cacheKey{}
 	}
+	c.stats.misses.Add(1)
 	return nil, cacheKey{string(b.key), true}
 }
 
 // checkOne sends one Check and keeps a cacheable answer under key (nil:
 // not kept).
 func (c *Client) checkOne(ctx context.Context, req *chaperonev1.CheckRequest, key cacheKey) *chaperonev1.CheckResponse {
+	c.stats.checks.Add(1)
 	res, err := c.rpc.Check(ctx, connect.NewRequest(req))
 	if err != nil {
 		return c.failed(ctx, "Check", err)
 	}
-	resp, ok := trusted(res.Msg)
-	if ok {
-		c.keep(key, resp)
-	}
-	return resp
+	return c.accept(ctx, res.Msg, key)
 }
 
 // BatchCheck decides reqs and answers in the same order, one answer per
@@ -298,6 +308,7 @@ func (c *Client) sendBatch(ctx context.Context, reqs []*chaperonev1.CheckRequest
 		out[0] = c.checkOne(ctx, reqs[0], keys[0])
 		return out
 	}
+	c.stats.batches.Add(1)
 	res, err := c.rpc.BatchCheck(ctx, connect.NewRequest(&chaperonev1.BatchCheckRequest{Requests: reqs}))
 	if err != nil && refused(err) && ctx.Err() == nil {
 		// One invalid request fails the whole batch: ask each half
@@ -319,6 +330,7 @@ func (c *Client) sendBatch(ctx context.Context, reqs []*chaperonev1.CheckRequest
 	}
 	got := res.Msg.GetResponses()
 	if len(got) != len(reqs) {
+		c.stats.failures.Add(1)
 		c.logger.LogAttrs(ctx, slog.LevelWarn, "pdp answered a batch with the wrong number of decisions",
 			slog.Int("want", len(reqs)), slog.Int("got", len(got)))
 		for i := range out {
@@ -327,12 +339,22 @@ func (c *Client) sendBatch(ctx context.Context, reqs []*chaperonev1.CheckRequest
 		return out
 	}
 	for i, r := range got {
-		resp, ok := trusted(r)
-		if ok {
-			c.keep(keys[i], resp)
-		}
-		out[i] = resp
+		out[i] = c.accept(ctx, r, keys[i])
 	}
+	return out
+}
+
+// accept returns the server's answer when it is a decision, keeping it
+// under key when it may be reused, or the client's DENY when it is not.
+func (c *Client) accept(ctx context.Context, resp *chaperonev1.CheckResponse, key cacheKey) *chaperonev1.CheckResponse {
+	out, ok := trusted(resp)
+	if !ok {
+		c.stats.failures.Add(1)
+		c.logger.LogAttrs(ctx, slog.LevelWarn, "pdp answered something that is not a decision; denying",
+			slog.String("decision", resp.GetDecision().String()))
+		return out
+	}
+	c.keep(key, out)
 	return out
 }
 
@@ -342,6 +364,9 @@ func (c *Client) keep(key cacheKey, resp *chaperonev1.CheckResponse) {
 		return
 	}
 	if ttl, ok := cacheable(resp); ok {
+		if c.maxTTL > 0 {
+			ttl = min(ttl, c.maxTTL)
+		}
 		c.cache.put(key.s, snapshot(resp), c.now().Add(ttl))
 	}
 }
@@ -349,6 +374,7 @@ func (c *Client) keep(key cacheKey, resp *chaperonev1.CheckResponse) {
 // failed turns a call error into a DENY and logs it.
 func (c *Client) failed(ctx context.Context, method string, err error) *chaperonev1.CheckResponse {
 	code := connect.CodeOf(err)
+	c.stats.failures.Add(1)
 	c.logger.LogAttrs(ctx, slog.LevelWarn, "pdp call failed; denying",
 		slog.String("method", method), slog.String("code", code.String()), slog.String("error", err.Error()))
 	switch {
@@ -370,4 +396,23 @@ func (c *Client) failed(ctx context.Context, method string, err error) *chaperon
 // input (rather than the client failing to read an answer).
 func refused(err error) bool {
 	return connect.CodeOf(err) == connect.CodeInvalidArgument && connect.IsWireError(err)
+}
+
+// Stats counts what a client did since it was made.
+type Stats struct {
+	Hits     uint64 // Checks (and BatchCheck entries) answered from the cache
+	Misses   uint64 // lookups that found nothing reusable
+	Checks   uint64 // Check calls sent
+	Batches  uint64 // BatchCheck calls sent (coalesced or asked for)
+	Failures uint64 // calls that failed and answers that were not a decision
+}
+
+type counters struct{ hits, misses, checks, batches, failures atomic.Uint64 }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(), Checks: c.stats.checks.Load(),
+		Batches: c.stats.batches.Load(), Failures: c.stats.failures.Load(),
+	}
 }

@@ -1,9 +1,9 @@
 package client_test
 
 import (
-	"context"
+	"net/http"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/chaperone-pdp/chaperone/client"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -38,6 +38,30 @@ func TestCheckAgainstServer(t *testing.T) {
 			t.Logf("%v", codes(resp))
 		})
 	}
-	_ = context.Background
-	_ = time.Second
+}
+
+// TestGRPC: the same client over gRPC (HTTP/2 without TLS).
+func TestGRPC(t *testing.T) {
+	t.Parallel()
+	p := startPDP(t, 0)
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	c, err := client.New(p.url, generous(), client.WithGRPC(), client.WithHTTPClient(&http.Client{Transport: tr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := c.Check(t.Context(), allowReq()); resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+		t.Fatalf("%s %v", resp.GetDecision(), codes(resp))
+	}
+	got := c.BatchCheck(t.Context(), []*chaperonev1.CheckRequest{allowReq(), denyReq()})
+	if got[0].GetDecision() != chaperonev1.Decision_DECISION_ALLOW || got[1].GetDecision() != chaperonev1.Decision_DECISION_DENY {
+		t.Fatalf("%s %s", got[0].GetDecision(), got[1].GetDecision())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.headers {
+		if !strings.HasPrefix(h.Get("Content-Type"), "application/grpc") {
+			t.Errorf("content type %q", h.Get("Content-Type"))
+		}
+	}
 }

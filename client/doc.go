@@ -10,12 +10,14 @@
 // into an ALLOW.
 //
 //	c, err := client.New("https://pdp.internal:8787",
-//		client.WithHTTPClient(mtlsClient),             // caller authentication by mTLS,
-//		client.WithHeader("Authorization", "Bearer "+token), // or by a bearer token
-//		client.WithCache(10_000),                      // keep up to 10,000 decisions
-//		client.WithBatchWindow(500*time.Microsecond))  // coalesce concurrent Checks
+//		client.WithHTTPClient(mtlsClient), // authenticate by a client certificate,
+//		client.WithBearerToken(token),     // or by a bearer token
+//		client.WithCache(10_000),          // keep up to 10,000 decisions
+//		client.WithBatchWindow(500*time.Microsecond)) // coalesce concurrent Checks
 //	resp := c.Check(ctx, req)
-//	if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW { refuse }
+//	if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+//		// refuse, with resp.GetReasons()
+//	}
 //
 // # Decision cache
 //
@@ -33,7 +35,10 @@
 // AGREEMENT_UNAVAILABLE, POLICY_ERROR, AUDIT_UNAVAILABLE): those clear up
 // and must not outlive the outage. A cached answer is returned as a copy
 // whose cacheTtl is the time it has left; its decisionId is the one of the
-// decision the server recorded.
+// decision the server recorded. A change on the server (a consent
+// revoked, a new bundle) reaches a cached answer only when it expires: the
+// bundle's cacheTtl, capped by [WithMaxTTL], is how stale an answer may
+// be. [Client.Stats] counts hits, misses, calls and failures.
 //
 // A server that trusts the caller's clock (serve's trusted request time,
 // for replays) decides at context.time; a caller that asks such a server

@@ -225,6 +225,7 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"no host", "http://", nil},
 		{"zero timeout", "http://127.0.0.1:1", []client.Option{client.WithTimeout(0)}},
 		{"negative cache", "http://127.0.0.1:1", []client.Option{client.WithCache(-1)}},
+		{"negative max ttl", "http://127.0.0.1:1", []client.Option{client.WithMaxTTL(-time.Second)}},
 		{"negative window", "http://127.0.0.1:1", []client.Option{client.WithBatchWindow(-time.Second)}},
 		{"batch over the server's limit", "http://127.0.0.1:1", []client.Option{client.WithMaxBatch(1001)}},
 		{"empty batch", "http://127.0.0.1:1", []client.Option{client.WithMaxBatch(0)}},
