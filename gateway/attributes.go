@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/chaperone-pdp/chaperone/fhir"
 	"github.com/chaperone-pdp/chaperone/fhirrest"
@@ -189,24 +191,24 @@ type resourceJSON struct {
 		Security []codingJSON `json:"security"`
 		Tag      []codingJSON `json:"tag"`
 	} `json:"meta"`
-	Patient              json.RawMessage `json:"patient"`
-	Subject              json.RawMessage `json:"subject"`
-	ManagingOrganization *reference      `json:"managingOrganization"`
-	Category             json.RawMessage `json:"category"`
-	Code                 *conceptJSON    `json:"code"`
+	Patient              jsontext.Value `json:"patient"`
+	Subject              jsontext.Value `json:"subject"`
+	ManagingOrganization *reference     `json:"managingOrganization"`
+	Category             jsontext.Value `json:"category"`
+	Code                 *conceptJSON   `json:"code"`
 }
 
 var plainID = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
 
 // parse reads the target's attributes from its JSON.
 func (f *fetcher) parse(m fhirrest.Mapped, body []byte) (target, error) {
+	// Member names are matched exactly and a name given twice is an
+	// error (json v2's defaults): {"subject": A, "Subject": B} must not
+	// read as B when the FHIR server, case-sensitive, holds A. Trailing
+	// data is an error too.
 	var r resourceJSON
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&r); err != nil {
-		return target{}, invalid("not a JSON resource")
-	}
-	if dec.More() {
-		return target{}, invalid("more than one JSON value")
+	if err := json.Unmarshal(body, &r); err != nil {
+		return target{}, invalid("not one JSON resource")
 	}
 	if r.ResourceType != m.Type || r.ID != m.ID {
 		return target{}, invalid("the server answered another resource")
@@ -215,7 +217,7 @@ func (f *fetcher) parse(m fhirrest.Mapped, body []byte) (target, error) {
 	if m.Type == "Patient" {
 		t.Patient = "Patient/" + m.ID
 	} else {
-		for _, raw := range []json.RawMessage{r.Patient, r.Subject} {
+		for _, raw := range []jsontext.Value{r.Patient, r.Subject} {
 			p, err := f.patientOf(raw)
 			if err != nil {
 				return target{}, err
@@ -281,7 +283,7 @@ func (f *fetcher) parse(m fhirrest.Mapped, body []byte) (target, error) {
 // patientOf is the Patient a patient or subject member references, "" when
 // it references something else or is absent. Several references (an
 // array) are refused: the door decides for one patient.
-func (f *fetcher) patientOf(raw json.RawMessage) (string, error) {
+func (f *fetcher) patientOf(raw jsontext.Value) (string, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil
