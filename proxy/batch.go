@@ -49,7 +49,8 @@ func (x *exchange) batch(reqs []*gateway.Request, body []byte) {
 		request, _ := entry["request"].(map[string]any)
 		u, _ := request["url"].(string)
 		_, query, _ := strings.Cut(u, "?")
-		if code := x.p.refusal(r, query); code != "" {
+		method, _ := request["method"].(string)
+		if code := x.p.refusal(r, method, query); code != "" {
 			st.codes = []string{ReasonUnsupported, code}
 			continue
 		}

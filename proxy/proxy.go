@@ -120,7 +120,7 @@ func New(o Options) (*Proxy, error) {
 		return nil, fmt.Errorf("%w: an applier is required", ErrOptions)
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: DefaultTimeout}
+		o.HTTPClient = &http.Client{Timeout: DefaultTimeout, CheckRedirect: NoRedirects}
 	}
 	if o.MaxRequestBytes <= 0 {
 		o.MaxRequestBytes = DefaultMaxRequestBytes
@@ -140,6 +140,10 @@ func New(o Options) (*Proxy, error) {
 		log:      o.Logger,
 	}, nil
 }
+
+// NoRedirects is the CheckRedirect of an upstream client: a redirect is
+// answered, not followed (it would read from elsewhere than the upstream).
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // exchange is one client request on its way through the proxy.
 type exchange struct {
@@ -304,7 +308,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && strings.HasSuffix(strings.SplitN(r.RequestURI, "?", 2)[0], "/_search") {
 		query += "&" + string(body)
 	}
-	if code := p.refusal(req, query); code != "" {
+	if code := p.refusal(req, r.Method, query); code != "" {
 		x.refuse(http.StatusForbidden, ReasonUnsupported, code)
 		return
 	}
@@ -340,19 +344,28 @@ func (p *Proxy) vouch(req *chaperonev1.CheckRequest) {
 	}
 }
 
+// readOnlyOperations are the operations the proxy forwards as a POST: they
+// change nothing, so deciding what they return suffices. Any other
+// operation is forwarded as a GET only (an operation that changes state,
+// $meta-delete for one, is not invoked by GET).
+var readOnlyOperations = map[string]bool{"everything": true, "validate": true}
+
 // refusal is the reason the proxy does not run a mapped request, "" when
-// it does: system-level history, bulk export, and the parameters that
+// it does: system-level history, bulk export, operations by POST other
+// than the read-only ones, and the parameters that
 // change what a resource shows of itself (_elements, _summary other than
 // false: the server could leave out meta.security or the patient
 // reference a decision needs) or count what filtering would hide
 // (_summary=count, _total=accurate).
-func (p *Proxy) refusal(req *gateway.Request, query string) string {
+func (p *Proxy) refusal(req *gateway.Request, method, query string) string {
 	m := req.Mapped
 	switch {
 	case m.Action == fhir.History && m.Type == "":
 		return "SYSTEM_HISTORY"
 	case m.Action == fhir.Export:
 		return "EXPORT"
+	case m.Action == fhir.Operation && method != http.MethodGet && method != http.MethodHead && !readOnlyOperations[m.Operation]:
+		return "OPERATION_POST"
 	}
 	vals, _ := url.ParseQuery(query)
 	for name, vs := range vals {
@@ -530,7 +543,7 @@ func (x *exchange) upstreamFailed(err error) {
 // is one, else an OperationOutcome of the status.
 func (x *exchange) passError(f *fetched) {
 	if obj, err := decodeObject(f.body); err == nil && obj["resourceType"] == "OperationOutcome" {
-		x.reply(f.status, nil, f.body)
+		x.reply(f.status, nil, plainOutcome(obj))
 		return
 	}
 	if len(bytes.TrimSpace(f.body)) == 0 {
@@ -538,6 +551,27 @@ func (x *exchange) passError(f *fetched) {
 		return
 	}
 	x.refuse(f.status, ReasonUpstream)
+}
+
+// plainOutcome is an upstream OperationOutcome reduced to the severity and
+// code of its issues: its texts and locations may name what the user may
+// not see.
+func plainOutcome(obj map[string]any) []byte {
+	var issues []any
+	list, _ := obj["issue"].([]any)
+	for _, i := range list {
+		is, _ := i.(map[string]any)
+		sev, _ := is["severity"].(string)
+		code, _ := is["code"].(string)
+		if sev == "" || code == "" {
+			continue
+		}
+		issues = append(issues, map[string]any{"severity": sev, "code": code})
+	}
+	if len(issues) == 0 {
+		issues = []any{map[string]any{"severity": "error", "code": "processing"}}
+	}
+	return marshal(map[string]any{"resourceType": "OperationOutcome", "issue": issues})
 }
 
 // copyHeaders are the upstream headers a released answer keeps.

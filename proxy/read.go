@@ -130,34 +130,36 @@ func (x *exchange) filterBundle(req *gateway.Request, action string, b map[strin
 	entries, _ := b["entry"].([]any)
 	type slot struct {
 		entry map[string]any
-		res   map[string]any
+		res   map[string]any // nil: passes as it is
 	}
 	var slots []slot
 	var decide []map[string]any
-	kept := make([]any, 0, len(entries))
 	for _, e := range entries {
 		entry, _ := e.(map[string]any)
 		res, _ := entry["resource"].(map[string]any)
-		if res == nil {
+		switch {
+		case res == nil:
 			x.held++ // a deleted version or an entry without a resource
-			continue
+		case res["resourceType"] == "OperationOutcome":
+			slots = append(slots, slot{entry, nil})
+		default:
+			slots = append(slots, slot{entry, res})
+			decide = append(decide, res)
 		}
-		if res["resourceType"] == "OperationOutcome" {
-			x.fixFullURL(entry)
-			kept = append(kept, entry)
-			continue
-		}
-		slots = append(slots, slot{entry, res})
-		decide = append(decide, res)
 	}
 	vs := x.decideAll(req.Check, action, decide)
-	for i, s := range slots {
-		out, ok := x.release(vs[i], s.res)
-		if !ok {
-			x.held++
-			continue
+	kept := make([]any, 0, len(slots))
+	k := 0
+	for _, s := range slots {
+		if s.res != nil {
+			out, ok := x.release(vs[k], s.res)
+			k++
+			if !ok {
+				x.held++
+				continue
+			}
+			s.entry["resource"] = out
 		}
-		s.entry["resource"] = out
 		x.fixFullURL(s.entry)
 		kept = append(kept, s.entry)
 	}

@@ -87,7 +87,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			}
 			p, err := proxy.New(proxy.Options{
 				Upstream: up, Gateway: gw, Decider: dc, Apply: pep.Apply, PublicURL: pub,
-				HTTPClient:       &http.Client{Timeout: upstreamTimeout},
+				HTTPClient:       &http.Client{Timeout: upstreamTimeout, CheckRedirect: proxy.NoRedirects},
 				MaxRequestBytes:  maxRequest,
 				MaxResponseBytes: maxResponse,
 				Logger:           logger,
