@@ -1,7 +1,7 @@
 GO  ?= go
 BUF := $(GO) tool -modfile=tools/go.mod buf
 
-.PHONY: test deps vet generate check-generate lint bench build fhir-elements
+.PHONY: test deps vet generate check-generate lint bench build fhir-elements schemas
 
 # The one command that runs every test; CI calls it too.
 test: deps vet
@@ -25,6 +25,12 @@ generate:
 check-generate: generate
 	$(BUF) lint
 	git diff --exit-code -- proto
+
+# Rewrites the published policy schemas in docs/schema from the engine's
+# model (a CLI test fails while they differ).
+schemas:
+	$(GO) run ./cmd/chaperone schema --format cedar > docs/schema/chaperone.cedarschema
+	$(GO) run ./cmd/chaperone schema --format rego-json > docs/schema/rego-input.schema.json
 
 # Regenerates fhir/elements/data from the FHIR definition packages on npm
 # (needs npm and the network; tests use the committed tables).

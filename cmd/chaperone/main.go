@@ -93,6 +93,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newBundleCmd(e),
 		newAuditCmd(e),
 		newProxyCmd(e),
+		newSchemaCmd(e),
 	)
 	return root
 }
