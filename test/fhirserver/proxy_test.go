@@ -20,7 +20,7 @@ var sensitive = []string{"ETH", "ETHUD", "SUD", "HIV", "PSY", "PSYTHPN", "SDV", 
 // of each, patients p1 and p2 of o1 and p3 of o2, and for each patient
 // Observations, Conditions and Encounters with and without sensitive
 // labels, and a CareTeam.
-func seed(t *testing.T, upstream string) {
+func seed(t testing.TB, upstream string) {
 	t.Helper()
 	tag := func(org string) string {
 		return `"meta":{"tag":[{"system":"` + tenantSystem + `","code":"` + org + `"}]`
