@@ -146,10 +146,10 @@ func (p *plan) resource(n *node, depth int) (masked, ok bool) {
 	}
 	for _, mem := range n.mems {
 		var nm, nok bool
-		if mem.name == "contained" {
+		if mem.is("contained") {
 			nm, nok = p.contained(mem.val, depth)
 		} else {
-			nm, nok = p.nested(mem.val, typ, mem.name, depth+1)
+			nm, nok = p.nested(mem.val, typ, mem.key, depth+1)
 		}
 		if !nok {
 			return false, false
@@ -189,7 +189,7 @@ func (p *plan) contained(v *node, depth int) (masked, ok bool) {
 // string resourceType is one. In a Bundle or Parameters, the members that
 // hold resources (entry.resource, entry.response.outcome,
 // parameter.resource) must hold one.
-func (p *plan) nested(v *node, parentType, name string, depth int) (masked, ok bool) {
+func (p *plan) nested(v *node, parentType string, name []byte, depth int) (masked, ok bool) {
 	if depth > maxDepth {
 		return false, false
 	}
@@ -198,11 +198,11 @@ func (p *plan) nested(v *node, parentType, name string, depth int) (masked, ok b
 		if _, isRes := v.get("resourceType").str(); isRes {
 			return p.resource(v, depth)
 		}
-		if (parentType == "Bundle" || parentType == "Parameters") && (name == "resource" || name == "outcome") {
+		if (parentType == "Bundle" || parentType == "Parameters") && (string(name) == "resource" || string(name) == "outcome") {
 			return false, false
 		}
 		for _, mem := range v.mems {
-			m, ok := p.nested(mem.val, parentType, mem.name, depth+1)
+			m, ok := p.nested(mem.val, parentType, mem.key, depth+1)
 			if !ok {
 				return false, false
 			}
@@ -352,11 +352,11 @@ func markRedacted(n *node) bool {
 		// Meta goes where FHIR orders it: after resourceType and id.
 		at := 0
 		for i, m := range n.mems {
-			if m.name == "resourceType" || m.name == "id" {
+			if m.is("resourceType") || m.is("id") {
 				at = i + 1
 			}
 		}
-		n.mems = append(n.mems[:at], append([]member{{name: "meta", val: meta}}, n.mems[at:]...)...)
+		n.mems = append(n.mems[:at], append([]member{newMember("meta", meta)}, n.mems[at:]...)...)
 	}
 	if meta.kind != kindObject {
 		return false
@@ -364,7 +364,7 @@ func markRedacted(n *node) bool {
 	sec := meta.get("security")
 	if sec == nil {
 		sec = &node{kind: kindArray}
-		meta.mems = append(meta.mems, member{name: "security", val: sec})
+		meta.mems = append(meta.mems, newMember("security", sec))
 	}
 	if sec.kind != kindArray {
 		return false
@@ -377,9 +377,9 @@ func markRedacted(n *node) bool {
 		}
 	}
 	sec.elems = append(sec.elems, &node{kind: kindObject, mems: []member{
-		{name: "system", val: stringNode(SecurityRedactedSystem)},
-		{name: "code", val: stringNode(SecurityRedacted)},
-		{name: "display", val: stringNode("redacted")},
+		newMember("system", stringNode(SecurityRedactedSystem)),
+		newMember("code", stringNode(SecurityRedacted)),
+		newMember("display", stringNode("redacted")),
 	}})
 	return true
 }

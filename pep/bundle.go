@@ -120,8 +120,8 @@ func ApplyNDJSON(w io.Writer, r io.Reader, decide Decider, opts ...Option) (with
 			if o == nil {
 				continue
 			}
-			bw.Write(appendJSON(nil, o))
-			bw.WriteByte('\n')
+			f.scratch = append(appendJSON(f.scratch[:0], o), '\n')
+			bw.Write(f.scratch)
 		}
 		batch = batch[:0]
 		return nil
@@ -174,6 +174,7 @@ type filter struct {
 	c        config
 	decide   Decider
 	withheld int
+	scratch  []byte // one entry's output
 }
 
 // bundle streams one Bundle object from r to w.
@@ -282,7 +283,8 @@ func (f *filter) entries(w *bufio.Writer, dec *jsontext.Decoder, sep func()) err
 			} else {
 				w.WriteByte(',')
 			}
-			w.Write(appendJSON(nil, e))
+			f.scratch = appendJSON(f.scratch[:0], e)
+			w.Write(f.scratch)
 		}
 		batch = batch[:0]
 		return nil
@@ -380,7 +382,7 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 	}
 	raws := make([]json.RawMessage, len(res))
 	for i, r := range res {
-		raws[i] = r.src
+		raws[i] = r.raw
 	}
 	resps, err := f.decide(raws)
 	if err != nil {
@@ -402,7 +404,7 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 		}
 		out[i] = res[i]
 		if !changed {
-			out[i] = &node{kind: kindRaw, raw: res[i].src}
+			out[i] = &node{kind: kindRaw, raw: res[i].raw}
 		}
 	}
 	return out, nil
@@ -411,7 +413,7 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 // replace sets the value of obj's member name.
 func replace(obj *node, name string, v *node) {
 	for i := range obj.mems {
-		if obj.mems[i].name == name {
+		if obj.mems[i].is(name) {
 			obj.mems[i].val = v
 			return
 		}

@@ -34,6 +34,10 @@ type scanner struct {
 	b    []byte
 	i    int
 	slab []node // nodes are allocated in blocks
+	// The members and items of the objects and arrays being read, moved to
+	// a slice of the exact size when each ends.
+	mems  []member
+	elems []*node
 }
 
 func (s *scanner) node(k kind) *node {
@@ -117,10 +121,12 @@ func (s *scanner) object(depth int) (*node, error) {
 	s.ws()
 	if s.peek() == '}' {
 		s.i++
-		n.src = s.b[start:s.i:s.i]
+		n.raw = s.b[start:s.i:s.i]
 		return n, nil
 	}
 	var seen map[string]struct{}
+	base := len(s.mems)
+	defer func() { s.mems = s.mems[:base] }()
 	for {
 		s.ws()
 		if s.peek() != '"' {
@@ -131,24 +137,24 @@ func (s *scanner) object(depth int) (*node, error) {
 			return nil, err
 		}
 		nameEnd := s.i
-		name := unquote(s.b[ns:nameEnd])
+		key := unquoteBytes(s.b[ns:nameEnd])
 		if seen != nil {
-			if _, dup := seen[name]; dup {
+			if _, dup := seen[string(key)]; dup {
 				return nil, s.fail("duplicate member name")
 			}
-			seen[name] = struct{}{}
+			seen[string(key)] = struct{}{}
 		} else {
-			for _, m := range n.mems {
-				if m.name == name {
+			for _, m := range s.mems[base:] {
+				if bytes.Equal(m.key, key) {
 					return nil, s.fail("duplicate member name")
 				}
 			}
-			if len(n.mems) == dupIndex {
+			if len(s.mems)-base == dupIndex {
 				seen = make(map[string]struct{}, 2*dupIndex)
-				for _, m := range n.mems {
-					seen[m.name] = struct{}{}
+				for _, m := range s.mems[base:] {
+					seen[string(m.key)] = struct{}{}
 				}
-				seen[name] = struct{}{}
+				seen[string(key)] = struct{}{}
 			}
 		}
 		s.ws()
@@ -161,14 +167,15 @@ func (s *scanner) object(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.mems = append(n.mems, member{name: name, raw: s.b[ns:nameEnd:nameEnd], val: v})
+		s.mems = append(s.mems, member{key: key, raw: s.b[ns:nameEnd:nameEnd], val: v})
 		s.ws()
 		switch s.peek() {
 		case ',':
 			s.i++
 		case '}':
 			s.i++
-			n.src = s.b[start:s.i:s.i]
+			n.raw = s.b[start:s.i:s.i]
+			n.mems = append([]member(nil), s.mems[base:]...)
 			return n, nil
 		default:
 			return nil, s.fail("expected ',' or '}'")
@@ -184,19 +191,22 @@ func (s *scanner) array(depth int) (*node, error) {
 		s.i++
 		return n, nil
 	}
+	base := len(s.elems)
+	defer func() { s.elems = s.elems[:base] }()
 	for {
 		s.ws()
 		v, err := s.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		n.elems = append(n.elems, v)
+		s.elems = append(s.elems, v)
 		s.ws()
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
+			n.elems = append([]*node(nil), s.elems[base:]...)
 			return n, nil
 		default:
 			return nil, s.fail("expected ',' or ']'")
@@ -332,14 +342,18 @@ func (s *scanner) hex4() (rune, bool) {
 }
 
 // unquote returns the value of a valid JSON string literal.
-func unquote(raw []byte) string {
-	in := raw[1 : len(raw)-1]
+func unquote(raw []byte) string { return string(unquoteBytes(raw)) }
+
+// unquoteBytes returns the value of a valid JSON string literal: a slice
+// of raw when it has no escapes.
+func unquoteBytes(raw []byte) []byte {
+	in := raw[1 : len(raw)-1 : len(raw)-1]
 	if bytes.IndexByte(in, '\\') < 0 {
-		return string(in)
+		return in
 	}
 	b, err := jsontext.AppendUnquote(nil, raw)
 	if err != nil {
-		return "" // the scanner checked the literal
+		return nil // the scanner checked the literal
 	}
-	return string(b)
+	return b
 }

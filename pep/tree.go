@@ -28,17 +28,20 @@ const (
 // out as they came in.
 type node struct {
 	kind  kind
-	raw   []byte   // kindScalar, kindRaw
-	src   []byte   // kindObject: its input bytes
+	raw   []byte   // kindScalar, kindRaw: the value; kindObject: its input bytes
 	mems  []member // kindObject, in input order
 	elems []*node  // kindArray
 }
 
 type member struct {
-	name string
-	raw  []byte // the quoted name as it came in; nil for a member added here
-	val  *node
+	key []byte // the name, unescaped (a slice of the input when it had no escapes)
+	raw []byte // the quoted name as it came in; nil for a member added here
+	val *node
 }
+
+func (m member) is(name string) bool { return string(m.key) == name }
+
+func newMember(name string, v *node) member { return member{key: []byte(name), val: v} }
 
 // get returns the value of the member called name, or nil.
 func (n *node) get(name string) *node {
@@ -46,7 +49,7 @@ func (n *node) get(name string) *node {
 		return nil
 	}
 	for i := range n.mems {
-		if n.mems[i].name == name {
+		if n.mems[i].is(name) {
 			return n.mems[i].val
 		}
 	}
@@ -56,7 +59,7 @@ func (n *node) get(name string) *node {
 // remove deletes the member called name and reports whether it was there.
 func (n *node) remove(name string) bool {
 	for i := range n.mems {
-		if n.mems[i].name == name {
+		if n.mems[i].is(name) {
 			n.mems = append(n.mems[:i], n.mems[i+1:]...)
 			return true
 		}
@@ -94,7 +97,7 @@ func appendJSON(dst []byte, n *node) []byte {
 			if m.raw != nil {
 				dst = append(append(dst, m.raw...), ':')
 			} else {
-				dst = appendName(dst, m.name)
+				dst = appendName(dst, m.key)
 			}
 			dst = appendJSON(dst, m.val)
 		}
@@ -114,7 +117,7 @@ func appendJSON(dst []byte, n *node) []byte {
 }
 
 // appendName writes "name": for a name read from valid JSON.
-func appendName(dst []byte, name string) []byte {
+func appendName[S ~[]byte | ~string](dst []byte, name S) []byte {
 	dst, _ = jsontext.AppendQuote(dst, name) // names came from valid UTF-8 input
 	return append(dst, ':')
 }
