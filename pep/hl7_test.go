@@ -96,7 +96,9 @@ func TestHL7ExamplesAll(t *testing.T) {
 				t.Errorf("%s: ApplyBundle: %v", f, err)
 				continue
 			}
-			var b struct{ Entry []struct{ Resource map[string]any } }
+			var b struct {
+				Entry []struct{ Resource map[string]any }
+			}
 			if err := json.Unmarshal(out, &b); err != nil {
 				t.Fatalf("%s: %v", f, err)
 			}
