@@ -139,12 +139,14 @@ func ExampleClient_BatchCheck() {
 	// 2 DECISION_ALLOW
 }
 
-// Concurrent Checks within a window are sent as one BatchCheck.
+// Concurrent Checks within a window are sent as one BatchCheck. Here the
+// window is long and a batch holds two, so the second Check sends it.
 func ExampleWithBatchWindow() {
 	pdpURL, stop := examplePDP(0)
 	defer stop()
 
-	c, err := client.New(pdpURL, client.WithTimeout(5*time.Second), client.WithBatchWindow(2*time.Millisecond))
+	c, err := client.New(pdpURL, client.WithTimeout(5*time.Second),
+		client.WithBatchWindow(time.Minute), client.WithMaxBatch(2))
 	if err != nil {
 		panic(err)
 	}
@@ -152,8 +154,11 @@ func ExampleWithBatchWindow() {
 	go func() { answers <- c.Check(context.Background(), request("Organization/o2")).GetDecision() }()
 	go func() { answers <- c.Check(context.Background(), request("Organization/o2")).GetDecision() }()
 	fmt.Println(<-answers, <-answers)
+	s := c.Stats()
+	fmt.Println("BatchCheck calls:", s.Batches, "Check calls:", s.Checks)
 	// Output:
 	// DECISION_DENY DECISION_DENY
+	// BatchCheck calls: 1 Check calls: 0
 }
 
 // Caller authentication: a bearer token in a header, or a client
