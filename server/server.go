@@ -135,7 +135,7 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	for i := len(s.middleware) - 1; i >= 0; i-- {
 		s.handler = s.middleware[i](s.handler)
 	}
-	s.handler = &recoverer{next: s.handler, logger: s.logger, metrics: s.metrics, errw: connect.NewErrorWriter()}
+	s.handler = newWarmStacks(&recoverer{next: s.handler, logger: s.logger, metrics: s.metrics, errw: connect.NewErrorWriter()})
 	return s
 }
 
