@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaperone-pdp/chaperone/pep"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -218,5 +220,71 @@ func TestApplyBundleHL7(t *testing.T) {
 			t.Errorf("%s: nothing decided", f)
 		}
 		decode(t, out)
+	}
+}
+
+// signalWriter reports the first write that reaches it.
+type signalWriter struct {
+	bytes.Buffer
+	first chan struct{}
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	if w.Len() == 0 && len(p) > 0 {
+		close(w.first)
+	}
+	return w.Buffer.Write(p)
+}
+
+// TestApplyBundleStreams: released entries reach the writer while the rest
+// of the Bundle has not been read yet, and each Decider call sees at most
+// one batch.
+func TestApplyBundleStreams(t *testing.T) {
+	t.Parallel()
+	pr, pw := io.Pipe()
+	out := &signalWriter{first: make(chan struct{})}
+	var most int
+	decide := func(rs []json.RawMessage) ([]*chaperonev1.CheckResponse, error) {
+		most = max(most, len(rs))
+		return (&byID{}).decide(rs)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pep.ApplyBundleStream(out, pr, decide, pep.WithBatchSize(10))
+		done <- err
+	}()
+	pad := `,"note":"` + strings.Repeat("x", 200) + `"`
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			if _, err := io.WriteString(pw, sep+entry("Patient", fmt.Sprint("p", i), pad)); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	io.WriteString(pw, `{"resourceType":"Bundle","type":"searchset","entry":[`)
+	write(0, 50)
+	select {
+	case <-out.first:
+	case err := <-done:
+		t.Fatalf("returned before the Bundle ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing written after 50 entries of an unfinished Bundle")
+	}
+	write(50, 100)
+	io.WriteString(pw, `]}`)
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if most > 10 {
+		t.Errorf("a Decider call got %d resources, batch size 10", most)
+	}
+	var b struct{ Entry []any }
+	if err := json.Unmarshal(out.Bytes(), &b); err != nil || len(b.Entry) != 100 {
+		t.Errorf("%d entries, err %v", len(b.Entry), err)
 	}
 }
