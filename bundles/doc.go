@@ -29,8 +29,9 @@
 //
 // # Use
 //
-// [Build] compiles a policy directory (refusing one that does not compile
-// or whose tests fail; the test runner is a [TestRunner] the caller passes,
+// [Build] compiles a policy directory (refusing one that does not compile,
+// fails the engine's static checks ([engine.StaticCheckError]; also with
+// SkipTests) or whose tests fail; the test runner is a [TestRunner] the caller passes,
 // the CLI passes package policytest's), [Archive.Sign] adds a signature, [Verify] checks the
 // digests and counts distinct trusted signers, failing with a
 // [*VerifyError] that names the file concerned. [ReadArchive] and [ReadDir]

@@ -94,4 +94,19 @@
 // deny (a set of ids or of objects {"id", "code", "message"}) and
 // obligations (an object {"maskPaths", "redactLabels", "auditTags"}, applied
 // when the package permits) takes part in the decision.
+//
+// # Static checks
+//
+// [NewPolicyModel] describes all of the above as data: the principal,
+// resource and action entities with their attributes, the Cedar context and
+// the Rego input document. [PolicyModel.CedarSchema] and
+// [PolicyModel.InputSchema] are generated from it, and the engine's tests
+// hold what it builds for requests to it. [LoadBundle] checks every policy
+// before the bundle compiles: Cedar policies are validated against the
+// Cedar schema (cedar-go's strict validator), Rego modules type-checked
+// against the input schema (OPA's schema-aware type checker); reason codes
+// must be upper snake case, policy ids unique across layers, Cedar
+// annotations among those above. Problems are returned together as a
+// [*StaticCheckError], each a [Problem] with its file, line and column.
+// The checks are compile-time only: nothing is added to the decision path.
 package engine

@@ -26,6 +26,8 @@
 // [Run] tests every mutant of a bundle directory in process: the files are
 // read once, the suites prepared once ([policytest.Prepare]), each mutant
 // compiled once with [engine.LoadBundle] and the tests run on all cores,
-// each stopping at the first failing test. [WriteText] and [WriteJSON]
-// render the [Report].
+// each stopping at the first failing test. A mutant the bundle's static
+// checks refuse ([engine.StaticCheckError]) is killed without running a
+// test ([StaticChecks]); one that does not compile is [Invalid].
+// [WriteText] and [WriteJSON] render the [Report].
 package mutate

@@ -73,6 +73,16 @@ func TestStrongSuiteKillsAll(t *testing.T) {
 	if rep.Killed != 7 || rep.Equivalent != 1 || rep.Invalid != 0 || rep.Score() != 100 {
 		t.Errorf("killed %d, equivalent %d, invalid %d, score %v", rep.Killed, rep.Equivalent, rep.Invalid, rep.Score())
 	}
+	// principal in Role::"clinician" → principal == Role::"clinician"
+	// compares a Subject with a Role: the static checks refuse it.
+	static := slices.IndexFunc(rep.Outcomes, func(o mutate.Outcome) bool {
+		return o.Status == mutate.Killed && o.KilledBy == mutate.StaticChecks
+	})
+	if static < 0 {
+		t.Errorf("no mutant killed by the static checks: %+v", rep.Outcomes)
+	} else if o := rep.Outcomes[static]; !strings.Contains(o.Original, `principal in Role::"clinician"`) || !strings.Contains(o.Error, "(cedar-schema)") {
+		t.Errorf("killed by static checks: %s (%s)", o.String(), o.Error)
+	}
 	var out bytes.Buffer
 	if err := mutate.WriteJSON(&out, rep); err != nil {
 		t.Fatal(err)
