@@ -378,3 +378,18 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Error("a private key parsed as a public key")
 	}
 }
+
+// TestBuildRefusesStaticCheckFailures: build refuses a bundle the static
+// checks refuse, also when the tests are skipped.
+func TestBuildRefusesStaticCheckFailures(t *testing.T) {
+	t.Parallel()
+	dir := fstest.MapFS{
+		"manifest.yaml": {Data: []byte("name: bad\nrevision: \"1\"\n")},
+		"p.rego":        {Data: []byte("package p\n\npermit contains \"x\" if \"clinician\" in input.subject.rolez\n")},
+	}
+	_, err := bundles.Build(context.Background(), dir, bundles.BuildOptions{SkipTests: true})
+	var sce *engine.StaticCheckError
+	if !errors.As(err, &sce) || len(sce.Problems) != 1 || sce.Problems[0].File != "p.rego" || sce.Problems[0].Line != 3 {
+		t.Fatalf("err = %v, want a static check error at p.rego:3", err)
+	}
+}

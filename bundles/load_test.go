@@ -3,13 +3,16 @@ package bundles_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/bundles"
@@ -256,5 +259,38 @@ func TestFileSourceSeesSameSizeReplacement(t *testing.T) {
 	}
 	if err := l.Load(context.Background()); err == nil {
 		t.Fatal("a tampered bundle of the same size and time as the active one was taken as unchanged")
+	}
+}
+
+// TestLoaderRefusesStaticCheckFailures: a bundle whose policies fail the
+// engine's static checks (here a respelt context attribute) is refused at
+// load and the last good bundle keeps deciding; the status names the file
+// and line.
+func TestLoaderRefusesStaticCheckFailures(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{}
+	src := os.DirFS("testdata/v1")
+	for _, name := range []string{"manifest.yaml", "care.cedar", "support.rego"} {
+		data, err := fs.ReadFile(src, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[name] = &fstest.MapFile{Data: data, Mode: 0o644}
+	}
+	tg := &target{}
+	l := bundles.NewLoader(tg, bundles.DirSource("v1", fsys))
+	if err := l.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fsys["care.cedar"] = &fstest.MapFile{Data: []byte(strings.Replace(string(fsys["care.cedar"].Data),
+		"context.purposeOfUse", "context.purposOfUse", 1)), Mode: 0o644}
+	err := l.Load(context.Background())
+	var sce *engine.StaticCheckError
+	if !errors.As(err, &sce) {
+		t.Fatalf("err = %v, want a static check error", err)
+	}
+	st := l.Status()
+	if got := tg.activated(); len(got) != 1 || st.Revision != "2026.01-1" || !strings.Contains(st.LastError, "care.cedar:4:16: ") {
+		t.Errorf("activated %v, status %+v", got, st)
 	}
 }
