@@ -17,7 +17,7 @@ import (
 // single pass because it is the hot path of every entry of every Bundle,
 // several times faster than a token decoder.
 func parse(b []byte) (*node, error) {
-	s := scanner{b: b}
+	s := scanner{b: b, mems: make([]member, 0, 32), elems: make([]*node, 0, 32)}
 	s.ws()
 	n, err := s.value(0)
 	if err != nil {
