@@ -228,3 +228,10 @@ func res(typ, id, org, patient, extra string) string {
 	}
 	return s + extra + `}`
 }
+
+// set answers key ("GET /path?query") with body from now on.
+func (f *fhirServer) set(key, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.answers[key] = body
+}

@@ -8,6 +8,12 @@ import (
 	"strings"
 )
 
+// Bounds of a JSON Patch the proxy applies.
+const (
+	maxPatchOps     = 1000
+	maxPatchedBytes = 16 << 20
+)
+
 // errPatch is any JSON Patch that cannot be applied.
 var errPatch = errors.New("json patch cannot be applied")
 
@@ -22,13 +28,16 @@ type patchOp struct {
 // proxy decides the resource the server would store.
 func applyPatch(doc map[string]any, patch []byte) (map[string]any, error) {
 	var ops []patchOp
-	if err := json.Unmarshal(patch, &ops); err != nil || len(ops) == 0 {
+	if err := json.Unmarshal(patch, &ops); err != nil || len(ops) == 0 || len(ops) > maxPatchOps {
 		return nil, errPatch
 	}
-	cp, err := decodeObject(marshal(doc))
+	orig := marshal(doc)
+	cp, err := decodeObject(orig)
 	if err != nil {
 		return nil, errPatch
 	}
+	// Each copy can double the document: the bytes copied are bounded.
+	size := len(orig) + len(patch)
 	var root any = cp
 	for _, op := range ops {
 		var val any
@@ -54,6 +63,11 @@ func applyPatch(doc map[string]any, patch []byte) (map[string]any, error) {
 		case "move", "copy":
 			var v any
 			v, err = get(root, op.From)
+			if err == nil && op.Op == "copy" {
+				if size += len(marshal(v)); size > maxPatchedBytes {
+					return nil, errPatch
+				}
+			}
 			if err == nil && op.Op == "move" {
 				if strings.HasPrefix(op.Path, op.From+"/") {
 					return nil, errPatch
