@@ -137,6 +137,7 @@ func compileCedar(fsys fs.FS, files []string, model *PolicyModel) (*cedarLayer, 
 			}
 			cp, ps := newCedarPolicy(file, i, pol, span)
 			problems = append(problems, ps...)
+			problems = append(problems, cedarMaskProblems(span, pol, cp.obligations.maskPaths)...)
 			if prev, dup := l.byID[cp.id]; dup {
 				p := span.problem(CheckPolicyID, fmt.Sprintf("policy id %q is used twice (also at %s)", cp.id, positionString(prev.policy.Position())), `@id(`)
 				problems = append(problems, p)

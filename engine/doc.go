@@ -85,6 +85,10 @@
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),
 // @audit_tag("BREAK_GLASS"), @redact_label("system|code"),
 // @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
+// Mask paths, in @mask and in Rego obligations, are checked against the
+// FHIR element index of package fhir/elements when the bundle compiles and,
+// for paths Rego computes, on every decision (see maskpaths.go for the
+// rules).
 //
 // Rego: input is the request in its proto3 JSON shape (every field present)
 // plus input.consent ({"decision", "namesSubject", "namesRecipient",

@@ -129,6 +129,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string, schema *ast.SchemaSet) (
 			}
 		}
 	}
+	problems = append(problems, regoMaskProblems(modules)...)
 	if len(rules) == 0 {
 		return nil, problems, ids, nil
 	}
@@ -349,9 +350,18 @@ func regoObligationsInto(o *obligations, pkg string, v ast.Value) error {
 		}
 	}
 	each("maskPaths", func(t *ast.Term) {
-		if s, ok := t.Value.(ast.String); ok {
-			o.addMask(string(s))
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			err = fmt.Errorf("rego: %s.obligations.maskPaths: %v is not a string", pkg, t)
+			return
 		}
+		// Paths computed at run time are checked here: an ALLOW must not
+		// carry a mask the enforcement side cannot apply.
+		if e := checkMaskPath(string(s)); e != nil {
+			err = fmt.Errorf("rego: %s.obligations: %w", pkg, e)
+			return
+		}
+		o.addMask(string(s))
 	})
 	each("auditTags", func(t *ast.Term) {
 		if s, ok := t.Value.(ast.String); ok {

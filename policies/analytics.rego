@@ -59,7 +59,13 @@ masks := patient_masks if {
 } else := [sprintf("%s.%s", [t, e]) |
 	t := input.resource.type
 	some e in ["identifier", patient_element[t], "encounter", "note", "text"]
+	not absent_element[t][e]
 ]
+
+# The elements of that list a research type does not have in FHIR (an
+# Encounter neither belongs to an encounter nor carries notes): a mask path
+# must name an element, or the engine refuses the decision (POLICY_ERROR).
+absent_element := {"Encounter": {"encounter", "note"}}
 
 tags := ["DEIDENTIFIED", "BIRTHDATE_TO_YEAR"] if {
 	input.resource.type == "Patient"
