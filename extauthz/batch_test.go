@@ -1,9 +1,11 @@
 package extauthz_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -55,7 +57,8 @@ func outcomeExpressions(t *testing.T, body string) []string {
 // A batch or transaction whose Bundle Envoy sends is decided entry by
 // entry: allowed when every entry is, one decision and one audit record
 // per entry decided; the first denied entry denies it, named in the
-// OperationOutcome; an entry that cannot be mapped refuses it undecided;
+// OperationOutcome; an entry that cannot be mapped refuses it undecided,
+// named too;
 // without its body it is refused BODY_REQUIRED.
 func TestCheckBatch(t *testing.T) {
 	t.Parallel()
@@ -79,10 +82,10 @@ func TestCheckBatch(t *testing.T) {
 			bundleOf("batch", "GET Condition/con-1", "GET DocumentReference/doc-1", "GET Observation/o1"), 403, "NO_PERMIT", "Bundle.entry[1]", 2, 0},
 		{"the first entry denied", nurse, bundleOf("transaction", "DELETE DocumentReference/doc-1", "GET Condition/con-1"), 403, "DEVICE_UNTRUSTED", "Bundle.entry[0]", 1, 0},
 		{"an entry that cannot be mapped", clinician,
-			bundleOf("batch", "GET Observation/o1", "GET Observation?_has:Observation:patient:code=1"), 403, "REVERSE_CHAIN", "", 0, 0},
-		{"an entry with an encoded slash", clinician, bundleOf("batch", "GET Observation/a%2Fb"), 403, "ENCODED_SLASH", "", 0, 0},
-		{"an entry of no type", clinician, bundleOf("batch", "GET Observation/o1", "GET _history"), 403, gateway.ReasonTypeRequired, "", 0, 0},
-		{"a nested batch", clinician, bundleOf("batch", "POST "), 403, "BAD_BUNDLE", "", 0, 0},
+			bundleOf("batch", "GET Observation/o1", "GET Observation?_has:Observation:patient:code=1"), 403, "REVERSE_CHAIN", "Bundle.entry[1]", 0, 0},
+		{"an entry with an encoded slash", clinician, bundleOf("batch", "GET Observation/a%2Fb"), 403, "ENCODED_SLASH", "Bundle.entry[0]", 0, 0},
+		{"an entry of no type", clinician, bundleOf("batch", "GET Observation/o1", "GET _history"), 403, gateway.ReasonTypeRequired, "Bundle.entry[1]", 0, 0},
+		{"a nested batch", clinician, bundleOf("batch", "POST "), 403, "BAD_BUNDLE", "Bundle.entry[0]", 0, 0},
 		{"a Bundle of another type", clinician, bundleOf("collection", "GET Observation/o1"), 403, "BAD_BUNDLE", "", 0, 0},
 		{"a member twice", clinician, `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","Method":"DELETE","url":"Observation/o1"}}]}`, 403, "BAD_BUNDLE", "", 0, 0},
 		{"no body", clinician, "", 403, "BODY_REQUIRED", "", 0, 0},
@@ -144,12 +147,48 @@ func TestCheckBatch(t *testing.T) {
 			if tc.entry != "" && !slices.Contains(exprs, tc.entry) || tc.entry == "" && len(exprs) != 0 {
 				t.Errorf("expressions %v, want %q", exprs, tc.entry)
 			}
-			if tc.entry != "" {
+			if tc.records > 0 {
 				id, _ := headerOf(d.GetHeaders(), extauthz.HeaderDecisionID)
 				if last := recs[len(recs)-1]; last.Resp.GetDecisionId() != id || last.Resp.GetDecision().String() != "DECISION_DENY" {
 					t.Errorf("decision id %q, last record %v", id, last.Resp)
 				}
 			}
 		})
+	}
+}
+
+// An entry whose target cannot be fetched (attributes.fhirServer down)
+// refuses the batch, named, before any decision.
+func TestCheckBatchTargetUnavailable(t *testing.T) {
+	t.Parallel()
+	iss := newIssuer(t)
+	srv := httptest.NewServer(http.NotFoundHandler())
+	down := srv.URL
+	srv.Close()
+	file := strings.NewReplacer("JWKS", iss.jwks, "PHASE", gateway.PhaseProxy).Replace(gatewayFile) + "attributes:\n  fhirServer: " + down + "\n"
+	cfg, err := gateway.Parse([]byte(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(context.Background(), cfg, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close(context.Background()) })
+	ts := start(t, extauthz.FromGateway(g), nil)
+	h := map[string]string{"authorization": iss.endUser(t, "Practitioner/p1", "clinician")}
+	resp, err := ts.check(t, "", http.MethodPost, "/fhir", h, bundleOf("batch", "GET Observation?patient=Patient/51", "GET Observation/o1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := resp.GetDeniedResponse()
+	if d == nil || d.GetStatus().GetCode() != 403 {
+		t.Fatalf("not denied 403: %v", resp)
+	}
+	if codes, exprs := outcomeCodes(t, d.GetBody()), outcomeExpressions(t, d.GetBody()); !slices.Equal(codes, []string{gateway.ReasonTargetUnavailable}) || !slices.Equal(exprs, []string{"Bundle.entry[1]"}) {
+		t.Errorf("codes %v at %v, want TARGET_UNAVAILABLE at Bundle.entry[1]", codes, exprs)
+	}
+	if n := len(ts.recorder.All()); n != 0 {
+		t.Errorf("%d records", n)
 	}
 }

@@ -27,8 +27,9 @@
 // entries' decision ids, comma-separated, and x-chaperone-obligations
 // holds the union of their obligations. The first entry denied denies it
 // with that entry's reasons, each issue's expression Bundle.entry[i]; an
-// entry that cannot be mapped refuses it before any decision. Without its
-// body it is refused BODY_REQUIRED.
+// entry that cannot be mapped (or whose target cannot be fetched) refuses
+// it before any decision, named the same way (gateway.Refusal's
+// Expression). Without its body it is refused BODY_REQUIRED.
 //
 // What it answers:
 //

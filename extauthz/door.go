@@ -196,7 +196,7 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 			if status != http.StatusUnauthorized {
 				status = http.StatusForbidden
 			}
-			return denied(status, "", []string{ref.Code}), nil
+			return deniedBody(status, "", gateway.OperationOutcomeAt(status, []string{ref.Code}, ref.Expression)), nil
 		}
 		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz mapping failed", slog.String("error", err.Error()))
 		return nil, fmt.Errorf("map: %w: %w", ErrUnavailable, err)

@@ -18,7 +18,8 @@ const MaxEntries = 1000
 // as body). A batch or transaction is refused when its body is absent (a
 // gateway that does not forward bodies cannot have it decided), is not a
 // well-formed Bundle, or when any entry is refused: one entry that cannot
-// be mapped refuses the whole request. Every error is a [*RefusedError].
+// be mapped refuses the whole request, with an [*EntryError] naming it.
+// Every error is a [*RefusedError] or an [*EntryError] wrapping one.
 func (m *Mapper) MapAll(method, rawPath, rawQuery string, body []byte) ([]Mapped, error) {
 	rel, err := m.rel(rawPath)
 	if err != nil {
@@ -51,7 +52,7 @@ func (m *Mapper) MapAll(method, rawPath, rawQuery string, body []byte) ([]Mapped
 		if err != nil {
 			var r *RefusedError
 			if errors.As(err, &r) {
-				return nil, refuse(r.Reason, strings.TrimSuffix(fmt.Sprintf("entry %d: %s", i, r.Detail), ": "))
+				return nil, &EntryError{Index: i, Err: &RefusedError{Reason: r.Reason, Detail: strings.TrimSuffix(fmt.Sprintf("entry %d: %s", i, r.Detail), ": ")}}
 			}
 			return nil, err
 		}

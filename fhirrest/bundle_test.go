@@ -105,4 +105,8 @@ func TestMapAllNamesEntry(t *testing.T) {
 	if !errors.As(err, &r) || r.Reason != fhirrest.ReasonUnknownType || !strings.Contains(r.Detail, "entry 1") {
 		t.Errorf("MapAll = %v, want UNKNOWN_TYPE naming entry 1", err)
 	}
+	var e *fhirrest.EntryError
+	if !errors.As(err, &e) || e.Index != 1 || e.Err.Reason != fhirrest.ReasonUnknownType {
+		t.Errorf("MapAll = %#v, want an EntryError of entry 1", err)
+	}
 }

@@ -58,6 +58,18 @@ func (e *RefusedError) Is(target error) bool {
 	return ok && t.Reason == e.Reason
 }
 
+// EntryError is the error of a batch or transaction refused because of one
+// of its entries ([Mapper.MapAll]): Index is the entry's index in
+// Bundle.entry, Err why it was refused. errors.As and errors.Is see Err.
+type EntryError struct {
+	Index int
+	Err   *RefusedError
+}
+
+func (e *EntryError) Error() string { return e.Err.Error() }
+
+func (e *EntryError) Unwrap() error { return e.Err }
+
 // Sentinels, one per reason, for errors.Is.
 var (
 	ErrBadPath            = &RefusedError{Reason: ReasonBadPath}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 
@@ -214,7 +213,16 @@ func OperationOutcome(status int, codes []string) []byte {
 // EntryOutcome is [OperationOutcome] for a batch or transaction refused
 // because of its entry i: every issue's expression is Bundle.entry[i].
 func EntryOutcome(status int, entry int, codes []string) []byte {
-	return operationOutcome(status, codes, []string{fmt.Sprintf("Bundle.entry[%d]", entry)})
+	return OperationOutcomeAt(status, codes, entryExpression(entry))
+}
+
+// OperationOutcomeAt is [OperationOutcome] whose issues name the part of
+// the request refused by a FHIRPath expression ("" for none).
+func OperationOutcomeAt(status int, codes []string, expression string) []byte {
+	if expression == "" {
+		return operationOutcome(status, codes, nil)
+	}
+	return operationOutcome(status, codes, []string{expression})
 }
 
 func operationOutcome(status int, codes, expression []string) []byte {

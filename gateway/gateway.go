@@ -49,6 +49,9 @@ type Refusal struct {
 	Code   string
 	Detail string
 	Err    error
+	// Expression, when not "", is the FHIRPath of the part of the request
+	// refused: "Bundle.entry[i]" for an entry of a batch or transaction.
+	Expression string
 }
 
 func (r *Refusal) Error() string {
@@ -217,7 +220,12 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 	if err != nil {
 		var re *fhirrest.RefusedError
 		if errors.As(err, &re) {
-			return nil, forbidden(string(re.Reason), "the request cannot be mapped safely")
+			ref := forbidden(string(re.Reason), "the request cannot be mapped safely")
+			var ee *fhirrest.EntryError
+			if errors.As(err, &ee) {
+				ref.Expression = entryExpression(ee.Index)
+			}
+			return nil, ref
 		}
 		return nil, forbidden(string(fhirrest.ReasonBadPath), "the request cannot be mapped safely")
 	}
@@ -242,7 +250,9 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 		}
 		if typ == "" {
 			if batch {
-				return nil, forbidden(ReasonTypeRequired, fmt.Sprintf("entry %d: the door decides requests of one resource type", i))
+				ref := forbidden(ReasonTypeRequired, fmt.Sprintf("entry %d: the door decides requests of one resource type", i))
+				ref.Expression = entryExpression(i)
+				return nil, ref
 			}
 			return nil, forbidden(ReasonTypeRequired, "the door decides requests of one resource type")
 		}
@@ -261,6 +271,10 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 		r := &Request{Check: req, Mapped: m, InBatch: batch, Entry: i}
 		if g.fetch != nil && byID(m) {
 			if err := g.resolve(ctx, r); err != nil {
+				var ref *Refusal
+				if batch && errors.As(err, &ref) {
+					ref.Expression = entryExpression(i)
+				}
 				return nil, err
 			}
 		}
@@ -299,6 +313,9 @@ func (g *Gateway) resolve(ctx context.Context, r *Request) error {
 	r.Resolved = true
 	return nil
 }
+
+// entryExpression is the FHIRPath of entry i of a Bundle.
+func entryExpression(i int) string { return fmt.Sprintf("Bundle.entry[%d]", i) }
 
 // bearer is the token of the one Authorization header.
 func bearer(vs []string) (string, bool) {
