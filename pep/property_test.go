@@ -2,7 +2,6 @@ package pep_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 
@@ -239,11 +238,4 @@ func TestMaskProperty(t *testing.T) {
 			t.Fatalf("nothing to mask but output changed:\nin  %s\nout %s", in, out)
 		}
 	})
-}
-
-func ExampleApply() {
-	ob := masks("Patient.telecom")
-	out, withheld, err := pep.Apply(ob, []byte(`{"resourceType":"Patient","id":"p","telecom":[{"value":"555-0100"}],"gender":"female"}`))
-	fmt.Println(string(out), withheld, err)
-	// Output: {"resourceType":"Patient","id":"p","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationValue","code":"REDACTED","display":"redacted"}]},"gender":"female"} false <nil>
 }
