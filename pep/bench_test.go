@@ -51,19 +51,28 @@ func BenchmarkApplyBundle(b *testing.B) {
 		}
 		return out, nil
 	}
-	b.Run("entries=100", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(in)))
-		for b.Loop() {
-			_, withheld, err := pep.ApplyBundle(in, decide)
-			if err != nil || withheld != 20 {
-				b.Fatal(withheld, err)
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, in); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		in   []byte
+	}{{"entries=100/json=indented", in}, {"entries=100/json=compact", compact.Bytes()}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.in)))
+			for b.Loop() {
+				_, withheld, err := pep.ApplyBundle(bc.in, decide)
+				if err != nil || withheld != 20 {
+					b.Fatal(withheld, err)
+				}
 			}
-		}
-	})
+		})
+	}
 	// The floor of any generic approach: decoding the Bundle into maps
 	// and encoding it again with encoding/json, nothing decided or masked.
-	b.Run("entries=100/baseline=json-roundtrip", func(b *testing.B) {
+	b.Run("entries=100/json=indented/baseline=json-roundtrip", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(in)))
 		for b.Loop() {
