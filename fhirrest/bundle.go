@@ -26,7 +26,7 @@ func (m *Mapper) MapAll(method, rawPath, rawQuery string, body []byte) ([]Mapped
 		return nil, err
 	}
 	if len(rel) != 0 || method != "POST" {
-		one, err := mapRel(method, rel, rawQuery, body)
+		one, err := mapRel(method, rel, m.unchain(method, rel, rawQuery), body)
 		if err != nil {
 			return nil, err
 		}

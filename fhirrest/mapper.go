@@ -43,15 +43,22 @@ type Mapped struct {
 // Mapper maps FHIR RESTful requests under one base path. It is immutable
 // and safe for concurrent use.
 type Mapper struct {
-	base []string
+	base   []string
+	chains map[string]map[string]bool // type -> chained parameter names allowed
 }
 
 // New returns a Mapper for the FHIR API at base ("/fhir"; "" or "/" for
 // the root of the host).
-func New(base string) (*Mapper, error) {
+func New(base string, opts ...Option) (*Mapper, error) {
+	m := &Mapper{}
+	for _, o := range opts {
+		if err := o(m); err != nil {
+			return nil, err
+		}
+	}
 	base = strings.TrimSuffix(base, "/")
 	if base == "" {
-		return &Mapper{}, nil
+		return m, nil
 	}
 	if !strings.HasPrefix(base, "/") {
 		return nil, ErrBadBase
@@ -68,7 +75,8 @@ func New(base string) (*Mapper, error) {
 			}
 		}
 	}
-	return &Mapper{base: segs}, nil
+	m.base = segs
+	return m, nil
 }
 
 // Map maps one request: its method, its raw path (escaped, as sent,
@@ -85,7 +93,7 @@ func (m *Mapper) Map(method, rawPath, rawQuery string, body []byte) (Mapped, err
 	if len(rel) == 0 && method == "POST" {
 		return Mapped{}, ErrBatch
 	}
-	return mapRel(method, rel, rawQuery, body)
+	return mapRel(method, rel, m.unchain(method, rel, rawQuery), body)
 }
 
 func (m *Mapper) rel(rawPath string) ([]string, error) {

@@ -43,6 +43,9 @@ type Config struct {
 	// write by id from the FHIR server and decide it in the resource
 	// phase.
 	Attributes *AttributesConfig `yaml:"attributes"`
+	// ChainedParameters allow-lists chained search parameters per
+	// resource type (refused by default): see fhirrest.WithChains.
+	ChainedParameters map[string][]string `yaml:"chainedParameters"`
 }
 
 // AttributesConfig says where and how the door fetches a target's
@@ -188,6 +191,9 @@ func Parse(b []byte) (*Config, error) {
 func (c *Config) check() error {
 	if _, err := fhirrest.New(c.FHIRBase); err != nil {
 		return fmt.Errorf("fhirBase %q: %w", c.FHIRBase, err)
+	}
+	if _, err := fhirrest.New(c.FHIRBase, fhirrest.WithChains(c.ChainedParameters)); err != nil {
+		return fmt.Errorf("chainedParameters: %w", err)
 	}
 	t := c.Tokens
 	switch {

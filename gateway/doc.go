@@ -34,6 +34,8 @@
 //	  timeout: 2s                   # optional; the default
 //	  maxBodyBytes: 1048576         # optional; the default
 //	  cacheEntries: 10000           # optional; the default
+//	chainedParameters:              # optional: chained search parameters allowed, per type (refused by default)
+//	  Observation: [subject:Patient.name]
 //
 // # End-user tokens
 //

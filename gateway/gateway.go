@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 	if err := cfg.check(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	m, err := fhirrest.New(cfg.FHIRBase)
+	m, err := fhirrest.New(cfg.FHIRBase, fhirrest.WithChains(cfg.ChainedParameters))
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,8 @@
 // _summary other than false (a summary may leave out meta.security or the
 // patient reference), _summary=count and _total=accurate (they count what
 // filtering hides), on top of the mapper's refusals ($graphql, _has,
-// chained parameters, _include=*, conditional writes). XML is refused 406
+// chained parameters not allow-listed by the gateway file's
+// chainedParameters, _include=*, conditional writes). XML is refused 406
 // (_format or an Accept without JSON); the upstream is always asked for
 // JSON and an answer in anything else is a 502.
 //
