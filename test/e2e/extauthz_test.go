@@ -28,6 +28,13 @@ import (
 // a clinician's end-user token ("Bearer …") signed with that key.
 func serveGateway(t testing.TB, args ...string) (*exec.Cmd, string, string) {
 	t.Helper()
+	return serveGatewayWith(t, "", args...)
+}
+
+// serveGatewayWith is serveGateway with extra lines at the end of the
+// gateway file.
+func serveGatewayWith(t testing.TB, extra string, args ...string) (*exec.Cmd, string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	raw, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -71,7 +78,7 @@ purposeOfUse:
   header: X-Purpose-Of-Use
   default: TREAT
 resourcePhase: proxy
-`)
+`+extra)
 	now := time.Now()
 	tok, err := jwt.NewBuilder().Subject("u1").Issuer("https://auth.e2e.test").Audience([]string{"https://fhir.e2e.test"}).
 		IssuedAt(now.Add(-time.Minute)).Expiration(now.Add(time.Hour)).
