@@ -181,11 +181,7 @@ func LoadBundle(fsys fs.FS) (*Bundle, error) {
 	var regoLayer *regoLayer
 	var regoIDs map[string][]regoID
 	if len(regoFiles) > 0 {
-		ss, err := model.regoSchemaSet()
-		if err != nil {
-			return nil, err
-		}
-		l, ps, ids, err := compileRego(fsys, regoFiles, dataFiles, ss)
+		l, ps, ids, err := compileRego(fsys, regoFiles, dataFiles, model)
 		if err != nil {
 			return nil, err
 		}

@@ -89,10 +89,17 @@ func (c *regoConsts) factsOf(f *facts) *ast.Term {
 }
 
 // compileRego compiles the Rego modules; problems are what the static
-// checks found (type errors against the input schema when schema is not
-// nil, reason codes), ids the literal policy ids of permit and deny rules
+// checks found (type errors against the input schema of model when it is
+// not nil, reason codes), ids the literal policy ids of permit and deny rules
 // by package, err a module that does not compile.
-func compileRego(fsys fs.FS, files, dataFiles []string, schema *ast.SchemaSet) (*regoLayer, []Problem, map[string][]regoID, error) {
+func compileRego(fsys fs.FS, files, dataFiles []string, model *PolicyModel) (*regoLayer, []Problem, map[string][]regoID, error) {
+	var schema *ast.SchemaSet
+	if model != nil {
+		var err error
+		if schema, err = model.regoSchemaSet(); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	modules := map[string]*ast.Module{}
 	var problems []Problem
 	ids := map[string][]regoID{}
@@ -198,7 +205,10 @@ func compileRego(fsys fs.FS, files, dataFiles []string, schema *ast.SchemaSet) (
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}
-	pq, err := rego.New(append(opts, rego.Schemas(schema))...).PrepareForEval(context.Background())
+	// The compiler as rego.New would make it, kept to read the types it
+	// inferred (orderingMismatches).
+	compiler := ast.NewCompiler().WithSchemas(schema).WithUseTypeCheckAnnotations(true).WithDefaultRegoVersion(ast.RegoV1)
+	pq, err := rego.New(append(opts, rego.Compiler(compiler))...).PrepareForEval(context.Background())
 	if err != nil && schema != nil {
 		if typeErrs := regoTypeErrors(err); typeErrs != nil {
 			// Type errors: those the input schema causes are problems;
@@ -210,6 +220,9 @@ func compileRego(fsys fs.FS, files, dataFiles []string, schema *ast.SchemaSet) (
 	}
 	if err != nil {
 		return nil, nil, nil, &CompileError{File: "rego", Err: err}
+	}
+	if schema != nil {
+		problems = append(problems, orderingMismatches(compiler, modules, model.Input)...)
 	}
 	if len(problems) > 0 {
 		return nil, problems, ids, nil

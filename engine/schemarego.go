@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/types"
 )
 
 // InputSchema returns the JSON Schema (draft 2020-12) of the Rego input
@@ -148,4 +150,126 @@ func checkRegoRules(file, pkg string, m *ast.Module, ids map[string][]regoID) []
 		}
 	}
 	return problems
+}
+
+// orderingOperators are the comparisons OPA's type checker accepts between
+// any two types (< on a number and a string is false, never an error).
+var orderingOperators = map[string]string{"lt": "<", "gt": ">", "lte": "<=", "gte": ">="}
+
+// orderingMismatches finds comparisons in modules (as parsed) whose
+// operands have known, different scalar types: input.context.hour < "9"
+// is always false, a typo for 9. Types come from the model for input
+// paths, from the compiler c for everything else; a variable assigned
+// once in the same body (h := input.context.hour) has its value's type.
+func orderingMismatches(c *ast.Compiler, modules map[string]*ast.Module, input []Attr) []Problem {
+	var problems []Problem
+	for _, m := range modules {
+		rules := map[ast.Var]bool{}
+		for _, r := range m.Rules {
+			if ref := r.Head.Ref(); len(ref) == 1 {
+				rules[ref[0].Value.(ast.Var)] = true
+			}
+		}
+		typeOf := func(t *ast.Term) string {
+			switch v := t.Value.(type) {
+			case ast.Ref:
+				// The compiler's root environment does not hold the
+				// input schema: input paths are looked up in the model.
+				if v.HasPrefix(ast.InputRootRef) {
+					return inputScalar(v[1:], input)
+				}
+			case ast.Var:
+				// A rule of the module, by its short name.
+				if !rules[v] {
+					return ""
+				}
+				return scalarName(c.TypeEnv.Get(ast.NewTerm(m.Package.Path.Append(ast.StringTerm(string(v))))))
+			}
+			return scalarName(c.TypeEnv.Get(t))
+		}
+		ast.WalkBodies(m, func(body ast.Body) bool {
+			assigned := map[ast.Var]*ast.Term{}
+			for _, e := range body {
+				if !e.IsCall() || len(e.Operands()) != 2 {
+					continue
+				}
+				if op := e.Operator().String(); op == "assign" || op == "eq" {
+					if v, ok := e.Operand(0).Value.(ast.Var); ok {
+						assigned[v] = e.Operand(1)
+					}
+				}
+			}
+			resolve := func(t *ast.Term) *ast.Term {
+				if v, ok := t.Value.(ast.Var); ok && assigned[v] != nil {
+					return assigned[v]
+				}
+				return t
+			}
+			for _, e := range body {
+				if !e.IsCall() || len(e.Operands()) != 2 {
+					continue
+				}
+				op, ok := orderingOperators[e.Operator().String()]
+				if !ok {
+					continue
+				}
+				a, b := e.Operand(0), e.Operand(1)
+				ta, tb := typeOf(resolve(a)), typeOf(resolve(b))
+				if ta == "" || tb == "" || ta == tb {
+					continue
+				}
+				p := Problem{Check: CheckRegoSchema,
+					Message: fmt.Sprintf("%s %s %s compares a %s with a %s: always false", a, op, b, ta, tb)}
+				if e.Location != nil {
+					p.File, p.Line, p.Col = e.Location.File, e.Location.Row, e.Location.Col
+				}
+				problems = append(problems, p)
+			}
+			return false
+		})
+	}
+	return problems
+}
+
+// scalarName is "number", "string" or "boolean" for those types, else "".
+func scalarName(t types.Type) string {
+	switch t.(type) {
+	case types.Number:
+		return "number"
+	case types.String:
+		return "string"
+	case types.Boolean:
+		return "boolean"
+	}
+	return ""
+}
+
+// inputScalar is the scalar type name of the input path ref (constant
+// keys), or "".
+func inputScalar(ref ast.Ref, attrs []Attr) string {
+	if len(ref) == 0 {
+		return ""
+	}
+	key, ok := ref[0].Value.(ast.String)
+	if !ok {
+		return ""
+	}
+	i := slices.IndexFunc(attrs, func(a Attr) bool { return a.Name == string(key) })
+	if i < 0 {
+		return ""
+	}
+	t := attrs[i].Type
+	switch {
+	case t.Kind == KindRecord:
+		return inputScalar(ref[1:], t.Attrs)
+	case len(ref) > 1:
+		return ""
+	case t.Kind == KindLong:
+		return "number"
+	case t.Kind == KindBool:
+		return "boolean"
+	case t.Kind == KindString || t.Kind == KindDatetime || t.Kind == KindIPAddr:
+		return "string"
+	}
+	return ""
 }

@@ -86,6 +86,29 @@ permit contains "hour-as-string" if {
 			want: []engine.Problem{{File: "p.rego", Line: 4, Col: 2, Check: engine.CheckRegoSchema, Message: "match error; left: number; right: string"}},
 		},
 		{
+			name: "rego ordering of a number and a string",
+			files: map[string]string{"p.rego": `package s
+
+permit contains "after-seven" if {
+	input.context.hour >= "7"
+}
+`},
+			want: []engine.Problem{{File: "p.rego", Line: 4, Col: 2, Check: engine.CheckRegoSchema, Message: `input.context.hour >= "7" compares a number with a string`}},
+		},
+		{
+			name: "rego ordering through a variable",
+			files: map[string]string{"p.rego": `package s
+
+opening := "07"
+
+permit contains "after-seven" if {
+	h := input.context.hour
+	h < opening
+}
+`},
+			want: []engine.Problem{{File: "p.rego", Line: 7, Col: 2, Check: engine.CheckRegoSchema, Message: `h < opening compares a number with a string`}},
+		},
+		{
 			name: "cedar reason code not upper snake case",
 			files: map[string]string{"p.cedar": `@id("tenant")
 @reason("tenant-mismatch")
