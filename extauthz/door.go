@@ -162,7 +162,7 @@ func (d *Door) Handler(opts ...connect.HandlerOption) (string, http.Handler) {
 			return nil, connect.NewError(connect.CodeUnavailable, ErrUnavailable)
 		}
 		return connect.NewResponse(resp), nil
-	}, opts...)
+	}, append(opts, connect.WithCodec(wireCodec{}))...)
 	return CheckProcedure, h
 }
 
