@@ -168,6 +168,7 @@ func LoadBundle(fsys fs.FS) (*Bundle, error) {
 		return nil, ErrNoPolicies
 	}
 	model := NewPolicyModel()
+	model.Roles = m.Roles
 	var problems []Problem
 	var cedarLayer *cedarLayer
 	if len(cedarFiles) > 0 {

@@ -148,6 +148,9 @@ func compileCedar(fsys fs.FS, files []string, model *PolicyModel) (*cedarLayer, 
 			if v != nil {
 				problems = append(problems, validateCedarPolicy(v, cp.id, ast, span)...)
 			}
+			if model != nil && model.Roles != nil {
+				problems = append(problems, unknownRoles(span, cp.id, model.RoleType, model.Roles)...)
+			}
 			types, actions, err := policyScope(ast)
 			if err != nil {
 				return nil, nil, &CompileError{File: file, Err: fmt.Errorf("policy %q: %w", cp.id, err)}

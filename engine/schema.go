@@ -64,6 +64,9 @@ type PolicyModel struct {
 	Context   []Attr
 	// Input is the Rego input document.
 	Input []Attr
+	// Roles, when set, are the only role names a policy may name
+	// (RoleType::"<role>"): a bundle's manifest roles.
+	Roles []string
 }
 
 func str(name, doc string) Attr     { return Attr{Name: name, Type: Type{Kind: KindString}, Doc: doc} }

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -209,9 +210,7 @@ func flattenJoined(err error) []error {
 // typeNames adds to named the entity type names a Cedar source may use:
 // the identifiers before "::" and after "is".
 func typeNames(src []byte, named map[string]bool) {
-	isIdent := func(c byte) bool {
-		return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-	}
+	isIdent := isIdentByte
 	for i := 0; i+1 < len(src); i++ {
 		switch {
 		case src[i] == ':' && src[i+1] == ':':
@@ -267,4 +266,44 @@ func (m *PolicyModel) cedarValidatorFor(srcs [][]byte) (*validate.Validator, err
 		return nil, err
 	}
 	return validate.New(r), nil
+}
+
+// unknownRoles reports the role entities (Role::"name") a policy names,
+// outside comments, that are not among roles: a respelt role never
+// matches, so its permit never applies and its forbid never denies.
+func unknownRoles(span policySpan, id cedar.PolicyID, roleType string, roles []string) []Problem {
+	var problems []Problem
+	text := span.src[span.start:span.end]
+	prefix := roleType + `::"`
+	inString := false
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && c == '/' && i+1 < len(text) && text[i+1] == '/':
+			for i < len(text) && text[i] != '\n' {
+				i++
+			}
+		case !inString && strings.HasPrefix(string(text[i:]), prefix) && (i == 0 || !isIdentByte(text[i-1])):
+			start := i + len(prefix)
+			end := start
+			for end < len(text) && text[end] != '"' {
+				end++
+			}
+			if name := string(text[start:end]); !slices.Contains(roles, name) {
+				line, col := lineCol(span.src, span.start+i)
+				problems = append(problems, Problem{File: span.file, Line: line, Col: col, Check: CheckCedarSchema,
+					Message: fmt.Sprintf("policy %q: %s::%q is not a role of the manifest (roles: %s)", id, roleType, name, strings.Join(roles, ", "))})
+			}
+			i = end
+		}
+	}
+	return problems
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }

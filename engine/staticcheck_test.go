@@ -16,10 +16,22 @@ const staticManifest = "name: s\nrevision: s-1\n"
 func TestStaticChecks(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name  string
-		files map[string]string
-		want  []engine.Problem // Message is a substring of the message
+		name     string
+		manifest string // default staticManifest
+		files    map[string]string
+		want     []engine.Problem // Message is a substring of the message
 	}{
+		{
+			name:     "cedar role the manifest does not list",
+			manifest: staticManifest + "roles: [clinician, nurse]\n",
+			files: map[string]string{"p.cedar": `@id("respelt-role")
+permit (principal in Role::"clinician", action, resource)
+when {
+  // Role::"commented-out" is not checked.
+  principal in Role::"nurse" || principal in Role::"clinicain" || principal.kind == "Role::\"x\"" };
+`},
+			want: []engine.Problem{{File: "p.cedar", Line: 5, Col: 46, Check: engine.CheckCedarSchema, Message: `Role::"clinicain" is not a role of the manifest (roles: clinician, nurse)`}},
+		},
 		{
 			name: "cedar unknown context attribute",
 			files: map[string]string{"p.cedar": `@id("consent-typo")
@@ -167,7 +179,11 @@ forbid (principal, action, resource);
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fsys := fstest.MapFS{"manifest.yaml": {Data: []byte(staticManifest)}}
+			manifest := tt.manifest
+			if manifest == "" {
+				manifest = staticManifest
+			}
+			fsys := fstest.MapFS{"manifest.yaml": {Data: []byte(manifest)}}
 			for name, src := range tt.files {
 				fsys[name] = &fstest.MapFile{Data: []byte(src)}
 			}
