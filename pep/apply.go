@@ -140,9 +140,11 @@ func (p *plan) resource(n *node, depth int) (masked, ok bool) {
 		if m.whole {
 			return false, false
 		}
-		if removePath(n, m.segs) {
-			masked = true
+		removed, ok := removePath(n, m.segs)
+		if !ok {
+			return false, false
 		}
+		masked = masked || removed
 	}
 	for _, mem := range n.mems {
 		var nm, nok bool
@@ -270,12 +272,16 @@ func (p *plan) labelled(n *node) bool {
 // removePath removes the element that segs leads to from obj, with its "_"
 // primitive sibling, through arrays and every choice variant. Objects and
 // arrays left empty on the way are removed too (FHIR allows no empty ones).
-func removePath(obj *node, segs [][]string) bool {
+// ok is false when obj holds what may be a variant of a masked choice
+// element that the index does not know.
+func removePath(obj *node, segs []segment) (removed, ok bool) {
 	if obj.kind != kindObject {
-		return false
+		return false, true
 	}
-	removed := false
-	for _, name := range segs[0] {
+	if segs[0].unknownVariant(obj) {
+		return false, false
+	}
+	for _, name := range segs[0].names {
 		for _, key := range [2]string{name, "_" + name} {
 			if len(segs) == 1 {
 				if obj.remove(key) {
@@ -287,7 +293,11 @@ func removePath(obj *node, segs [][]string) bool {
 			if v == nil {
 				continue
 			}
-			if descend(v, segs[1:], key[0] == '_') {
+			r, ok := descend(v, segs[1:], key[0] == '_')
+			if !ok {
+				return false, false
+			}
+			if r {
 				removed = true
 				if empty(v) {
 					obj.remove(key)
@@ -295,21 +305,24 @@ func removePath(obj *node, segs [][]string) bool {
 			}
 		}
 	}
-	return removed
+	return removed, true
 }
 
 // descend applies removePath to an object or to each object of an array.
 // In a "_" sibling array the items line up with the primitive array, so an
 // emptied item becomes null instead of going.
-func descend(v *node, segs [][]string, sibling bool) bool {
+func descend(v *node, segs []segment, sibling bool) (removed, ok bool) {
 	switch v.kind {
 	case kindObject:
 		return removePath(v, segs)
 	case kindArray:
-		removed := false
 		kept := v.elems[:0]
 		for _, e := range v.elems {
-			if removePath(e, segs) {
+			r, ok := removePath(e, segs)
+			if !ok {
+				return false, false
+			}
+			if r {
 				removed = true
 				if empty(e) {
 					if !sibling {
@@ -321,9 +334,9 @@ func descend(v *node, segs [][]string, sibling bool) bool {
 			kept = append(kept, e)
 		}
 		v.elems = kept
-		return removed
+		return removed, true
 	}
-	return false
+	return false, true
 }
 
 // empty reports an object without members, or an array with no items or

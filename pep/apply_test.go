@@ -226,6 +226,8 @@ func TestApplyFailsClosed(t *testing.T) {
 		{"unknown resource type with masks", masks("Patient.telecom"), `{"resourceType":"Patient2","telecom":[]}`, nil},
 		{"contained item that is no resource", masks("Patient.telecom"), `{"resourceType":"Observation","contained":[{"id":"x","telecom":[{"value":"1"}]}]}`, nil},
 		{"Bundle entry resource that is no resource", masks("Patient.telecom"), `{"resourceType":"Bundle","entry":[{"resource":{"telecom":[{"value":"1"}]}}]}`, nil},
+		{"variant of a type no release knows", masks("Observation.value[x]"), `{"resourceType":"Observation","status":"final","valueFuture":{"x":1}}`, nil},
+		{"unknown primitive variant, inner choice", masks("Observation.component.value[x]"), `{"resourceType":"Observation","component":[{"_valueFuture":{"id":"x"}}]}`, nil},
 		{"meta that cannot be marked", masks("Patient.telecom"), `{"resourceType":"Patient","meta":"x","telecom":[{"value":"1"}]}`, nil},
 		{"not JSON", nil, `{"resourceType":`, pep.ErrInvalidJSON},
 		{"trailing data", nil, `{"resourceType":"Patient"} {}`, pep.ErrInvalidJSON},

@@ -31,6 +31,10 @@
 // choice element (a path naming value[x], or any one variant such as
 // valueQuantity, removes valueQuantity, valueString, ... of both releases),
 // with its "_name" primitive sibling (id and extensions of a primitive).
+// A member beside them that looks like a variant of the masked choice
+// ("value" followed by an upper-case letter) but is neither a variant nor
+// another element both releases know, such as the value of a type a later
+// release adds, withholds the resource.
 // Objects and arrays left empty are removed too; in a "_name" array, whose
 // items line up with the primitive array, an emptied item becomes null.
 // Masks are type-qualified: "Patient.telecom" applies to every Patient in
@@ -64,8 +68,9 @@
 // obligation it does not know (fields of a newer API, seen as unknown
 // protobuf fields), a mask path it cannot interpret, a redact label
 // without a code, a resource type neither release knows when masks are to
-// be applied, a contained item or Bundle entry resource that is not a
-// resource, a meta that cannot take the REDACTED label. Input that is not
+// be applied, a member that may be an unknown variant of a masked choice,
+// a contained item or Bundle entry resource that is not a resource, a meta
+// that cannot take the REDACTED label. Input that is not
 // a JSON FHIR resource is an error, and withheld too.
 //
 // perEntryCheck is set on request-phase decisions (the gateway decided

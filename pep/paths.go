@@ -11,9 +11,40 @@ import (
 // path segment, the JSON member names the element may appear under.
 type mask struct {
 	path  string
-	typ   string     // resource type; "" for a path rooted at Resource or DomainResource
-	whole bool       // the path names the resource type itself: withhold it
-	segs  [][]string // JSON member names per segment, without "_" siblings
+	typ   string // resource type; "" for a path rooted at Resource or DomainResource
+	whole bool   // the path names the resource type itself: withhold it
+	segs  []segment
+}
+
+// segment is one step of a mask path.
+type segment struct {
+	names []string // JSON member names, without "_" siblings
+	// For a step over every variant of a choice element: the choice's name
+	// and the JSON names of every element beside it. A member that looks
+	// like a variant ("value" + upper case) but is none of those is a
+	// variant of a type this index does not know: the resource is
+	// withheld rather than released with it.
+	choice  string
+	sibling map[string]bool
+}
+
+// unknownVariant reports a member of obj that may be a variant of the
+// segment's choice element that the index does not know.
+func (s *segment) unknownVariant(obj *node) bool {
+	if s.choice == "" {
+		return false
+	}
+	for _, m := range obj.mems {
+		k := m.key
+		if len(k) > 0 && k[0] == '_' {
+			k = k[1:]
+		}
+		if len(k) > len(s.choice) && string(k[:len(s.choice)]) == s.choice &&
+			k[len(s.choice)] >= 'A' && k[len(s.choice)] <= 'Z' && !s.sibling[string(k)] {
+			return true
+		}
+	}
+	return false
 }
 
 // applies reports whether m is a mask of resources of type typ.
@@ -50,7 +81,7 @@ func compileMask(path string) (mask, bool) {
 		}
 		return mask{}, false
 	}
-	m.segs = make([][]string, len(segs)-1)
+	m.segs = make([]segment, len(segs)-1)
 	resolved := false
 	for _, ix := range ixs {
 		if ix == nil || (m.typ != "" && !ix.IsResource(m.typ)) {
@@ -67,15 +98,26 @@ func compileMask(path string) (mask, bool) {
 				return mask{}, false // a path resolves only through its prefixes
 			}
 			names := el.JSONNames()
+			seg := &m.segs[i]
 			// An inner segment naming one variant of a choice
 			// ("Observation.valueQuantity.unit") leads into that variant
 			// only; a last segment removes every variant.
 			if el.Choice && i < len(segs)-2 && slices.Contains(names, s) {
 				names = []string{s}
+			} else if el.Choice {
+				seg.choice = el.Name
+				if seg.sibling == nil {
+					seg.sibling = map[string]bool{}
+				}
+				for _, c := range ix.Children(prefix[:strings.LastIndexByte(prefix, '.')]) {
+					for _, n := range c.JSONNames() {
+						seg.sibling[n] = true
+					}
+				}
 			}
 			for _, n := range names {
-				if !slices.Contains(m.segs[i], n) {
-					m.segs[i] = append(m.segs[i], n)
+				if !slices.Contains(seg.names, n) {
+					seg.names = append(seg.names, n)
 				}
 			}
 		}
