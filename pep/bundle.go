@@ -80,8 +80,8 @@ func ApplyBundle(bundle []byte, decide Decider, opts ...Option) (out []byte, wit
 // ApplyBundleStream reads a Bundle from r and writes to w the Bundle to
 // release: entries whose resource was denied or withheld are removed, every
 // other entry resource has its own obligations applied, Bundle.total is
-// removed when any entry was withheld (and, when kept, written after
-// entry). Entries without a resource (a deleted version in a history) and
+// removed when any entry was withheld and Bundle.signature when any entry
+// was withheld or masked (each, when kept, is written after entry). Entries without a resource (a deleted version in a history) and
 // OperationOutcome entries pass as they are; an entry resource that is
 // itself a Bundle is filtered the same way, entry by entry. Other members
 // pass in their input order.
@@ -174,6 +174,7 @@ type filter struct {
 	c        config
 	decide   Decider
 	withheld int
+	changed  bool   // an entry was withheld or masked
 	scratch  []byte // one entry's output
 }
 
@@ -194,15 +195,23 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 		}
 		first = false
 	}
-	var total jsontext.Value
+	// total and signature are held until the entries are done: total is
+	// dropped when an entry was withheld (it would tell how many), the
+	// signature when anything changed (it no longer signs what is sent).
+	var total, signature jsontext.Value
 	sawType, entryDone := false, false
-	writeTotal := func() {
+	writeHeld := func() {
 		if total != nil && f.withheld == 0 {
 			sep()
 			w.Write(appendName(nil, "total"))
 			w.Write(total)
 		}
-		total = nil
+		if signature != nil && !f.changed {
+			sep()
+			w.Write(appendName(nil, "signature"))
+			w.Write(signature)
+		}
+		total, signature = nil, nil
 	}
 	for dec.PeekKind() != '}' {
 		tok, err := dec.ReadToken()
@@ -216,15 +225,19 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 				return err
 			}
 			entryDone = true
-			writeTotal()
-		case "total":
+			writeHeld()
+		case "total", "signature":
 			v, err := dec.ReadValue()
 			if err != nil {
 				return wrapJSON(err)
 			}
-			total = v.Clone()
+			if name == "total" {
+				total = v.Clone()
+			} else {
+				signature = v.Clone()
+			}
 			if entryDone {
-				writeTotal()
+				writeHeld()
 			}
 		default:
 			v, err := dec.ReadValue()
@@ -252,7 +265,7 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 	if !sawType {
 		return ErrNotBundle
 	}
-	writeTotal()
+	writeHeld()
 	w.WriteByte('}')
 	return nil
 }
@@ -342,12 +355,19 @@ func (f *filter) entryBatch(batch []*node) ([]*node, error) {
 		case "OperationOutcome":
 			continue
 		case "Bundle":
-			out, n, err := ApplyBundle(appendJSON(nil, r), f.decide, WithMaxBytes(f.c.maxBytes), WithBatchSize(f.c.batchSize))
+			var buf bytes.Buffer
+			sub := &filter{c: f.c, decide: f.decide}
+			bw := bufio.NewWriter(&buf)
+			err := sub.bundle(bw, bytes.NewReader(r.raw))
+			if err == nil {
+				err = bw.Flush()
+			}
 			if err != nil {
 				return nil, fmt.Errorf("entry bundle: %w", err)
 			}
-			f.withheld += n
-			replace(e, "resource", &node{kind: kindRaw, raw: out})
+			f.withheld += sub.withheld
+			f.changed = f.changed || sub.changed
+			replace(e, "resource", &node{kind: kindRaw, raw: buf.Bytes()})
 			continue
 		}
 		res = append(res, r)
@@ -395,13 +415,16 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 	for i, resp := range resps {
 		if resp.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
 			f.withheld++
+			f.changed = true
 			continue
 		}
 		changed, ok := compile(resp.GetObligations()).apply(res[i])
 		if !ok {
 			f.withheld++
+			f.changed = true
 			continue
 		}
+		f.changed = f.changed || changed
 		out[i] = res[i]
 		if !changed {
 			out[i] = &node{kind: kindRaw, raw: res[i].raw}

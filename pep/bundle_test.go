@@ -288,3 +288,29 @@ func TestApplyBundleStreams(t *testing.T) {
 		t.Errorf("%d entries, err %v", len(b.Entry), err)
 	}
 }
+
+func TestApplyBundleSignature(t *testing.T) {
+	t.Parallel()
+	sig := `,"signature":{"type":[{"system":"urn:iso-astm:E1762-95:2013","code":"1.2.840.10065.1.12.1.1"}],"when":"2020-01-01T00:00:00Z","who":{"reference":"Device/d"},"data":"c2ln"}`
+	for _, tc := range []struct {
+		name    string
+		entries []string
+		keep    bool
+	}{
+		{"all released unchanged", []string{entry("Patient", "a", "")}, true},
+		{"an entry masked", []string{entry("Patient", "a", ""), entry("Patient", "mask-1", `,"telecom":[{"value":"1"}]`)}, false},
+		{"an entry denied", []string{entry("Patient", "a", ""), entry("Patient", "deny-1", "")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in := `{"resourceType":"Bundle","type":"collection"` + sig + `,"entry":[` + strings.Join(tc.entries, ",") + `]}`
+			out, _, err := pep.ApplyBundle([]byte(in), (&byID{}).decide)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := bytes.Contains(out, []byte(`"signature"`)); got != tc.keep {
+				t.Errorf("signature kept = %v, want %v: %s", got, tc.keep, out)
+			}
+		})
+	}
+}

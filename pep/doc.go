@@ -100,7 +100,9 @@
 // [Apply] of that response's obligations releases it; the entry then
 // carries the masked resource. Every other entry is removed, and counted in
 // withheld. When withheld > 0, Bundle.total is removed (it would tell how
-// many were hidden); when kept, it is written after entry. Entries without
+// many were hidden); Bundle.signature is removed when any entry was
+// withheld or masked (it no longer signs what is sent); when kept, each is
+// written after entry. Entries without
 // a resource (a deleted version in a history, a batch-response status) and
 // OperationOutcome entries pass unchanged and are not decided; an entry
 // resource that is itself a Bundle (a search inside a batch-response) is
