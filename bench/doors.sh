@@ -7,9 +7,14 @@
 #
 # Environment: DURATION (10s), WARMUP (2s, a discarded run before the
 # rounds), CONCURRENCY (4), ROUNDS (3), DISTINCT_IDS=1, PROTOCOLS ("json
-# authzen ext-authz forward"), SKIP_BUILD=1, PORT (18790), SERVE_ARGS
-# (added to chaperone serve). Prints one line per run and the ratio of
-# each door to Connect JSON in each round.
+# authzen ext-authz forward"), SKIP_BUILD=1, PORT (18790; a second server
+# the next port, and so on), SERVE_ARGS (added to chaperone serve),
+# CONNECTIONS (ext-authz: HTTP/2 connections the workers share; unset:
+# one per worker), SERVERS ("bin/chaperone": the binaries to serve; with several, e.g. a
+# build of an older commit and bin/chaperone, each round asks each of
+# them in turn, an A/B in one run). The generator is always bin/chaperone.
+# Prints one line per run and the ratio of each door to Connect JSON on
+# the same server in the same round.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -18,14 +23,15 @@ WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-4}
 ROUNDS=${ROUNDS:-3}
 PROTOCOLS=${PROTOCOLS:-json authzen ext-authz forward}
-ADDR=127.0.0.1:${PORT:-18790}
+SERVERS=${SERVERS:-bin/chaperone}
+PORT=${PORT:-18790}
 TMP=$(mktemp -d)
-pid=
+pids=()
 cleanup() {
-	if [[ -n $pid ]]; then
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	fi
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -36,41 +42,55 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
 	go build -o bin/chaperone ./cmd/chaperone
 fi
 bin/chaperone bench --write-gateway "$TMP/gw" >/dev/null
-# shellcheck disable=SC2086
-bin/chaperone serve --addr "$ADDR" --gateway "$TMP/gw/gateway.yaml" --audit-file "$TMP/audit.jsonl" ${SERVE_ARGS:-} 2>"$TMP/serve.log" &
-pid=$!
-for _ in $(seq 100); do
-	curl -fsS -o /dev/null "http://$ADDR/healthz" 2>/dev/null && break
-	sleep 0.1
+addrs=()
+i=0
+for bin in $SERVERS; do
+	addr=127.0.0.1:$((PORT + i))
+	# shellcheck disable=SC2086
+	"$bin" serve --addr "$addr" --gateway "$TMP/gw/gateway.yaml" --audit-file "$TMP/audit-$i.jsonl" ${SERVE_ARGS:-} 2>"$TMP/serve-$i.log" &
+	pids+=($!)
+	addrs+=("$addr")
+	i=$((i + 1))
+done
+for addr in "${addrs[@]}"; do
+	for _ in $(seq 100); do
+		curl -fsS -o /dev/null "http://$addr/healthz" 2>/dev/null && break
+		sleep 0.1
+	done
 done
 
-ticks() { # utime+stime of the server in clock ticks
-	awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$pid/stat"
+ticks() { # PID: utime+stime of the server in clock ticks
+	awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
 }
 hz=$(getconf CLK_TCK)
-bench() { # PROTOCOL DURATION
-	bin/chaperone bench --addr "$ADDR" --scenario gateway --protocol "$1" --duration "$2" \
-		--concurrency "$CONCURRENCY" --quiet --format json ${DISTINCT_IDS:+--distinct-ids} \
+bench() { # ADDR PROTOCOL DURATION
+	bin/chaperone bench --addr "$1" --scenario gateway --protocol "$2" --duration "$3" \
+		--concurrency "$CONCURRENCY" --quiet --format json ${DISTINCT_IDS:+--distinct-ids} ${CONNECTIONS:+--connections "$CONNECTIONS"} \
 		--gateway "$TMP/gw/gateway.yaml" --gateway-key "$TMP/gw/end-user-key.json"
 }
 
-for p in $PROTOCOLS; do bench "$p" "$WARMUP" >/dev/null; done
-echo "# doors.sh $(date -u +%FT%TZ): $(nproc) CPUs, $DURATION per run, concurrency $CONCURRENCY, ${DISTINCT_IDS:+distinct resource ids, }load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-10s %10s %12s %10s %s\n' round protocol checks/s server-µs/req ratio decisions
+for addr in "${addrs[@]}"; do
+	for p in $PROTOCOLS; do bench "$addr" "$p" "$WARMUP" >/dev/null; done
+done
+echo "# doors.sh $(date -u +%FT%TZ): $(nproc) CPUs, $DURATION per run, concurrency $CONCURRENCY, ${CONNECTIONS:+ext-authz over $CONNECTIONS connections, }${DISTINCT_IDS:+distinct resource ids, }load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %-22s %-10s %10s %14s %7s %s\n' round server protocol checks/s server-µs/req ratio decisions
 for r in $(seq "$ROUNDS"); do
-	base=
-	for p in $PROTOCOLS; do
-		before=$(ticks)
-		out=$(bench "$p" "$DURATION")
-		after=$(ticks)
-		read -r n errs tput dec < <(python3 -c '
+	for i in "${!addrs[@]}"; do
+		base=
+		for p in $PROTOCOLS; do
+			before=$(ticks "${pids[$i]}")
+			out=$(bench "${addrs[$i]}" "$p" "$DURATION")
+			after=$(ticks "${pids[$i]}")
+			read -r n errs tput dec < <(python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
 print(r["requests"], r["errors"], round(r["throughput"]), ",".join(f"{k}:{v}" for k, v in sorted(r["decisions"].items())))' "$out")
-		us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
-		[[ -z $base ]] && base=$us
-		ratio=$(awk -v a="$us" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
-		printf '%-6s %-10s %10s %12s %10s %s%s\n' "$r" "$p" "$tput" "$us" "$ratio" "$dec" "$([[ $errs != 0 ]] && echo " ERRORS $errs")"
+			us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+			[[ -z $base ]] && base=$us
+			ratio=$(awk -v a="$us" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
+			bin=($SERVERS)
+			printf '%-6s %-22s %-10s %10s %14s %7s %s%s\n' "$r" "${bin[$i]}" "$p" "$tput" "$us" "$ratio" "$dec" "$([[ $errs != 0 ]] && echo " ERRORS $errs")"
+		done
 	done
 done
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

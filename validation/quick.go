@@ -75,7 +75,13 @@ func (q *quickPlans) plan(md protoreflect.MessageDescriptor) *quickPlan {
 // the plan knows. A type with no rules at all compiles to an empty plan.
 func compilePlan(md protoreflect.MessageDescriptor, visiting map[protoreflect.FullName]bool) (*quickPlan, bool) {
 	if visiting[md.FullName()] {
-		return nil, false // recursive types go to protovalidate
+		// A recursive type (google.protobuf.Struct in Envoy's metadata, for
+		// one) has nothing to check when no type it reaches has a rule;
+		// else it goes to protovalidate.
+		if ruleFree(md, map[protoreflect.FullName]bool{}) {
+			return &quickPlan{}, true
+		}
+		return nil, false
 	}
 	visiting[md.FullName()] = true
 	defer delete(visiting, md.FullName())
@@ -104,6 +110,39 @@ func compilePlan(md protoreflect.MessageDescriptor, visiting map[protoreflect.Fu
 	return p, true
 }
 
+// ruleFree reports whether no protovalidate rule applies to md or to any
+// type its fields reach (through messages, lists and map values): then
+// protovalidate finds nothing to refuse in a message of md.
+func ruleFree(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
+		return true
+	}
+	seen[md.FullName()] = true
+	if hasOption(md.Options(), validate.E_Message) {
+		return false
+	}
+	oneofs := md.Oneofs()
+	for i := range oneofs.Len() {
+		if hasOption(oneofs.Get(i).Options(), validate.E_Oneof) {
+			return false
+		}
+	}
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if hasOption(fd.Options(), validate.E_Field) {
+			return false
+		}
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if m := fd.Message(); m != nil && !ruleFree(m, seen) {
+			return false
+		}
+	}
+	return true
+}
+
 func hasOption(opts proto.Message, xt protoreflect.ExtensionType) bool {
 	return opts != nil && proto.HasExtension(opts, xt)
 }
@@ -111,9 +150,12 @@ func hasOption(opts proto.Message, xt protoreflect.ExtensionType) bool {
 func compileField(fd protoreflect.FieldDescriptor, visiting map[protoreflect.FullName]bool) (quickField, bool) {
 	f := quickField{fd: fd}
 	if fd.IsMap() {
-		// Maps of scalars without rules are fine; anything else is not
-		// compiled.
-		if hasOption(fd.Options(), validate.E_Field) || fd.MapValue().Kind() == protoreflect.MessageKind {
+		// Maps without rules of scalars, or of messages of types that reach
+		// no rule, are fine; anything else is not compiled.
+		if hasOption(fd.Options(), validate.E_Field) {
+			return f, false
+		}
+		if v := fd.MapValue(); v.Kind() == protoreflect.MessageKind && !ruleFree(v.Message(), map[protoreflect.FullName]bool{}) {
 			return f, false
 		}
 		return f, true

@@ -5,9 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
@@ -266,4 +269,49 @@ func BenchmarkValidate(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestQuickRuleFreeTypes: a type that reaches no rule, through recursion
+// (google.protobuf.Struct) or map values (Envoy's metadata), passes the
+// quick check, as protovalidate passes it; a type with rules does not
+// count as rule free.
+func TestQuickRuleFreeTypes(t *testing.T) {
+	t.Parallel()
+	v, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		msg  proto.Message
+		free bool
+	}{
+		{&structpb.Struct{}, true},
+		{&authv3.CheckRequest{}, true},
+		{&chaperonev1.CheckRequest{}, false},
+		{&chaperonev1.BatchCheckRequest{}, false},
+	} {
+		md := tc.msg.ProtoReflect().Descriptor()
+		if got := ruleFree(md, map[protoreflect.FullName]bool{}); got != tc.free {
+			t.Errorf("ruleFree(%s) = %t, want %t", md.FullName(), got, tc.free)
+		}
+	}
+	s, err := structpb.NewStruct(map[string]any{"a": map[string]any{"b": []any{1, "x", nil, map[string]any{}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	envoy := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/fhir/Observation/o1", Headers: map[string]string{"authorization": "Bearer x"},
+		}},
+		MetadataContext:   &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"f": s}},
+		ContextExtensions: map[string]string{"k": "v"},
+	}}
+	for _, msg := range []proto.Message{s, envoy, &authv3.CheckRequest{}} {
+		if !v.quick.valid(msg) {
+			t.Errorf("%T: not passed by the quick check", msg)
+		}
+		if err := v.v.Validate(msg); err != nil {
+			t.Errorf("%T: protovalidate: %v", msg, err)
+		}
+	}
 }

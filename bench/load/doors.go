@@ -82,11 +82,12 @@ const envoyWindow = 256 << 20
 
 // newExtAuthzTarget asks Envoy's ext_authz Check over gRPC (grpc-go, the
 // messages of go-control-plane): one HTTP/2 connection per worker, as
-// each Envoy worker thread keeps its own, with Envoy's static flow
-// control windows. grpc-go's default, a window sized by bandwidth-delay
-// probes, pings the server after a response (and the server answers)
-// where Envoy sends nothing: that cost the server 10-15% more CPU per
-// Check here.
+// each Envoy worker thread keeps its own (or Config.Connections shared by
+// the workers in turn: an Envoy with fewer worker threads than requests
+// in flight), with Envoy's static flow control windows. grpc-go's
+// default, a window sized by bandwidth-delay probes, pings the server
+// after a response (and the server answers) where Envoy sends nothing:
+// that cost the server about 10% more CPU per Check here.
 func newExtAuthzTarget(cfg *Config, base string) (func() sender, func(), error) {
 	hs, err := gatewayRequests(cfg)
 	if err != nil {
@@ -108,12 +109,18 @@ func newExtAuthzTarget(cfg *Config, base string) (func() sender, func(), error) 
 	worker := 0
 	newSender := func() sender {
 		worker++
-		cc, err := grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds),
-			grpc.WithStaticStreamWindowSize(envoyWindow), grpc.WithStaticConnWindowSize(envoyWindow))
-		if err != nil {
-			return failing{code: "internal"}
+		var cc *grpc.ClientConn
+		if n := cfg.Connections; n > 0 && len(conns) >= n {
+			cc = conns[(worker-1)%n]
+		} else {
+			var err error
+			cc, err = grpc.NewClient(u.Host, grpc.WithTransportCredentials(creds),
+				grpc.WithStaticStreamWindowSize(envoyWindow), grpc.WithStaticConnWindowSize(envoyWindow))
+			if err != nil {
+				return failing{code: "internal"}
+			}
+			conns = append(conns, cc)
 		}
-		conns = append(conns, cc)
 		s := &extAuthzSender{client: authv3.NewAuthorizationClient(cc), reqs: reqs}
 		if cfg.DistinctIDs {
 			s.distinct = newDistinctBodies(worker, cfg.Requests, nil)

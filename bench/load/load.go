@@ -121,6 +121,9 @@ type Config struct {
 	// decision (warmup included, AUDIT_UNAVAILABLE denials left out), one
 	// per line: to compare with the audit log after a crash.
 	DecisionIDs io.Writer
+	// Connections, above 0, is the number of HTTP/2 connections the
+	// workers of ProtocolExtAuthz share (in turn); 0 is one per worker.
+	Connections int
 	// Gateway signs the end-user tokens of ProtocolExtAuthz and
 	// ProtocolForward and says how the server's gateway doors read them.
 	Gateway *Gateway

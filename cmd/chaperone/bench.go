@@ -16,7 +16,7 @@ func newBenchCmd(e *env) *cobra.Command {
 	var (
 		addr, requestsFile, scenario, protocol, format, target, opaPath string
 		duration, warmup, timeout                                       time.Duration
-		concurrency, batch                                              int
+		concurrency, batch, connections                                 int
 		idsFile, gatewayFile, gatewayKey, writeGateway                  string
 		rate                                                            float64
 		maxRequests                                                     int64
@@ -87,6 +87,7 @@ and exits:
 				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
 				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
 				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct, Batch: batch,
+				Connections: connections,
 			}
 			if (gatewayFile == "") != (gatewayKey == "") {
 				return usageErrorf("give both --gateway and --gateway-key, or neither")
@@ -173,6 +174,7 @@ and exits:
 	f.StringVar(&idsFile, "decision-ids", "", "write the decision id of every answered decision to this file, one per line (to compare with the audit log after a crash)")
 	f.StringVar(&gatewayFile, "gateway", "", "with --protocol ext-authz or forward: the server's gateway file (FHIR base, claims, purpose header, token issuer and audience)")
 	f.StringVar(&gatewayKey, "gateway-key", "", "with --gateway: the private JWK (JSON) that signs the end users' tokens; its public key must be in the gateway file's key set")
+	f.IntVar(&connections, "connections", 0, "with --protocol ext-authz: HTTP/2 connections the workers share, as the fewer worker threads of an Envoy do (0: one per worker)")
 	f.StringVar(&writeGateway, "write-gateway", "", "write a new end-user key, its key set and a gateway file into this directory for serve --gateway and bench --gateway, and exit")
 	return cmd
 }

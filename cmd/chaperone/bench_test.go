@@ -295,9 +295,9 @@ func TestBenchGatewayDoors(t *testing.T) {
 	addr, gwArgs := gatewayBenchServer(t)
 	for _, distinct := range []bool{false, true} {
 		var first map[string]int64
-		for _, protocol := range []string{"json", "authzen", "ext-authz", "forward"} {
+		for _, protocol := range []string{"json", "authzen", "ext-authz", "ext-authz --connections 2", "forward"} {
 			args := append([]string{"--addr", addr, "--format", "json", "--quiet", "--duration", "10s",
-				"--scenario", "gateway", "--max-requests", "48", "--concurrency", "3", "--protocol", protocol}, gwArgs...)
+				"--scenario", "gateway", "--max-requests", "48", "--concurrency", "3", "--protocol"}, append(strings.Fields(protocol), gwArgs...)...)
 			if distinct {
 				args = append(args, "--distinct-ids")
 			}
