@@ -218,7 +218,7 @@ func (x *exchange) releaseEntry(st *entryState, answer map[string]any) any {
 		x.filterBundle(st.req, entryAction(m.Action), res)
 	default:
 		v := x.decideAll(st.req.Check, entryAction(m.Action), []map[string]any{res})[0]
-		out, ok := x.release(v, res)
+		out, ok := x.release(v, marshal(res))
 		if !ok {
 			codes := v.codes
 			if len(codes) == 0 {

@@ -120,23 +120,16 @@ func merge(a, b *chaperonev1.Obligations) *chaperonev1.Obligations {
 	return a
 }
 
-// release applies an allowed verdict's obligations to the resource and
-// returns what may be released; ok is false when nothing may.
-func (x *exchange) release(v verdict, m map[string]any) (json.RawMessage, bool) {
+// release applies an allowed verdict's obligations to the resource (its
+// JSON as the upstream sent it, so members keep their order and numbers
+// their digits) and returns what may be released; ok is false when
+// nothing may.
+func (x *exchange) release(v verdict, raw []byte) (json.RawMessage, bool) {
 	if !v.allow {
 		return nil, false
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return nil, false
-	}
-	out, withheld, err := x.p.o.Apply(v.ob, b)
+	out, withheld, err := x.p.o.Apply(v.ob, raw)
 	if err != nil || withheld {
-		return nil, false
-	}
-	// What is released must still be a resource of the same type and id.
-	got, err := decodeObject(out)
-	if err != nil || got["resourceType"] != m["resourceType"] || got["id"] != m["id"] {
 		return nil, false
 	}
 	x.addTags(v.ob)

@@ -39,21 +39,22 @@ func (x *exchange) read(req *gateway.Request) {
 		x.refuse(http.StatusBadGateway, ReasonUpstream)
 		return
 	}
-	out, ok := x.one(req, string(req.Mapped.Action), m)
+	out, ok := x.one(req, string(req.Mapped.Action), m, f.body)
 	if !ok {
 		return
 	}
 	x.reply(http.StatusOK, x.keptHeaders(f), out)
 }
 
-// one decides one resource and answers 403 when it may not be released.
-func (x *exchange) one(req *gateway.Request, action string, m map[string]any) (json.RawMessage, bool) {
+// one decides one resource (m, decoded from raw) and answers 403 when it
+// may not be released.
+func (x *exchange) one(req *gateway.Request, action string, m map[string]any, raw []byte) (json.RawMessage, bool) {
 	v := x.decideAll(req.Check, action, []map[string]any{m})[0]
 	if !v.allow {
 		x.refuse(http.StatusForbidden, v.codes...)
 		return nil, false
 	}
-	out, ok := x.release(v, m)
+	out, ok := x.release(v, raw)
 	if !ok {
 		x.refuse(http.StatusForbidden, ReasonWithheld)
 		return nil, false
@@ -91,34 +92,139 @@ func (x *exchange) search(req *gateway.Request, body []byte) {
 		x.passError(f)
 		return
 	}
-	m, err := decodeObject(f.body)
-	if err != nil {
+	action := entryAction(req.Mapped.Action)
+	var b map[string]json.RawMessage
+	if err := json.Unmarshal(f.body, &b); err != nil || b == nil {
 		x.refuse(http.StatusBadGateway, ReasonUpstream)
 		return
 	}
-	action := entryAction(req.Mapped.Action)
-	if m["resourceType"] != "Bundle" {
+	var typ string
+	_ = json.Unmarshal(b["resourceType"], &typ)
+	if typ != "Bundle" {
 		if req.Mapped.Action != fhir.Operation {
 			x.refuse(http.StatusBadGateway, ReasonUpstream)
 			return
 		}
-		if m["resourceType"] == "OperationOutcome" {
+		if typ == "OperationOutcome" {
 			x.reply(f.status, nil, f.body)
 			return
 		}
-		out, ok := x.one(req, action, m)
+		m, err := decodeObject(f.body)
+		if err != nil {
+			x.refuse(http.StatusBadGateway, ReasonUpstream)
+			return
+		}
+		out, ok := x.one(req, action, m, f.body)
 		if ok {
 			x.reply(http.StatusOK, x.keptHeaders(f), out)
 		}
 		return
 	}
-	x.filterBundle(req, action, m)
-	out, err := json.Marshal(m)
+	if err := x.filterRaw(req, action, b); err != nil {
+		x.refuse(http.StatusBadGateway, ReasonUpstream)
+		return
+	}
+	out, err := json.Marshal(b)
 	if err != nil {
 		x.refuse(http.StatusInternalServerError, "INTERNAL")
 		return
 	}
 	x.reply(http.StatusOK, nil, out)
+}
+
+// filterRaw is filterBundle on a Bundle whose members are still JSON
+// text: each entry resource is decoded once for its attributes and given
+// to the applier as the upstream wrote it.
+func (x *exchange) filterRaw(req *gateway.Request, action string, b map[string]json.RawMessage) error {
+	var entries []map[string]json.RawMessage
+	if raw, ok := b["entry"]; ok {
+		if err := json.Unmarshal(raw, &entries); err != nil {
+			return err
+		}
+	}
+	type slot struct {
+		entry map[string]json.RawMessage
+		raw   json.RawMessage // nil: passes as it is
+	}
+	var slots []slot
+	var decide []map[string]any
+	for _, entry := range entries {
+		raw := entry["resource"]
+		if len(raw) == 0 || string(raw) == "null" {
+			x.held++ // a deleted version or an entry without a resource
+			continue
+		}
+		m, err := decodeObject(raw)
+		if err != nil {
+			x.held++
+			continue
+		}
+		if m["resourceType"] == "OperationOutcome" {
+			slots = append(slots, slot{entry, nil})
+			continue
+		}
+		slots = append(slots, slot{entry, raw})
+		decide = append(decide, m)
+	}
+	vs := x.decideAll(req.Check, action, decide)
+	kept := make([]map[string]json.RawMessage, 0, len(slots))
+	k := 0
+	for _, s := range slots {
+		if s.raw != nil {
+			out, ok := x.release(vs[k], s.raw)
+			k++
+			if !ok {
+				x.held++
+				continue
+			}
+			s.entry["resource"] = out
+		}
+		if raw, ok := s.entry["fullUrl"]; ok {
+			var u string
+			_ = json.Unmarshal(raw, &u)
+			e := map[string]any{"fullUrl": u}
+			x.fixFullURL(e)
+			if nu, ok := e["fullUrl"].(string); ok {
+				s.entry["fullUrl"] = marshal(nu)
+			} else {
+				delete(s.entry, "fullUrl")
+			}
+		}
+		kept = append(kept, s.entry)
+	}
+	if len(kept) > 0 {
+		b["entry"] = marshal(kept)
+	} else {
+		delete(b, "entry")
+	}
+	paged := false
+	if raw, ok := b["link"]; ok {
+		var links []map[string]any
+		_ = json.Unmarshal(raw, &links)
+		var out []map[string]any
+		for _, link := range links {
+			u, _ := link["url"].(string)
+			rel, _ := link["relation"].(string)
+			nu, ok := x.rewrite(u)
+			if !ok {
+				continue
+			}
+			link["url"] = nu
+			if rel == "next" || rel == "previous" || rel == "prev" {
+				paged = true
+			}
+			out = append(out, link)
+		}
+		if len(out) > 0 {
+			b["link"] = marshal(out)
+		} else {
+			delete(b, "link")
+		}
+	}
+	if x.held > 0 || paged {
+		delete(b, "total")
+	}
+	return nil
 }
 
 // filterBundle removes from a searchset or history Bundle every entry
@@ -152,7 +258,7 @@ func (x *exchange) filterBundle(req *gateway.Request, action string, b map[strin
 	k := 0
 	for _, s := range slots {
 		if s.res != nil {
-			out, ok := x.release(vs[k], s.res)
+			out, ok := x.release(vs[k], marshal(s.res))
 			k++
 			if !ok {
 				x.held++

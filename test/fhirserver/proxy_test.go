@@ -55,21 +55,27 @@ func seed(t testing.TB, upstream string) {
 		}
 	}
 	for _, r := range rs {
-		var head struct{ ResourceType, ID string }
-		if err := json.Unmarshal([]byte(r), &head); err != nil {
-			t.Fatalf("%s: %v", r, err)
-		}
-		req, _ := http.NewRequest(http.MethodPut, upstream+"/"+head.ResourceType+"/"+head.ID, strings.NewReader(r))
-		req.Header.Set("Content-Type", "application/fhir+json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			t.Fatalf("seed %s/%s: %d %s", head.ResourceType, head.ID, resp.StatusCode, b)
-		}
+		put(t, upstream, r)
+	}
+}
+
+// put stores a resource on the FHIR server directly.
+func put(t testing.TB, upstream, r string) {
+	t.Helper()
+	var head struct{ ResourceType, ID string }
+	if err := json.Unmarshal([]byte(r), &head); err != nil {
+		t.Fatalf("%s: %v", r, err)
+	}
+	req, _ := http.NewRequest(http.MethodPut, upstream+"/"+head.ResourceType+"/"+head.ID, strings.NewReader(r))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		t.Fatalf("seed %s/%s: %d %s", head.ResourceType, head.ID, resp.StatusCode, b)
 	}
 }
 
