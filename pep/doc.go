@@ -7,6 +7,9 @@
 // every entry resource (one BatchCheck per batch); [ApplyNDJSON] does the
 // same for bulk-data NDJSON, line by line.
 //
+// Every function is safe for concurrent use; none keeps state between
+// calls. [Apply] returns its input slice itself when nothing had to change.
+//
 // The JSON is handled generically, never through typed FHIR structs:
 // extensions, modifier extensions and elements this package does not know
 // survive, members keep their input order, and numbers and strings keep

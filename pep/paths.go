@@ -20,12 +20,12 @@ type mask struct {
 type segment struct {
 	names []string // JSON member names, without "_" siblings
 	// For a step over every variant of a choice element: the choice's name
-	// and the JSON names of every element beside it. A member that looks
-	// like a variant ("value" + upper case) but is none of those is a
-	// variant of a type this index does not know: the resource is
-	// withheld rather than released with it.
-	choice  string
-	sibling map[string]bool
+	// and the lookup path of the element holding it. A member that looks
+	// like a variant ("value" + upper case) but is neither one nor another
+	// element there is a variant of a type the index does not know: the
+	// resource is withheld rather than released with it.
+	choice string
+	parent string
 }
 
 // unknownVariant reports a member of obj that may be a variant of the
@@ -40,7 +40,24 @@ func (s *segment) unknownVariant(obj *node) bool {
 			k = k[1:]
 		}
 		if len(k) > len(s.choice) && string(k[:len(s.choice)]) == s.choice &&
-			k[len(s.choice)] >= 'A' && k[len(s.choice)] <= 'Z' && !s.sibling[string(k)] {
+			k[len(s.choice)] >= 'A' && k[len(s.choice)] <= 'Z' && !s.known(string(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+// known reports whether name is a JSON name of the step's element or of
+// an element beside it, in a release.
+func (s *segment) known(name string) bool {
+	if slices.Contains(s.names, name) {
+		return true
+	}
+	for _, ix := range indexes() {
+		if ix == nil {
+			continue
+		}
+		if el, ok := ix.Lookup(s.parent + "." + name); ok && slices.Contains(el.JSONNames(), name) {
 			return true
 		}
 	}
@@ -54,8 +71,8 @@ func (m *mask) applies(typ string) bool { return m.typ == "" || m.typ == typ }
 // when one release can interpret it, and then names the members of every
 // release that can, so that an element R5 added to a type is masked in R5
 // resources too.
-func indexes() []*elements.Index {
-	return []*elements.Index{elements.For(elements.R4), elements.For(elements.R5)}
+func indexes() [2]*elements.Index {
+	return [2]*elements.Index{elements.For(elements.R4), elements.For(elements.R5)}
 }
 
 // compileMask reads one mask path. ok is false for a path no release can
@@ -106,14 +123,7 @@ func compileMask(path string) (mask, bool) {
 				names = []string{s}
 			} else if el.Choice {
 				seg.choice = el.Name
-				if seg.sibling == nil {
-					seg.sibling = map[string]bool{}
-				}
-				for _, c := range ix.Children(prefix[:strings.LastIndexByte(prefix, '.')]) {
-					for _, n := range c.JSONNames() {
-						seg.sibling[n] = true
-					}
-				}
+				seg.parent = prefix[:strings.LastIndexByte(prefix, '.')]
 			}
 			for _, n := range names {
 				if !slices.Contains(seg.names, n) {

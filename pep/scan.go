@@ -17,7 +17,7 @@ import (
 // single pass because it is the hot path of every entry of every Bundle,
 // several times faster than a token decoder.
 func parse(b []byte) (*node, error) {
-	s := scanner{b: b, mems: make([]member, 0, 32), elems: make([]*node, 0, 32)}
+	s := scanner{b: b, mems: make([]member, 0, 16), elems: make([]*node, 0, 16)}
 	s.ws()
 	n, err := s.value(0)
 	if err != nil {
@@ -42,7 +42,8 @@ type scanner struct {
 
 func (s *scanner) node(k kind) *node {
 	if len(s.slab) == 0 {
-		s.slab = make([]node, 64)
+		// About one node for every 12 to 20 bytes of FHIR JSON.
+		s.slab = make([]node, min(max((len(s.b)-s.i)/16, 8), 128))
 	}
 	n := &s.slab[0]
 	s.slab = s.slab[1:]
