@@ -100,7 +100,7 @@ func TestApplyMasks(t *testing.T) {
 			masks: []string{"Observation.value[x]"}, kept: []string{`"text"`, `"555-0100"`},
 		},
 		{
-			name: "escaped member names are the same names",
+			name:  "escaped member names are the same names",
 			in:    `{"resourceType":"Patient","id":"e","tele\u0063om":[{"value":"1"}],"\u005fbirthDate":{"id":"b"},"birthDate":"2000-01-01","gender":"other"}`,
 			masks: []string{"Patient.telecom", "Patient.birthDate"}, gone: []string{"Patient.telecom", "Patient.birthDate"},
 			kept: []string{`"gender":"other"`}, redacted: true,
