@@ -180,7 +180,9 @@ type filter struct {
 
 // bundle streams one Bundle object from r to w.
 func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
-	dec := jsontext.NewDecoder(r)
+	// The decoder only finds where values end; the package's scanner
+	// checks each one (member names once, not twice).
+	dec := jsontext.NewDecoder(r, jsontext.AllowDuplicateNames(true))
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		if err != nil {
 			return wrapJSON(err)
@@ -213,12 +215,17 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 		}
 		total, signature = nil, nil
 	}
+	seen := map[string]bool{}
 	for dec.PeekKind() != '}' {
 		tok, err := dec.ReadToken()
 		if err != nil {
 			return wrapJSON(err)
 		}
 		name := tok.String()
+		if seen[name] {
+			return fmt.Errorf("%w: Bundle member %q twice", ErrInvalidJSON, name)
+		}
+		seen[name] = true
 		switch name {
 		case "entry":
 			if err := f.entries(w, dec, sep); err != nil {
@@ -227,9 +234,9 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 			entryDone = true
 			writeHeld()
 		case "total", "signature":
-			v, err := dec.ReadValue()
+			v, err := readChecked(dec)
 			if err != nil {
-				return wrapJSON(err)
+				return err
 			}
 			if name == "total" {
 				total = v.Clone()
@@ -240,9 +247,9 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 				writeHeld()
 			}
 		default:
-			v, err := dec.ReadValue()
+			v, err := readChecked(dec)
 			if err != nil {
-				return wrapJSON(err)
+				return err
 			}
 			if name == "resourceType" {
 				if (&node{kind: kindScalar, raw: v}).isString("Bundle") {
@@ -268,6 +275,18 @@ func (f *filter) bundle(w *bufio.Writer, r io.Reader) error {
 	writeHeld()
 	w.WriteByte('}')
 	return nil
+}
+
+// readChecked reads the next value, held to the scanner's rules.
+func readChecked(dec *jsontext.Decoder) (jsontext.Value, error) {
+	v, err := dec.ReadValue()
+	if err != nil {
+		return nil, wrapJSON(err)
+	}
+	if _, err := parse(v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // entries streams the entry array, one batch at a time. The member name is

@@ -314,3 +314,17 @@ func TestApplyBundleSignature(t *testing.T) {
 		})
 	}
 }
+
+func TestApplyBundleStrictJSON(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		`{"resourceType":"Bundle","link":[{"url":"a","url":"b"}],"entry":[]}`,
+		`{"resourceType":"Bundle","meta":{"security":[],"secur\u0069ty":[]}}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"a","id":"b"}}]}`,
+		`{"resourceType":"Bundle","type":"searchset","typ\u0065":"x"}`,
+	} {
+		if out, _, err := pep.ApplyBundle([]byte(in), (&byID{}).decide); !errors.Is(err, pep.ErrInvalidJSON) || out != nil {
+			t.Errorf("%s: err %v, out %s", in, err, out)
+		}
+	}
+}
