@@ -254,6 +254,7 @@ func nextLink(b map[string]any) string {
 // (a sensitive label for the coordinator) and no masked element ever
 // appears; every decision the proxy names is in the PDP's audit log.
 func TestProxyInFrontOfMedplum(t *testing.T) {
+	t.Parallel()
 	s := startStack(t)
 	seed(t, s.upstream)
 	var ids []string
@@ -387,6 +388,22 @@ func TestProxyInFrontOfMedplum(t *testing.T) {
 		a = clin.do("GET", "/Observation?subject=Patient/p3&_count=2", "")
 		if a.status != 200 || len(entries(a.body)) != 0 || nextLink(a.body) == "" {
 			t.Errorf("emptied page: %d %s", a.status, a.raw)
+		}
+	})
+
+	t.Run("compartment search", func(t *testing.T) {
+		a := clin.do("GET", "/Patient/p1/Observation?_count=50", "")
+		got := resources(a.body)
+		if a.status != 200 || len(got) != 7 || !got["Observation/obs-p1-hiv"] {
+			t.Errorf("%d %v", a.status, got)
+		}
+		a = coord.do("GET", "/Patient/p1/Encounter", "")
+		if got := resources(a.body); a.status != 200 || !got["Encounter/enc-p1"] || got["Encounter/enc-p1-r"] {
+			t.Errorf("%d %v", a.status, got)
+		}
+		a = coord.do("GET", "/Patient/p3/Encounter", "")
+		if got := resources(a.body); a.status != 200 || len(got) != 0 || a.header.Get("X-Chaperone-Withheld") != "2" {
+			t.Errorf("another tenant's compartment: %d %v %v", a.status, got, a.header)
 		}
 	})
 

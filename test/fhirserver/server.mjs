@@ -32,7 +32,13 @@ const server = http.createServer((req, res) => {
       if (!u.pathname.startsWith(base) && u.pathname !== '/fhir') {
         return send(res, 404, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] });
       }
-      const rel = u.pathname.slice(base.length) + u.search;
+      let rel = u.pathname.slice(base.length) + u.search;
+      // A Patient compartment search, which the router lacks, runs as a
+      // search by the patient parameter.
+      const compartment = /^Patient\/([A-Za-z0-9.-]+)\/([A-Za-z]+)$/.exec(u.pathname.slice(base.length));
+      if (req.method === 'GET' && compartment) {
+        rel = `${compartment[2]}?patient=Patient/${compartment[1]}` + (u.search ? '&' + u.search.slice(1) : '');
+      }
       const text = Buffer.concat(chunks).toString('utf8');
       let body;
       if (text) {
@@ -43,6 +49,9 @@ const server = http.createServer((req, res) => {
       const query = {};
       for (const [k, v] of u.searchParams) {
         query[k] = k in query ? [].concat(query[k], v) : v;
+      }
+      if (req.method === 'GET' && compartment) {
+        query.patient = `Patient/${compartment[1]}`;
       }
       const fhirReq = {
         method: req.method,
