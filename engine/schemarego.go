@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -109,19 +110,57 @@ type regoID struct {
 	line     int
 }
 
+// regoKeys are the keys the engine reads of the objects a participating
+// rule yields.
+var regoKeys = map[string][]string{
+	regoPermit:      {"id", "overridesConsent"},
+	regoDeny:        {"id", "code", "message"},
+	regoObligations: {"maskPaths", "redactLabels", "auditTags"},
+}
+
+// unknownKeys reports the keys of a literal object a rule yields that the
+// engine does not read (a respelt "overridesConsent" or "maskPaths" would
+// be ignored).
+func unknownKeys(file, pkg, rule string, t *ast.Term) []Problem {
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil
+	}
+	var problems []Problem
+	for _, k := range obj.Keys() {
+		key, ok := k.Value.(ast.String)
+		if ok && slices.Contains(regoKeys[rule], string(key)) {
+			continue
+		}
+		p := Problem{File: file, Check: CheckAnnotation,
+			Message: fmt.Sprintf("%s.%s: unknown key %v (known: %s)", pkg, rule, k, strings.Join(regoKeys[rule], ", "))}
+		if loc := cmp.Or(k.Location, t.Location); loc != nil {
+			p.Line, p.Col = loc.Row, loc.Col
+		}
+		problems = append(problems, p)
+	}
+	return problems
+}
+
 // checkRegoRules checks the literal reason codes of a module's deny rules
-// and records the literal ids of its permit and deny rules in ids.
+// and the keys of the literal objects its participating rules yield, and
+// records the literal ids of its permit and deny rules in ids.
 func checkRegoRules(file, pkg string, m *ast.Module, ids map[string][]regoID) []Problem {
 	var problems []Problem
 	for _, r := range m.Rules {
 		ref := r.Head.Ref()
-		if len(ref) != 1 || r.Head.Key == nil {
+		if len(ref) != 1 {
 			continue
 		}
 		name := ref[0].Value.(ast.Var).String()
-		if name != regoPermit && name != regoDeny {
+		if name == regoObligations && r.Head.Value != nil {
+			problems = append(problems, unknownKeys(file, pkg, name, r.Head.Value)...)
 			continue
 		}
+		if (name != regoPermit && name != regoDeny) || r.Head.Key == nil {
+			continue
+		}
+		problems = append(problems, unknownKeys(file, pkg, name, r.Head.Key)...)
 		line, col := 0, 0
 		if loc := r.Head.Key.Location; loc != nil {
 			line, col = loc.Row, loc.Col

@@ -165,6 +165,19 @@ permit (principal, action, resource);
 			want: []engine.Problem{{File: "p.cedar", Line: 2, Col: 1, Check: engine.CheckAnnotation, Message: "@obligation: unknown annotation"}},
 		},
 		{
+			name: "rego keys the engine does not read",
+			files: map[string]string{"p.rego": `package s
+
+permit contains {"id": "r", "overridesConsnet": true} if input.action == "read"
+
+obligations := {"maskPath": ["Patient.name"], "auditTags": ["X"]}
+`},
+			want: []engine.Problem{
+				{File: "p.rego", Line: 3, Col: 29, Check: engine.CheckAnnotation, Message: `s.permit: unknown key "overridesConsnet" (known: id, overridesConsent)`},
+				{File: "p.rego", Line: 5, Col: 17, Check: engine.CheckAnnotation, Message: `s.obligations: unknown key "maskPath"`},
+			},
+		},
+		{
 			name: "annotation on the wrong effect",
 			files: map[string]string{"p.cedar": `@id("x")
 @overrides_consent("yes")
