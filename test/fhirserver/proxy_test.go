@@ -287,6 +287,20 @@ func TestProxyInFrontOfMedplum(t *testing.T) {
 			}
 			return ""
 		}}
+	pat := &user{t: t, s: s, name: "patient", ids: &ids, client: hc,
+		token: s.token(t, map[string]any{"fhirUser": "Patient/p1", "roles": "patient"}),
+		check: func(r map[string]any) string {
+			if !data(r) {
+				return ""
+			}
+			if r["resourceType"] == "Patient" && r["id"] != "p1" {
+				return "another patient"
+			}
+			if subj, ok := r["subject"].(map[string]any); ok && subj["reference"] != "Patient/p1" {
+				return "another patient's record"
+			}
+			return ""
+		}}
 	anon := &user{t: t, s: s, name: "anonymous", ids: &ids, client: hc, check: func(r map[string]any) string {
 		if data(r) {
 			return "anything"
@@ -404,6 +418,21 @@ func TestProxyInFrontOfMedplum(t *testing.T) {
 		a = coord.do("GET", "/Patient/p3/Encounter", "")
 		if got := resources(a.body); a.status != 200 || len(got) != 0 || a.header.Get("X-Chaperone-Withheld") != "2" {
 			t.Errorf("another tenant's compartment: %d %v %v", a.status, got, a.header)
+		}
+	})
+
+	t.Run("patient", func(t *testing.T) {
+		if a := pat.do("GET", "/Patient/p1", ""); a.status != 200 {
+			t.Errorf("own record: %d %s", a.status, a.raw)
+		}
+		a := pat.do("GET", "/Patient/p1/Observation?_count=50&_include=Observation:subject", "")
+		if got := resources(a.body); a.status != 200 || len(got) != 8 {
+			t.Errorf("own observations: %d %v", a.status, got)
+		}
+		for _, path := range []string{"/Patient/p2", "/Patient/p2/Observation", "/Observation?patient=Patient/p2", "/Observation/obs-p2"} {
+			if a := pat.do("GET", path, ""); a.status != 403 {
+				t.Errorf("%s: %d %s", path, a.status, a.raw)
+			}
 		}
 	})
 
