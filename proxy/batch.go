@@ -229,6 +229,15 @@ func (x *exchange) releaseEntry(st *entryState, answer map[string]any) any {
 		}
 		answer["resource"] = out
 	}
+	// An outcome's texts may name what the user may not see: codes only.
+	if resp, ok := answer["response"].(map[string]any); ok {
+		if oo, ok := resp["outcome"].(map[string]any); ok {
+			resp["outcome"] = json.RawMessage(plainOutcome(oo))
+		}
+	}
+	if oo, ok := answer["resource"].(map[string]any); ok && oo["resourceType"] == "OperationOutcome" {
+		answer["resource"] = json.RawMessage(plainOutcome(oo))
+	}
 	x.fixFullURL(answer)
 	return answer
 }

@@ -69,6 +69,7 @@ type fhirServer struct {
 	mu      sync.Mutex
 	answers map[string]string
 	hits    []string
+	bodies  []string
 	url     string
 }
 
@@ -76,8 +77,10 @@ func newFHIRServer(t *testing.T, answers map[string]string) *fhirServer {
 	t.Helper()
 	f := &fhirServer{answers: answers}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqBody, _ := io.ReadAll(r.Body)
 		f.mu.Lock()
 		f.hits = append(f.hits, r.Method+" "+r.URL.RequestURI())
+		f.bodies = append(f.bodies, string(reqBody))
 		body, ok := f.answers[r.Method+" "+strings.TrimPrefix(r.URL.RequestURI(), "/fhir")]
 		f.mu.Unlock()
 		if !ok {

@@ -183,3 +183,42 @@ func TestWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestBatch: refused entries are answered 403 inside the batch-response
+// and not forwarded; forwarded reads are decided on what comes back.
+func TestBatch(t *testing.T) {
+	t.Parallel()
+	ok := `{"status":"200 OK","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"read Jane Doe"}]}}`
+	answer := `{"resourceType":"Bundle","type":"batch-response","entry":[
+		{"response":` + ok + `,"resource":` + res("Observation", "a", "o1", "Patient/p1", "") + `},
+		{"response":` + ok + `,"resource":` + res("Observation", "b", "o2", "Patient/p3", "") + `}]}`
+	r := newRig(t, map[string]string{"POST ": answer}, "")
+	got := r.do(t, "POST", "", `{"resourceType":"Bundle","type":"batch","entry":[
+		{"request":{"method":"GET","url":"Observation/a"}},
+		{"request":{"method":"GET","url":"Claim/c1"}},
+		{"request":{"method":"GET","url":"Observation/b"}}]}`)
+	var b struct {
+		Type  string
+		Entry []struct {
+			Response struct {
+				Status  string
+				Outcome json.RawMessage
+			}
+			Resource map[string]any
+		}
+	}
+	if err := json.Unmarshal([]byte(got.body), &b); err != nil || got.status != 200 || b.Type != "batch-response" || len(b.Entry) != 3 {
+		t.Fatalf("%d %s", got.status, got.body)
+	}
+	if b.Entry[0].Resource["id"] != "a" || b.Entry[1].Resource != nil || b.Entry[2].Resource != nil ||
+		!strings.HasPrefix(b.Entry[1].Response.Status, "403") || !strings.Contains(string(b.Entry[1].Response.Outcome), "NO_PERMIT") ||
+		!strings.HasPrefix(b.Entry[2].Response.Status, "403") || !strings.Contains(string(b.Entry[2].Response.Outcome), "TENANT_MISMATCH") {
+		t.Errorf("entries %s", got.body)
+	}
+	if strings.Contains(got.body, "Jane") {
+		t.Errorf("an upstream outcome's text released: %s", got.body)
+	}
+	if hits := r.fhir.reached(); len(hits) != 1 || hits[0] != "POST /fhir" || strings.Contains(r.fhir.bodies[0], "Claim") || strings.Count(r.fhir.bodies[0], `"request"`) != 2 {
+		t.Errorf("upstream saw %v %v, want one POST of the two allowed entries", hits, r.fhir.bodies)
+	}
+}
