@@ -272,7 +272,7 @@ func TestApplyHL7Examples(t *testing.T) {
 		{"hl7/Observation-blood-pressure.json", []string{"Observation.component.value[x]", "Observation.interpretation"},
 			[]string{"Observation.component.value[x]", "Observation.interpretation"}},
 		{"hl7/Observation-1minute-apgar-score.json", []string{"Observation.component.value[x]", "Patient.name", "Patient.birthDate"},
-			[]string{"Observation.component.value[x]", "Patient.name", "Practitioner.name"}},
+			[]string{"Observation.component.value[x]", "Patient.name", "Patient.birthDate"}},
 		{"hl7/MedicationRequest-medrx0301.json", []string{"Medication.code", "MedicationRequest.dosageInstruction.text", "Provenance.signature"},
 			[]string{"Medication.code", "MedicationRequest.dosageInstruction.text", "Provenance.signature"}},
 		{"hl7/Condition-example.json", []string{"Condition.code", "Condition.bodySite", "Condition.onset[x]"},
