@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"slices"
@@ -274,7 +275,7 @@ func (m *PolicyModel) cedarValidatorFor(srcs [][]byte) (*validate.Validator, err
 func unknownRoles(span policySpan, id cedar.PolicyID, roleType string, roles []string) []Problem {
 	var problems []Problem
 	text := span.src[span.start:span.end]
-	prefix := roleType + `::"`
+	prefix := []byte(roleType + `::"`)
 	inString := false
 	for i := 0; i < len(text); i++ {
 		c := text[i]
@@ -287,7 +288,7 @@ func unknownRoles(span policySpan, id cedar.PolicyID, roleType string, roles []s
 			for i < len(text) && text[i] != '\n' {
 				i++
 			}
-		case !inString && strings.HasPrefix(string(text[i:]), prefix) && (i == 0 || !isIdentByte(text[i-1])):
+		case !inString && bytes.HasPrefix(text[i:], prefix) && (i == 0 || !isIdentByte(text[i-1])):
 			start := i + len(prefix)
 			end := start
 			for end < len(text) && text[end] != '"' {
