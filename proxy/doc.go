@@ -69,7 +69,10 @@
 // # Headers
 //
 // X-Chaperone-Decision-Id names the request-phase decision;
-// X-Chaperone-Decision-Ids every decision the answer rests on;
+// X-Chaperone-Decision-Ids the decisions the answer rests on (the first
+// [MaxHeaderIDs]; X-Chaperone-Decisions counts them all); X-Request-Id
+// the correlation id every one of them carries in the audit log (the
+// client's own X-Request-Id when it is a plain token, else a new one);
 // X-Chaperone-Audit-Tags the audit tags of the released resources;
 // X-Chaperone-Withheld how many resources were left out. Every decision is
 // made by the PDP through the [Decider] (the client package, without a

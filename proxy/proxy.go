@@ -11,8 +11,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/chaperone-pdp/chaperone/fhir"
 	"github.com/chaperone-pdp/chaperone/gateway"
@@ -42,7 +46,19 @@ const (
 	HeaderAuditTags = "X-Chaperone-Audit-Tags"
 	// HeaderWithheld counts the resources left out of the answer.
 	HeaderWithheld = "X-Chaperone-Withheld"
+	// HeaderDecisions counts the decisions the answer rests on; the ids
+	// header names the first MaxHeaderIDs of them (the audit log has them
+	// all, under the request's correlation id).
+	HeaderDecisions = "X-Chaperone-Decisions"
+	// HeaderRequestID is the correlation id of every decision of the
+	// request: the client's X-Request-Id when it is a plain token, else one
+	// the proxy makes.
+	HeaderRequestID = "X-Request-Id"
 )
+
+// MaxHeaderIDs bounds the decision ids listed in a response header, so a
+// large page does not overflow a gateway's header buffers.
+const MaxHeaderIDs = 64
 
 // Reason codes of the proxy's own refusals.
 const (
@@ -157,6 +173,19 @@ type exchange struct {
 	held   int
 }
 
+// idsHeader sets the decision ids headers.
+func (x *exchange) idsHeader(h http.Header) {
+	if len(x.ids) == 0 {
+		return
+	}
+	ids := x.ids
+	if len(ids) > MaxHeaderIDs {
+		ids = ids[:MaxHeaderIDs]
+	}
+	h.Set(HeaderDecisionIDs, strings.Join(ids, ","))
+	h.Set(HeaderDecisions, strconv.Itoa(len(x.ids)))
+}
+
 func (x *exchange) addIDs(resps ...*chaperonev1.CheckResponse) {
 	for _, r := range resps {
 		if id := r.GetDecisionId(); id != "" {
@@ -186,9 +215,7 @@ func contains(ss []string, s string) bool {
 // request never reached the upstream (or its answer is withheld).
 func (x *exchange) refuse(status int, codes ...string) {
 	h := x.w.Header()
-	if len(x.ids) > 0 {
-		h.Set(HeaderDecisionIDs, strings.Join(x.ids, ","))
-	}
+	x.idsHeader(h)
 	if status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 	}
@@ -226,9 +253,7 @@ func (x *exchange) reply(status int, h http.Header, body []byte) {
 	for k, vs := range h {
 		out[k] = vs
 	}
-	if len(x.ids) > 0 {
-		out.Set(HeaderDecisionIDs, strings.Join(x.ids, ","))
-	}
+	x.idsHeader(out)
 	if len(x.tags) > 0 {
 		out.Set(HeaderAuditTags, strings.Join(x.tags, ","))
 	}
@@ -256,6 +281,11 @@ var unsupported = map[string]bool{
 // ServeHTTP answers one FHIR request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{p: p, w: w, r: r, ctx: r.Context(), public: p.publicBase(r)}
+	corr := r.Header.Get(HeaderRequestID)
+	if !requestID.MatchString(corr) || len(r.Header.Values(HeaderRequestID)) > 1 {
+		corr = uuid.NewString()
+	}
+	w.Header().Set(HeaderRequestID, corr)
 	if !strings.HasPrefix(r.RequestURI, "/") {
 		x.refuse(http.StatusBadRequest, "BAD_PATH")
 		return
@@ -298,6 +328,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, r := range reqs {
 		p.vouch(r.Check)
+		r.Check.Context.CorrelationId = corr
 	}
 	if reqs[0].InBatch {
 		x.batch(reqs, body)
@@ -330,6 +361,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.refuse(http.StatusForbidden, ReasonUnsupported)
 	}
 }
+
+// requestID is a client X-Request-Id used as the correlation id.
+var requestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // vouch puts what the deployment vouches for in the request's context.
 func (p *Proxy) vouch(req *chaperonev1.CheckRequest) {
@@ -509,8 +543,8 @@ func (x *exchange) call(method, requestURI string, body []byte, extra http.Heade
 	for k, vs := range extra {
 		req.Header[k] = vs
 	}
-	if id := x.r.Header.Get("X-Request-Id"); id != "" {
-		req.Header.Set("X-Request-Id", id)
+	if id := x.w.Header().Get(HeaderRequestID); id != "" {
+		req.Header.Set(HeaderRequestID, id)
 	}
 	resp, err := x.p.o.HTTPClient.Do(req)
 	if err != nil {

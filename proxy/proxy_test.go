@@ -110,8 +110,14 @@ func TestCompartmentSearchPage(t *testing.T) {
 	if got.header.Get("X-Chaperone-Withheld") != "2" || len(strings.Split(got.header.Get("X-Chaperone-Decision-Ids"), ",")) != 4 {
 		t.Errorf("headers %v", got.header)
 	}
-	if n := len(r.rec.All()); n != 4 {
-		t.Errorf("%d decisions recorded, want 4 (request phase and three entries)", n)
+	recs := r.rec.All()
+	if len(recs) != 4 || got.header.Get("X-Chaperone-Decisions") != "4" {
+		t.Errorf("%d decisions recorded, want 4 (request phase and three entries)", len(recs))
+	}
+	for _, rc := range recs {
+		if c := rc.Req.GetContext().GetCorrelationId(); c == "" || c != got.header.Get("X-Request-Id") {
+			t.Errorf("decision with correlation id %q, answer X-Request-Id %q", c, got.header.Get("X-Request-Id"))
+		}
 	}
 }
 
