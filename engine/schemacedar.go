@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/cedar-policy/cedar-go"
+	publicast "github.com/cedar-policy/cedar-go/ast"
 	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	cedarschema "github.com/cedar-policy/cedar-go/x/exp/schema"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
@@ -192,7 +193,17 @@ func validateCedarPolicy(v *validate.Validator, id cedar.PolicyID, p *cedarast.P
 				needles = append(needles, m[1])
 			}
 		}
-		problems = append(problems, span.problem(CheckCedarSchema, fmt.Sprintf("policy %q: %s", id, msg), needles...))
+		prob := span.problem(CheckCedarSchema, fmt.Sprintf("policy %q: %s", id, msg), needles...)
+		if len(needles) == 0 {
+			// A type error: place it at the expression that has it.
+			if text := narrowTypeError(v, id, p, strings.TrimPrefix(e.Error(), "for policy `"+string(id)+"`, ")); text != "" {
+				if off := findIgnoringSpace(span.src, span.start, span.end, text); off >= 0 {
+					prob.Line, prob.Col = lineCol(span.src, off)
+					prob.Message += ": " + text
+				}
+			}
+		}
+		problems = append(problems, prob)
 	}
 	return problems
 }
@@ -307,4 +318,98 @@ func unknownRoles(span policySpan, id cedar.PolicyID, roleType string, roles []s
 
 func isIdentByte(c byte) bool {
 	return c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// narrowTypeError finds the smallest boolean sub-expression of p's
+// conditions (through &&, ||, ! and if-then-else) that has the validation
+// error msg on its own, and returns its text as cedar-go prints it; "" when
+// none does. cedar-go's validator names the types of a mismatch, not the
+// expression, and its AST keeps no positions below the policy.
+func narrowTypeError(v *validate.Validator, id cedar.PolicyID, p *cedarast.Policy, msg string) string {
+	fails := func(cond cedarast.Condition, n cedarast.IsNode) bool {
+		q := *p
+		q.Conditions = []cedarast.ConditionType{{Condition: cond, Body: n}}
+		err := v.Policy(string(id), &q)
+		return err != nil && strings.Contains(err.Error(), msg)
+	}
+	var narrow func(cond cedarast.Condition, n cedarast.IsNode) cedarast.IsNode
+	narrow = func(cond cedarast.Condition, n cedarast.IsNode) cedarast.IsNode {
+		if !fails(cond, n) {
+			return nil
+		}
+		var kids []cedarast.IsNode
+		switch x := n.(type) {
+		case cedarast.NodeTypeAnd:
+			kids = []cedarast.IsNode{x.Left, x.Right}
+		case cedarast.NodeTypeOr:
+			kids = []cedarast.IsNode{x.Left, x.Right}
+		case cedarast.NodeTypeNot:
+			kids = []cedarast.IsNode{x.Arg}
+		case cedarast.NodeTypeIfThenElse:
+			kids = []cedarast.IsNode{x.If, x.Then, x.Else}
+		}
+		for _, k := range kids {
+			if r := narrow(cond, k); r != nil {
+				return r
+			}
+		}
+		return n
+	}
+	for _, c := range p.Conditions {
+		n := narrow(c.Condition, c.Body)
+		if n == nil {
+			continue
+		}
+		q := cedarast.Policy{Principal: cedarast.ScopeTypeAll{}, Action: cedarast.ScopeTypeAll{}, Resource: cedarast.ScopeTypeAll{},
+			Conditions: []cedarast.ConditionType{{Condition: cedarast.ConditionWhen, Body: n}}}
+		text := string(cedar.NewPolicyFromAST((*publicast.Policy)(&q)).MarshalCedar())
+		start, end := strings.Index(text, "when {"), strings.LastIndex(text, "}")
+		if start < 0 || end < start {
+			return ""
+		}
+		return strings.TrimSpace(text[start+len("when {") : end])
+	}
+	return ""
+}
+
+// findIgnoringSpace returns the offset in src[start:end] where expr's text
+// begins, comparing without whitespace and skipping // comments; -1 when it
+// is not there (also with its outer parentheses removed).
+func findIgnoringSpace(src []byte, start, end int, expr string) int {
+	var norm []byte
+	var offs []int
+	inString := false
+	for i := start; i < end; i++ {
+		c := src[i]
+		switch {
+		case inString && c == '\\':
+			norm, offs = append(norm, c), append(offs, i)
+			if i+1 < end {
+				i++
+				norm, offs = append(norm, src[i]), append(offs, i)
+			}
+			continue
+		case c == '"':
+			inString = !inString
+		case !inString && c == '/' && i+1 < end && src[i+1] == '/':
+			for i < end && src[i] != '\n' {
+				i++
+			}
+			continue
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		norm, offs = append(norm, c), append(offs, i)
+	}
+	needle := strings.Join(strings.Fields(expr), "")
+	for needle != "" {
+		if i := bytes.Index(norm, []byte(needle)); i >= 0 {
+			return offs[i]
+		}
+		if !strings.HasPrefix(needle, "(") || !strings.HasSuffix(needle, ")") {
+			break
+		}
+		needle = needle[1 : len(needle)-1]
+	}
+	return -1
 }

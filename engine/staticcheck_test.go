@@ -67,7 +67,21 @@ permit (principal, action, resource is Observaton);
 permit (principal, action, resource)
 when { context.hour < "9" };
 `},
-			want: []engine.Problem{{File: "p.cedar", Line: 2, Col: 1, Check: engine.CheckCedarSchema, Message: "expected Long but saw String"}},
+			want: []engine.Problem{{File: "p.cedar", Line: 4, Col: 8, Check: engine.CheckCedarSchema, Message: `expected Long but saw String: context.hour < "9"`}},
+		},
+		{
+			name: "cedar type mismatch deep in a condition",
+			files: map[string]string{"p.cedar": `@id("nested")
+forbid (principal, action, resource)
+when {
+  principal.roles.contains("billing") &&
+  // comments and line breaks do not matter
+  !(context.purposeOfUse == "TREAT" ||
+    (resource.labels.contains("PSY") &&
+     context.breakGlassGrant == "true"))
+};
+`},
+			want: []engine.Problem{{File: "p.cedar", Line: 8, Col: 6, Check: engine.CheckCedarSchema, Message: `context.breakGlassGrant == "true"`}},
 		},
 		{
 			name: "cedar optional attribute without has",
