@@ -30,6 +30,13 @@ func newTestCmd(e *env) *cobra.Command {
 bundle in DIR, through the real engine with the suites' fixtures (FHIR
 consents, break-glass grants, vendor agreements) in in-memory stores.
 
+Before any test runs the bundle must pass the static checks, as at bundle
+build and every load: Cedar policies validated against the schema of what
+the engine gives them, Rego modules type-checked against the input schema
+(chaperone schema prints both), reason codes upper snake case, policy ids
+unique, annotations known; each problem is reported as
+"file:line:col: message (check)" and the command exits 2.
+
 The text report has one line per failing test, with what differed, and ends
 with the line "N passed, N failed" (", N skipped" when any). --format json or
 junit writes the report to stdout for CI and the final line to stderr.
@@ -49,7 +56,8 @@ swap a comparison, drop an element of a literal set or array (or an entry
 of a rule's object value), drop an entry of the obligations. A mutant that
 no test fails survives and is reported as "file:line:col: mutation:
 original text"; the report ends with "mutants: K killed of N (P%)", N
-counting neither mutants that do not compile nor equivalent ones. A
+counting neither mutants that do not compile nor equivalent ones (a
+mutant the static checks refuse is killed "by static checks"). A
 comment "mutate: equivalent [OP [TEXT]] — reason" (// in Cedar, # in Rego)
 at the end of a line, or on comment lines just before it, marks its mutants
 (only operator OP's, when named, of original text TEXT) as equivalent: listed
@@ -61,7 +69,8 @@ The suites must pass against the bundle as written.
 
 Exit 0 when every test passes, 1 when any fails (or, with --mutate, when
 the score is below --mutate-min), 2 for an error in a suite file (reported
-with file and line) or bad usage.`,
+with file and line), a bundle that does not compile or fails the static
+checks, or bad usage.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "policies"
