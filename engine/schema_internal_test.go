@@ -3,6 +3,9 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
@@ -10,6 +13,7 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
+	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -364,5 +368,65 @@ func TestSchemaCoversRegoMemoPaths(t *testing.T) {
 		if _, ok := paths[p]; !ok {
 			t.Errorf("the memo reads input.%s, which is not in the model", p)
 		}
+	}
+}
+
+// TestReducedCedarValidatorAgrees: validating against the resource types
+// the sources name plus one (cedarValidatorFor) accepts and refuses the
+// same policies as validating against every resource type, for the
+// reference bundle and for policies with mistakes, including ones that
+// name no resource type and ones that test a type the others do not name.
+func TestReducedCedarValidatorAgrees(t *testing.T) {
+	t.Parallel()
+	m := NewPolicyModel()
+	r, err := m.resolvedCedarSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := validate.New(r)
+	files, err := fs.Glob(os.DirFS("../policies"), "*.cedar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("reference policies: %v %v", files, err)
+	}
+	var srcs [][]byte
+	for _, f := range files {
+		src, err := os.ReadFile(filepath.Join("../policies", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, src)
+	}
+	srcs = append(srcs, []byte(`
+permit (principal, action, resource) when { context.consnet == "PERMIT" };
+permit (principal, action, resource) when { resource.date < context.time };
+permit (principal, action, resource) when { resource is Observation && resource.codes.contains(1) };
+permit (principal, action, resource) when { resource is Observation || resource.nonexistent };
+permit (principal, action, resource is Observaton);
+permit (principal, action, resource) when { resource == Patient::"p" && context.hour < "9" };
+forbid (principal, action in Action::"access", resource is Patient) unless { resource has date };
+`))
+	reduced, err := m.cedarValidatorFor(srcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i, src := range srcs {
+		list, err := cedar.NewPolicyListFromBytes(fmt.Sprint(i), src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, p := range list {
+			a := (*cedarast.Policy)(p.AST())
+			ef, er := full.Policy("p", a), reduced.Policy("p", a)
+			if (ef == nil) != (er == nil) {
+				t.Errorf("source %d policy %d: full schema: %v; reduced: %v", i, j, ef, er)
+			}
+			if ef != nil {
+				n++
+			}
+		}
+	}
+	if n != 6 {
+		t.Errorf("%d policies refused, want the 6 with mistakes", n)
 	}
 }
