@@ -14,11 +14,10 @@ import (
 )
 
 // TestHL7ExamplesAll runs every resource of the HL7 FHIR R4 examples
-// package (npm hl7.fhir.r4.examples 4.0.1, CC0) through Apply when
-// CHAPERONE_HL7_EXAMPLES names its unpacked folder:
-//
-//	npm pack hl7.fhir.r4.examples@4.0.1 && tar xzf hl7.fhir.r4.examples-4.0.1.tgz
-//	CHAPERONE_HL7_EXAMPLES=$PWD/package go test ./pep -run HL7ExamplesAll
+// package (npm hl7.fhir.r4.examples 4.0.1, CC0) through Apply: the package
+// installed from testdata/hl7pkg's lockfile (test/deps.sh does it: `cd
+// pep/testdata/hl7pkg && npm ci`), or the folder CHAPERONE_HL7_EXAMPLES
+// names. Without either it skips.
 //
 // For each resource and each of its top-level elements, masking that
 // element leaves it nowhere in the output (nor in any resource of the same
@@ -28,7 +27,10 @@ func TestHL7ExamplesAll(t *testing.T) {
 	t.Parallel()
 	dir := os.Getenv("CHAPERONE_HL7_EXAMPLES")
 	if dir == "" {
-		t.Skip("CHAPERONE_HL7_EXAMPLES not set")
+		dir = filepath.Join("testdata", "hl7pkg", "node_modules", "hl7.fhir.r4.examples")
+		if _, err := os.Stat(filepath.Join(dir, "Patient-example.json")); err != nil {
+			t.Skip("the HL7 R4 examples are not installed: cd pep/testdata/hl7pkg && npm ci (test/deps.sh does it)")
+		}
 	}
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {

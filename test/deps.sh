@@ -35,3 +35,7 @@ fi
 if command -v npm >/dev/null 2>&1 && [ ! -f "$(dirname "$0")/fhirserver/node_modules/@medplum/fhir-router/package.json" ]; then
   (cd "$(dirname "$0")/fhirserver" && npm ci --no-audit --no-fund --loglevel=error) || echo "npm ci failed in test/fhirserver; its test installs again or skips" >&2
 fi
+# The HL7 FHIR R4 example resources the enforcement package's test runs through.
+if command -v npm >/dev/null 2>&1 && [ ! -f "$(dirname "$0")/../pep/testdata/hl7pkg/node_modules/hl7.fhir.r4.examples/Patient-example.json" ]; then
+  (cd "$(dirname "$0")/../pep/testdata/hl7pkg" && npm ci --no-audit --no-fund --loglevel=error) || echo "npm ci failed in pep/testdata/hl7pkg; the HL7 examples test skips" >&2
+fi
