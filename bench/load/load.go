@@ -1,6 +1,8 @@
 // Package load is the load generator behind `chaperone bench`: it sends
-// CheckRequests to a decision point (Chaperone over Connect, gRPC or
-// Connect JSON, or OPA's REST data API) from a fixed number of workers,
+// CheckRequests to a decision point (Chaperone over Connect, gRPC, Connect
+// JSON or AuthZEN, through its gateway doors as Envoy's ext_authz and
+// nginx's auth_request ask them, with end-user tokens a [Gateway] signs,
+// or OPA's REST data API) from a fixed number of workers,
 // records every latency in an HDR histogram and reports throughput,
 // percentiles, errors by code and decision counts as a [Result].
 //
