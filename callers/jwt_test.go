@@ -315,3 +315,39 @@ func TestJWKSFromFile(t *testing.T) {
 		t.Errorf("a JWKS with a symmetric key: %v", err)
 	}
 }
+
+// TestJWTCacheHonoursExpiry: a token verified (and so cached) is refused
+// ReasonExpired once its exp (plus the allowed skew) has passed, whether
+// its lifetime is shorter or longer than the cache's minute, and a cached
+// token keeps being accepted before that.
+func TestJWTCacheHonoursExpiry(t *testing.T) {
+	t.Parallel()
+	for _, life := range []time.Duration{time.Second, 10 * time.Second, 59 * time.Second, 61 * time.Second, 5 * time.Minute} {
+		t.Run("exp="+life.String(), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				k := newKey(t, "k1")
+				site := &issuerSite{}
+				site.publish(t, k)
+				v, _ := newVerifier(t, site, callers.JWKSConfig{})
+				start := time.Now()
+				tok := k.token(t, "svc", func(b *jwt.Builder) *jwt.Builder {
+					return b.IssuedAt(start).Expiration(start.Add(life))
+				}, nil)
+				for _, at := range []time.Duration{0, life / 2, life - 500*time.Millisecond} {
+					time.Sleep(start.Add(at).Sub(time.Now()))
+					if _, err := v.Verify(t.Context(), tok); err != nil {
+						t.Fatalf("at +%s: %v", at, err)
+					}
+				}
+				const skew = 30 * time.Second // the default
+				time.Sleep(start.Add(life + skew + time.Second).Sub(time.Now()))
+				for range 3 {
+					if _, err := v.Verify(t.Context(), tok); reason(err) != callers.ReasonExpired {
+						t.Fatalf("after exp: %v, want %s", err, callers.ReasonExpired)
+					}
+				}
+			})
+		})
+	}
+}
