@@ -80,7 +80,11 @@ func compile(ob *chaperonev1.Obligations) *plan {
 // change; otherwise compact JSON with the members in their input order.
 func Apply(ob *chaperonev1.Obligations, resource []byte) (out []byte, withheld bool, err error) {
 	p := compile(ob)
-	root, err := parseResource(resource)
+	levels := maxDepth
+	if p.refuse || p.empty() {
+		levels = 1 // check the input, build nothing it does not need
+	}
+	root, err := parseResource(resource, levels)
 	if err != nil {
 		return nil, true, err
 	}
@@ -94,9 +98,10 @@ func Apply(ob *chaperonev1.Obligations, resource []byte) (out []byte, withheld b
 	return appendJSON(make([]byte, 0, len(resource)), root), false, nil
 }
 
-// parseResource parses a JSON object with a string resourceType.
-func parseResource(b []byte) (*node, error) {
-	root, err := parse(b)
+// parseResource parses a JSON object with a string resourceType, its
+// tree levels deep (see parseLevels).
+func parseResource(b []byte, levels int) (*node, error) {
+	root, err := parseLevels(b, levels)
 	if err != nil {
 		return nil, err
 	}
@@ -112,12 +117,15 @@ func (p *plan) apply(root *node) (changed, ok bool) {
 	if p.refuse {
 		return false, false
 	}
-	if len(p.masks) == 0 && len(p.labels) == 0 {
+	if p.empty() {
 		// Nothing to enforce; contained resources need no look either.
 		return false, true
 	}
 	return p.resource(root, 0)
 }
+
+// empty reports a plan that changes and withholds nothing.
+func (p *plan) empty() bool { return !p.refuse && len(p.masks) == 0 && len(p.labels) == 0 }
 
 // resource enforces p on one resource object and the resources nested in
 // it (contained, Bundle entries, Parameters values).

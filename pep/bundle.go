@@ -129,7 +129,7 @@ func ApplyNDJSON(w io.Writer, r io.Reader, decide Decider, opts ...Option) (with
 	for {
 		line, err := readLine(br, c.maxBytes)
 		if len(bytes.TrimSpace(line)) > 0 {
-			n, perr := parseResource(line)
+			n, perr := parseResource(line, 1)
 			if perr != nil {
 				return f.withheld, fmt.Errorf("ndjson line: %w", perr)
 			}
@@ -330,7 +330,9 @@ func (f *filter) entries(w *bufio.Writer, dec *jsontext.Decoder, sep func()) err
 		if err != nil {
 			return wrapJSON(err)
 		}
-		n, err := parse(bytes.Clone(v))
+		// The entry and its resource object; what the resource holds is
+		// built only when obligations need it.
+		n, err := parseLevels(bytes.Clone(v), 2)
 		if err != nil {
 			return err
 		}
@@ -437,14 +439,22 @@ func (f *filter) decideAll(res []*node) ([]*node, error) {
 			f.changed = true
 			continue
 		}
-		changed, ok := compile(resp.GetObligations()).apply(res[i])
+		p := compile(resp.GetObligations())
+		full := res[i]
+		if !p.empty() {
+			var err error
+			if full, err = parse(res[i].raw); err != nil {
+				return nil, err // checked once already: not reached
+			}
+		}
+		changed, ok := p.apply(full)
 		if !ok {
 			f.withheld++
 			f.changed = true
 			continue
 		}
 		f.changed = f.changed || changed
-		out[i] = res[i]
+		out[i] = full
 		if !changed {
 			out[i] = &node{kind: kindRaw, raw: res[i].raw}
 		}

@@ -11,3 +11,12 @@ func ParseCompact(b []byte) ([]byte, error) {
 }
 
 const MaxDepth = maxDepth
+
+// ParseLevelsCompact is ParseCompact with a tree only levels deep.
+func ParseLevelsCompact(b []byte, levels int) ([]byte, error) {
+	n, err := parseLevels(b, levels)
+	if err != nil {
+		return nil, err
+	}
+	return appendJSON(nil, n), nil
+}

@@ -1,6 +1,7 @@
 package pep_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -35,6 +36,12 @@ func FuzzApply(f *testing.F) {
 		ob := masks(c.mask)
 		ob.RedactLabels = labels("|R").RedactLabels
 		out, withheld, err := pep.Apply(ob, in)
+		// Without obligations the input is checked as thoroughly, and
+		// released as it is.
+		plain, pw, perr := pep.Apply(nil, in)
+		if (perr == nil) != (err == nil) || (perr == nil && (pw || !bytes.Equal(plain, in))) {
+			t.Fatalf("without obligations: err %v withheld %v, with: err %v", perr, pw, err)
+		}
 		if err != nil || withheld {
 			if out != nil || !withheld {
 				t.Fatalf("err %v withheld %v with output %q", err, withheld, out)

@@ -16,8 +16,13 @@ import (
 // maxDepth; the differential test holds it to that. It is a hand-written
 // single pass because it is the hot path of every entry of every Bundle,
 // several times faster than a token decoder.
-func parse(b []byte) (*node, error) {
-	s := scanner{b: b, mems: make([]member, 0, 16), elems: make([]*node, 0, 16)}
+func parse(b []byte) (*node, error) { return parseLevels(b, maxDepth) }
+
+// parseLevels is parse with a tree only levels deep: objects and arrays
+// below are checked as thoroughly but kept as kindRaw nodes holding their
+// input bytes. levels 0 checks b and builds nothing but the root raw node.
+func parseLevels(b []byte, levels int) (*node, error) {
+	s := scanner{b: b, flat: levels, mems: make([]member, 0, 16), elems: make([]*node, 0, 16)}
 	s.ws()
 	n, err := s.value(0)
 	if err != nil {
@@ -34,6 +39,8 @@ type scanner struct {
 	b    []byte
 	i    int
 	slab []node // nodes are allocated in blocks
+	flat int    // depth from which objects and arrays are not built
+	skip bool   // inside such a value: check only
 	// The members and items of the objects and arrays being read, moved to
 	// a slice of the exact size when each ends.
 	mems  []member
@@ -42,8 +49,13 @@ type scanner struct {
 
 func (s *scanner) node(k kind) *node {
 	if len(s.slab) == 0 {
-		// About one node for every 12 to 20 bytes of FHIR JSON.
-		s.slab = make([]node, min(max((len(s.b)-s.i)/16, 8), 128))
+		// About one node for every 12 to 20 bytes of FHIR JSON; a shallow
+		// tree needs a few.
+		n := min(max((len(s.b)-s.i)/16, 8), 128)
+		if s.flat < maxDepth {
+			n = min(n, 32)
+		}
+		s.slab = make([]node, n)
 	}
 	n := &s.slab[0]
 	s.slab = s.slab[1:]
@@ -79,6 +91,21 @@ func (s *scanner) value(depth int) (*node, error) {
 	}
 	start := s.i
 	switch c := s.peek(); {
+	case (c == '{' || c == '[') && !s.skip && depth >= s.flat:
+		s.skip = true
+		var err error
+		if c == '{' {
+			_, err = s.object(depth)
+		} else {
+			_, err = s.array(depth)
+		}
+		s.skip = false
+		if err != nil {
+			return nil, err
+		}
+		n := s.node(kindRaw)
+		n.raw = s.b[start:s.i:s.i]
+		return n, nil
 	case c == '{':
 		return s.object(depth)
 	case c == '[':
@@ -106,6 +133,9 @@ func (s *scanner) value(depth int) (*node, error) {
 	default:
 		return nil, s.fail("invalid value")
 	}
+	if s.skip {
+		return nil, nil
+	}
 	n := s.node(kindScalar)
 	n.raw = s.b[start:s.i:s.i]
 	return n, nil
@@ -118,11 +148,16 @@ const dupIndex = 16
 func (s *scanner) object(depth int) (*node, error) {
 	start := s.i
 	s.i++
-	n := s.node(kindObject)
+	var n *node
+	if !s.skip {
+		n = s.node(kindObject)
+	}
 	s.ws()
 	if s.peek() == '}' {
 		s.i++
-		n.raw = s.b[start:s.i:s.i]
+		if n != nil {
+			n.raw = s.b[start:s.i:s.i]
+		}
 		return n, nil
 	}
 	var seen map[string]struct{}
@@ -175,8 +210,10 @@ func (s *scanner) object(depth int) (*node, error) {
 			s.i++
 		case '}':
 			s.i++
-			n.raw = s.b[start:s.i:s.i]
-			n.mems = append([]member(nil), s.mems[base:]...)
+			if n != nil {
+				n.raw = s.b[start:s.i:s.i]
+				n.mems = append([]member(nil), s.mems[base:]...)
+			}
 			return n, nil
 		default:
 			return nil, s.fail("expected ',' or '}'")
@@ -186,7 +223,10 @@ func (s *scanner) object(depth int) (*node, error) {
 
 func (s *scanner) array(depth int) (*node, error) {
 	s.i++
-	n := s.node(kindArray)
+	var n *node
+	if !s.skip {
+		n = s.node(kindArray)
+	}
 	s.ws()
 	if s.peek() == ']' {
 		s.i++
@@ -200,14 +240,18 @@ func (s *scanner) array(depth int) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.elems = append(s.elems, v)
+		if n != nil {
+			s.elems = append(s.elems, v)
+		}
 		s.ws()
 		switch s.peek() {
 		case ',':
 			s.i++
 		case ']':
 			s.i++
-			n.elems = append([]*node(nil), s.elems[base:]...)
+			if n != nil {
+				n.elems = append([]*node(nil), s.elems[base:]...)
+			}
 			return n, nil
 		default:
 			return nil, s.fail("expected ',' or ']'")

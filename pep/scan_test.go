@@ -36,6 +36,20 @@ func checkScan(t *testing.T, in []byte) {
 	if !valid && err == nil {
 		t.Fatalf("%q: scanner accepted invalid JSON", in)
 	}
+	// A shallow tree checks the same: it accepts and refuses alike and
+	// writes the same value back.
+	for levels := range 3 {
+		shallow, serr := pep.ParseLevelsCompact(in, levels)
+		if (serr == nil) != (err == nil) {
+			t.Fatalf("%q: levels %d: err %v, full parse err %v", in, levels, serr, err)
+		}
+		if serr == nil {
+			a, b := jsontext.Value(shallow), jsontext.Value(bytes.Clone(got))
+			if a.Compact() != nil || b.Compact() != nil || !bytes.Equal(a, b) {
+				t.Fatalf("%q: levels %d wrote %q, full %q", in, levels, shallow, got)
+			}
+		}
+	}
 	if err == nil {
 		if err := want.Compact(); err != nil {
 			t.Fatal(err)
