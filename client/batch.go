@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -50,7 +51,11 @@ func (b *batcher) check(ctx context.Context, req *chaperonev1.CheckRequest, key 
 	case resp := <-p.done:
 		return resp
 	case <-ctx.Done():
-		return deny(ReasonUnavailable, "the PDP did not decide: "+connect.CodeOf(ctx.Err()).String())
+		code := connect.CodeCanceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			code = connect.CodeDeadlineExceeded
+		}
+		return deny(ReasonUnavailable, "the PDP did not decide: "+code.String())
 	}
 }
 

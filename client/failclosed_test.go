@@ -135,6 +135,9 @@ func TestFailClosed(t *testing.T) {
 		{name: "unspecified", url: unspecified, code: client.ReasonBadResponse, message: "DECISION_UNSPECIFIED"},
 		{name: "unknown decision", url: unknown, code: client.ReasonBadResponse},
 		{name: "batch of the wrong length", url: short, code: client.ReasonBadResponse, message: "2 requests with 1"},
+		{name: "stopped, coalesced", url: stopped.url, opts: []client.Option{client.WithBatchWindow(time.Millisecond)}, code: client.ReasonUnavailable, message: "unavailable"},
+		{name: "slow, coalesced", url: slow, opts: []client.Option{client.WithBatchWindow(time.Millisecond), client.WithTimeout(20 * time.Millisecond)}, code: client.ReasonUnavailable, message: "deadline_exceeded"},
+		{name: "unspecified, coalesced", url: unspecified, opts: []client.Option{client.WithBatchWindow(time.Millisecond)}, code: client.ReasonBadResponse, message: "DECISION_UNSPECIFIED"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
