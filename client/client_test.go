@@ -65,3 +65,27 @@ func TestGRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestNilRequests: a nil request is invalid input, answered without a
+// call, and does not disturb the others of a batch.
+func TestNilRequests(t *testing.T) {
+	t.Parallel()
+	p := startPDP(t, 0)
+	c, err := client.New(p.url, generous(), client.WithCache(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := c.Check(t.Context(), nil); resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || codes(resp)[0] != client.ReasonInvalidRequest {
+		t.Fatalf("nil: %s %v", resp.GetDecision(), codes(resp))
+	}
+	got := c.BatchCheck(t.Context(), []*chaperonev1.CheckRequest{nil, allowReq(), nil})
+	if codes(got[0])[0] != client.ReasonInvalidRequest || codes(got[2])[0] != client.ReasonInvalidRequest {
+		t.Fatalf("nil entries: %v %v", codes(got[0]), codes(got[2]))
+	}
+	if got[1].GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+		t.Fatalf("the valid entry: %s %v", got[1].GetDecision(), codes(got[1]))
+	}
+	if p.callsTo(checkPath) != 1 || p.callsTo(batchPath) != 0 {
+		t.Fatalf("%d Check and %d BatchCheck calls, want the valid request alone as a Check", p.callsTo(checkPath), p.callsTo(batchPath))
+	}
+}
