@@ -2,6 +2,7 @@ package pep
 
 import (
 	"errors"
+	"fmt"
 
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
@@ -38,7 +39,23 @@ type label struct{ system, code string }
 type plan struct {
 	masks  []mask
 	labels []label
-	refuse bool // an obligation that cannot be applied: withhold everything
+	refuse error // an obligation that cannot be applied: withhold everything
+}
+
+// ErrUnenforceable: an obligation [Apply] cannot carry out; every resource
+// is withheld under it. [CheckObligations] returns it wrapped with the
+// obligation's field.
+var ErrUnenforceable = errors.New("pep: obligation cannot be enforced")
+
+// CheckObligations reports the first obligation of ob that [Apply] cannot
+// carry out, naming its field (JSON name), e.g.
+// `maskPaths[1] "Patient.telcom": no element of FHIR R4 or R5`; nil when
+// Apply can enforce them all. A PEP logs it to tell a policy defect from a
+// withheld resource.
+func CheckObligations(ob *chaperonev1.Obligations) error { return compile(ob).refuse }
+
+func unenforceable(field, why string) error {
+	return fmt.Errorf("%w: %s: %s", ErrUnenforceable, field, why)
 }
 
 // compile reads ob. An obligation Apply cannot carry out makes a plan that
@@ -50,21 +67,25 @@ func compile(ob *chaperonev1.Obligations) *plan {
 	}
 	// Fields of a newer API that this package does not know are
 	// obligations it cannot apply.
-	if len(ob.ProtoReflect().GetUnknown()) > 0 || ob.GetPerEntryCheck() {
-		p.refuse = true
+	if len(ob.ProtoReflect().GetUnknown()) > 0 {
+		p.refuse = unenforceable("obligations", "fields this version does not know")
 		return p
 	}
-	for _, path := range ob.GetMaskPaths() {
+	if ob.GetPerEntryCheck() {
+		p.refuse = unenforceable("perEntryCheck", "only the caller can decide each resource")
+		return p
+	}
+	for i, path := range ob.GetMaskPaths() {
 		m, ok := compileMask(path)
 		if !ok {
-			p.refuse = true
+			p.refuse = unenforceable(fmt.Sprintf("maskPaths[%d] %q", i, path), "no element of FHIR R4 or R5")
 			return p
 		}
 		p.masks = append(p.masks, m)
 	}
-	for _, l := range ob.GetRedactLabels() {
+	for i, l := range ob.GetRedactLabels() {
 		if l.GetCode() == "" || len(l.ProtoReflect().GetUnknown()) > 0 {
-			p.refuse = true
+			p.refuse = unenforceable(fmt.Sprintf("redactLabels[%d]", i), "no code, or fields this version does not know")
 			return p
 		}
 		p.labels = append(p.labels, label{l.GetSystem(), l.GetCode()})
@@ -81,7 +102,7 @@ func compile(ob *chaperonev1.Obligations) *plan {
 func Apply(ob *chaperonev1.Obligations, resource []byte) (out []byte, withheld bool, err error) {
 	p := compile(ob)
 	levels := maxDepth
-	if p.refuse || p.empty() {
+	if p.refuse != nil || p.empty() {
 		levels = 1 // check the input, build nothing it does not need
 	}
 	root, err := parseResource(resource, levels)
@@ -114,7 +135,7 @@ func parseResource(b []byte, levels int) (*node, error) {
 // apply enforces p on a parsed resource in place: changed reports whether
 // anything was masked, ok=false that the resource must be withheld.
 func (p *plan) apply(root *node) (changed, ok bool) {
-	if p.refuse {
+	if p.refuse != nil {
 		return false, false
 	}
 	if p.empty() {
@@ -125,7 +146,7 @@ func (p *plan) apply(root *node) (changed, ok bool) {
 }
 
 // empty reports a plan that changes and withholds nothing.
-func (p *plan) empty() bool { return !p.refuse && len(p.masks) == 0 && len(p.labels) == 0 }
+func (p *plan) empty() bool { return p.refuse == nil && len(p.masks) == 0 && len(p.labels) == 0 }
 
 // resource enforces p on one resource object and the resources nested in
 // it (contained, Bundle entries, Parameters values).

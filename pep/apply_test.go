@@ -310,3 +310,35 @@ func TestApplyHL7Examples(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckObligations(t *testing.T) {
+	t.Parallel()
+	unknown := masks("Patient.telecom")
+	unknown.ProtoReflect().SetUnknown(protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1))
+	for _, tc := range []struct {
+		ob   *chaperonev1.Obligations
+		want string // "" for enforceable
+	}{
+		{nil, ""},
+		{masks("Patient.telecom", "Observation.component.value[x]", "Patient", "DomainResource.text"), ""},
+		{labels("|R", "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|V"), ""},
+		{&chaperonev1.Obligations{AuditTags: []string{"SENSITIVE"}}, ""},
+		{masks("Patient.telecom", "Patient.telcom"), `maskPaths[1] "Patient.telcom"`},
+		{masks("HumanName.family"), `maskPaths[0] "HumanName.family"`},
+		{masks("Patient.name.where(use='official')"), `maskPaths[0]`},
+		{labels("|R", "http://example.org|"), "redactLabels[1]"},
+		{&chaperonev1.Obligations{PerEntryCheck: true}, "perEntryCheck"},
+		{unknown, "obligations"},
+	} {
+		err := pep.CheckObligations(tc.ob)
+		if tc.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", tc.ob, err)
+			}
+			continue
+		}
+		if !errors.Is(err, pep.ErrUnenforceable) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err %v, want ErrUnenforceable naming %s", tc.ob, err, tc.want)
+		}
+	}
+}

@@ -75,6 +75,8 @@
 // a contained item or Bundle entry resource that is not a resource, a meta
 // that cannot take the REDACTED label. Input that is not
 // a JSON FHIR resource is an error, and withheld too.
+// [CheckObligations] names the obligation Apply cannot carry out (a typo'd
+// mask path, say), for the log of the enforcement point.
 //
 // perEntryCheck is set on request-phase decisions (the gateway decided
 // from the URL, not the data) and on population requests. Apply cannot
