@@ -36,10 +36,10 @@
 // with its "_name" primitive sibling (id and extensions of a primitive).
 // A member beside them that looks like a variant of the masked choice
 // ("value" followed by an upper-case letter) but is neither a variant nor
-// another element both releases know, such as the value of a type a later
-// release adds, withholds the resource.
-// Objects and arrays left empty are removed too; in a "_name" array, whose
-// items line up with the primitive array, an emptied item becomes null.
+// another element either release knows, such as the value of a type a
+// later release adds, withholds the resource. Objects and arrays left
+// empty are removed too; in a "_name" array, whose items line up with the
+// primitive array, an emptied item becomes null.
 // Masks are type-qualified: "Patient.telecom" applies to every Patient in
 // the JSON, the resource itself and any Patient nested in it (contained,
 // Bundle.entry.resource, Parameters.parameter.resource), and to nothing
@@ -73,10 +73,10 @@
 // without a code, a resource type neither release knows when masks are to
 // be applied, a member that may be an unknown variant of a masked choice,
 // a contained item or Bundle entry resource that is not a resource, a meta
-// that cannot take the REDACTED label. Input that is not
-// a JSON FHIR resource is an error, and withheld too.
-// [CheckObligations] names the obligation Apply cannot carry out (a typo'd
-// mask path, say), for the log of the enforcement point.
+// that cannot take the REDACTED label. Input that is not a JSON FHIR
+// resource is an error, and withheld too. [CheckObligations] names the
+// obligation Apply cannot carry out (a typo'd mask path, say), for the log
+// of the enforcement point.
 //
 // perEntryCheck is set on request-phase decisions (the gateway decided
 // from the URL, not the data) and on population requests. Apply cannot
@@ -107,17 +107,18 @@
 // withheld. When withheld > 0, Bundle.total is removed (it would tell how
 // many were hidden); Bundle.signature is removed when any entry was
 // withheld or masked (it no longer signs what is sent); when kept, each is
-// written after entry. Entries without
-// a resource (a deleted version in a history, a batch-response status) and
-// OperationOutcome entries pass unchanged and are not decided; an entry
+// written after entry. Entries without a resource (a deleted version in a
+// history, a batch-response status) and OperationOutcome entries pass
+// unchanged and are not decided; an entry
 // resource that is itself a Bundle (a search inside a batch-response) is
 // filtered the same way. Links are left alone: rewriting them is the
 // caller's job. An error from the Decider, or a response count that differs
 // from the resource count, fails the call.
 //
 // Memory: the Bundle variants hold one batch of entries at a time besides
-// the output (ApplyBundle's output buffer, or nothing with
-// ApplyBundleStream); bodies over [WithMaxBytes] (default 64 MiB) fail with
+// their input and output (ApplyBundle's buffers; nothing more with
+// ApplyBundleStream); an entry is built into a tree only when its decision
+// carries obligations; bodies over [WithMaxBytes] (default 64 MiB) fail with
 // [ErrTooLarge]. [ApplyNDJSON] holds one batch of lines, each at most
 // [WithMaxBytes]. On any error the streaming variants have written a
 // truncated document to w that must not be released.
