@@ -110,8 +110,9 @@
 // Cedar schema (cedar-go's strict validator), Rego modules type-checked
 // against the input schema (OPA's schema-aware type checker); reason codes
 // must be upper snake case, policy ids unique across layers, Cedar
-// annotations among those above, and a Role::"name" a Cedar policy names
-// among the manifest's roles when it lists them. Problems are returned together as a
+// annotations among those above, and a role a policy names (Role::"name",
+// principal.roles.contains("name"), "name" in input.subject.roles) among
+// the manifest's roles when it lists them. Problems are returned together as a
 // [*StaticCheckError], each a [Problem] with its file, line and column.
 // The checks are compile-time only: nothing is added to the decision path.
 package engine

@@ -122,6 +122,9 @@ func compileRego(fsys fs.FS, files, dataFiles []string, model *PolicyModel) (*re
 		}
 		modules[file] = m
 		problems = append(problems, checkRegoRules(file, pkg, m, ids)...)
+		if model != nil && model.Roles != nil {
+			problems = append(problems, regoUnknownRoles(file, m, model.Roles)...)
+		}
 		for _, r := range m.Rules {
 			ref := r.Head.Ref()
 			if len(ref) != 1 {

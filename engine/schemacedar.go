@@ -280,40 +280,60 @@ func (m *PolicyModel) cedarValidatorFor(srcs [][]byte) (*validate.Validator, err
 	return validate.New(r), nil
 }
 
-// unknownRoles reports the role entities (Role::"name") a policy names,
-// outside comments, that are not among roles: a respelt role never
-// matches, so its permit never applies and its forbid never denies.
+// unknownRoles reports the roles a policy names, outside comments, that
+// are not among roles: a role entity (Role::"name") or a string tested
+// with principal.roles.contains, containsAny or containsAll. A respelt role
+// never matches, so its permit never applies and its forbid never denies.
 func unknownRoles(span policySpan, id cedar.PolicyID, roleType string, roles []string) []Problem {
 	var problems []Problem
-	text := span.src[span.start:span.end]
-	prefix := []byte(roleType + `::"`)
+	text := blankComments(span.src[span.start:span.end])
+	report := func(at int, shown string, name string) {
+		if slices.Contains(roles, name) {
+			return
+		}
+		line, col := lineCol(span.src, span.start+at)
+		problems = append(problems, Problem{File: span.file, Line: line, Col: col, Check: CheckCedarSchema,
+			Message: fmt.Sprintf("policy %q: %s is not a role of the manifest (roles: %s)", id, shown, strings.Join(roles, ", "))})
+	}
+	entity := regexp.MustCompile(`\b` + regexp.QuoteMeta(roleType) + `::"([^"\\]*)"`)
+	for _, m := range entity.FindAllSubmatchIndex(text, -1) {
+		name := string(text[m[2]:m[3]])
+		report(m[0], fmt.Sprintf("%s::%q", roleType, name), name)
+	}
+	for _, m := range roleSetCall.FindAllSubmatchIndex(text, -1) {
+		for _, lit := range stringLiteral.FindAllSubmatchIndex(text[m[2]:m[3]], -1) {
+			name := string(text[m[2]+lit[2] : m[2]+lit[3]])
+			report(m[2]+lit[0], strconv.Quote(name), name)
+		}
+	}
+	return problems
+}
+
+var (
+	// roleSetCall finds principal.roles.contains("x"), containsAny([…])
+	// and containsAll([…]) with literal arguments.
+	roleSetCall   = regexp.MustCompile(`principal\.roles\.contains(?:Any|All)?\(\s*(\[[^\]]*\]|"[^"\\]*")\s*\)`)
+	stringLiteral = regexp.MustCompile(`"([^"\\]*)"`)
+)
+
+// blankComments returns src with its // comments (outside strings) blanked
+// out, every offset unchanged.
+func blankComments(src []byte) []byte {
+	out := bytes.Clone(src)
 	inString := false
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		switch {
+	for i := 0; i < len(out); i++ {
+		switch c := out[i]; {
 		case inString && c == '\\':
 			i++
 		case c == '"':
 			inString = !inString
-		case !inString && c == '/' && i+1 < len(text) && text[i+1] == '/':
-			for i < len(text) && text[i] != '\n' {
-				i++
+		case !inString && c == '/' && i+1 < len(out) && out[i+1] == '/':
+			for ; i < len(out) && out[i] != '\n'; i++ {
+				out[i] = ' '
 			}
-		case !inString && bytes.HasPrefix(text[i:], prefix) && (i == 0 || !isIdentByte(text[i-1])):
-			start := i + len(prefix)
-			end := start
-			for end < len(text) && text[end] != '"' {
-				end++
-			}
-			if name := string(text[start:end]); !slices.Contains(roles, name) {
-				line, col := lineCol(span.src, span.start+i)
-				problems = append(problems, Problem{File: span.file, Line: line, Col: col, Check: CheckCedarSchema,
-					Message: fmt.Sprintf("policy %q: %s::%q is not a role of the manifest (roles: %s)", id, roleType, name, strings.Join(roles, ", "))})
-			}
-			i = end
 		}
 	}
-	return problems
+	return out
 }
 
 func isIdentByte(c byte) bool {

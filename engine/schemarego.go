@@ -312,3 +312,45 @@ func inputScalar(ref ast.Ref, attrs []Attr) string {
 	}
 	return ""
 }
+
+// subjectRoles is input.subject.roles.
+var subjectRoles = ast.MustParseRef("input.subject.roles")
+
+// regoUnknownRoles reports a literal role a module tests the subject for
+// ("x" in input.subject.roles, input.subject.roles[_] == "x") that is not
+// among roles: a respelt role never matches.
+func regoUnknownRoles(file string, m *ast.Module, roles []string) []Problem {
+	var problems []Problem
+	ast.WalkExprs(m, func(e *ast.Expr) bool {
+		if !e.IsCall() || len(e.Operands()) != 2 {
+			return false
+		}
+		a, b := e.Operand(0), e.Operand(1)
+		var lit *ast.Term
+		switch e.Operator().String() {
+		case "internal.member_2": // a in b
+			if ref, ok := b.Value.(ast.Ref); ok && ref.Equal(subjectRoles) {
+				lit = a
+			}
+		case "eq", "equal":
+			for _, pair := range [][2]*ast.Term{{a, b}, {b, a}} {
+				if ref, ok := pair[0].Value.(ast.Ref); ok && len(ref) == len(subjectRoles)+1 && ref.HasPrefix(subjectRoles) {
+					lit = pair[1]
+				}
+			}
+		}
+		if lit == nil {
+			return false
+		}
+		if name, ok := lit.Value.(ast.String); ok && !slices.Contains(roles, string(name)) {
+			p := Problem{File: file, Check: CheckRegoSchema,
+				Message: fmt.Sprintf("%v is not a role of the manifest (roles: %s)", lit, strings.Join(roles, ", "))}
+			if loc := cmp.Or(lit.Location, e.Location); loc != nil {
+				p.Line, p.Col = loc.Row, loc.Col
+			}
+			problems = append(problems, p)
+		}
+		return false
+	})
+	return problems
+}

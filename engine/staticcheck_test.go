@@ -28,9 +28,13 @@ func TestStaticChecks(t *testing.T) {
 permit (principal in Role::"clinician", action, resource)
 when {
   // Role::"commented-out" is not checked.
-  principal in Role::"nurse" || principal in Role::"clinicain" || principal.kind == "Role::\"x\"" };
+  principal in Role::"nurse" || principal in Role::"clinicain" || principal.kind == "Role::\"x\"" ||
+  principal.roles.containsAny(["nurse", "nruse"]) || principal.roles.contains("clinician") };
 `},
-			want: []engine.Problem{{File: "p.cedar", Line: 5, Col: 46, Check: engine.CheckCedarSchema, Message: `Role::"clinicain" is not a role of the manifest (roles: clinician, nurse)`}},
+			want: []engine.Problem{
+				{File: "p.cedar", Line: 5, Col: 46, Check: engine.CheckCedarSchema, Message: `Role::"clinicain" is not a role of the manifest (roles: clinician, nurse)`},
+				{File: "p.cedar", Line: 6, Col: 41, Check: engine.CheckCedarSchema, Message: `"nruse" is not a role of the manifest`},
+			},
 		},
 		{
 			name: "cedar unknown context attribute",
@@ -90,6 +94,22 @@ permit (principal, action, resource)
 when { context.ip.isLoopback() };
 `},
 			want: []engine.Problem{{File: "p.cedar", Line: 3, Col: 16, Check: engine.CheckCedarSchema, Message: "`ip`"}},
+		},
+		{
+			name:     "rego role the manifest does not list",
+			manifest: staticManifest + "roles: [clinician, nurse]\n",
+			files: map[string]string{"p.rego": `package s
+
+permit contains "r" if {
+	"nurse" in input.subject.roles
+	"clinicain" in input.subject.roles
+	input.subject.roles[_] == "nruse"
+}
+`},
+			want: []engine.Problem{
+				{File: "p.rego", Line: 5, Col: 2, Check: engine.CheckRegoSchema, Message: `"clinicain" is not a role of the manifest (roles: clinician, nurse)`},
+				{File: "p.rego", Line: 6, Col: 28, Check: engine.CheckRegoSchema, Message: `"nruse" is not a role of the manifest`},
+			},
 		},
 		{
 			name: "rego unknown input key",
