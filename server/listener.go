@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"net"
+	"strings"
 )
 
 // readBufferSize is the read buffer of a connection of [BufferedListener]:
@@ -32,12 +33,48 @@ func (l bufferedListener) Accept() (net.Conn, error) {
 
 // bufferedConn is a connection whose reads go through r. Like any
 // net.Conn it is read by one goroutine at a time (net/http's readers do).
+// On an h2c connection its writes are coalesced (see h2cWrites).
 type bufferedConn struct {
 	net.Conn
 	r *bufio.Reader
+	// sniff holds the first bytes read until they tell whether the
+	// connection opens with HTTP/2's client preface (cleartext HTTP/2).
+	sniff   []byte
+	decided bool
+	w       h2cWrites
 }
 
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if !c.decided && n > 0 {
+		c.sniffPreface(p[:n])
+	}
+	return n, err
+}
+
+func (c *bufferedConn) sniffPreface(b []byte) {
+	b = b[:min(len(b), len(http2Preface)-len(c.sniff))]
+	c.sniff = append(c.sniff, b...)
+	switch {
+	case !strings.HasPrefix(http2Preface, string(c.sniff)):
+		c.decided, c.sniff = true, nil
+	case len(c.sniff) == len(http2Preface):
+		c.decided, c.sniff = true, nil
+		c.w.start(c.Conn)
+	}
+}
+
+func (c *bufferedConn) Write(p []byte) (int, error) {
+	if !c.w.on.Load() {
+		return c.Conn.Write(p)
+	}
+	return c.w.write(p)
+}
+
+func (c *bufferedConn) Close() error {
+	c.w.close()
+	return c.Conn.Close()
+}
 
 // CloseWrite half-closes a TCP connection, as net/http does before closing
 // one it refuses (it looks for this method).
