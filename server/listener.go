@@ -17,8 +17,11 @@ const readBufferSize = 4 << 10
 // (HEADERS, DATA and the peer's WINDOW_UPDATE frames) costs six or more.
 // Buffered, the frames that arrived together are read with one. HTTP/1.1
 // reads, already buffered by net/http in blocks of the same size, pass
-// straight through. Serve the server's http.Server on it, over TLS or not
-// (the TLS layer reads from the buffered connection).
+// straight through. On a cleartext HTTP/2 connection (one that opens with
+// the client preface) it also coalesces the server's writes (see
+// h2cWrites): a gRPC answer is one write instead of three. Serve the
+// server's http.Server on it, over TLS or not (the TLS layer reads from
+// and writes to the buffered connection, whose writes it leaves alone).
 func BufferedListener(ln net.Listener) net.Listener { return bufferedListener{ln} }
 
 type bufferedListener struct{ net.Listener }
