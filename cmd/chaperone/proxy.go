@@ -23,7 +23,8 @@ import (
 func newProxyCmd(e *env) *cobra.Command {
 	var (
 		addr, upstream, pdp, gatewayFile, publicURL, pdpTokenFile, logLevel string
-		networkZone, deviceTrust                                            string
+		networkZone, deviceTrust, tlsCert, tlsKey                           string
+		insecure                                                            bool
 		pdpTimeout, upstreamTimeout, drain                                  time.Duration
 		maxRequest, maxResponse                                             int64
 	)
@@ -97,15 +98,32 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return usageErrorf("%v", err)
 			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return usageErrorf("--tls-cert and --tls-key go together")
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return usageErrorf("listen on %s: %v", addr, err)
 			}
+			if !isLoopback(ln.Addr()) && tlsCert == "" && !insecure {
+				_ = ln.Close()
+				return usageErrorf("--addr %s is not a loopback address: end users' tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure behind a TLS-terminating gateway", addr)
+			}
 			hs := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute}
-			fmt.Fprintf(e.stderr, "chaperone proxy listening on http://%s\n", ln.Addr())
+			scheme := "http"
+			if tlsCert != "" {
+				scheme = "https"
+			}
+			fmt.Fprintf(e.stderr, "chaperone proxy listening on %s://%s\n", scheme, ln.Addr())
 			logger.Info("proxying", slog.String("addr", ln.Addr().String()), slog.String("upstream", up.Redacted()), slog.String("pdp", pdp))
 			errc := make(chan error, 1)
-			go func() { errc <- hs.Serve(ln) }()
+			go func() {
+				if tlsCert != "" {
+					errc <- hs.ServeTLS(ln, tlsCert, tlsKey)
+					return
+				}
+				errc <- hs.Serve(ln)
+			}()
 			select {
 			case err := <-errc:
 				return err
@@ -133,6 +151,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 	f.DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	f.StringVar(&networkZone, "network-zone", "", "context.networkZone of every decision: the zone the proxy's clients are in, as this deployment vouches (e.g. clinic)")
 	f.StringVar(&deviceTrust, "device-trust", "", "context.deviceTrust of every decision, as this deployment vouches (e.g. managed: the reference bundle lets only managed devices write)")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this certificate chain (PEM)")
+	f.StringVar(&tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback --addr without TLS (behind a gateway that terminates TLS)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
