@@ -25,7 +25,7 @@ type wireCodec struct{}
 
 var _ connect.Codec = wireCodec{}
 
-func (wireCodec) Name() string  { return "proto" }
+func (wireCodec) Name() string   { return "proto" }
 func (wireCodec) IsBinary() bool { return true }
 
 func (wireCodec) Marshal(m any) ([]byte, error) {
