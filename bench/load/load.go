@@ -427,20 +427,26 @@ func progress(cfg *Config, start time.Time, sent, failed *atomic.Int64) func() {
 		t := time.NewTicker(cfg.ProgressEvery)
 		defer t.Stop()
 		last, lastAt := int64(0), start
+		line := func(now time.Time, phase string) {
+			n := sent.Load()
+			rate := float64(n-last) / now.Sub(lastAt).Seconds()
+			if phase == "" && now.Sub(start) < cfg.Warmup {
+				phase = " (warmup)"
+			}
+			fmt.Fprintf(cfg.Progress, "[%5.1fs] %d sent, %.0f/s, %d errors%s\n",
+				now.Sub(start).Seconds(), n, rate, failed.Load(), phase)
+			last, lastAt = n, now
+		}
 		for {
 			select {
 			case <-done:
+				// The last line carries the totals, so even a run shorter
+				// than one interval (or one whose ticks were starved on a
+				// busy machine) reports what it sent.
+				line(time.Now(), " (done)")
 				return
 			case now := <-t.C:
-				n := sent.Load()
-				rate := float64(n-last) / now.Sub(lastAt).Seconds()
-				phase := ""
-				if now.Sub(start) < cfg.Warmup {
-					phase = " (warmup)"
-				}
-				fmt.Fprintf(cfg.Progress, "[%5.1fs] %d sent, %.0f/s, %d errors%s\n",
-					now.Sub(start).Seconds(), n, rate, failed.Load(), phase)
-				last, lastAt = n, now
+				line(now, "")
 			}
 		}
 	}()
