@@ -36,6 +36,10 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 		dst = appendStrings(dst, `,"roles":`, s.Roles)
 		dst = appendOmit(dst, `,"organization":`, s.Organization)
 		dst = appendOmit(dst, `,"clientId":`, s.ClientID)
+		dst = appendIdentifiers(dst, `,"identifiers":`, s.Identifiers)
+		dst = appendIdentifiers(dst, `,"organizationIdentifiers":`, s.OrganizationIdentifiers)
+		dst = appendStrings(dst, `,"scopes":`, s.Scopes)
+		dst = appendOmit(dst, `,"launchPatient":`, s.LaunchPatient)
 		dst = append(dst, '}')
 	}
 	dst = appendOmit(dst, `,"action":`, r.Action)
@@ -45,6 +49,13 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 		dst = appendOmit(dst, `,"patient":`, x.Patient)
 		dst = appendOmit(dst, `,"organization":`, x.Organization)
 		dst = appendCodings(dst, `,"labels":`, x.Labels)
+		dst = appendOmit(dst, `,"author":`, x.Author)
+		dst = appendCodings(dst, `,"codes":`, x.Codes)
+		dst = appendCodings(dst, `,"categories":`, x.Categories)
+		if x.Date != nil {
+			dst = appendTime(append(dst, `,"date":`...), *x.Date)
+		}
+		dst = appendStrings(dst, `,"profiles":`, x.Profiles)
 		dst = append(dst, '}')
 	}
 	dst = appendOmit(dst, `,"purposeOfUse":`, r.PurposeOfUse)
@@ -58,6 +69,8 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 		dst = appendOmit(dst, `,"networkZone":`, c.NetworkZone)
 		dst = appendOmit(dst, `,"correlationId":`, c.CorrelationID)
 		dst = appendOmit(dst, `,"breakGlassReason":`, c.BreakGlassReason)
+		dst = appendOmit(dst, `,"deviceTrust":`, c.DeviceTrust)
+		dst = appendOmit(dst, `,"phase":`, c.Phase)
 		dst = closeObject(dst, n)
 	}
 	dst = appendOmit(dst, `,"decision":`, r.Decision)
@@ -102,7 +115,8 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 // in marshalOnly (encode_test.go) send a record to Marshal.
 func fastPath(r *Record) bool {
 	return r.Kind == KindDecision && r.Review == nil && r.Checkpoint == nil && r.Drop == nil && r.Change == nil && r.Opening == nil &&
-		plainTime(r.Time) && (r.Context == nil || r.Context.RequestTime == nil || plainTime(*r.Context.RequestTime))
+		plainTime(r.Time) && (r.Context == nil || r.Context.RequestTime == nil || plainTime(*r.Context.RequestTime)) &&
+		(r.Resource == nil || r.Resource.Date == nil || plainTime(*r.Resource.Date))
 }
 
 // plainTime is a time encoding/json writes as this encoder does: in UTC,
@@ -170,6 +184,27 @@ func appendCodings(dst []byte, key string, cs []Coding) []byte {
 			dst = append(dst, ',')
 		}
 		dst = appendField(dst, `"code":`, c.Code)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
+}
+
+func appendIdentifiers(dst []byte, key string, ids []Identifier) []byte {
+	if len(ids) == 0 {
+		return dst
+	}
+	dst = append(dst, key...)
+	dst = append(dst, '[')
+	for i, x := range ids {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, '{')
+		if x.System != "" {
+			dst = appendField(dst, `"system":`, x.System)
+			dst = append(dst, ',')
+		}
+		dst = appendField(dst, `"value":`, x.Value)
 		dst = append(dst, '}')
 	}
 	return append(dst, ']')

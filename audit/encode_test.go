@@ -77,15 +77,23 @@ func randDecision(rng *rand.Rand) Record {
 		Decision: randString(rng), BundleRevision: randString(rng)}
 	if rng.IntN(4) > 0 {
 		r.Subject = &Subject{ID: randString(rng), Kind: randString(rng), Roles: randStrings(rng),
-			Organization: randString(rng), ClientID: randString(rng)}
+			Organization: randString(rng), ClientID: randString(rng), Scopes: randStrings(rng), LaunchPatient: randString(rng)}
+		for range rng.IntN(3) {
+			r.Subject.Identifiers = append(r.Subject.Identifiers, Identifier{System: randString(rng), Value: randString(rng)})
+		}
 	}
 	if rng.IntN(4) > 0 {
 		r.Resource = &Resource{Type: randString(rng), ID: randString(rng), Patient: randString(rng),
-			Organization: randString(rng), Labels: randCodings(rng)}
+			Organization: randString(rng), Labels: randCodings(rng), Author: randString(rng),
+			Codes: randCodings(rng), Categories: randCodings(rng), Profiles: randStrings(rng)}
+		if rng.IntN(2) == 0 {
+			t := randTime(rng)
+			r.Resource.Date = &t
+		}
 	}
 	if rng.IntN(4) > 0 {
 		r.Context = &Context{IP: randString(rng), NetworkZone: randString(rng),
-			CorrelationID: randString(rng), BreakGlassReason: randString(rng)}
+			CorrelationID: randString(rng), BreakGlassReason: randString(rng), DeviceTrust: randString(rng), Phase: randString(rng)}
 		if rng.IntN(2) == 0 {
 			t := randTime(rng)
 			r.Context.RequestTime = &t

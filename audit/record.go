@@ -58,6 +58,19 @@ type Subject struct {
 	Roles        []string `json:"roles,omitempty"`
 	Organization string   `json:"organization,omitempty"`
 	ClientID     string   `json:"clientId,omitempty"`
+	// Identifiers, OrganizationIdentifiers, Scopes and LaunchPatient are
+	// the rest of what a decision may depend on (consent actors, SMART
+	// scopes), kept so a recorded decision can be replayed.
+	Identifiers             []Identifier `json:"identifiers,omitempty"`
+	OrganizationIdentifiers []Identifier `json:"organizationIdentifiers,omitempty"`
+	Scopes                  []string     `json:"scopes,omitempty"`
+	LaunchPatient           string       `json:"launchPatient,omitempty"`
+}
+
+// Identifier is a value in a namespace (a FHIR Identifier).
+type Identifier struct {
+	System string `json:"system,omitempty"`
+	Value  string `json:"value"`
 }
 
 // Resource identifies what was acted on.
@@ -67,6 +80,14 @@ type Resource struct {
 	Patient      string   `json:"patient,omitempty"`
 	Organization string   `json:"organization,omitempty"`
 	Labels       []Coding `json:"labels,omitempty"`
+	// Author, Codes, Categories, Date and Profiles are the coded
+	// attributes the caller stated (never the resource's content), kept
+	// because consents and policies decide on them.
+	Author     string     `json:"author,omitempty"`
+	Codes      []Coding   `json:"codes,omitempty"`
+	Categories []Coding   `json:"categories,omitempty"`
+	Date       *time.Time `json:"date,omitempty"`
+	Profiles   []string   `json:"profiles,omitempty"`
 }
 
 // Coding is a code in a system.
@@ -82,6 +103,8 @@ type Context struct {
 	NetworkZone      string     `json:"networkZone,omitempty"`
 	CorrelationID    string     `json:"correlationId,omitempty"`
 	BreakGlassReason string     `json:"breakGlassReason,omitempty"`
+	DeviceTrust      string     `json:"deviceTrust,omitempty"`
+	Phase            string     `json:"phase,omitempty"`
 }
 
 // Reason is a reason code and the policy that gave it.
@@ -200,6 +223,11 @@ func newDecision(now time.Time, caller string, req *chaperonev1.CheckRequest, re
 			Roles:        append([]string(nil), s.GetRoles()...),
 			Organization: s.GetOrganization(),
 			ClientID:     s.GetClientId(),
+
+			Identifiers:             identifiers(s.GetIdentifiers()),
+			OrganizationIdentifiers: identifiers(s.GetOrganizationIdentifiers()),
+			Scopes:                  append([]string(nil), s.GetScopes()...),
+			LaunchPatient:           s.GetLaunchPatient(),
 		}
 	}
 	if res := req.GetResource(); res != nil {
@@ -209,6 +237,14 @@ func newDecision(now time.Time, caller string, req *chaperonev1.CheckRequest, re
 			Patient:      res.GetPatient(),
 			Organization: res.GetOrganization(),
 			Labels:       codings(res.GetSecurityLabels()),
+			Author:       res.GetAuthor(),
+			Codes:        codings(res.GetCodes()),
+			Categories:   codings(res.GetCategories()),
+			Profiles:     append([]string(nil), res.GetProfiles()...),
+		}
+		if res.GetDate() != nil {
+			d := res.GetDate().AsTime()
+			r.Resource.Date = &d
 		}
 	}
 	if c := req.GetContext(); c != nil {
@@ -217,6 +253,8 @@ func newDecision(now time.Time, caller string, req *chaperonev1.CheckRequest, re
 			NetworkZone:      c.GetNetworkZone(),
 			CorrelationID:    c.GetCorrelationId(),
 			BreakGlassReason: c.GetBreakGlassReason(),
+			DeviceTrust:      c.GetDeviceTrust(),
+			Phase:            c.GetPhase(),
 		}
 		if c.GetTime() != nil {
 			t := c.GetTime().AsTime()
@@ -253,6 +291,17 @@ func codings(cs []*chaperonev1.Coding) []Coding {
 	out := make([]Coding, len(cs))
 	for i, c := range cs {
 		out[i] = Coding{System: c.GetSystem(), Code: c.GetCode()}
+	}
+	return out
+}
+
+func identifiers(ids []*chaperonev1.Identifier) []Identifier {
+	if len(ids) == 0 {
+		return nil
+	}
+	out := make([]Identifier, len(ids))
+	for i, x := range ids {
+		out[i] = Identifier{System: x.GetSystem(), Value: x.GetValue()}
 	}
 	return out
 }
