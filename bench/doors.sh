@@ -2,8 +2,9 @@
 # doors.sh: the four doors of one `chaperone serve --gateway` (Connect JSON
 # Check, AuthZEN, Envoy ext_authz and forward-auth) asked the same
 # request-phase requests (the built-in scenario gateway), interleaved in
-# rounds, with the server's CPU per answered request: its utime+stime
-# (/proc/PID/stat) over each run divided by the requests answered.
+# rounds, with the server's CPU per answered request (chaperone bench
+# --server-pid: its utime+stime over each run divided by the requests
+# answered).
 #
 # Environment: DURATION (10s), WARMUP (2s, a discarded run before the
 # rounds), CONCURRENCY (4), ROUNDS (3), DISTINCT_IDS=1, PROTOCOLS ("json
@@ -59,12 +60,8 @@ for addr in "${addrs[@]}"; do
 	done
 done
 
-ticks() { # PID: utime+stime of the server in clock ticks
-	awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[12] + f[13] }' "/proc/$1/stat"
-}
-hz=$(getconf CLK_TCK)
-bench() { # ADDR PROTOCOL DURATION
-	bin/chaperone bench --addr "$1" --scenario gateway --protocol "$2" --duration "$3" \
+bench() { # ADDR PROTOCOL DURATION [--server-pid PID]
+	bin/chaperone bench --addr "$1" --scenario gateway --protocol "$2" --duration "$3" "${@:4}" \
 		--concurrency "$CONCURRENCY" --quiet --format json ${DISTINCT_IDS:+--distinct-ids} ${CONNECTIONS:+--connections "$CONNECTIONS"} \
 		--gateway "$TMP/gw/gateway.yaml" --gateway-key "$TMP/gw/end-user-key.json"
 }
@@ -78,14 +75,11 @@ for r in $(seq "$ROUNDS"); do
 	for i in "${!addrs[@]}"; do
 		base=
 		for p in $PROTOCOLS; do
-			before=$(ticks "${pids[$i]}")
-			out=$(bench "${addrs[$i]}" "$p" "$DURATION")
-			after=$(ticks "${pids[$i]}")
-			read -r n errs tput dec < <(python3 -c '
+			out=$(bench "${addrs[$i]}" "$p" "$DURATION" --server-pid "${pids[$i]}")
+			read -r us errs tput dec < <(python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
-print(r["requests"], r["errors"], round(r["throughput"]), ",".join(f"{k}:{v}" for k, v in sorted(r["decisions"].items())))' "$out")
-			us=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+print("%.1f" % r["serverCpuMicrosPerRequest"], r["errors"], round(r["throughput"]), ",".join(f"{k}:{v}" for k, v in sorted(r["decisions"].items())))' "$out")
 			[[ -z $base ]] && base=$us
 			ratio=$(awk -v a="$us" -v b="$base" 'BEGIN { printf "%.2f", a / b }')
 			bin=($SERVERS)

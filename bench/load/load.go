@@ -129,6 +129,11 @@ type Config struct {
 	// Gateway signs the end-user tokens of ProtocolExtAuthz and
 	// ProtocolForward and says how the server's gateway doors read them.
 	Gateway *Gateway
+	// ServerPID, when set, is the process id of the server under load (on
+	// this machine): its CPU time (user + system, /proc/PID/stat) over the
+	// measured window, divided by the requests answered in it, is the
+	// report's ServerCPUMicrosPerRequest.
+	ServerPID int
 	// Progress, when set, receives one line per ProgressEvery (default 1s).
 	Progress      io.Writer
 	ProgressEvery time.Duration
@@ -157,6 +162,12 @@ type Result struct {
 	// means all workers were busy waiting for answers.
 	Service *Latency `json:"service,omitempty"`
 	SendLag *Latency `json:"sendLag,omitempty"`
+	// ServerCPUSeconds is the CPU time (user + system) the process of
+	// Config.ServerPID used from the end of the warmup to the last answer,
+	// and ServerCPUMicrosPerRequest that time divided by the requests
+	// answered (errors left out) in the window, in microseconds.
+	ServerCPUSeconds          float64 `json:"serverCpuSeconds,omitempty"`
+	ServerCPUMicrosPerRequest float64 `json:"serverCpuMicrosPerRequest,omitempty"`
 }
 
 // Latency holds percentiles in milliseconds.
@@ -229,6 +240,13 @@ type workerStats struct {
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
+	}
+	var cpuStart time.Duration
+	cpuAt := make(chan error, 1)
+	if cfg.ServerPID != 0 {
+		if _, err := ProcessCPU(cfg.ServerPID); err != nil {
+			return nil, fmt.Errorf("server pid: %w", err)
+		}
 	}
 	newSender, closeTarget, err := newTarget(&cfg)
 	if err != nil {
@@ -319,9 +337,33 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	stopProgress := progress(&cfg, start, &sent, &failed)
+	if cfg.ServerPID != 0 {
+		// The server's CPU clock starts when the warmup ends.
+		go func() {
+			t := time.NewTimer(time.Until(warmEnd))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-rctx.Done():
+			}
+			var err error
+			cpuStart, err = ProcessCPU(cfg.ServerPID)
+			cpuAt <- err
+		}()
+	}
 	wg.Wait()
 	stopProgress()
 	end := time.Now()
+	var cpu time.Duration
+	var cpuErr error
+	if cfg.ServerPID != 0 {
+		cpuErr = <-cpuAt
+		if cpuErr == nil {
+			var cpuEnd time.Duration
+			cpuEnd, cpuErr = ProcessCPU(cfg.ServerPID)
+			cpu = cpuEnd - cpuStart
+		}
+	}
 
 	res := &Result{
 		Target: cfg.Target, Protocol: cfg.Protocol, Mode: "closed", Concurrency: cfg.Concurrency,
@@ -359,6 +401,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if open {
 		s, l := latencyOf(service), latencyOf(lag)
 		res.Service, res.SendLag = &s, &l
+	}
+	if cfg.ServerPID != 0 {
+		if cpuErr != nil {
+			return res, fmt.Errorf("server cpu: %w", cpuErr)
+		}
+		res.ServerCPUSeconds = cpu.Seconds()
+		if answered := res.Requests - res.Errors; answered > 0 {
+			res.ServerCPUMicrosPerRequest = float64(cpu.Microseconds()) / float64(answered)
+		}
 	}
 	return res, ctx.Err()
 }

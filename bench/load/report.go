@@ -33,6 +33,10 @@ func (r *Result) WriteText(w io.Writer) error {
 				l.name, l.l.P50, l.l.P90, l.l.P99, l.l.P999, l.l.Max)
 		}
 	}
+	if r.ServerCPUSeconds > 0 || r.ServerCPUMicrosPerRequest > 0 {
+		fmt.Fprintf(&b, "server cpu  %.1f µs per answered request (%.2f s user+system over the window)\n",
+			r.ServerCPUMicrosPerRequest, r.ServerCPUSeconds)
+	}
 	b.WriteString("decisions  ")
 	for _, k := range sortedKeys(r.Decisions) {
 		fmt.Fprintf(&b, " %s %d", k, r.Decisions[k])

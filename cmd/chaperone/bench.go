@@ -20,6 +20,7 @@ func newBenchCmd(e *env) *cobra.Command {
 		idsFile, gatewayFile, gatewayKey, writeGateway                  string
 		rate                                                            float64
 		maxRequests                                                     int64
+		serverPID                                                       int
 		seed, quiet, distinct                                           bool
 	)
 	cmd := &cobra.Command{
@@ -64,6 +65,12 @@ and exits:
   chaperone serve --gateway gw/gateway.yaml &
   chaperone bench --scenario gateway --protocol ext-authz --gateway gw/gateway.yaml --gateway-key gw/end-user-key.json
 
+--server-pid PID reads the server's CPU time (utime+stime of /proc/PID/stat,
+all its threads) when the warmup ends and after the last answer, and reports
+it divided by the requests answered in that window ("server cpu" in text,
+serverCpuMicrosPerRequest and serverCpuSeconds in JSON). The resolution is a
+clock tick (10 ms): measure for seconds, not milliseconds.
+
 --target opa drives OPA's REST data API instead: each request is posted as
 {"input": <request JSON>} to --opa-path, whose value must be an object with a
 "decision" field ("ALLOW" or "DENY").`,
@@ -87,7 +94,7 @@ and exits:
 				Addr: addr, Target: load.Target(target), Protocol: load.Protocol(protocol), OPAPath: opaPath,
 				Duration: duration, Warmup: warmup, Concurrency: concurrency, Rate: rate,
 				MaxRequests: maxRequests, Timeout: timeout, DistinctIDs: distinct, Batch: batch,
-				Connections: connections,
+				Connections: connections, ServerPID: serverPID,
 			}
 			if (gatewayFile == "") != (gatewayKey == "") {
 				return usageErrorf("give both --gateway and --gateway-key, or neither")
@@ -175,6 +182,7 @@ and exits:
 	f.StringVar(&gatewayFile, "gateway", "", "with --protocol ext-authz or forward: the server's gateway file (FHIR base, claims, purpose header, token issuer and audience)")
 	f.StringVar(&gatewayKey, "gateway-key", "", "with --gateway: the private JWK (JSON) that signs the end users' tokens; its public key must be in the gateway file's key set")
 	f.IntVar(&connections, "connections", 0, "with --protocol ext-authz: HTTP/2 connections the workers share, as the fewer worker threads of an Envoy do (0: one per worker)")
+	f.IntVar(&serverPID, "server-pid", 0, "process id of the server under load (same machine, Linux): report its CPU time (user+system over the measured window) per answered request (serverCpuMicrosPerRequest)")
 	f.StringVar(&writeGateway, "write-gateway", "", "write a new end-user key, its key set and a gateway file into this directory for serve --gateway and bench --gateway, and exit")
 	return cmd
 }
