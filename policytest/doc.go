@@ -3,7 +3,8 @@
 // `chaperone bundle build` uses to refuse a bundle whose tests fail.
 //
 // A suite is a YAML file named *_test.yaml anywhere under the bundle
-// directory:
+// directory; [SuiteFormat] documents every key with an example (a test
+// runs it against the reference bundle). In short:
 //
 //	name: break-glass
 //	now: 2025-01-15T17:00:00Z          # clock for requests without context.time (optional)
@@ -18,7 +19,8 @@
 //	      decision: ALLOW                # or DENY
 //	      reasons: [BREAK_GLASS_REASON_REQUIRED, {code: POLICY_PERMIT, policyId: break-glass-emergency-access}]
 //	      obligations: {auditTags: [BREAK_GLASS], maskPaths: [...], redactLabels: [{system: ..., code: ...}], perEntryCheck: true}
-//	      exact: [reasons, obligations]  # optional: nothing beyond the reasons / obligations listed
+//	      exact: [reasons, maskPaths]    # optional: nothing beyond what is listed (reasons, obligations, or one obligation kind)
+//	      absent: {auditTags: [DISCLOSURE], reasons: [NO_PERMIT]}  # optional: none of these
 //	    skip: "why this case is parked"  # optional
 //
 // Every fixture of a suite is loaded into in-memory stores (consents in a
@@ -33,9 +35,12 @@
 // exact: [reasons], a response reason that no wanted reason matches fails
 // the test; with exact: [obligations], so does a mask path, audit tag or
 // redacted label not wanted, or a perEntryCheck other than wanted (no
-// obligations listed: the response must carry none). Exact assertions say
-// what must be absent, e.g. no DISCLOSURE tag on a read inside the
-// subject's own organization.
+// obligations listed: the response must carry none). exact may name one
+// obligation kind instead (maskPaths, auditTags, redactLabels,
+// perEntryCheck): exact: [maskPaths] without maskPaths asserts "no mask"
+// and leaves the tags free. absent lists reasons, mask paths, audit tags
+// and labels that must not appear, e.g. no DISCLOSURE tag on a read inside
+// the subject's own organization.
 //
 // [Run] returns a [Summary]; a suite file that cannot be read, parsed or
 // validated is an error naming the file and line ([*SuiteError]), reported

@@ -19,7 +19,8 @@ type Options struct {
 	// the directory given to Run.
 	Bundle *engine.Bundle
 	// Run selects the tests whose "suite/test" name matches; nil runs all.
-	// Tests not selected are not counted.
+	// Tests not selected are not counted, and a suite none of whose tests
+	// is selected is left out of the [Summary] (and so of every report).
 	Run *regexp.Regexp
 }
 
@@ -118,7 +119,9 @@ func Run(ctx context.Context, dir string, opts Options) (Summary, error) {
 			cov.record(r.Policies)
 			sr.Tests = append(sr.Tests, r)
 		}
-		sum.Suites = append(sum.Suites, sr)
+		if len(sr.Tests) > 0 {
+			sum.Suites = append(sum.Suites, sr)
+		}
 	}
 	sum.Coverage = cov.result()
 	return sum, nil
@@ -199,9 +202,7 @@ func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
 	}
 	var missing []string
 	for _, w := range want.Reasons {
-		found := slices.ContainsFunc(resp.GetReasons(), func(r *chaperonev1.Reason) bool {
-			return (w.Code == "" || r.GetCode() == w.Code) && (w.PolicyID == "" || r.GetPolicyId() == w.PolicyID)
-		})
+		found := slices.ContainsFunc(resp.GetReasons(), w.matches)
 		if !found {
 			missing = append(missing, w.String())
 		}
@@ -216,9 +217,7 @@ func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
 	if want.ExactReasons {
 		var extra []string
 		for _, r := range resp.GetReasons() {
-			if !slices.ContainsFunc(want.Reasons, func(w WantReason) bool {
-				return (w.Code == "" || r.GetCode() == w.Code) && (w.PolicyID == "" || r.GetPolicyId() == w.PolicyID)
-			}) {
+			if !slices.ContainsFunc(want.Reasons, func(w WantReason) bool { return w.matches(r) }) {
 				extra = append(extra, formatReasons([]*chaperonev1.Reason{r}))
 			}
 		}
@@ -226,30 +225,72 @@ func compare(want *Want, resp *chaperonev1.CheckResponse) []string {
 			diff = append(diff, "reasons: unexpected "+strings.Join(extra, ", "))
 		}
 	}
-	o, g := want.Obligations, resp.GetObligations()
-	if o != nil || want.ExactObligations {
-		diff = appendMissing(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
-		diff = appendMissing(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
-		var wl, gl []string
-		for _, l := range o.GetRedactLabels() {
-			wl = append(wl, l.GetSystem()+"|"+l.GetCode())
-		}
-		for _, l := range g.GetRedactLabels() {
-			gl = append(gl, l.GetSystem()+"|"+l.GetCode())
-		}
-		diff = appendMissing(diff, "redactLabels", wl, gl)
-		if want.ExactObligations {
-			diff = appendUnexpected(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
-			diff = appendUnexpected(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
-			diff = appendUnexpected(diff, "redactLabels", wl, gl)
-			if o.GetPerEntryCheck() != g.GetPerEntryCheck() {
-				diff = append(diff, fmt.Sprintf("perEntryCheck: want %t, got %t", o.GetPerEntryCheck(), g.GetPerEntryCheck()))
+	var present []string
+	for _, w := range want.Absent.Reasons {
+		for _, r := range resp.GetReasons() {
+			if w.matches(r) {
+				present = append(present, formatReasons([]*chaperonev1.Reason{r}))
 			}
-		} else if o.GetPerEntryCheck() && !g.GetPerEntryCheck() {
-			diff = append(diff, "perEntryCheck: want true, got false")
 		}
 	}
+	if len(present) > 0 {
+		diff = append(diff, "reasons: present but absent wanted: "+strings.Join(slices.Compact(present), ", "))
+	}
+	o, g := want.Obligations, resp.GetObligations()
+	var wl, gl []string
+	for _, l := range o.GetRedactLabels() {
+		wl = append(wl, labelKey(l))
+	}
+	for _, l := range g.GetRedactLabels() {
+		gl = append(gl, labelKey(l))
+	}
+	diff = appendMissing(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
+	diff = appendMissing(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
+	diff = appendMissing(diff, "redactLabels", wl, gl)
+	if want.ExactMaskPaths {
+		diff = appendUnexpected(diff, "maskPaths", o.GetMaskPaths(), g.GetMaskPaths())
+	}
+	if want.ExactAuditTags {
+		diff = appendUnexpected(diff, "auditTags", o.GetAuditTags(), g.GetAuditTags())
+	}
+	if want.ExactRedactLabels {
+		diff = appendUnexpected(diff, "redactLabels", wl, gl)
+	}
+	if want.ExactPerEntryCheck {
+		if o.GetPerEntryCheck() != g.GetPerEntryCheck() {
+			diff = append(diff, fmt.Sprintf("perEntryCheck: want %t, got %t", o.GetPerEntryCheck(), g.GetPerEntryCheck()))
+		}
+	} else if o.GetPerEntryCheck() && !g.GetPerEntryCheck() {
+		diff = append(diff, "perEntryCheck: want true, got false")
+	}
+	var al []string
+	for _, l := range want.Absent.RedactLabels {
+		al = append(al, labelKey(l))
+	}
+	diff = appendPresent(diff, "maskPaths", want.Absent.MaskPaths, g.GetMaskPaths())
+	diff = appendPresent(diff, "auditTags", want.Absent.AuditTags, g.GetAuditTags())
+	diff = appendPresent(diff, "redactLabels", al, gl)
 	return diff
+}
+
+func (w WantReason) matches(r *chaperonev1.Reason) bool {
+	return (w.Code == "" || r.GetCode() == w.Code) && (w.PolicyID == "" || r.GetPolicyId() == w.PolicyID)
+}
+
+func labelKey(c *chaperonev1.Coding) string { return c.GetSystem() + "|" + c.GetCode() }
+
+// appendPresent reports what got has of absent.
+func appendPresent(diff []string, what string, absent, got []string) []string {
+	var present []string
+	for _, a := range absent {
+		if slices.Contains(got, a) {
+			present = append(present, a)
+		}
+	}
+	if len(present) == 0 {
+		return diff
+	}
+	return append(diff, fmt.Sprintf("%s: present but absent wanted: %s", what, strings.Join(present, ", ")))
 }
 
 // appendUnexpected reports what got has beyond want.

@@ -184,6 +184,56 @@ func TestWriteJUnit(t *testing.T) {
 	}
 }
 
+// TestRunFilterLeavesOutEmptySuites: --run selecting the tests of one
+// suite reports that suite only, in every format.
+func TestRunFilterLeavesOutEmptySuites(t *testing.T) {
+	t.Parallel()
+	all := run(t, "testdata/filter", policytest.Options{})
+	if len(all.Suites) != 2 || all.Passed != 2 {
+		t.Fatalf("unfiltered: %d suites, %s", len(all.Suites), all.Line())
+	}
+	for _, tc := range []struct{ re, suite string }{
+		{`^writes/`, "writes"},
+		{`clinician reads`, "reads"},
+	} {
+		sum := run(t, "testdata/filter", policytest.Options{Run: regexp.MustCompile(tc.re)})
+		var junit, js bytes.Buffer
+		if err := policytest.WriteJUnit(&junit, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if err := policytest.WriteJSON(&js, &sum, false); err != nil {
+			t.Fatal(err)
+		}
+		var rep struct {
+			Suites []struct {
+				Name  string `xml:"name,attr"`
+				Tests int    `xml:"tests,attr"`
+			} `xml:"testsuite"`
+		}
+		if err := xml.Unmarshal(junit.Bytes(), &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Suites) != 1 || rep.Suites[0].Name != tc.suite || rep.Suites[0].Tests != 1 {
+			t.Errorf("--run %s: junit suites %+v, want only %s with its test", tc.re, rep.Suites, tc.suite)
+		}
+		var jrep struct{ Suites []struct{ Name string } }
+		if err := json.Unmarshal(js.Bytes(), &jrep); err != nil {
+			t.Fatal(err)
+		}
+		if len(jrep.Suites) != 1 || jrep.Suites[0].Name != tc.suite {
+			t.Errorf("--run %s: json suites %+v, want only %s", tc.re, jrep.Suites, tc.suite)
+		}
+	}
+	none := run(t, "testdata/filter", policytest.Options{Run: regexp.MustCompile(`nothing matches`)})
+	var junit bytes.Buffer
+	if err := policytest.WriteJUnit(&junit, &none); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(junit.String(), "<testsuite ") {
+		t.Errorf("no test selected, yet the junit report has a suite:\n%s", junit.String())
+	}
+}
+
 func TestExactAssertions(t *testing.T) {
 	t.Parallel()
 	sum := run(t, "testdata/exact", policytest.Options{})
@@ -192,11 +242,19 @@ func TestExactAssertions(t *testing.T) {
 		got[r.Name] = strings.Join(r.Diff, "; ")
 	}
 	want := map[string]string{
-		"exactly these":                   "",
-		"a mask beyond the wanted ones":   "maskPaths: unexpected Observation.note",
-		"no obligations wanted":           "maskPaths: unexpected Observation.note; auditTags: unexpected CLINICAL",
-		"a reason beyond the wanted ones": "reasons: missing @somebody-else; got [POLICY_PERMIT@clinician-reads]; reasons: unexpected [POLICY_PERMIT@clinician-reads]",
-		"perEntryCheck wanted":            "perEntryCheck: want true, got false",
+		"exactly these":                           "",
+		"a mask beyond the wanted ones":           "maskPaths: unexpected Observation.note",
+		"no obligations wanted":                   "maskPaths: unexpected Observation.note; auditTags: unexpected CLINICAL",
+		"a reason beyond the wanted ones":         "reasons: missing @somebody-else; got [POLICY_PERMIT@clinician-reads]; reasons: unexpected [POLICY_PERMIT@clinician-reads]",
+		"perEntryCheck wanted":                    "perEntryCheck: want true, got false",
+		"no mask of one kind only":                "maskPaths: unexpected Observation.note",
+		"exactly these tags, masks unconstrained": "",
+		"absent things that are absent":           "",
+		"absent things that are present": "reasons: present but absent wanted: [POLICY_PERMIT@clinician-reads]; " +
+			"maskPaths: present but absent wanted: Observation.note; auditTags: present but absent wanted: CLINICAL",
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d tests ran, want %d", len(got), len(want))
 	}
 	for name, w := range want {
 		if got[name] != w {
@@ -207,23 +265,44 @@ func TestExactAssertions(t *testing.T) {
 
 func TestExactMalformed(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	for _, f := range []string{"manifest.yaml", "p.cedar"} {
-		data, err := os.ReadFile("testdata/exact/" + f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	suite := "name: x\ntests:\n  - name: t\n    request: {subject: {kind: practitioner, id: Practitioner/p1, roles: [clinician], organization: Organization/o1}, action: read, resource: {type: Observation, id: o1, organization: Organization/o1}, purposeOfUse: TREAT}\n    want: {decision: ALLOW, exact: [masks]}\n"
-	if err := os.WriteFile(filepath.Join(dir, "x_test.yaml"), []byte(suite), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := policytest.Run(context.Background(), dir, policytest.Options{})
-	if err == nil || !strings.Contains(err.Error(), `x_test.yaml:5: test "t": exact: "masks" is neither reasons nor obligations`) {
-		t.Errorf("Run = %v", err)
+	const req = "{subject: {kind: practitioner, id: Practitioner/p1, roles: [clinician], organization: Organization/o1}, action: read, resource: {type: Observation, id: o1, organization: Organization/o1}, purposeOfUse: TREAT}"
+	for _, tc := range []struct {
+		name, want, err string
+	}{
+		{"unknown exact kind", "{decision: ALLOW, exact: [masks]}",
+			`x_test.yaml:5: test "t": exact: "masks" is not one of reasons, obligations, maskPaths, auditTags, redactLabels, perEntryCheck`},
+		{"unknown absent key", "{decision: ALLOW, absent: {tags: [X]}}",
+			`x_test.yaml:5: test "t": absent: unknown field "tags" (want one of reasons, maskPaths, auditTags, redactLabels)`},
+		{"absent obligations key", "{decision: ALLOW, absent: {perEntryCheck: true}}",
+			`x_test.yaml:5: test "t": absent: unknown field "perEntryCheck"`},
+		{"absent reasons not a list", "{decision: ALLOW, absent: {reasons: {code: X}}}",
+			`x_test.yaml:5: test "t": absent: reasons must be a list`},
+		{"absent label without its shape", "{decision: ALLOW, absent: {redactLabels: [{cod: X}]}}",
+			`x_test.yaml:5: test "t": absent: redactLabel: unknown field "cod"`},
+		{"unknown want key", "{decision: ALLOW, noMask: true}",
+			`x_test.yaml:5: test "t": want: unknown field "noMask" (want one of decision, reasons, obligations, exact, absent)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			for _, f := range []string{"manifest.yaml", "p.cedar"} {
+				data, err := os.ReadFile("testdata/exact/" + f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			suite := "name: x\ntests:\n  - name: t\n    request: " + req + "\n    want: " + tc.want + "\n"
+			if err := os.WriteFile(filepath.Join(dir, "x_test.yaml"), []byte(suite), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := policytest.Run(context.Background(), dir, policytest.Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Run = %v\nwant %s", err, tc.err)
+			}
+		})
 	}
 }
 

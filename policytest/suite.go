@@ -74,9 +74,29 @@ type Want struct {
 	// ExactReasons: the response has no reason beyond Reasons.
 	ExactReasons bool
 	// ExactObligations: the response has no obligation beyond Obligations
-	// (none at all when Obligations is nil).
+	// (none at all when Obligations is nil). It sets every Exact field of
+	// the obligation kinds below.
 	ExactObligations bool
+	// ExactMaskPaths, ExactAuditTags, ExactRedactLabels: the response has
+	// no obligation of that kind beyond those in Obligations (none when
+	// Obligations lists none); ExactPerEntryCheck: perEntryCheck is what
+	// Obligations says (false when not given).
+	ExactMaskPaths, ExactAuditTags, ExactRedactLabels, ExactPerEntryCheck bool
+	// Absent lists what the response must not carry.
+	Absent Absent
 }
+
+// Absent is what a response must not carry: no reason matching one of
+// Reasons, none of the mask paths, audit tags or redacted labels listed.
+type Absent struct {
+	Reasons      []WantReason
+	MaskPaths    []string
+	AuditTags    []string
+	RedactLabels []*chaperonev1.Coding
+}
+
+// exactKinds are the values of want.exact.
+var exactKinds = []string{"reasons", "obligations", "maskPaths", "auditTags", "redactLabels", "perEntryCheck"}
 
 // WantReason is one expected reason.
 type WantReason struct {
@@ -384,7 +404,7 @@ func jsonable(v any) any {
 }
 
 func (p *parser) want(n *yaml.Node, what string) Want {
-	f := p.fields(n, what+": want", "decision", "reasons", "obligations", "exact")
+	f := p.fields(n, what+": want", "decision", "reasons", "obligations", "exact", "absent")
 	var w Want
 	if v, ok := f["exact"]; ok {
 		for _, e := range p.strings(v, what+": exact") {
@@ -393,8 +413,17 @@ func (p *parser) want(n *yaml.Node, what string) Want {
 				w.ExactReasons = true
 			case "obligations":
 				w.ExactObligations = true
+				w.ExactMaskPaths, w.ExactAuditTags, w.ExactRedactLabels, w.ExactPerEntryCheck = true, true, true, true
+			case "maskPaths":
+				w.ExactMaskPaths = true
+			case "auditTags":
+				w.ExactAuditTags = true
+			case "redactLabels":
+				w.ExactRedactLabels = true
+			case "perEntryCheck":
+				w.ExactPerEntryCheck = true
 			default:
-				p.errorf(v, "%s: exact: %q is neither reasons nor obligations", what, e)
+				p.errorf(v, "%s: exact: %q is not one of %s", what, e, strings.Join(exactKinds, ", "))
 			}
 		}
 	}
@@ -407,33 +436,7 @@ func (p *parser) want(n *yaml.Node, what string) Want {
 		p.errorf(n, "%s: want.decision is required", what)
 	}
 	if v, ok := f["reasons"]; ok {
-		v = resolve(v)
-		if v.Kind != yaml.SequenceNode {
-			p.errorf(v, "%s: reasons must be a list", what)
-		} else {
-			for _, rn := range v.Content {
-				rn = resolve(rn)
-				switch rn.Kind {
-				case yaml.ScalarNode:
-					w.Reasons = append(w.Reasons, WantReason{Code: rn.Value})
-				case yaml.MappingNode:
-					rf := p.fields(rn, what+": reason", "code", "policyId")
-					var r WantReason
-					if c, ok := rf["code"]; ok {
-						r.Code = p.str(c, what+": reason code")
-					}
-					if id, ok := rf["policyId"]; ok {
-						r.PolicyID = p.str(id, what+": reason policyId")
-					}
-					if r.Code == "" && r.PolicyID == "" {
-						p.errorf(rn, "%s: a reason needs a code or a policyId", what)
-					}
-					w.Reasons = append(w.Reasons, r)
-				default:
-					p.errorf(rn, "%s: a reason is a code or {code, policyId}", what)
-				}
-			}
-		}
+		w.Reasons = p.reasons(v, what)
 	}
 	if v, ok := f["obligations"]; ok {
 		of := p.fields(v, what+": obligations", "maskPaths", "auditTags", "redactLabels", "perEntryCheck")
@@ -453,26 +456,81 @@ func (p *parser) want(n *yaml.Node, what string) Want {
 			o.AuditTags = p.strings(t, what+": auditTags")
 		}
 		if l, ok := of["redactLabels"]; ok {
-			l = resolve(l)
-			if l.Kind != yaml.SequenceNode {
-				p.errorf(l, "%s: redactLabels must be a list of {system, code}", what)
-			} else {
-				for _, ln := range l.Content {
-					lf := p.fields(ln, what+": redactLabel", "system", "code")
-					c := &chaperonev1.Coding{}
-					if s, ok := lf["system"]; ok {
-						c.System = p.str(s, what+": system")
-					}
-					if s, ok := lf["code"]; ok {
-						c.Code = p.str(s, what+": code")
-					}
-					o.RedactLabels = append(o.RedactLabels, c)
-				}
-			}
+			o.RedactLabels = p.labels(l, what)
 		}
 		w.Obligations = o
 	}
+	if v, ok := f["absent"]; ok {
+		af := p.fields(v, what+": absent", "reasons", "maskPaths", "auditTags", "redactLabels")
+		if r, ok := af["reasons"]; ok {
+			w.Absent.Reasons = p.reasons(r, what+": absent")
+		}
+		if m, ok := af["maskPaths"]; ok {
+			w.Absent.MaskPaths = p.strings(m, what+": absent.maskPaths")
+		}
+		if t, ok := af["auditTags"]; ok {
+			w.Absent.AuditTags = p.strings(t, what+": absent.auditTags")
+		}
+		if l, ok := af["redactLabels"]; ok {
+			w.Absent.RedactLabels = p.labels(l, what+": absent")
+		}
+	}
 	return w
+}
+
+// reasons parses a list of reasons: codes, or {code, policyId} mappings.
+func (p *parser) reasons(v *yaml.Node, what string) []WantReason {
+	v = resolve(v)
+	if v.Kind != yaml.SequenceNode {
+		p.errorf(v, "%s: reasons must be a list", what)
+		return nil
+	}
+	var out []WantReason
+	for _, rn := range v.Content {
+		rn = resolve(rn)
+		switch rn.Kind {
+		case yaml.ScalarNode:
+			out = append(out, WantReason{Code: rn.Value})
+		case yaml.MappingNode:
+			rf := p.fields(rn, what+": reason", "code", "policyId")
+			var r WantReason
+			if c, ok := rf["code"]; ok {
+				r.Code = p.str(c, what+": reason code")
+			}
+			if id, ok := rf["policyId"]; ok {
+				r.PolicyID = p.str(id, what+": reason policyId")
+			}
+			if r.Code == "" && r.PolicyID == "" {
+				p.errorf(rn, "%s: a reason needs a code or a policyId", what)
+			}
+			out = append(out, r)
+		default:
+			p.errorf(rn, "%s: a reason is a code or {code, policyId}", what)
+		}
+	}
+	return out
+}
+
+// labels parses a list of {system, code} codings.
+func (p *parser) labels(l *yaml.Node, what string) []*chaperonev1.Coding {
+	l = resolve(l)
+	if l.Kind != yaml.SequenceNode {
+		p.errorf(l, "%s: redactLabels must be a list of {system, code}", what)
+		return nil
+	}
+	var out []*chaperonev1.Coding
+	for _, ln := range l.Content {
+		lf := p.fields(ln, what+": redactLabel", "system", "code")
+		c := &chaperonev1.Coding{}
+		if s, ok := lf["system"]; ok {
+			c.System = p.str(s, what+": system")
+		}
+		if s, ok := lf["code"]; ok {
+			c.Code = p.str(s, what+": code")
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // yamlErrorLine finds the line number yaml.v3 puts in its messages

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -70,7 +71,13 @@ The suites must pass against the bundle as written.
 Exit 0 when every test passes, 1 when any fails (or, with --mutate, when
 the score is below --mutate-min), 2 for an error in a suite file (reported
 with file and line), a bundle that does not compile or fails the static
-checks, or bad usage.`,
+checks, or bad usage.
+
+Suite format (each key not listed is an error with file and line; want's
+reasons and obligations are subset matches, exact and absent say what
+must not be there):
+
+` + indent(policytest.SuiteFormat),
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "policies"
@@ -140,6 +147,15 @@ checks, or bad usage.`,
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "with --mutate: list killed and non-compiling mutants too")
 	cmd.Flags().BoolVar(&checkEq, "check-equivalent", false, "with --mutate: also run the mutants marked equivalent, report those a test kills and exit 1 if any")
 	return cmd
+}
+
+// indent indents every line of s by two spaces, for a block in help text.
+func indent(s string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
 }
 
 // runMutate is `chaperone test --mutate`.
