@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/access"
+	"github.com/chaperone-pdp/chaperone/access/revocationtest"
 )
 
 func TestNewGrant(t *testing.T) {
@@ -107,5 +108,79 @@ func TestMemoryAgreements(t *testing.T) {
 	}
 	if _, err := m.GetAgreement(ctx, "other"); !errors.Is(err, access.ErrNotFound) {
 		t.Fatalf("unknown: %v", err)
+	}
+}
+
+func TestMemoryRevocations(t *testing.T) {
+	t.Parallel()
+	revocationtest.Run(t, func(_ *testing.T, c *revocationtest.Clock) access.Revocations {
+		return access.NewMemory(access.WithMemoryClock(c.Now))
+	})
+}
+
+func TestMemoryRevocationSweep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := revocationtest.NewClock(time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC))
+	m := access.NewMemory(access.WithMemoryClock(c.Now))
+	for i, jti := range []string{"a", "b", "c"} {
+		if _, err := m.RevokeToken(ctx, access.Revocation{JTI: jti, Until: c.Now().Add(time.Duration(i+1) * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Advance(2*time.Hour + access.RevocationGrace)
+	if _, err := m.RevokeToken(ctx, access.Revocation{JTI: "d", Until: c.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// a and b are past their expiry: swept; c and d remain.
+	if n := m.RevocationCount(); n != 2 {
+		t.Fatalf("%d entries after the sweep, want 2", n)
+	}
+}
+
+func TestNewRevocation(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	hash := access.TokenSHA256("header.payload.signature")
+	tests := []struct {
+		name     string
+		jti, sha string
+		until    time.Time
+		field    string
+		wantKey  string
+	}{
+		{name: "jti", jti: "tok-1", until: now.Add(time.Hour), wantKey: "j:tok-1"},
+		{name: "hash", sha: hash, until: now.Add(time.Hour), wantKey: "h:" + hash},
+		{name: "at most the maximum ahead", jti: "tok-1", until: now.Add(access.MaxRevocation), wantKey: "j:tok-1"},
+		{name: "neither", until: now.Add(time.Hour), field: "jti"},
+		{name: "both", jti: "tok-1", sha: hash, until: now.Add(time.Hour), field: "tokenSha256"},
+		{name: "upper-case hash", sha: strings.ToUpper(hash), until: now.Add(time.Hour), field: "tokenSha256"},
+		{name: "short hash", sha: hash[:63], until: now.Add(time.Hour), field: "tokenSha256"},
+		{name: "long jti", jti: strings.Repeat("x", access.MaxJTILength+1), until: now.Add(time.Hour), field: "jti"},
+		{name: "jti not UTF-8", jti: "\xff", until: now.Add(time.Hour), field: "jti"},
+		{name: "no until", jti: "tok-1", field: "until"},
+		{name: "until now", jti: "tok-1", until: now, field: "until"},
+		{name: "until in the past", jti: "tok-1", until: now.Add(-time.Second), field: "until"},
+		{name: "until absurdly far", jti: "tok-1", until: now.Add(access.MaxRevocation + time.Second), field: "until"},
+		{name: "until in year 9999", jti: "tok-1", until: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), field: "until"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := access.NewRevocation(tt.jti, tt.sha, tt.until, "admin", now)
+			if tt.field != "" {
+				var ie *access.InvalidError
+				if !errors.As(err, &ie) || ie.Field != tt.field {
+					t.Fatalf("err = %v, want an InvalidError on %s", err, tt.field)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Key() != tt.wantKey || !r.Until.Equal(tt.until) || r.RevokedBy != "admin" || !r.Expires().Equal(tt.until.Add(access.RevocationGrace)) {
+				t.Fatalf("revocation %+v", r)
+			}
+		})
 	}
 }

@@ -3,7 +3,12 @@
 // subject, with a reason and an expiry) and vendor agreements (the business
 // associate agreement under which a client application may receive PHI).
 //
-// [Memory] keeps both in memory for a single replica; the Redis store in
+// It also holds the token revocation list ([Revocations]): bearer tokens
+// refused before they expire, by jti or by the SHA-256 of the token
+// ([NewRevocation] checks a request; entries expire on their own after
+// their Until).
+//
+// [Memory] keeps them in memory for a single replica; the Redis store in
 // consentstore shares them between replicas. The engine reads them through
 // the small interfaces it declares (engine.GrantLookup,
 // engine.AgreementLookup) and exposes them to policies as facts; the

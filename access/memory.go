@@ -9,22 +9,41 @@ import (
 	"time"
 )
 
-// Memory keeps grants and agreements in memory. It is safe for concurrent use.
+// Memory keeps grants, agreements and the token revocation list in
+// memory. It is safe for concurrent use.
 type Memory struct {
-	mu         sync.RWMutex
-	grants     map[string]Grant // by id
-	agreements map[string]Agreement
-	now        func() time.Time
+	mu          sync.RWMutex
+	grants      map[string]Grant // by id
+	agreements  map[string]Agreement
+	revocations map[string]Revocation // by [Revocation.Key]
+	now         func() time.Time
 }
 
 var (
-	_ Grants     = (*Memory)(nil)
-	_ Agreements = (*Memory)(nil)
+	_ Grants      = (*Memory)(nil)
+	_ Agreements  = (*Memory)(nil)
+	_ Revocations = (*Memory)(nil)
 )
 
+// MemoryOption configures a [Memory] store.
+type MemoryOption func(*Memory)
+
+// WithMemoryClock sets the clock of expiries (tests); nil keeps time.Now.
+func WithMemoryClock(now func() time.Time) MemoryOption {
+	return func(m *Memory) {
+		if now != nil {
+			m.now = now
+		}
+	}
+}
+
 // NewMemory returns an empty store.
-func NewMemory() *Memory {
-	return &Memory{grants: map[string]Grant{}, agreements: map[string]Agreement{}, now: time.Now}
+func NewMemory(opts ...MemoryOption) *Memory {
+	m := &Memory{grants: map[string]Grant{}, agreements: map[string]Agreement{}, revocations: map[string]Revocation{}, now: time.Now}
+	for _, o := range opts {
+		o(m)
+	}
+	return m
 }
 
 // NewID returns a random grant id.
@@ -127,4 +146,48 @@ func (m *Memory) RevokeAgreement(_ context.Context, clientID string) (Agreement,
 	a.UpdatedAt = m.now()
 	m.agreements[clientID] = a
 	return a, nil
+}
+
+// RevokeToken implements [Revocations]. Entries past their expiry
+// ([Revocation.Expires]) are swept as new ones arrive.
+func (m *Memory) RevokeToken(_ context.Context, r Revocation) (Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	for k, old := range m.revocations {
+		if !now.Before(old.Expires()) {
+			delete(m.revocations, k)
+		}
+	}
+	if old, ok := m.revocations[r.Key()]; ok && old.Until.After(r.Until) {
+		r.Until = old.Until
+	}
+	m.revocations[r.Key()] = r
+	return r, nil
+}
+
+// TokenRevoked implements [Revocations]; an entry past its expiry is not
+// on the list.
+func (m *Memory) TokenRevoked(_ context.Context, jti, tokenSHA256 string) (bool, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	now := m.now()
+	if jti != "" {
+		if r, ok := m.revocations[JTIKey(jti)]; ok && now.Before(r.Expires()) {
+			return true, nil
+		}
+	}
+	if tokenSHA256 != "" {
+		if r, ok := m.revocations[HashKey(tokenSHA256)]; ok && now.Before(r.Expires()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// RevocationCount is the number of entries held, swept or not (tests).
+func (m *Memory) RevocationCount() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.revocations)
 }

@@ -56,6 +56,13 @@
 // dropped, because invalidations may have been missed, and it is dropped
 // again once the subscription is back.
 //
+// The token revocation list ([access.Revocations]) is one key per revoked
+// token, PREFIX:revoked:j:JTI or PREFIX:revoked:h:SHA256, which Redis
+// expires itself (PXAT) at the revocation's until plus
+// [access.RevocationGrace]. A revocation publishes "t:KEY" on the same
+// channel; lookups, the absence of an entry too, are cached like
+// agreements, so a token seen before is checked without a round trip.
+//
 // Fail closed: every Redis call is bounded by a timeout
 // ([WithRedisTimeout]); a read that cannot reach Redis and has no
 // trustworthy cache entry returns an error wrapping [ErrUnavailable], which

@@ -60,6 +60,7 @@ type Redis struct {
 
 	patients   *localCache[*patientEntry]
 	agreements *localCache[*agreementEntry]
+	revoked    *localCache[*revocationEntry] // token revocation list (redis_revocation.go)
 	trusted    atomic.Bool   // the invalidation subscription is live
 	flushes    atomic.Uint64 // times the whole cache was dropped
 	reads      breaker       // fails hot-path reads fast while Redis is down
@@ -192,6 +193,9 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 		return nil, err
 	}
 	if r.agreements, err = newLocalCache[*agreementEntry](r.cacheSize); err != nil {
+		return nil, err
+	}
+	if r.revoked, err = newLocalCache[*revocationEntry](r.cacheSize); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())

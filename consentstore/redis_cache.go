@@ -123,6 +123,7 @@ func (r *Redis) untrust() {
 	r.trusted.Store(false)
 	r.patients.purge()
 	r.agreements.purge()
+	r.revoked.purge()
 	r.flushes.Add(1)
 }
 
@@ -131,6 +132,7 @@ func (r *Redis) untrust() {
 func (r *Redis) trust() {
 	r.patients.purge()
 	r.agreements.purge()
+	r.revoked.purge()
 	r.flushes.Add(1)
 	r.reads.reset()
 	r.trusted.Store(true)
@@ -147,10 +149,13 @@ func (r *Redis) invalidate(msg string) {
 		r.patients.invalidate(msg[2:])
 	case strings.HasPrefix(msg, "a:"):
 		r.agreements.invalidate(msg[2:])
+	case strings.HasPrefix(msg, "t:"):
+		r.revoked.invalidate(msg[2:])
 	default:
 		// Unknown message: be safe.
 		r.patients.purge()
 		r.agreements.purge()
+		r.revoked.purge()
 	}
 }
 
