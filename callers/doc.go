@@ -8,7 +8,12 @@
 //   - [JWTVerifier] verifies bearer tokens (asymmetric algorithms only, a
 //     bounded lifetime, no critical headers, a non-empty sub) against a [JWKS], a key
 //     set fetched and refreshed by jwx's jwk.Cache; verified tokens are
-//     remembered in an LRU cache.
+//     remembered in an LRU cache. On every Verify, cached or not, a token
+//     is checked against the revocation list ([RevocationList], by jti and
+//     by the token's SHA-256; [JWTConfig].RequireJTI refuses tokens
+//     without a jti) and, when configured, against the issuer's RFC 7662
+//     introspection endpoint ([Introspector], answers cached per token
+//     for at most its remaining lifetime). Both fail closed.
 //   - [Authorizer] compiles the callers file ([AuthzConfig]) and answers
 //     whether a caller may call a procedure, by its full name.
 //   - [RateLimiter] keeps a token bucket per caller ([LimitKey]: per remote

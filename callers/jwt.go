@@ -2,6 +2,8 @@ package callers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -37,6 +39,16 @@ const (
 	ReasonAudience        = "token audience not accepted"
 	ReasonMissingClaim    = "token lacks a required claim"
 	ReasonKeysUnavailable = "token keys unavailable"
+	ReasonRevoked         = "token revoked"
+	// ReasonRevocationUnavailable: the revocation list could not be
+	// read, so whether the token was revoked is unknown.
+	ReasonRevocationUnavailable = "token revocation state unavailable"
+	// ReasonInactive: the issuer's introspection endpoint says the token
+	// is not active (revoked, or otherwise ended).
+	ReasonInactive = "token not active"
+	// ReasonIntrospectionUnavailable: the introspection endpoint did not
+	// answer, or answered what is not an introspection response.
+	ReasonIntrospectionUnavailable = "token introspection unavailable"
 )
 
 func (e *TokenError) Error() string {
@@ -82,6 +94,26 @@ type JWTConfig struct {
 	// [TokenClaims].Claims (for end-user tokens, whose claims describe the
 	// subject).
 	KeepClaims bool
+	// RequireJTI refuses a token without a jti (ReasonMissingClaim), so
+	// every accepted token can be revoked by its jti.
+	RequireJTI bool
+	// Revocations, when set, is asked on every Verify, for tokens found
+	// in the verified-token cache too: a token on the list is refused
+	// (ReasonRevoked), and so is one whose state cannot be read
+	// (ReasonRevocationUnavailable).
+	Revocations RevocationList
+	// Introspection, when set, asks the issuer's RFC 7662 endpoint
+	// whether a verified token is still active (its answers cached per
+	// token, see [Introspector]).
+	Introspection *Introspector
+}
+
+// RevocationList says whether a token was revoked before its expiry: by
+// its jti ("" when it has none) or by the SHA-256 of the token as sent
+// (lower-case hex). The access package's stores are such lists. An error
+// means the state is unknown; the token is then refused.
+type RevocationList interface {
+	TokenRevoked(ctx context.Context, jti, tokenSHA256 string) (bool, error)
 }
 
 // JWTVerifier verifies bearer tokens against a [JWKS].
@@ -97,14 +129,19 @@ type JWTVerifier struct {
 	cache       *lru.Cache[string, tokenEntry]
 	provider    jws.KeyProvider
 	keepClaims  bool
+	requireJTI  bool
+	revocations RevocationList
+	introspect  *Introspector
 }
 
 // tokenEntry is a verified token: its claims, until when they may be
-// reused, and the key set that verified them.
+// reused, the key set that verified them, and the token's SHA-256 (hex;
+// computed when a revocation list or introspection needs it).
 type tokenEntry struct {
 	claims *TokenClaims
 	until  time.Time
 	set    jwk.Set
+	sha    string
 }
 
 // NewJWTVerifier returns a verifier of tokens signed by keys in keys.
@@ -143,6 +180,9 @@ func NewJWTVerifier(keys *JWKS, cfg JWTConfig) (*JWTVerifier, error) {
 		ttl:         cmp(cfg.CacheTTL, time.Minute),
 		now:         cfg.Now,
 		keepClaims:  cfg.KeepClaims,
+		requireJTI:  cfg.RequireJTI,
+		revocations: cfg.Revocations,
+		introspect:  cfg.Introspection,
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -172,19 +212,25 @@ func cmp(d, def time.Duration) time.Duration {
 type TokenClaims struct {
 	Subject  string
 	ClientID string
-	Expiry   time.Time
+	// JTI is the token's jti ("" when it has none).
+	JTI    string
+	Expiry time.Time
 	// Claims are all the token's claims, by name, when
 	// [JWTConfig].KeepClaims is set; else nil. Shared: do not modify.
 	Claims map[string]any
 }
 
 // Verify checks raw (a compact JWS) and returns its claims, or a
-// [*TokenError].
+// [*TokenError]. A token found in the verified-token cache is still
+// checked against the revocation list and introspection, when configured.
 func (v *JWTVerifier) Verify(ctx context.Context, raw string) (*TokenClaims, error) {
 	now := v.now()
 	set := v.keys.current()
 	if e, ok := v.cache.Get(raw); ok {
 		if e.set == set && now.Before(e.until) {
+			if err := v.live(ctx, raw, &e); err != nil {
+				return nil, err
+			}
 			return e.claims, nil
 		}
 		v.cache.Remove(raw)
@@ -227,6 +273,10 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (*TokenClaims, err
 	if tok.Get("client_id", &cid) == nil || tok.Get("azp", &cid) == nil {
 		c.ClientID = cid
 	}
+	c.JTI, _ = tok.JwtID()
+	if c.JTI == "" && v.requireJTI {
+		return nil, &TokenError{Reason: ReasonMissingClaim, Err: errors.New("no jti")}
+	}
 	if v.keepClaims {
 		c.Claims = make(map[string]any, len(tok.Keys()))
 		for _, k := range tok.Keys() {
@@ -242,8 +292,40 @@ func (v *JWTVerifier) Verify(ctx context.Context, raw string) (*TokenClaims, err
 	}
 	// The set the key came from: after a refetch it may be newer than the
 	// one read above.
-	v.cache.Add(raw, tokenEntry{claims: c, until: until, set: v.keys.current()})
+	e := tokenEntry{claims: c, until: until, set: v.keys.current()}
+	if v.revocations != nil || v.introspect != nil {
+		e.sha = tokenHash(raw)
+	}
+	v.cache.Add(raw, e)
+	if err := v.live(ctx, raw, &e); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// live checks that a verified token was not revoked: not on the
+// revocation list, and active at the issuer's introspection endpoint.
+func (v *JWTVerifier) live(ctx context.Context, raw string, e *tokenEntry) error {
+	if v.revocations != nil {
+		revoked, err := v.revocations.TokenRevoked(ctx, e.claims.JTI, e.sha)
+		switch {
+		case err != nil:
+			return &TokenError{Reason: ReasonRevocationUnavailable, Err: err}
+		case revoked:
+			return &TokenError{Reason: ReasonRevoked, Err: fmt.Errorf("jti %q", e.claims.JTI)}
+		}
+	}
+	if v.introspect != nil {
+		return v.introspect.Check(ctx, raw, e.sha, e.claims.Expiry)
+	}
+	return nil
+}
+
+// tokenHash is the SHA-256 of a token as sent, lower-case hex (the form
+// revocations name).
+func tokenHash(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return hex.EncodeToString(sum[:])
 }
 
 // fetchKeys is the key provider: the algorithm must be allowed, no critical
