@@ -35,6 +35,16 @@ func (s storeConsents) EvaluateConsent(ctx context.Context, req *chaperonev1.Che
 	res := consent.Evaluate(&q, set.Consents, r)
 	out := ConsentResult{Decision: ConsentDecision(res.Decision.String()), Provisions: res.Provisions, NamesSubject: res.NamesSubject, NamesRecipient: res.NamesRecipient,
 		RestrictsRecipient: res.RestrictsRecipient}
+	if c := res.Deciding; c != nil {
+		d := DecidingConsent{ID: c.ID, Scope: c.Scope.String(), Purposes: res.DecidingPurposes()}
+		if p := res.DecidingProvision; p != nil {
+			d.Provision = p.Path
+		}
+		for _, cd := range c.Categories {
+			d.Categories = append(d.Categories, cd.System+"|"+cd.Code)
+		}
+		out.Deciding = d
+	}
 	if len(res.Consents) > 0 {
 		out.Consents = make([]*chaperonev1.ConsentRef, len(res.Consents))
 		for i, c := range res.Consents {

@@ -60,7 +60,11 @@
 // permitting consent names the subject or its organization, by reference or
 // by identifier with the same system: what may open another tenant),
 // consentRestrictsRecipient (the denying consent names them: a restriction,
-// not a general opt-out), sameOrganization (subject and resource name the
+// not a general opt-out), decidingConsent {id, provision, scope,
+// categories, purposes} (the consent that decided a PERMIT or DENY, the most
+// recent of those that stand: its id, the path of its deciding provision,
+// its scope and category codings, and the purpose codes of the deciding
+// provision and its ancestors; empty for NO_CONSENT), sameOrganization (subject and resource name the
 // same organization; never true when either is missing), population (a
 // search, history or export of a patient-compartment type naming no
 // patient), breakGlassGrant (an active grant of the subject for the
@@ -92,7 +96,7 @@
 //
 // Rego: input is the request in its proto3 JSON shape (every field present)
 // plus input.consent ({"decision", "namesSubject", "namesRecipient",
-// "restrictsRecipient"}) and input.facts ({"breakGlassGrant",
+// "restrictsRecipient", "deciding"}, deciding as decidingConsent in Cedar) and input.facts ({"breakGlassGrant",
 // "sameOrganization", "population", "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and

@@ -49,6 +49,29 @@ type ConsentResult struct {
 	// the subject or its organization: a restriction aimed at this
 	// recipient rather than a general opt-out of sharing.
 	RestrictsRecipient bool
+	// Deciding describes the consent that decided a PERMIT or a DENY
+	// (zero for NO_CONSENT): policies see it as context.decidingConsent
+	// (Cedar) and input.consent.deciding (Rego).
+	Deciding DecidingConsent
+}
+
+// DecidingConsent is what policies see of the consent that decided: of
+// the consents that stand, the most recent one, and its first deciding
+// provision.
+type DecidingConsent struct {
+	// ID is the consent's id ("" when no consent decided).
+	ID string
+	// Provision is the path of the deciding provision in the resource,
+	// e.g. "provision.provision[1]" (R4) or "provision[0]" (R5).
+	Provision string
+	// Scope is the consent's scope: "patient-privacy", "research",
+	// "treatment", "adr" or "unknown" ("" when no consent decided).
+	Scope string
+	// Categories are the consent's category codings, "system|code".
+	Categories []string
+	// Purposes are the purpose of use codes of the deciding provision and
+	// its ancestors.
+	Purposes []string
 }
 
 // ConsentEvaluator answers the consent question for one request at the
@@ -298,6 +321,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		f.consentNamesSubject = consent.NamesSubject
 		f.consentNamesRecipient = consent.NamesRecipient
 		f.consentRestrictsRecipient = consent.RestrictsRecipient
+		f.deciding = consent.Deciding
 		resp.Consents = consent.Consents
 		if trace != nil {
 			step := &ConsentStep{Decision: consent.Decision, Provisions: consent.Provisions}

@@ -33,11 +33,12 @@ func (c *cedarEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 // built, so reusing these saves two of the five records of a request.
 type constRecords struct {
 	noAgreement cedar.Record
+	noDeciding  cedar.Record
 	scopes      [2][2]cedar.Record // [present][allows], no levels
 }
 
 func newConstRecords() *constRecords {
-	c := &constRecords{noAgreement: agreementRecord(&agreementFact{})}
+	c := &constRecords{noAgreement: agreementRecord(&agreementFact{}), noDeciding: decidingRecord(&DecidingConsent{})}
 	for _, present := range []bool{false, true} {
 		for _, allows := range []bool{false, true} {
 			c.scopes[b2i(present)][b2i(allows)] = scopesRecord(&scopeFacts{present: present, allows: allows})
@@ -63,6 +64,23 @@ func agreementRecord(a *agreementFact) cedar.Record {
 		"purposes":      stringSet(a.purposes),
 		"resourceTypes": stringSet(a.resourceTypes),
 	})
+}
+
+func decidingRecord(d *DecidingConsent) cedar.Record {
+	return cedar.NewRecord(cedar.RecordMap{
+		"id":         cedar.String(d.ID),
+		"provision":  cedar.String(d.Provision),
+		"scope":      cedar.String(d.Scope),
+		"categories": stringSet(d.Categories),
+		"purposes":   stringSet(d.Purposes),
+	})
+}
+
+func (c *constRecords) deciding(d *DecidingConsent) cedar.Record {
+	if d.ID == "" && d.Provision == "" && d.Scope == "" && len(d.Categories) == 0 && len(d.Purposes) == 0 {
+		return c.noDeciding
+	}
+	return decidingRecord(d)
 }
 
 func scopesRecord(s *scopeFacts) cedar.Record {
@@ -128,6 +146,7 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 		"consentNamesSubject":       cedar.Boolean(f.consentNamesSubject),
 		"consentNamesRecipient":     cedar.Boolean(f.consentNamesRecipient),
 		"consentRestrictsRecipient": cedar.Boolean(f.consentRestrictsRecipient),
+		"decidingConsent":           consts.deciding(&f.deciding),
 		"breakGlassGrant":           cedar.Boolean(f.grant),
 		"sameOrganization":          cedar.Boolean(f.sameOrganization),
 		"population":                cedar.Boolean(f.population),

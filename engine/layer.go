@@ -44,7 +44,9 @@ type facts struct {
 	// consentRestrictsRecipient: the denying consent names the subject or
 	// its organization (a restriction aimed at it).
 	consentRestrictsRecipient bool
-	grant                     bool // an active break-glass grant of the subject for the patient
+	// deciding: the consent that decided (zero for NO_CONSENT).
+	deciding DecidingConsent
+	grant    bool // an active break-glass grant of the subject for the patient
 	// sameOrganization: subject and resource name the same organization.
 	sameOrganization bool
 	// population: a search, history or export of a patient-compartment

@@ -155,6 +155,12 @@ func memoKey(buf []byte, f *facts) ([]byte, error) {
 	buf = strconv.AppendBool(buf, f.consentNamesSubject)
 	buf = strconv.AppendBool(buf, f.consentNamesRecipient)
 	buf = strconv.AppendBool(buf, f.consentRestrictsRecipient)
+	d := &f.deciding
+	buf = appendStr(buf, d.ID)
+	buf = appendStr(buf, d.Provision)
+	buf = appendStr(buf, d.Scope)
+	buf = appendStrs(buf, d.Categories)
+	buf = appendStrs(buf, d.Purposes)
 	return appendFactsKey(buf, f), nil
 }
 

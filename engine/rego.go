@@ -56,7 +56,7 @@ type regoConsts struct {
 func newRegoConsts() *regoConsts {
 	c := &regoConsts{consent: map[ConsentDecision]*ast.Term{}}
 	for _, d := range []ConsentDecision{ConsentPermit, ConsentDeny, ConsentNoConsent} {
-		c.consent[d] = consentTerm(d, false, false, false)
+		c.consent[d] = consentTerm(&facts{consent: d})
 	}
 	bools := []bool{false, true}
 	for _, present := range bools {
@@ -73,10 +73,12 @@ func newRegoConsts() *regoConsts {
 }
 
 func (c *regoConsts) consentOf(f *facts) *ast.Term {
-	if t, ok := c.consent[f.consent]; ok && !f.consentNamesSubject && !f.consentNamesRecipient && !f.consentRestrictsRecipient {
+	d := &f.deciding
+	if t, ok := c.consent[f.consent]; ok && !f.consentNamesSubject && !f.consentNamesRecipient && !f.consentRestrictsRecipient &&
+		d.ID == "" && d.Provision == "" && d.Scope == "" && len(d.Categories) == 0 && len(d.Purposes) == 0 {
 		return t
 	}
-	return consentTerm(f.consent, f.consentNamesSubject, f.consentNamesRecipient, f.consentRestrictsRecipient)
+	return consentTerm(f)
 }
 
 func (c *regoConsts) factsOf(f *facts) *ast.Term {
@@ -473,12 +475,23 @@ func regoDate(res *chaperonev1.Resource) string {
 // regoTime is a time as Rego input carries it: RFC 3339 in UTC.
 func regoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z07:00") }
 
-func consentTerm(decision ConsentDecision, namesSubject, namesRecipient, restrictsRecipient bool) *ast.Term {
+func consentTerm(f *facts) *ast.Term {
 	return ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(string(decision))),
-		ast.Item(ast.InternedTerm("namesSubject"), ast.InternedTerm(namesSubject)),
-		ast.Item(ast.InternedTerm("namesRecipient"), ast.InternedTerm(namesRecipient)),
-		ast.Item(ast.InternedTerm("restrictsRecipient"), ast.InternedTerm(restrictsRecipient)),
+		ast.Item(ast.InternedTerm("decision"), ast.StringTerm(string(f.consent))),
+		ast.Item(ast.InternedTerm("namesSubject"), ast.InternedTerm(f.consentNamesSubject)),
+		ast.Item(ast.InternedTerm("namesRecipient"), ast.InternedTerm(f.consentNamesRecipient)),
+		ast.Item(ast.InternedTerm("restrictsRecipient"), ast.InternedTerm(f.consentRestrictsRecipient)),
+		ast.Item(ast.InternedTerm("deciding"), decidingTerm(&f.deciding)),
+	)
+}
+
+func decidingTerm(d *DecidingConsent) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("id"), ast.StringTerm(d.ID)),
+		ast.Item(ast.InternedTerm("provision"), ast.StringTerm(d.Provision)),
+		ast.Item(ast.InternedTerm("scope"), ast.StringTerm(d.Scope)),
+		ast.Item(ast.InternedTerm("categories"), stringsTerm(d.Categories)),
+		ast.Item(ast.InternedTerm("purposes"), stringsTerm(d.Purposes)),
 	)
 }
 

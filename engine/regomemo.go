@@ -311,6 +311,18 @@ var regoLeaves = map[string]regoLeaf{
 	"consent.restrictsRecipient": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.Boolean(f.consentRestrictsRecipient)
 	},
+	"consent.deciding":       func(f *facts, _ *regoConsts) ast.Value { return decidingTerm(&f.deciding).Value },
+	"consent.deciding.id":    func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.deciding.ID) },
+	"consent.deciding.scope": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.deciding.Scope) },
+	"consent.deciding.provision": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.String(f.deciding.Provision)
+	},
+	"consent.deciding.categories": func(f *facts, _ *regoConsts) ast.Value {
+		return stringsTerm(f.deciding.Categories).Value
+	},
+	"consent.deciding.purposes": func(f *facts, _ *regoConsts) ast.Value {
+		return stringsTerm(f.deciding.Purposes).Value
+	},
 	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
 	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
 	"facts.sameOrganization": func(f *facts, _ *regoConsts) ast.Value {

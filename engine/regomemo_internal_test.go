@@ -134,7 +134,8 @@ func TestRegoLeavesMatchInput(t *testing.T) {
 		{req: full, at: time.Date(2024, 6, 1, 12, 0, 0, 0, time.UTC), hour: 8, consent: ConsentPermit, consentNamesSubject: true, consentNamesRecipient: true, consentRestrictsRecipient: true,
 			grant: true, scopes: scopeFacts{present: true, allows: true, levels: []string{"user"}},
 			agreement: agreementFact{exists: true, active: true, covers: true, vendor: "A", tier: "business-associate",
-				purposes: []string{"TREAT"}, resourceTypes: []string{"Observation"}}},
+				purposes: []string{"TREAT"}, resourceTypes: []string{"Observation"}},
+			deciding: DecidingConsent{ID: "c1", Provision: "provision.provision[0]", Scope: "research", Categories: []string{"s|c"}, Purposes: []string{"HRESCH"}}},
 	} {
 		input := regoInput(&f, consts)
 		for path, get := range regoLeaves {

@@ -139,6 +139,13 @@ func NewPolicyModel() *PolicyModel {
 		strSet("purposes", "the purposes of use it covers"),
 		strSet("resourceTypes", "the resource types it covers"),
 	}
+	deciding := []Attr{
+		str("id", "the id of the consent that decided, or \"\" when none did"),
+		str("provision", "the path of its deciding provision, e.g. \"provision.provision[1]\", or \"\""),
+		str("scope", "its scope: patient-privacy, research, treatment, adr or unknown; \"\" when none decided"),
+		strSet("categories", "its category codings as \"system|code\""),
+		strSet("purposes", "the purpose of use codes of the deciding provision and its ancestors"),
+	}
 	m.Context = []Attr{
 		str("purposeOfUse", "purposeOfUse, an HL7 v3 PurposeOfUse code"),
 		{Name: "time", Type: Type{Kind: KindDatetime}, Doc: "the decision time at the bundle's timeResolution"},
@@ -151,6 +158,7 @@ func NewPolicyModel() *PolicyModel {
 		boolean("consentNamesSubject", "the permitting consent names the subject itself as a recipient"),
 		boolean("consentNamesRecipient", "the permitting consent names the subject or its organization"),
 		boolean("consentRestrictsRecipient", "the denying consent names the subject or its organization"),
+		record("decidingConsent", "the consent that decided a PERMIT or DENY (the most recent of those that stand)", deciding...),
 		boolean("breakGlassGrant", "an active break-glass grant of the subject for the patient"),
 		boolean("sameOrganization", "subject and resource name the same organization"),
 		boolean("population", "a search, history or export of a patient-compartment type naming no patient"),
@@ -205,6 +213,7 @@ func NewPolicyModel() *PolicyModel {
 			boolean("namesSubject", "the permitting consent names the subject itself as a recipient"),
 			boolean("namesRecipient", "the permitting consent names the subject or its organization"),
 			boolean("restrictsRecipient", "the denying consent names the subject or its organization"),
+			record("deciding", "the consent that decided a PERMIT or DENY (the most recent of those that stand)", deciding...),
 		),
 		record("facts", "facts the engine gathered",
 			boolean("breakGlassGrant", "an active break-glass grant of the subject for the patient"),

@@ -86,6 +86,13 @@ func genFacts(t *rapid.T) *facts {
 			levels: rapid.SliceOfN(rapid.SampledFrom([]string{"patient", "user", "system"}), 0, 2).Draw(t, "levels"),
 		},
 	}
+	if f.consent != ConsentNoConsent && rapid.Bool().Draw(t, "deciding") {
+		f.deciding = DecidingConsent{
+			ID: word.Draw(t, "consentId"), Provision: rapid.SampledFrom([]string{"provision", "provision.provision[1]"}).Draw(t, "provision"),
+			Scope:      rapid.SampledFrom([]string{"patient-privacy", "research", "unknown"}).Draw(t, "scope"),
+			Categories: words.Draw(t, "categories"), Purposes: words.Draw(t, "purposes"),
+		}
+	}
 	if rapid.Bool().Draw(t, "agreement") {
 		f.agreement = agreementFact{
 			exists: true, active: rapid.Bool().Draw(t, "active"), covers: rapid.Bool().Draw(t, "covers"),

@@ -149,6 +149,9 @@ type Consent struct {
 	DateTime time.Time
 	// Scope classifies the consent.
 	Scope Scope
+	// Categories are the codings of the consent's category (R4 and R5), as
+	// written but with canonical systems; shared, must not be modified.
+	Categories []Coding
 	// Validity is when the consent applies (R4 provision.period, R5 period).
 	Validity Period
 	// Identifiers are the resource's business identifiers.

@@ -469,6 +469,14 @@ func compileConsent(m map[string]any, raw []byte) (*Consent, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, cs := range categories {
+		for _, cd := range cs {
+			cd.System = CanonicalSystem(cd.System)
+			if cd.Code != "" && !slices.Contains(c.Categories, cd) {
+				c.Categories = append(c.Categories, cd)
+			}
+		}
+	}
 	if version == R4 {
 		err = compileR4(root, c, categories)
 	} else {

@@ -84,6 +84,51 @@ type Result struct {
 	// organization as a recipient: a restriction aimed at this recipient,
 	// not a general opt-out of sharing.
 	RestrictsRecipient bool
+	// Deciding is the consent that decided a Permit or a Deny (nil for
+	// NoConsent): of the consents that stand, the most recent (the first
+	// of those given the same time), and DecidingProvision its first
+	// deciding provision. When several consents stand, policies that read
+	// it see the most recent one only.
+	Deciding          *fhirconsent.Consent
+	DecidingProvision *fhirconsent.Provision
+}
+
+// DecidingPurposes returns the purpose of use codes of the deciding
+// provision and of its ancestors (the purposes it was given for; a child
+// provision applies only within its parent's criteria), without
+// duplicates, in the order of the path from the root. It is nil without a
+// deciding provision.
+func (r *Result) DecidingPurposes() []string {
+	if r.Deciding == nil || r.DecidingProvision == nil {
+		return nil
+	}
+	var out []string
+	var walk func(p *fhirconsent.Provision) bool
+	walk = func(p *fhirconsent.Provision) bool {
+		found := p == r.DecidingProvision
+		for _, ch := range p.Children {
+			if found {
+				break
+			}
+			found = walk(ch)
+		}
+		if found {
+			// Collected on the way back: reversed below.
+			for i := len(p.Purposes) - 1; i >= 0; i-- {
+				out = append(out, p.Purposes[i].Code)
+			}
+		}
+		return found
+	}
+	walk(r.Deciding.Root)
+	slices.Reverse(out)
+	dedup := out[:0]
+	for _, c := range out {
+		if c != "" && !slices.Contains(dedup, c) {
+			dedup = append(dedup, c)
+		}
+	}
+	return dedup
 }
 
 // names says which recipients a deciding permit provision names.
@@ -192,6 +237,13 @@ func Evaluate(q *Query, consents []*fhirconsent.Consent, rule Rule) Result {
 		}
 		res.Consents = join(res.Consents, a.c.RefSlice())
 		res.Provisions = join(res.Provisions, a.o.provs)
+		if res.Deciding == nil || a.c.DateTime.After(res.Deciding.DateTime) {
+			res.Deciding = a.c
+			res.DecidingProvision = nil
+			if len(a.o.provs) > 0 {
+				res.DecidingProvision = findProvision(a.c.Root, a.o.provs[0])
+			}
+		}
 		if res.Decision == Deny {
 			res.RestrictsRecipient = res.RestrictsRecipient || a.o.named != 0
 		}
@@ -329,6 +381,20 @@ func namedBy(q *Query, p *fhirconsent.Provision) names {
 		}
 	}
 	return n
+}
+
+// findProvision returns the provision of the tree at root whose reference
+// ("Consent/<id>#<path>") is ref, or nil.
+func findProvision(root *fhirconsent.Provision, ref string) *fhirconsent.Provision {
+	if rs := root.RefSlice(); len(rs) > 0 && rs[0] == ref {
+		return root
+	}
+	for _, ch := range root.Children {
+		if p := findProvision(ch, ref); p != nil {
+			return p
+		}
+	}
+	return nil
 }
 
 // join returns a followed by b, without allocating when either is empty
