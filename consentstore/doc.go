@@ -73,11 +73,18 @@
 // translated at the edge: redis.Nil is [ErrNotFound] (or
 // access.ErrNotFound).
 //
-// Encryption at rest is optional and off by default: with
-// [WithEncryptionKey] (AES-128/192/256-GCM) consent payloads are sealed
-// with a random nonce, bound to their patient and id. Records written
-// before the key was set stay readable; sealed records are unreadable
-// ([ErrSealed]) without the key. Grants and agreements are not encrypted.
+// Encryption at rest: with [WithKeySet] (a [keyset.Set] of AES-256 keys;
+// [WithEncryptionKey] for a set of one) consent payloads, break-glass
+// grants and vendor agreements are sealed with AES-256-GCM and a random
+// nonce under the set's primary key, bound to where they are stored
+// (patient and id, client id); the key id is stored with each record and
+// reads use it, so a set holding the old and the new key reads both while
+// [Redis.Reencrypt] rewrites everything under the new one (resumably, from
+// a SCAN cursor). A record under a key id the set does not hold, and a
+// record in clear text, fail closed ([ErrSealed], [ErrCleartext]): a
+// record written by someone without the key never decides. Key names
+// (patient references, consent, grant and client ids) are not encrypted.
+// chaperone serve always encrypts when it uses Redis.
 //
 // Evaluation of a request against consents lives in package
 // github.com/chaperone-pdp/chaperone/engine/consent.

@@ -116,19 +116,6 @@ func WithCache(size int, ttl time.Duration) RedisOption {
 	}
 }
 
-// WithEncryptionKey encrypts consent payloads at rest with AES-GCM under
-// key (16, 24 or 32 bytes). Off by default.
-func WithEncryptionKey(key []byte) RedisOption {
-	return func(r *Redis) error {
-		s, err := newSealer(key)
-		if err != nil {
-			return err
-		}
-		r.aead = s
-		return nil
-	}
-}
-
 // WithRedisLogger sets the logger for subscription losses and recoveries.
 func WithRedisLogger(l *slog.Logger) RedisOption {
 	return func(r *Redis) error { r.logger = l; return nil }
@@ -352,7 +339,7 @@ func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOpti
 	if id != c.ID {
 		stored = c.WithID(id, "")
 	}
-	payload, err := r.aead.seal(stored.Raw, patient, id)
+	payload, err := r.aead.seal(stored.Raw, additional(patient, id))
 	if err != nil {
 		return Record{}, fmt.Errorf("put consent %q: %w", id, err)
 	}
@@ -572,7 +559,7 @@ func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry,
 		}
 	}
 	slices.SortFunc(e.set.Consents, func(a, b *fhirconsent.Consent) int { return strings.Compare(a.ID, b.ID) })
-	if e.grants, err = decodeGrants(grantsOf.Val()); err != nil {
+	if e.grants, err = r.decodeGrants(patient, grantsOf.Val()); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -601,7 +588,7 @@ func (r *Redis) decodeRecord(patient, id, val string) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("consent %q: malformed record in redis: %w", id, ErrUnavailable)
 	}
-	raw, err := r.aead.open([]byte(payload), patient, id)
+	raw, err := r.aead.open([]byte(payload), additional(patient, id))
 	if err != nil {
 		return Record{}, fmt.Errorf("consent %q: %w", id, err)
 	}

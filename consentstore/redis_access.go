@@ -109,7 +109,11 @@ func (r *Redis) PutGrant(ctx context.Context, g access.Grant) (access.Grant, err
 	if err != nil {
 		return access.Grant{}, fmt.Errorf("put grant: %w", err)
 	}
-	val := strconv.FormatInt(g.ExpiresAt.UnixMilli(), 10) + "|0|" + string(doc)
+	sealed, err := r.aead.seal(doc, grantAdditional(g.Patient, g.ID))
+	if err != nil {
+		return access.Grant{}, fmt.Errorf("put grant: %w", err)
+	}
+	val := strconv.FormatInt(g.ExpiresAt.UnixMilli(), 10) + "|0|" + sealed
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	defer r.invalidatePatient(g.Patient)
@@ -154,7 +158,7 @@ func (r *Redis) RevokeGrant(ctx context.Context, id string) (access.Grant, error
 	if err != nil {
 		return access.Grant{}, unavailable("revoke grant", err)
 	}
-	return decodeGrant(val)
+	return r.decodeGrant(patient, id, val)
 }
 
 // ListGrants implements [access.Grants]: the unexpired grants of subject
@@ -188,7 +192,7 @@ func (r *Redis) ListGrants(ctx context.Context, subject, patient string) ([]acce
 		if err != nil {
 			return nil, unavailable("list grants", err)
 		}
-		gs, err := decodeGrants(vals)
+		gs, err := r.decodeGrants(p, vals)
 		if err != nil {
 			return nil, err
 		}
@@ -222,13 +226,13 @@ func (r *Redis) ActiveGrant(ctx context.Context, subject, patient string, at tim
 	return access.Grant{}, false, nil
 }
 
-func decodeGrants(vals map[string]string) ([]access.Grant, error) {
+func (r *Redis) decodeGrants(patient string, vals map[string]string) ([]access.Grant, error) {
 	if len(vals) == 0 {
 		return nil, nil
 	}
 	out := make([]access.Grant, 0, len(vals))
-	for _, v := range vals {
-		g, err := decodeGrant(v)
+	for id, v := range vals {
+		g, err := r.decodeGrant(patient, id, v)
 		if err != nil {
 			return nil, err
 		}
@@ -238,11 +242,18 @@ func decodeGrants(vals map[string]string) ([]access.Grant, error) {
 	return out, nil
 }
 
-func decodeGrant(val string) (access.Grant, error) {
+func (r *Redis) decodeGrant(patient, id, val string) (access.Grant, error) {
 	_, rest, ok1 := strings.Cut(val, "|")
-	flag, doc, ok2 := strings.Cut(rest, "|")
+	flag, sealed, ok2 := strings.Cut(rest, "|")
+	if !ok1 || !ok2 {
+		return access.Grant{}, fmt.Errorf("malformed grant in redis: %w", ErrUnavailable)
+	}
+	doc, err := r.aead.open([]byte(sealed), grantAdditional(patient, id))
+	if err != nil {
+		return access.Grant{}, fmt.Errorf("grant %q: %w", id, err)
+	}
 	var d grantDoc
-	if !ok1 || !ok2 || json.Unmarshal([]byte(doc), &d) != nil {
+	if json.Unmarshal(doc, &d) != nil {
 		return access.Grant{}, fmt.Errorf("malformed grant in redis: %w", ErrUnavailable)
 	}
 	return access.Grant{ID: d.ID, Subject: d.Subject, Patient: d.Patient, Reason: d.Reason, GrantedBy: d.GrantedBy,
@@ -282,7 +293,11 @@ func (r *Redis) PutAgreement(ctx context.Context, a access.Agreement) (access.Ag
 	if err != nil {
 		return access.Agreement{}, fmt.Errorf("put agreement: %w", err)
 	}
-	val := "0|" + strconv.FormatInt(a.UpdatedAt.UnixNano(), 10) + "|" + string(doc)
+	sealed, err := r.aead.seal(doc, agreementAdditional(a.ClientID))
+	if err != nil {
+		return access.Agreement{}, fmt.Errorf("put agreement: %w", err)
+	}
+	val := "0|" + strconv.FormatInt(a.UpdatedAt.UnixNano(), 10) + "|" + sealed
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	defer r.agreements.invalidate(a.ClientID)
@@ -325,7 +340,7 @@ func (r *Redis) GetAgreement(ctx context.Context, clientID string) (access.Agree
 	case err != nil:
 		return access.Agreement{}, unavailable("get agreement", err)
 	default:
-		if e.a, err = decodeAgreement(val); err != nil {
+		if e.a, err = r.decodeAgreement(clientID, val); err != nil {
 			return access.Agreement{}, err
 		}
 		e.found = true
@@ -354,15 +369,22 @@ func (r *Redis) RevokeAgreement(ctx context.Context, clientID string) (access.Ag
 	if err != nil {
 		return access.Agreement{}, unavailable("revoke agreement", err)
 	}
-	return decodeAgreement(val)
+	return r.decodeAgreement(clientID, val)
 }
 
-func decodeAgreement(val string) (access.Agreement, error) {
+func (r *Redis) decodeAgreement(clientID, val string) (access.Agreement, error) {
 	flag, rest, ok1 := strings.Cut(val, "|")
-	nanos, doc, ok2 := strings.Cut(rest, "|")
+	nanos, sealed, ok2 := strings.Cut(rest, "|")
 	n, err := strconv.ParseInt(nanos, 10, 64)
+	if !ok1 || !ok2 || err != nil {
+		return access.Agreement{}, fmt.Errorf("malformed agreement in redis: %w", ErrUnavailable)
+	}
+	doc, err := r.aead.open([]byte(sealed), agreementAdditional(clientID))
+	if err != nil {
+		return access.Agreement{}, fmt.Errorf("agreement %q: %w", clientID, err)
+	}
 	var d agreementDoc
-	if !ok1 || !ok2 || err != nil || json.Unmarshal([]byte(doc), &d) != nil {
+	if json.Unmarshal(doc, &d) != nil {
 		return access.Agreement{}, fmt.Errorf("malformed agreement in redis: %w", ErrUnavailable)
 	}
 	return access.Agreement{ClientID: d.ClientID, Vendor: d.Vendor, Tier: d.Tier, BAASigned: d.BAASigned, BAAExpires: d.BAAExpires,

@@ -128,7 +128,7 @@ func TestRedisEncrypted(t *testing.T) {
 	if _, err := noKey.Get(ctx, "secret"); !errors.Is(err, consentstore.ErrSealed) {
 		t.Errorf("get without the key: %v", err)
 	}
-	otherKey := newRedis(t, client, "enc", consentstore.WithEncryptionKey([]byte("fedcba9876543210")))
+	otherKey := newRedis(t, client, "enc", consentstore.WithEncryptionKey([]byte("fedcba9876543210fedcba9876543210")))
 	if _, err := otherKey.ForPatient(ctx, "Patient/9"); !errors.Is(err, consentstore.ErrSealed) {
 		t.Errorf("for patient with another key: %v", err)
 	}

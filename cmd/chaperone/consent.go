@@ -30,7 +30,7 @@ func newConsentCmd(e *env) *cobra.Command {
 		Use:   "consent",
 		Short: "Evaluate and import FHIR Consent resources",
 	}
-	cmd.AddCommand(newConsentEvalCmd(e), newConsentImportCmd(e))
+	cmd.AddCommand(newConsentEvalCmd(e), newConsentImportCmd(e), newConsentReencryptCmd(e))
 	return cmd
 }
 

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,7 +46,7 @@ func (f *redisFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "redis-timeout", consentstore.DefaultRedisTimeout, "bound of every Redis call; a Check that cannot read consents in time is denied (CONSENT_UNAVAILABLE)")
 	fs.IntVar(&f.cacheSize, "cache-size", consentstore.DefaultCacheSize, "local cache entries per replica (patients, and client agreements); 0 turns the cache off")
 	fs.DurationVar(&f.cacheTTL, "cache-ttl", consentstore.DefaultCacheTTL, "how long a cached entry may be served (it is also dropped on every write, from any replica)")
-	fs.StringVar(&f.keyFile, "encryption-key-file", "", "encrypt consent payloads in Redis with AES-256-GCM under the key in this file: 32 random bytes in standard base64 (openssl rand -base64 32), nothing else is accepted; also $"+encryptionKeyEnv+"; off by default")
+	fs.StringVar(&f.keyFile, "encryption-key-file", "", "key set encrypting consents, grants and agreements in Redis (AES-256-GCM): JSON {\"primary\":\"k2\",\"keys\":{\"k1\":\"<base64>\",\"k2\":\"<base64>\"}} (chaperone keys new/rotate/drop), or one key of 32 random bytes in standard base64; also $"+encryptionKeyEnv+"; without either, the key set at $XDG_CONFIG_HOME/chaperone/encryption-keys.json (else ~/.config/chaperone/encryption-keys.json), generated there on first start")
 }
 
 // newRedisClient builds a go-redis UniversalClient from a --redis URL.
@@ -89,38 +87,6 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 	return nil, fmt.Errorf("%s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
 }
 
-// encryptionKeyBytes is the size of the consent encryption key: AES-256.
-const encryptionKeyBytes = 32
-
-// encryptionKey reads the key from the file, else from the environment;
-// nil when neither is set. The key has one format: 32 bytes in standard
-// base64 (what `openssl rand -base64 32` prints), surrounding white space
-// ignored. Anything else is refused rather than guessed at: a hex string
-// that happened to be 32 characters long was taken as raw bytes.
-func encryptionKey(file string, getenv func(string) string) ([]byte, error) {
-	var text, from string
-	switch {
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("--encryption-key-file: %w", err)
-		}
-		text, from = string(b), "--encryption-key-file "+file
-	case getenv(encryptionKeyEnv) != "":
-		text, from = getenv(encryptionKeyEnv), "$"+encryptionKeyEnv
-	default:
-		return nil, nil
-	}
-	k, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(text))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("%s: not standard base64 (want %d random bytes in base64, e.g. from openssl rand -base64 %d)", from, encryptionKeyBytes, encryptionKeyBytes)
-	case len(k) != encryptionKeyBytes:
-		return nil, fmt.Errorf("%s: the key is %d bytes, want %d (base64 of %d random bytes, e.g. from openssl rand -base64 %d)", from, len(k), encryptionKeyBytes, encryptionKeyBytes, encryptionKeyBytes)
-	}
-	return k, nil
-}
-
 // openRedis connects to Redis and returns the shared store (consents,
 // grants and agreements) and a closer for it and the client. It fails when
 // Redis does not answer PING within the timeout: serve should not start on
@@ -134,7 +100,7 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 	for _, h := range hooks {
 		client.AddHook(h)
 	}
-	key, err := encryptionKey(f.keyFile, getenv)
+	keys, err := serveKeySet(f.keyFile, getenv, time.Now(), logger)
 	if err != nil {
 		_ = client.Close()
 		return nil, nil, nil, usageErrorf("%v", err)
@@ -151,15 +117,13 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 		consentstore.WithRedisLogger(logger),
 		consentstore.WithLimits(f.limits),
 	}
-	if key != nil {
-		opts = append(opts, consentstore.WithEncryptionKey(key))
-	}
+	opts = append(opts, consentstore.WithKeySet(keys))
 	store, err = consentstore.NewRedis(client, opts...)
 	if err != nil {
 		_ = client.Close()
 		return nil, nil, nil, usageErrorf("%v", err)
 	}
-	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.Bool("encrypted", key != nil),
+	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.String("encryption_key", primaryID(keys)),
 		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL))
 	closer = func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
 	ping = func(ctx context.Context) error { return client.Ping(ctx).Err() }

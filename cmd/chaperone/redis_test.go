@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
+	"github.com/chaperone-pdp/chaperone/keyset"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/test/redistest"
 )
@@ -59,8 +60,9 @@ func TestNewRedisClient(t *testing.T) {
 	}
 }
 
-// TestEncryptionKey: the key file holds 32 bytes in standard base64 and
-// nothing else is accepted (it used to guess hex, base64 or raw bytes).
+// TestEncryptionKey: a key file of one key holds 32 bytes in standard
+// base64 and nothing else is accepted (it used to guess hex, base64 or raw
+// bytes); it is a key set of one.
 func TestEncryptionKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -89,7 +91,7 @@ func TestEncryptionKey(t *testing.T) {
 		{"url base64", base64.URLEncoding.EncodeToString([]byte("\xff\xfe\xfd 32 bytes of key material ...")), false},
 		{"empty", "", false},
 	} {
-		k, err := encryptionKey(write(tc.name, tc.content), noEnv)
+		k, err := primaryKey(loadKeySet(write(tc.name, tc.content), noEnv))
 		if tc.ok {
 			if err != nil || string(k) != string(raw) {
 				t.Errorf("%s: %q %v", tc.name, k, err)
@@ -102,14 +104,14 @@ func TestEncryptionKey(t *testing.T) {
 			t.Errorf("%s: the error shows the key: %v", tc.name, err)
 		}
 	}
-	k, err := encryptionKey("", func(string) string { return b64 })
+	k, err := primaryKey(loadKeySet("", func(string) string { return b64 }))
 	if err != nil || string(k) != string(raw) {
 		t.Errorf("env key: %q %v", k, err)
 	}
-	if _, err := encryptionKey("", func(string) string { return hex.EncodeToString(raw) }); err == nil {
+	if _, err := loadKeySet("", func(string) string { return hex.EncodeToString(raw) }); err == nil {
 		t.Error("env key in hex accepted")
 	}
-	if k, err := encryptionKey("", noEnv); k != nil || err != nil {
+	if k, err := loadKeySet("", noEnv); k != nil || err != nil {
 		t.Errorf("no key: %q %v", k, err)
 	}
 }
@@ -122,7 +124,14 @@ func TestOpenRedis(t *testing.T) {
 	srv := redistest.StartServer(t)
 	ctx := context.Background()
 	flags := redisFlags{url: "redis://" + srv.Addr() + "/0", timeout: time.Second, cacheSize: 10, cacheTTL: time.Minute}
-	st, closeRedis, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+	home := t.TempDir()
+	getenv := func(k string) string {
+		if k == "HOME" {
+			return home
+		}
+		return ""
+	}
+	st, closeRedis, _, err := openRedis(ctx, flags, getenv, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +162,15 @@ func TestOpenRedis(t *testing.T) {
 		t.Errorf("check with a deny consent in redis: %v", resp)
 	}
 	srv.Kill()
-	if _, _, _, err := openRedis(ctx, flags, func(string) string { return "" }, slog.New(slog.DiscardHandler)); err == nil {
+	if _, _, _, err := openRedis(ctx, flags, getenv, slog.New(slog.DiscardHandler)); err == nil {
 		t.Error("openRedis succeeded with redis down")
 	}
+}
+
+func primaryKey(ks *keyset.Set, err error) ([]byte, error) {
+	if err != nil {
+		return nil, err
+	}
+	_, k := ks.Primary()
+	return k, nil
 }

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chaperone-pdp/chaperone/consentstore"
+	"github.com/chaperone-pdp/chaperone/fhirconsent"
+	"github.com/chaperone-pdp/chaperone/keyset"
+	"github.com/chaperone-pdp/chaperone/test/redistest"
+)
+
+// TestServeKeySetGenerated: without a key file, serve generates one at the
+// documented path (mode 0600) and uses it again on the next start; with no
+// home directory it refuses to start rather than store clear text.
+func TestServeKeySetGenerated(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	env := func(k string) string {
+		if k == "HOME" {
+			return home
+		}
+		return ""
+	}
+	now := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	first, err := serveKeySet("", env, now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(home, ".config", "chaperone", "encryption-keys.json")
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("generated key file %s: %v %v", path, st, err)
+	}
+	again, err := serveKeySet("", env, now.Add(time.Hour), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, k1 := first.Primary()
+	id2, k2 := again.Primary()
+	if string(k1) != string(k2) || id2 != "k20261201T030000Z" {
+		t.Errorf("second start did not reuse the generated key (%s)", id2)
+	}
+	if _, err := serveKeySet("", func(string) string { return "" }, now, slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("started without a key and without a home directory")
+	}
+}
+
+// TestConsentReencryptCommand rotates the key of a Redis store with the
+// commands an operator runs: keys new, (records written), keys rotate,
+// consent reencrypt --checkpoint, keys drop; the records stay readable with
+// the new key alone, and no value in Redis holds the consent in clear text.
+func TestConsentReencryptCommand(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "keys.json")
+	if code, out, stderr := runAudit(t, "keys", "new", "-o", file, "--id", "old"); code != 0 || !strings.Contains(out, "primary key old") {
+		t.Fatalf("keys new: %d %s %s", code, out, stderr)
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = client.Close() })
+	open := func() *consentstore.Redis {
+		ks, err := keyset.Load(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := consentstore.NewRedis(client, consentstore.WithKeySet(ks), consentstore.WithCache(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	for _, id := range []string{"c1", "c2", "c3"} {
+		c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"` + id + `","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := open().Put(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, stderr := runAudit(t, "keys", "rotate", file, "--id", "new"); code != 0 || !strings.Contains(out, "primary new, keys new, old") {
+		t.Fatalf("keys rotate: %d %s %s", code, out, stderr)
+	}
+	ckpt := filepath.Join(dir, "cursor")
+	code, out, stderr := runAudit(t, "consent", "reencrypt", "--redis", "redis://"+addr+"/0", "--encryption-key-file", file, "--checkpoint", ckpt, "--count", "1")
+	if code != 0 || !strings.Contains(out, "done: every record is sealed under key new") || !strings.Contains(stderr, "consents 3") {
+		t.Fatalf("consent reencrypt: %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(ckpt); !os.IsNotExist(err) {
+		t.Errorf("checkpoint left after a finished run: %v", err)
+	}
+	if code, _, stderr := runAudit(t, "keys", "drop", file, "old"); code != 0 {
+		t.Fatalf("keys drop: %s", stderr)
+	}
+	if set, err := open().ForPatient(ctx, "Patient/52"); err != nil || len(set.Consents) != 3 {
+		t.Errorf("read with the new key alone: %v %v", set, err)
+	}
+	keys, err := client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if client.Type(ctx, k).Val() != "hash" {
+			continue
+		}
+		for _, v := range client.HGetAll(ctx, k).Val() {
+			if strings.Contains(v, "resourceType") || strings.Contains(v, "provision") {
+				t.Errorf("%s holds a consent in clear text", k)
+			}
+		}
+	}
+	if code, _, _ := runAudit(t, "consent", "reencrypt", "--redis", "redis://"+addr+"/0"); code != 2 {
+		t.Errorf("reencrypt without a key set: exit %d, want 2", code)
+	}
+}
