@@ -76,23 +76,48 @@ type BundleRef struct {
 	Digest   string `json:"digest,omitempty"`
 }
 
-// Report is the decision impact of replacing one bundle with another.
+// ReportVersion is the version of the JSON shape of [Report]: it changes
+// only when a field is removed or changes meaning.
+const ReportVersion = 2
+
+// Report is the decision impact of replacing one bundle with another. Its
+// JSON (see [Report.JSON]) is a stable interface: every list is present
+// (empty rather than null) and sorted, most requests first.
 type Report struct {
+	Version  int       `json:"version"`
 	Old      BundleRef `json:"old"`
 	New      BundleRef `json:"new"`
 	Consents string    `json:"consents,omitempty"`
-	// Requests replayed; Changed of them got another decision,
-	// ObligationsChanged the same decision with other obligations.
+	// Requests replayed, each counted in exactly one of: Changed (another
+	// decision), ReasonsChanged (the same decision and obligations, other
+	// reasons), ObligationsChanged (the same decision, other obligations;
+	// its reasons may differ too) and Unchanged.
 	Requests           int `json:"requests"`
 	Changed            int `json:"changed"`
+	ReasonsChanged     int `json:"reasonsChanged"`
 	ObligationsChanged int `json:"obligationsChanged"`
 	Unchanged          int `json:"unchanged"`
+	// ObligationKinds counts the requests of ObligationsChanged by the
+	// kind of obligation that changed (a request may count in several).
+	ObligationKinds ObligationKinds `json:"obligationKinds"`
 	// Transitions count changed decisions by old → new decision.
 	Transitions []Transition `json:"transitions"`
-	// Groups are the changed decisions, most frequent first.
-	Groups []Group `json:"groups"`
-	// Obligations are the changed obligations of unchanged decisions.
+	// Groups are the changed decisions; ReasonGroups the same decisions
+	// given for other reasons; both grouped by old → new decision and
+	// policy delta.
+	Groups       []Group `json:"groups"`
+	ReasonGroups []Group `json:"reasonChanges"`
+	// Obligations are the changed obligations of unchanged decisions,
+	// grouped by decision and change.
 	Obligations []ObligationGroup `json:"obligations"`
+}
+
+// ObligationKinds counts requests by the kind of obligation that changed.
+type ObligationKinds struct {
+	MaskPaths     int `json:"maskPaths"`
+	RedactLabels  int `json:"redactLabels"`
+	AuditTags     int `json:"auditTags"`
+	PerEntryCheck int `json:"perEntryCheck"`
 }
 
 // Transition counts decisions that went from one value to another.
@@ -102,39 +127,75 @@ type Transition struct {
 	Count int    `json:"count"`
 }
 
-// Group is a set of changed decisions with the same old → new decision,
-// policies, roles and resource type.
+// Count is how many requests of a group share a value.
+type Count struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+// Group is a set of requests with the same old → new decision (the same
+// decision, for a reason change) and the same policy delta.
 type Group struct {
 	From string `json:"from"`
 	To   string `json:"to"`
-	// Policy names what made the difference: "+id" for a policy (or
-	// consent provision) that decides only under the new bundle, "-id" for
-	// one that decided only under the old; the new reason codes when both
-	// name the same policies.
-	Policy       string   `json:"policy"`
-	Role         string   `json:"role"`
-	ResourceType string   `json:"resourceType"`
-	Count        int      `json:"count"`
-	Samples      []Sample `json:"samples"`
+	// Policy is the policy delta, the group's key: "+id" for a policy (a
+	// permit that permits, a forbid that denies) that decides the request
+	// only under the new bundle, "-id" only under the old; when both name
+	// the same policies, the reason codes given under only one ("+CODE",
+	// "-CODE"). Consent provisions are not policies: see Consent.
+	Policy string `json:"policy"`
+	Count  int    `json:"count"`
+	// Reasons are the reason-code deltas of the requests ("+NO_PERMIT
+	// -POLICY_PERMIT"), Consent the consent deltas ("+CONSENT_PERMIT",
+	// "-CONSENT_DENY +CONSENT_OVERRIDDEN"; the consent codes are
+	// CONSENT_PERMIT, CONSENT_DENY, CONSENT_OVERRIDDEN and NO_CONSENT),
+	// Roles the subjects' roles (sorted, comma separated, "-" for none),
+	// ResourceTypes the resource types, each with how many requests had it.
+	Reasons       []Count `json:"reasons"`
+	Consent       []Count `json:"consent"`
+	Roles         []Count `json:"roles"`
+	ResourceTypes []Count `json:"resourceTypes"`
+	// NewObligations, when the new decision is ALLOW, are the obligations
+	// the new decisions carry ("mask PATH", "redact SYSTEM|CODE", "tag TAG",
+	// "perEntryCheck"), each with how many requests carry it.
+	NewObligations []Count  `json:"newObligations"`
+	Samples        []Sample `json:"samples"`
 }
 
 // ObligationGroup is a set of unchanged decisions whose obligations changed
 // the same way.
 type ObligationGroup struct {
-	Decision     string   `json:"decision"`
-	Change       string   `json:"change"`
-	Role         string   `json:"role"`
-	ResourceType string   `json:"resourceType"`
-	Count        int      `json:"count"`
-	Samples      []Sample `json:"samples"`
+	Decision string `json:"decision"`
+	// Change is how the obligations changed: "mask +PATH -PATH",
+	// "redact +SYSTEM|CODE", "tags +TAG", "perEntryCheck +" (now set) or
+	// "perEntryCheck -", joined with "; ".
+	Change        string   `json:"change"`
+	Count         int      `json:"count"`
+	Policies      []Count  `json:"policies"`
+	Roles         []Count  `json:"roles"`
+	ResourceTypes []Count  `json:"resourceTypes"`
+	Samples       []Sample `json:"samples"`
 }
 
 // Sample is one replayed request with both answers.
 type Sample struct {
-	Line       int    `json:"line"`
-	Request    string `json:"request"`
-	OldReasons string `json:"oldReasons"`
-	NewReasons string `json:"newReasons"`
+	Line           int    `json:"line"`
+	Request        string `json:"request"`
+	OldReasons     string `json:"oldReasons"`
+	NewReasons     string `json:"newReasons"`
+	OldObligations string `json:"oldObligations"`
+	NewObligations string `json:"newObligations"`
+}
+
+// groupAcc accumulates a group's counts.
+type groupAcc struct {
+	g                                   Group
+	reasons, consent, roles, types, obl map[string]int
+}
+
+type oblAcc struct {
+	g                      ObligationGroup
+	policies, roles, types map[string]int
 }
 
 // Diff replays reqs against the old and the new bundle (each in its own
@@ -155,45 +216,76 @@ func Diff(ctx context.Context, oldB, newB *engine.Bundle, reqs []Request, opts D
 	}
 	oldE, newE := newEngine(oldB), newEngine(newB)
 	r := &Report{
-		Old:         BundleRef{Name: oldB.Manifest().Name, Revision: oldB.Revision(), Digest: opts.OldDigest},
-		New:         BundleRef{Name: newB.Manifest().Name, Revision: newB.Revision(), Digest: opts.NewDigest},
-		Consents:    opts.ConsentsNote,
-		Requests:    len(reqs),
-		Transitions: []Transition{},
-		Groups:      []Group{},
-		Obligations: []ObligationGroup{},
+		Version:  ReportVersion,
+		Old:      BundleRef{Name: oldB.Manifest().Name, Revision: oldB.Revision(), Digest: opts.OldDigest},
+		New:      BundleRef{Name: newB.Manifest().Name, Revision: newB.Revision(), Digest: opts.NewDigest},
+		Consents: opts.ConsentsNote,
+		Requests: len(reqs),
 	}
-	groups := map[string]*Group{}
-	obls := map[string]*ObligationGroup{}
+	groups := map[string]*groupAcc{}
+	reasonGroups := map[string]*groupAcc{}
+	obls := map[string]*oblAcc{}
 	trans := map[[2]string]int{}
 	for _, req := range reqs {
 		o, n := oldE.Check(ctx, req.Msg), newE.Check(ctx, req.Msg)
 		from, to := decisionName(o.GetDecision()), decisionName(n.GetDecision())
 		role, typ := roles(req.Msg), req.Msg.GetResource().GetType()
-		sample := Sample{Line: req.Line, Request: req.JSON, OldReasons: reasonList(o), NewReasons: reasonList(n)}
-		if from != to {
+		d := delta(o, n)
+		sample := Sample{Line: req.Line, Request: req.JSON, OldReasons: reasonList(o), NewReasons: reasonList(n),
+			OldObligations: obligationList(o), NewObligations: obligationList(n)}
+		oblChange, kinds := obligationChange(o.GetObligations(), n.GetObligations())
+		var into map[string]*groupAcc
+		switch {
+		case from != to:
 			r.Changed++
 			trans[[2]string{from, to}]++
-			g := Group{From: from, To: to, Policy: policyChange(o, n), Role: role, ResourceType: typ}
-			key := strings.Join([]string{g.From, g.To, g.Policy, g.Role, g.ResourceType}, "\x00")
-			if groups[key] == nil {
-				groups[key] = &g
-			}
-			addSample(&groups[key].Count, &groups[key].Samples, sample, opts.Samples)
-			continue
-		}
-		if change := obligationChange(o.GetObligations(), n.GetObligations()); change != "" {
+			into = groups
+		case oblChange != "":
 			r.ObligationsChanged++
-			g := ObligationGroup{Decision: to, Change: change, Role: role, ResourceType: typ}
-			key := strings.Join([]string{g.Decision, g.Change, g.Role, g.ResourceType}, "\x00")
-			if obls[key] == nil {
-				obls[key] = &g
+			r.ObligationKinds.add(kinds)
+			key := to + "\x00" + oblChange
+			a := obls[key]
+			if a == nil {
+				a = &oblAcc{g: ObligationGroup{Decision: to, Change: oblChange}, policies: map[string]int{}, roles: map[string]int{}, types: map[string]int{}}
+				obls[key] = a
 			}
-			addSample(&obls[key].Count, &obls[key].Samples, sample, opts.Samples)
+			if d.key() != "" {
+				a.policies[d.key()]++
+			}
+			a.roles[role]++
+			a.types[typ]++
+			addSample(&a.g.Count, &a.g.Samples, sample, opts.Samples)
+			continue
+		case d.key() != "":
+			r.ReasonsChanged++
+			into = reasonGroups
+		default:
+			r.Unchanged++
 			continue
 		}
-		r.Unchanged++
+		key := from + "\x00" + to + "\x00" + d.key()
+		a := into[key]
+		if a == nil {
+			a = &groupAcc{g: Group{From: from, To: to, Policy: d.key()},
+				reasons: map[string]int{}, consent: map[string]int{}, roles: map[string]int{}, types: map[string]int{}, obl: map[string]int{}}
+			into[key] = a
+		}
+		if x := strings.Join(d.codes, " "); x != "" {
+			a.reasons[x]++
+		}
+		if x := strings.Join(d.consent, " "); x != "" {
+			a.consent[x]++
+		}
+		a.roles[role]++
+		a.types[typ]++
+		if to == "ALLOW" {
+			for _, ob := range obligationItems(n.GetObligations()) {
+				a.obl[ob]++
+			}
+		}
+		addSample(&a.g.Count, &a.g.Samples, sample, opts.Samples)
 	}
+	r.Transitions = []Transition{}
 	for k, c := range trans {
 		r.Transitions = append(r.Transitions, Transition{From: k[0], To: k[1], Count: c})
 	}
@@ -204,31 +296,64 @@ func Diff(ctx context.Context, oldB, newB *engine.Bundle, reqs []Request, opts D
 		}
 		return a.From+a.To < b.From+b.To
 	})
-	for _, g := range groups {
-		r.Groups = append(r.Groups, *g)
-	}
-	sort.Slice(r.Groups, func(i, j int) bool {
-		a, b := r.Groups[i], r.Groups[j]
-		if a.Count != b.Count {
-			return a.Count > b.Count
-		}
-		return groupKey(a) < groupKey(b)
-	})
-	for _, g := range obls {
-		r.Obligations = append(r.Obligations, *g)
+	r.Groups, r.ReasonGroups = finishGroups(groups), finishGroups(reasonGroups)
+	r.Obligations = []ObligationGroup{}
+	for _, a := range obls {
+		g := a.g
+		g.Policies, g.Roles, g.ResourceTypes = counts(a.policies), counts(a.roles), counts(a.types)
+		r.Obligations = append(r.Obligations, g)
 	}
 	sort.Slice(r.Obligations, func(i, j int) bool {
 		a, b := r.Obligations[i], r.Obligations[j]
 		if a.Count != b.Count {
 			return a.Count > b.Count
 		}
-		return a.Decision+a.Change+a.Role+a.ResourceType < b.Decision+b.Change+b.Role+b.ResourceType
+		return a.Decision+"\x00"+a.Change < b.Decision+"\x00"+b.Change
 	})
 	return r
 }
 
+func finishGroups(m map[string]*groupAcc) []Group {
+	out := []Group{}
+	for _, a := range m {
+		g := a.g
+		g.Reasons, g.Consent, g.Roles, g.ResourceTypes, g.NewObligations = counts(a.reasons), counts(a.consent), counts(a.roles), counts(a.types), counts(a.obl)
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		return groupKey(a) < groupKey(b)
+	})
+	return out
+}
+
+// counts turns a tally into a list, most requests first.
+func counts(m map[string]int) []Count {
+	out := make([]Count, 0, len(m))
+	for v, c := range m {
+		out = append(out, Count{Value: v, Count: c})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].Value < out[j].Value
+	})
+	return out
+}
+
+func (k *ObligationKinds) add(o ObligationKinds) {
+	k.MaskPaths += o.MaskPaths
+	k.RedactLabels += o.RedactLabels
+	k.AuditTags += o.AuditTags
+	k.PerEntryCheck += o.PerEntryCheck
+}
+
 func groupKey(g Group) string {
-	return strings.Join([]string{g.From, g.To, g.Policy, g.Role, g.ResourceType}, "\x00")
+	return strings.Join([]string{g.From, g.To, g.Policy}, "\x00")
 }
 
 func addSample(count *int, samples *[]Sample, s Sample, max int) {
@@ -264,89 +389,153 @@ func reasonList(resp *chaperonev1.CheckResponse) string {
 	return strings.Join(parts, ", ")
 }
 
-func policyIDs(resp *chaperonev1.CheckResponse) map[string]bool {
-	out := map[string]bool{}
-	for _, r := range resp.GetReasons() {
-		if r.GetPolicyId() != "" {
-			out[r.GetPolicyId()] = true
-		}
-	}
-	return out
+// obligationList renders a response's obligations, e.g. "mask
+// Patient.telecom, tag DISCLOSURE", "" when it has none.
+func obligationList(resp *chaperonev1.CheckResponse) string {
+	return strings.Join(obligationItems(resp.GetObligations()), ", ")
 }
 
-// policyChange names the policies that decide under only one of the
-// bundles.
-func policyChange(o, n *chaperonev1.CheckResponse) string {
-	op, np := policyIDs(o), policyIDs(n)
-	var parts []string
-	for id := range np {
-		if !op[id] {
-			parts = append(parts, "+"+id)
-		}
+func obligationItems(o *chaperonev1.Obligations) []string {
+	var out []string
+	for _, p := range o.GetMaskPaths() {
+		out = append(out, "mask "+p)
 	}
-	for id := range op {
-		if !np[id] {
-			parts = append(parts, "-"+id)
-		}
+	for _, l := range o.GetRedactLabels() {
+		out = append(out, "redact "+labelKey(l))
 	}
-	if len(parts) == 0 {
-		for _, r := range n.GetReasons() {
-			parts = append(parts, r.GetCode())
-		}
+	for _, t := range o.GetAuditTags() {
+		out = append(out, "tag "+t)
 	}
-	sort.Strings(parts)
-	return strings.Join(slices.Compact(parts), " ")
+	if o.GetPerEntryCheck() {
+		out = append(out, "perEntryCheck")
+	}
+	return slices.Compact(out)
 }
 
-// obligationChange describes how obligations differ, e.g.
-// "mask +Patient.telecom; tags -SENSITIVE", or "" when they are the same.
-func obligationChange(o, n *chaperonev1.Obligations) string {
-	labels := func(ob *chaperonev1.Obligations) []string {
-		var out []string
-		for _, l := range ob.GetRedactLabels() {
-			out = append(out, l.GetSystem()+"|"+l.GetCode())
-		}
-		return out
-	}
-	var parts []string
-	for _, d := range []struct {
-		name     string
-		old, new []string
-	}{
-		{"mask", o.GetMaskPaths(), n.GetMaskPaths()},
-		{"redact", labels(o), labels(n)},
-		{"tags", o.GetAuditTags(), n.GetAuditTags()},
-	} {
-		if s := setChange(d.old, d.new); s != "" {
-			parts = append(parts, d.name+" "+s)
-		}
-	}
-	return strings.Join(parts, "; ")
+func labelKey(c *chaperonev1.Coding) string { return c.GetSystem() + "|" + c.GetCode() }
+
+// consentCodes are the reason codes of the consent's part in a decision;
+// their policy ids are consent provisions, not policies of the bundle.
+var consentCodes = []string{"CONSENT_PERMIT", "CONSENT_DENY", "CONSENT_OVERRIDDEN", "NO_CONSENT"}
+
+// reasonDelta is how the reasons of two answers to one request differ.
+type reasonDelta struct {
+	policies []string // "+id", "-id": bundle policies deciding under one bundle only
+	codes    []string // "+CODE", "-CODE": policy and engine reason codes given under one only
+	consent  []string // "+CODE", "-CODE": consent reason codes given under one only
 }
 
-func setChange(old, new []string) string {
-	in := func(list []string, s string) bool { return slices.Contains(list, s) }
+// key is the delta a group is keyed by: the policies, or when both
+// bundles name the same policies, the reason codes (the consent's codes
+// when only they differ); "" when the reasons are the same.
+func (d reasonDelta) key() string {
+	switch {
+	case len(d.policies) > 0:
+		return strings.Join(d.policies, " ")
+	case len(d.codes) > 0:
+		return strings.Join(d.codes, " ")
+	}
+	return strings.Join(d.consent, " ")
+}
+
+func delta(o, n *chaperonev1.CheckResponse) reasonDelta {
+	split := func(resp *chaperonev1.CheckResponse) (policies, codes, consent []string) {
+		for _, r := range resp.GetReasons() {
+			if slices.Contains(consentCodes, r.GetCode()) {
+				consent = append(consent, r.GetCode())
+				continue
+			}
+			codes = append(codes, r.GetCode())
+			if r.GetPolicyId() != "" {
+				policies = append(policies, r.GetPolicyId())
+			}
+		}
+		return policies, codes, consent
+	}
+	op, oc, ocs := split(o)
+	np, nc, ncs := split(n)
+	return reasonDelta{policies: setDelta(op, np), codes: setDelta(oc, nc), consent: setDelta(ocs, ncs)}
+}
+
+// setDelta lists "+x" for what only new has and "-x" for what only old
+// has, sorted.
+func setDelta(old, new []string) []string {
 	var parts []string
 	for _, s := range new {
-		if !in(old, s) {
+		if !slices.Contains(old, s) {
 			parts = append(parts, "+"+s)
 		}
 	}
 	for _, s := range old {
-		if !in(new, s) {
+		if !slices.Contains(new, s) {
 			parts = append(parts, "-"+s)
 		}
 	}
 	sort.Strings(parts)
-	return strings.Join(slices.Compact(parts), " ")
+	return slices.Compact(parts)
 }
 
-// JSON writes the report as indented JSON.
+// obligationChange describes how obligations differ, e.g.
+// "mask +Patient.telecom; tags -SENSITIVE", or "" when they are the same,
+// and which kinds changed.
+func obligationChange(o, n *chaperonev1.Obligations) (string, ObligationKinds) {
+	labels := func(ob *chaperonev1.Obligations) []string {
+		var out []string
+		for _, l := range ob.GetRedactLabels() {
+			out = append(out, labelKey(l))
+		}
+		return out
+	}
+	var (
+		parts []string
+		kinds ObligationKinds
+	)
+	for _, d := range []struct {
+		name     string
+		old, new []string
+		count    *int
+	}{
+		{"mask", o.GetMaskPaths(), n.GetMaskPaths(), &kinds.MaskPaths},
+		{"redact", labels(o), labels(n), &kinds.RedactLabels},
+		{"tags", o.GetAuditTags(), n.GetAuditTags(), &kinds.AuditTags},
+	} {
+		if s := setDelta(d.old, d.new); len(s) > 0 {
+			parts = append(parts, d.name+" "+strings.Join(s, " "))
+			*d.count = 1
+		}
+	}
+	if o.GetPerEntryCheck() != n.GetPerEntryCheck() {
+		sign := "-"
+		if n.GetPerEntryCheck() {
+			sign = "+"
+		}
+		parts = append(parts, "perEntryCheck "+sign)
+		kinds.PerEntryCheck = 1
+	}
+	return strings.Join(parts, "; "), kinds
+}
+
+// JSON writes the report as indented JSON (shape version [ReportVersion]).
 func (r *Report) JSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
 }
+
+// legend explains the deltas of the Markdown report.
+const legend = `**Legend.** ` + "`+x`" + ` is given only under the new bundle, ` + "`-x`" + ` only under the old.
+*Policy delta*: x is a policy id, a permit that permits or a forbid that denies the request
+under one bundle only; when both bundles name the same policies, x is a reason code that
+changed (` + "`+RESEARCH_CONSENT_REQUIRED -DEIDENTIFICATION_REQUIRED`" + `). Requests are grouped by
+old → new decision and policy delta; roles, resource types, reason codes and consents are
+counted within a group. *Consent*: x is the part the patient's consent played:
+` + "`CONSENT_PERMIT`" + ` (a consent permits), ` + "`CONSENT_DENY`" + ` (a consent denies and no policy overrides it),
+` + "`CONSENT_OVERRIDDEN`" + ` (a policy overrides a consent's deny), ` + "`NO_CONSENT`" + ` (the bundle requires
+a consent and none applies); both replays see the same consents, so a consent delta is the
+bundle reading them differently (the consent ids are in the samples). *Change*: ` + "`mask`" + `,
+` + "`redact`" + ` and ` + "`tags`" + ` list mask paths, redacted labels and audit tags added (+) or removed (-);
+` + "`perEntryCheck +`" + ` is now set, ` + "`perEntryCheck -`" + ` no longer.
+`
 
 // Markdown writes the report for a pull request.
 func (r *Report) Markdown(w io.Writer) error {
@@ -363,45 +552,93 @@ func (r *Report) Markdown(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, " (%s)", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(&b, ", %d obligation changes, %d unchanged.\n", r.ObligationsChanged, r.Unchanged)
+	fmt.Fprintf(&b, ", **%d** the same decision for other reasons, **%d** the same decision with other obligations", r.ReasonsChanged, r.ObligationsChanged)
+	if r.ObligationsChanged > 0 {
+		k := r.ObligationKinds
+		fmt.Fprintf(&b, " (mask paths %d, redacted labels %d, audit tags %d, perEntryCheck %d)", k.MaskPaths, k.RedactLabels, k.AuditTags, k.PerEntryCheck)
+	}
+	fmt.Fprintf(&b, ", %d unchanged.\n", r.Unchanged)
 	if r.Consents != "" {
 		fmt.Fprintf(&b, "\nConsents: %s.\n", r.Consents)
 	}
-
-	if len(r.Groups) > 0 {
-		b.WriteString("\n### Decision changes\n\n")
-		b.WriteString("| old → new | policy | role | resource type | requests |\n|---|---|---|---|---:|\n")
-		for _, g := range r.Groups {
-			fmt.Fprintf(&b, "| %s → %s | %s | %s | %s | %d |\n", g.From, g.To, cell(g.Policy), cell(g.Role), cell(g.ResourceType), g.Count)
-		}
-		for _, g := range r.Groups {
-			fmt.Fprintf(&b, "\n<details><summary>%s → %s · %s · %s · %s (%d)</summary>\n\n", g.From, g.To, g.Policy, g.Role, g.ResourceType, g.Count)
-			writeSamples(&b, g.Samples)
-			b.WriteString("</details>\n")
-		}
+	if r.Changed+r.ReasonsChanged+r.ObligationsChanged == 0 {
+		b.WriteString("\nNo decision, reason or obligation changed.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
 	}
+	b.WriteString("\n" + legend)
+	writeGroups(&b, "Decision changes", r.Groups, true)
+	writeGroups(&b, "Reason changes (same decision and obligations)", r.ReasonGroups, false)
 	if len(r.Obligations) > 0 {
-		b.WriteString("\n### Obligation changes\n\n")
-		b.WriteString("| decision | change | role | resource type | requests |\n|---|---|---|---|---:|\n")
+		b.WriteString("\n### Obligation changes (same decision)\n\n")
+		b.WriteString("| decision | change | requests | policy delta | roles | resource types |\n|---|---|---:|---|---|---|\n")
 		for _, g := range r.Obligations {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d |\n", g.Decision, cell(g.Change), cell(g.Role), cell(g.ResourceType), g.Count)
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s |\n", g.Decision, cell(g.Change), g.Count, countCell(g.Policies), countCell(g.Roles), countCell(g.ResourceTypes))
 		}
 		for _, g := range r.Obligations {
-			fmt.Fprintf(&b, "\n<details><summary>%s · %s · %s · %s (%d)</summary>\n\n", g.Decision, g.Change, g.Role, g.ResourceType, g.Count)
+			fmt.Fprintf(&b, "\n<details><summary>%s · %s (%d)</summary>\n\n", g.Decision, g.Change, g.Count)
 			writeSamples(&b, g.Samples)
 			b.WriteString("</details>\n")
 		}
-	}
-	if r.Changed == 0 && r.ObligationsChanged == 0 {
-		b.WriteString("\nNo decision or obligation changed.\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+func writeGroups(b *strings.Builder, title string, groups []Group, decisions bool) {
+	if len(groups) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n### %s\n\n", title)
+	head := "old → new"
+	if !decisions {
+		head = "decision"
+	}
+	fmt.Fprintf(b, "| %s | policy delta | requests | roles | resource types | consent | new obligations |\n|---|---|---:|---|---|---|---|\n", head)
+	for _, g := range groups {
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s |\n", transition(g, decisions), cell(g.Policy), g.Count,
+			countCell(g.Roles), countCell(g.ResourceTypes), countCell(g.Consent), countCell(g.NewObligations))
+	}
+	for _, g := range groups {
+		fmt.Fprintf(b, "\n<details><summary>%s · %s (%d)</summary>\n\n", transition(g, decisions), g.Policy, g.Count)
+		if len(g.Reasons) > 0 {
+			fmt.Fprintf(b, "reason codes: %s\n\n", countCell(g.Reasons))
+		}
+		writeSamples(b, g.Samples)
+		b.WriteString("</details>\n")
+	}
+}
+
+func transition(g Group, decisions bool) string {
+	if !decisions {
+		return g.To
+	}
+	return g.From + " → " + g.To
+}
+
+// countCell renders counts as "`a` 3, `b` 1", "-" for none.
+func countCell(cs []Count) string {
+	if len(cs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("%s %d", cell(c.Value), c.Count)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func writeSamples(b *strings.Builder, samples []Sample) {
 	for _, s := range samples {
-		fmt.Fprintf(b, "line %d: old `%s`, new `%s`\n\n```json\n%s\n```\n\n", s.Line, orDash(s.OldReasons), orDash(s.NewReasons), s.Request)
+		fmt.Fprintf(b, "line %d: old `%s`", s.Line, orDash(s.OldReasons))
+		if s.OldObligations != "" {
+			fmt.Fprintf(b, " with `%s`", s.OldObligations)
+		}
+		fmt.Fprintf(b, ", new `%s`", orDash(s.NewReasons))
+		if s.NewObligations != "" {
+			fmt.Fprintf(b, " with `%s`", s.NewObligations)
+		}
+		fmt.Fprintf(b, "\n\n```json\n%s\n```\n\n", s.Request)
 	}
 }
 

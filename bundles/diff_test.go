@@ -3,9 +3,12 @@ package bundles_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,5 +134,168 @@ func TestReadRequestsNamesBadLine(t *testing.T) {
 				t.Fatalf("err = %v, want it to name %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// reviewReport replays testdata/review/requests.jsonl against the crafted
+// pair testdata/review/old → new (with the consents of Patient/52, a
+// permit, and Patient/53, a deny): a reason code changed within the same
+// decision, new ALLOWs with obligations, obligations changed in two kinds,
+// a consent overridden, and roles and types that differ within a group.
+func reviewReport(t *testing.T) *bundles.Report {
+	t.Helper()
+	mem := consentstore.NewMemory()
+	if _, err := mem.Load(context.Background(), "testdata/review/consents"); err != nil {
+		t.Fatal(err)
+	}
+	return bundles.Diff(context.Background(), compile(t, "testdata/review/old"), compile(t, "testdata/review/new"),
+		readRequests(t, "testdata/review/requests.jsonl"), bundles.DiffOptions{
+			Consents:     engine.StoreConsents(mem),
+			ConsentsNote: "replayed with the consents of Patient/52 and Patient/53",
+			Now:          time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC),
+		})
+}
+
+func findGroup(gs []bundles.Group, policy string) *bundles.Group {
+	for i := range gs {
+		if gs[i].Policy == policy {
+			return &gs[i]
+		}
+	}
+	return nil
+}
+
+func TestDiffReview(t *testing.T) {
+	t.Parallel()
+	r := reviewReport(t)
+	t.Run("every request counted once", func(t *testing.T) {
+		t.Parallel()
+		if r.Requests != 8 || r.Changed != 3 || r.ReasonsChanged != 2 || r.ObligationsChanged != 2 || r.Unchanged != 1 {
+			t.Errorf("requests %d: changed %d, reasons %d, obligations %d, unchanged %d; want 8: 3, 2, 2, 1",
+				r.Requests, r.Changed, r.ReasonsChanged, r.ObligationsChanged, r.Unchanged)
+		}
+	})
+	t.Run("a reason code change within the same decision is a change", func(t *testing.T) {
+		t.Parallel()
+		g := findGroup(r.ReasonGroups, "+RESEARCH_CONSENT_REQUIRED -DEIDENTIFICATION_REQUIRED")
+		if len(r.ReasonGroups) != 1 || g == nil || g.From != "DENY" || g.To != "DENY" || g.Count != 2 {
+			t.Fatalf("reason groups = %+v", r.ReasonGroups)
+		}
+		if want := []bundles.Count{{Value: "Condition", Count: 1}, {Value: "Observation", Count: 1}}; !slices.Equal(g.ResourceTypes, want) {
+			t.Errorf("resource types %v, want %v (one group across types)", g.ResourceTypes, want)
+		}
+	})
+	t.Run("new ALLOWs show their obligations", func(t *testing.T) {
+		t.Parallel()
+		g := findGroup(r.Groups, "+pharmacist-read")
+		if g == nil {
+			t.Fatalf("no +pharmacist-read group in %+v", r.Groups)
+		}
+		want := []bundles.Count{{Value: "mask MedicationRequest.note", Count: 2}, {Value: "tag PHARMACY", Count: 2}}
+		if !slices.Equal(g.NewObligations, want) {
+			t.Errorf("new obligations %v, want %v", g.NewObligations, want)
+		}
+		if s := g.Samples[0]; s.NewObligations != "mask MedicationRequest.note, tag PHARMACY" || s.OldObligations != "" {
+			t.Errorf("sample obligations old %q new %q", s.OldObligations, s.NewObligations)
+		}
+	})
+	t.Run("groups merge by policy delta across roles, types and consents", func(t *testing.T) {
+		t.Parallel()
+		g := findGroup(r.Groups, "+pharmacist-read")
+		if g == nil || g.Count != 2 || len(r.Groups) != 2 {
+			t.Fatalf("groups = %+v", r.Groups)
+		}
+		if want := []bundles.Count{{Value: "nurse,pharmacist", Count: 1}, {Value: "pharmacist", Count: 1}}; !slices.Equal(g.Roles, want) {
+			t.Errorf("roles %v, want %v", g.Roles, want)
+		}
+		if want := []bundles.Count{{Value: "+CONSENT_PERMIT", Count: 1}}; !slices.Equal(g.Consent, want) {
+			t.Errorf("consent %v, want %v (the consent id stays out of the key)", g.Consent, want)
+		}
+	})
+	t.Run("a consent overridden is a consent delta, not a policy", func(t *testing.T) {
+		t.Parallel()
+		g := findGroup(r.Groups, "+nurse-read")
+		if g == nil || g.From != "DENY" || g.To != "ALLOW" {
+			t.Fatalf("groups = %+v", r.Groups)
+		}
+		if want := []bundles.Count{{Value: "+CONSENT_OVERRIDDEN -CONSENT_DENY", Count: 1}}; !slices.Equal(g.Consent, want) {
+			t.Errorf("consent %v, want %v", g.Consent, want)
+		}
+	})
+	t.Run("obligation changes counted per request and per kind", func(t *testing.T) {
+		t.Parallel()
+		if want := (bundles.ObligationKinds{MaskPaths: 1, AuditTags: 2}); r.ObligationKinds != want {
+			t.Errorf("kinds %+v, want %+v", r.ObligationKinds, want)
+		}
+		var changes []string
+		for _, g := range r.Obligations {
+			changes = append(changes, fmt.Sprintf("%s %s %d", g.Decision, g.Change, g.Count))
+		}
+		if want := []string{"ALLOW mask +Observation.performer; tags -CLINICAL 1", "ALLOW tags +ENCOUNTER_B -ENCOUNTER_A 1"}; !slices.Equal(changes, want) {
+			t.Errorf("obligation groups %q, want %q", changes, want)
+		}
+	})
+}
+
+// TestDiffReviewGolden: the report of the crafted pair, as a reviewer
+// reads it (Markdown) and as tools read it (JSON).
+func TestDiffReviewGolden(t *testing.T) {
+	t.Parallel()
+	r := reviewReport(t)
+	for _, tc := range []struct {
+		golden string
+		render func(*bytes.Buffer) error
+	}{
+		{"review.md", func(b *bytes.Buffer) error { return r.Markdown(b) }},
+		{"review.json", func(b *bytes.Buffer) error { return r.JSON(b) }},
+	} {
+		var got bytes.Buffer
+		if err := tc.render(&got); err != nil {
+			t.Fatal(err)
+		}
+		golden := filepath.Join("testdata", "review", tc.golden)
+		if *update {
+			if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(golden)
+		if err != nil {
+			t.Fatalf("%v (run go test -update to create it)", err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Errorf("report differs from %s (go test ./bundles -run TestDiffReviewGolden -update rewrites it):\n%s", golden, got.String())
+		}
+	}
+}
+
+// TestDiffJSONShape: the JSON report's fields, as documented; lists are
+// never null.
+func TestDiffJSONShape(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ old, new string }{{"testdata/review/old", "testdata/review/new"}, {"testdata/review/old", "testdata/review/old"}} {
+		r := bundles.Diff(context.Background(), compile(t, tc.old), compile(t, tc.new), readRequests(t, "testdata/review/requests.jsonl"),
+			bundles.DiffOptions{Consents: engine.StoreConsents(consentstore.NewMemory()), Now: time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)})
+		var b bytes.Buffer
+		if err := r.JSON(&b); err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"version", "old", "new", "requests", "changed", "reasonsChanged", "obligationsChanged", "unchanged",
+			"obligationKinds", "transitions", "groups", "reasonChanges", "obligations"} {
+			v, ok := doc[k]
+			if !ok || v == nil {
+				t.Errorf("%s → %s: JSON lacks %q (or it is null)", tc.old, tc.new, k)
+			}
+		}
+		if doc["version"] != float64(bundles.ReportVersion) {
+			t.Errorf("version %v", doc["version"])
+		}
+		if bytes.Contains(b.Bytes(), []byte("null")) {
+			t.Errorf("%s → %s: a null in the JSON report:\n%s", tc.old, tc.new, b.String())
+		}
 	}
 }

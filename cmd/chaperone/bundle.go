@@ -280,18 +280,32 @@ func newBundleDiffCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diff OLD NEW --requests FILE [--format markdown|json] [--fail-on-change] [--consents DIR]",
 		Short: "Replay recorded requests against two bundles and report what changed",
-		Long: `diff replays CheckRequests (proto3 JSON, one per line) against OLD and NEW
-(bundle archives or policy directories) and prints a Markdown report for a
-pull request: decisions that changed, grouped by old → new decision, the
-policies that made the difference, role and resource type, with sample
-requests, and obligations that changed. Samples quote the recorded
-requests: mind what they contain before posting the report.
+		Long: `diff replays CheckRequests (proto3 JSON, one per line, as written by
+chaperone audit export-requests) against OLD and NEW (bundle archives or
+policy directories) and prints a Markdown report for a pull request.
+
+Every request is counted once: its decision changed; or the same decision
+for other reasons (a reason code or deciding policy changed, e.g. a forbid
+now says RESEARCH_CONSENT_REQUIRED where it said
+DEIDENTIFICATION_REQUIRED); or the same decision with other obligations
+(counted by kind: mask paths, redacted labels, audit tags, perEntryCheck);
+or unchanged. Decision and reason changes are grouped by old → new decision
+and policy delta ("+id": a policy that decides only under NEW, "-id": only
+under OLD; the changed reason codes when both name the same policies), with
+the roles, resource types, reason codes and consent deltas of each group
+counted, and for a new ALLOW the obligations it carries. The report starts
+with a legend of the +/- notation. Samples quote the recorded requests:
+mind what they contain before posting the report.
+
+--format json writes the same report as JSON (shape "version": 2; see the
+README): every list present and sorted, most requests first.
 
 Without --consents the replay has no consents: every request about a
 patient sees NO_CONSENT in both bundles. With --consents, the FHIR Consent
 resources of DIR are evaluated as the server would.
 
-Exit 0, or 1 with --fail-on-change when a decision or obligation changed.`,
+Exit 0, or 1 with --fail-on-change when a decision, its reasons or its
+obligations changed.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -346,15 +360,15 @@ Exit 0, or 1 with --fail-on-change when a decision or obligation changed.`,
 			if err != nil {
 				return err
 			}
-			if failOnChange && r.Changed+r.ObligationsChanged > 0 {
-				return failedf("%d decisions and %d obligations changed", r.Changed, r.ObligationsChanged)
+			if failOnChange && r.Changed+r.ReasonsChanged+r.ObligationsChanged > 0 {
+				return failedf("%d decisions, %d reasons and %d obligations changed", r.Changed, r.ReasonsChanged, r.ObligationsChanged)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&requestsFile, "requests", "", "CheckRequests, one JSON object per line")
 	cmd.Flags().StringVar(&format, "format", "markdown", "markdown or json")
-	cmd.Flags().BoolVar(&failOnChange, "fail-on-change", false, "exit 1 when a decision or an obligation changed")
+	cmd.Flags().BoolVar(&failOnChange, "fail-on-change", false, "exit 1 when a decision, its reasons or its obligations changed")
 	cmd.Flags().StringVar(&consentsDir, "consents", "", "directory or file of FHIR Consent resources to replay against")
 	cmd.Flags().IntVar(&samples, "samples", 3, "sample requests per group")
 	return cmd
