@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chaperone-pdp/chaperone/checkjson"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
@@ -19,9 +20,13 @@ import (
 // connect-go's own, which drops a member the message does not have, it
 // refuses one: a misspelt "securityLabel" or "subject.scope" must not turn
 // into a request without labels or scopes. Connect answers the refusal
-// with invalid_argument; the message names the field's path. Decoding a
-// valid message costs what connect-go's codec costs: the path is looked
-// for only when protojson has refused the message.
+// with invalid_argument; the message names the field's path. The
+// DecisionService's messages go through [checkjson] first, which reads
+// and writes them as protojson does without its reflection, and hands
+// protojson whatever it does not read (every body protojson refuses among
+// them), so the answer, message or error, is protojson's. The path of an
+// unknown member is looked for only when protojson has refused the
+// message.
 type jsonCodec struct{ name string }
 
 var _ connect.Codec = jsonCodec{}
@@ -48,6 +53,9 @@ func (c jsonCodec) MarshalAppend(dst []byte, msg any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("marshal %T: not a protobuf message", msg)
 	}
+	if out, ok := checkjson.Append(dst, m); ok {
+		return out, nil
+	}
 	return protojson.MarshalOptions{}.MarshalAppend(dst, m)
 }
 
@@ -71,6 +79,9 @@ func (c jsonCodec) Unmarshal(data []byte, msg any) error {
 	}
 	if len(data) == 0 {
 		return errors.New("an empty body is not a JSON object")
+	}
+	if checkjson.Unmarshal(data, m) {
+		return nil
 	}
 	return validation.UnmarshalJSON(data, m)
 }
