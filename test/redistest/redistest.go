@@ -40,6 +40,8 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // a config file given first (sentinel), or ""
+	args []string // extra arguments (cluster, replica, sentinel mode)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -60,14 +62,31 @@ func Start(t testing.TB) (addr string, stop func()) {
 // restart it.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	return startServer(t, nil)
+}
+
+// configure sets a server's conf and args once its port and directory are
+// known; nil for a plain server.
+type configure func(s *Server) error
+
+// lookBin finds redis-server, or skips (fails when CI=true).
+func lookBin(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
 	if err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server not found on PATH (required when CI=true): %v", err)
+			t.Fatalf("%s not found on PATH (required when CI=true): %v", name, err)
 		}
-		t.Skipf("redis-server not found on PATH: %v", err)
+		t.Skipf("%s not found on PATH: %v", name, err)
 	}
-	s := &Server{t: t, bin: bin, dir: t.TempDir()}
+	return bin
+}
+
+// startServer starts redis-server on a free port, configured by extra (nil
+// for a plain server).
+func startServer(t testing.TB, extra configure) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: lookBin(t, "redis-server"), dir: t.TempDir()}
 	var lastErr error
 	for range startTries {
 		port, err := freePort()
@@ -75,6 +94,11 @@ func StartServer(t testing.TB) *Server {
 			t.Fatalf("redistest: find a free port: %v", err)
 		}
 		s.port = port
+		if extra != nil {
+			if err := extra(s); err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+		}
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -83,6 +107,12 @@ func StartServer(t testing.TB) *Server {
 	t.Fatalf("redistest: %v", lastErr)
 	return nil
 }
+
+// Port is the server's port.
+func (s *Server) Port() int { return s.port }
+
+// Dir is the server's working directory (kept across restarts).
+func (s *Server) Dir() string { return s.dir }
 
 // Addr is the server's address, "127.0.0.1:PORT".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -159,7 +189,11 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := &lockedWriter{w: &bytes.Buffer{}}
-	cmd := exec.Command(s.bin,
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf) // a config file: first
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--protected-mode", "yes",
@@ -169,6 +203,8 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--loglevel", "warning",
 	)
+	args = append(args, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
