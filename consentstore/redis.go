@@ -30,6 +30,12 @@ var (
 // unexpected reply): the state is unknown and callers must fail closed.
 var ErrUnavailable = errors.New("consent store unavailable")
 
+// ErrNotReplicated is the cause of an [ErrUnavailable] returned by a write
+// that Redis applied on the master but fewer replicas than
+// [WithMinReplicasAck] acknowledged in time (WAIT): the write could be lost
+// in a failover, so it is not reported as done.
+var ErrNotReplicated = errors.New("write not acknowledged by enough replicas")
+
 // Defaults of [NewRedis].
 const (
 	DefaultRedisPrefix  = "chaperone"
@@ -57,6 +63,7 @@ type Redis struct {
 	logger       *slog.Logger
 	now          func() time.Time
 	limits       Limits
+	minAcks      int // replicas that must acknowledge a write (WAIT)
 
 	patients   *localCache[*patientEntry]
 	agreements *localCache[*agreementEntry]
@@ -64,13 +71,14 @@ type Redis struct {
 	trusted    atomic.Bool   // the invalidation subscription is live
 	flushes    atomic.Uint64 // times the whole cache was dropped
 	reads      breaker       // fails hot-path reads fast while Redis is down
+	nodeReads  sync.Map      // Cluster: master address → *breaker, per node
 	hits       atomic.Uint64 // patient lookups answered by the cache
 	misses     atomic.Uint64 // patient lookups that went to Redis
 
 	cancel context.CancelFunc
 	done   chan struct{}
 	psMu   sync.Mutex
-	ps     *redis.PubSub
+	ps     map[*redis.PubSub]bool // live subscriptions, closed by Close
 	closed bool
 }
 
@@ -130,6 +138,21 @@ func WithPingInterval(d time.Duration) RedisOption {
 			return fmt.Errorf("ping interval %s: must be positive", d)
 		}
 		r.pingInterval = d
+		return nil
+	}
+}
+
+// WithMinReplicasAck makes every write (consent Put and Revoke, grant and
+// agreement writes) wait until n replicas of the master that applied it
+// acknowledge it (Redis WAIT, bounded by the store timeout); with fewer the
+// write returns [ErrNotReplicated] (wrapped in [ErrUnavailable]). Default 0:
+// no wait, right for a single server.
+func WithMinReplicasAck(n int) RedisOption {
+	return func(r *Redis) error {
+		if n < 0 {
+			return fmt.Errorf("min replicas ack %d: must not be negative", n)
+		}
+		r.minAcks = n
 		return nil
 	}
 }
@@ -196,8 +219,8 @@ func NewRedis(client redis.UniversalClient, opts ...RedisOption) (*Redis, error)
 func (r *Redis) Close() error {
 	r.psMu.Lock()
 	r.closed = true
-	if r.ps != nil {
-		_ = r.ps.Close()
+	for ps := range r.ps {
+		_ = ps.Close()
 	}
 	r.psMu.Unlock()
 	r.cancel()
@@ -315,6 +338,106 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
+// unavailable wraps a Redis failure and, on a Cluster, asks the client to
+// reload its slot map: a node that stopped answering may have been failed
+// over, and go-redis would otherwise learn it only from a MOVED reply or
+// its periodic reload.
+func (r *Redis) unavailable(op string, err error) error {
+	r.refreshTopology()
+	return unavailable(op, err)
+}
+
+// refreshTopology reloads a Cluster client's slot map (asynchronously; a
+// no-op for other clients). go-redis coalesces reloads requested together.
+func (r *Redis) refreshTopology() {
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
+	}
+}
+
+// nodeClient is the client of the node holding key as master: the Cluster
+// master of key's slot, else the client itself (standalone or Sentinel).
+func (r *Redis) nodeClient(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := r.client.(type) {
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	case *redis.Client:
+		return c, nil
+	}
+	return nil, fmt.Errorf("redis client %T: writes acknowledged by replicas need a standalone, Sentinel or Cluster client", r.client)
+}
+
+// write runs one write against key's master. With [WithMinReplicasAck] it
+// runs on one connection of that master followed by WAIT on the same
+// connection, and fails with [ErrNotReplicated] when fewer replicas
+// acknowledged it within the store timeout. A reply error of the write
+// itself (redis.Nil included) is returned as is, without waiting.
+func (r *Redis) write(ctx context.Context, key string, do func(c redis.Cmdable) error) error {
+	if r.minAcks == 0 {
+		return do(r.client)
+	}
+	node, err := r.nodeClient(ctx, key)
+	if err != nil {
+		return err
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	if err := do(conn); err != nil {
+		return err
+	}
+	n, err := conn.Wait(ctx, r.minAcks, r.timeout).Result()
+	if err != nil {
+		return err
+	}
+	if int(n) < r.minAcks {
+		return fmt.Errorf("%w: %d of %d", ErrNotReplicated, n, r.minAcks)
+	}
+	return nil
+}
+
+// runScript runs a write script on its first key's master (see
+// [Redis.write]).
+func (r *Redis) runScript(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var cmd *redis.Cmd
+	err := r.write(ctx, keys[0], func(c redis.Cmdable) error {
+		cmd = s.Run(ctx, c, keys, args...)
+		return cmd.Err()
+	})
+	if cmd == nil {
+		cmd = redis.NewCmd(ctx)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		cmd.SetErr(err)
+	}
+	return cmd
+}
+
+// readBreaker is the breaker guarding reads of key: on a Cluster one per
+// master node, so that a dead master fails only its own slots fast and a
+// promoted replica starts with a closed breaker; else the store's one.
+func (r *Redis) readBreaker(ctx context.Context, key string) *breaker {
+	cc, ok := r.client.(*redis.ClusterClient)
+	if !ok {
+		return &r.reads
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return &r.reads
+	}
+	addr := node.Options().Addr
+	if b, ok := r.nodeReads.Load(addr); ok {
+		return b.(*breaker)
+	}
+	b, _ := r.nodeReads.LoadOrStore(addr, &breaker{now: r.reads.now})
+	return b.(*breaker)
+}
+
+// resetBreakers closes every read breaker.
+func (r *Redis) resetBreakers() {
+	r.reads.reset()
+	r.nodeReads.Range(func(_, b any) bool { b.(*breaker).reset(); return true })
+}
+
 // Put implements [Store]. Two scripts, each atomic in its Cluster slot:
 // the first claims the id for the patient in the id index (refused when
 // another patient holds it), the second checks the if-version and the
@@ -354,19 +477,19 @@ func (r *Redis) Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOpti
 		return Record{}, err
 	}
 	idKey := r.consentIDKey(id)
-	claimed, err := claimScript.Run(ctx, r.client, []string{idKey}, patient, token).Int()
+	claimed, err := r.runScript(ctx, claimScript, []string{idKey}, patient, token).Int()
 	if err != nil {
-		return Record{}, unavailable("put consent", err)
+		return Record{}, r.unavailable("put consent", err)
 	}
 	if claimed == 0 {
 		return Record{}, fmt.Errorf("put consent %q: %w", id, ErrOtherPatient)
 	}
 	maxRecords := max(r.limits.MaxPerPatient, 0)
-	v, err := putScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
+	v, err := r.runScript(ctx, putScript, []string{r.versionKey(patient), r.consentsKey(patient)},
 		id, payload, o.ifVersion, maxRecords, r.channel, r.patientMsg(patient)).Int64()
 	if err != nil {
 		// Whether the record was written is unknown: the claim stays.
-		return Record{}, unavailable("put consent", err)
+		return Record{}, r.unavailable("put consent", err)
 	}
 	if claimed == 1 {
 		// Make the claim final, or release it when the write was refused.
@@ -411,14 +534,14 @@ func (r *Redis) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("get %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Record{}, unavailable("get consent", err)
+		return Record{}, r.unavailable("get consent", err)
 	}
 	val, err := r.client.HGet(ctx, r.consentsKey(patient), id).Result()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("get %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Record{}, unavailable("get consent", err)
+		return Record{}, r.unavailable("get consent", err)
 	}
 	return r.decodeRecord(patient, id, val)
 }
@@ -441,7 +564,7 @@ func (r *Redis) List(ctx context.Context, patient string) ([]Record, string, err
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, "", unavailable("list consents", err)
+		return nil, "", r.unavailable("list consents", err)
 	}
 	out := make([]Record, 0, len(recs.Val()))
 	for id, val := range recs.Val() {
@@ -467,16 +590,16 @@ func (r *Redis) Revoke(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Record{}, unavailable("revoke consent", err)
+		return Record{}, r.unavailable("revoke consent", err)
 	}
 	defer r.invalidatePatient(patient)
-	val, err := revokeScript.Run(ctx, r.client, []string{r.versionKey(patient), r.consentsKey(patient)},
+	val, err := r.runScript(ctx, revokeScript, []string{r.versionKey(patient), r.consentsKey(patient)},
 		id, r.channel, r.patientMsg(patient)).Text()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return Record{}, unavailable("revoke consent", err)
+		return Record{}, r.unavailable("revoke consent", err)
 	}
 	return r.decodeRecord(patient, id, val)
 }
@@ -527,8 +650,9 @@ func (r *Redis) patient(ctx context.Context, patient string) (*patientEntry, err
 // loadPatient reads a patient's version, consents and grants in one
 // MULTI/EXEC round trip and compiles the consents.
 func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry, error) {
-	if !r.reads.allow() {
-		return nil, unavailable("consents of the patient", ErrBreakerOpen)
+	reads := r.readBreaker(ctx, r.versionKey(patient))
+	if !reads.allow() {
+		return nil, r.unavailable("consents of the patient", ErrBreakerOpen)
 	}
 	parent := ctx
 	ctx, cancel := r.call(ctx)
@@ -544,10 +668,10 @@ func (r *Redis) loadPatient(ctx context.Context, patient string) (*patientEntry,
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		r.reads.done(parent, err)
-		return nil, unavailable("consents of the patient", err)
+		reads.done(parent, err)
+		return nil, r.unavailable("consents of the patient", err)
 	}
-	r.reads.done(parent, nil)
+	reads.done(parent, nil)
 	e := &patientEntry{set: Set{Version: versionOf(ver)}, expires: time.Now().Add(r.cacheTTL)}
 	for id, val := range recs.Val() {
 		rec, err := r.decodeRecord(patient, id, val)

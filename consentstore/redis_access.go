@@ -118,19 +118,24 @@ func (r *Redis) PutGrant(ctx context.Context, g access.Grant) (access.Grant, err
 	defer cancel()
 	defer r.invalidatePatient(g.Patient)
 	// Indexes first (other slots), then the patient's hash atomically.
-	_, err = r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, r.grantIDKey(g.ID), g.Patient, ttl)
-		sk := r.subjectGrantsKey(g.Subject)
-		p.HSet(ctx, sk, g.ID, g.Patient)
-		p.PExpire(ctx, sk, access.MaxGrantTTL+time.Minute)
-		return nil
-	})
-	if err != nil {
-		return access.Grant{}, unavailable("put grant", err)
+	idKey, sk := r.grantIDKey(g.ID), r.subjectGrantsKey(g.Subject)
+	err = r.write(ctx, idKey, func(c redis.Cmdable) error { return c.Set(ctx, idKey, g.Patient, ttl).Err() })
+	if err == nil {
+		err = r.write(ctx, sk, func(c redis.Cmdable) error {
+			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, sk, g.ID, g.Patient)
+				p.PExpire(ctx, sk, access.MaxGrantTTL+time.Minute)
+				return nil
+			})
+			return err
+		})
 	}
-	if err := putGrantScript.Run(ctx, r.client, []string{r.versionKey(g.Patient), r.grantsKey(g.Patient)},
+	if err != nil {
+		return access.Grant{}, r.unavailable("put grant", err)
+	}
+	if err := r.runScript(ctx, putGrantScript, []string{r.versionKey(g.Patient), r.grantsKey(g.Patient)},
 		g.ID, val, now.UnixMilli(), ttl.Milliseconds()+1, r.channel, r.patientMsg(g.Patient)).Err(); err != nil {
-		return access.Grant{}, unavailable("put grant", err)
+		return access.Grant{}, r.unavailable("put grant", err)
 	}
 	return g, nil
 }
@@ -147,16 +152,16 @@ func (r *Redis) RevokeGrant(ctx context.Context, id string) (access.Grant, error
 		return access.Grant{}, fmt.Errorf("revoke grant %q: %w", id, access.ErrNotFound)
 	}
 	if err != nil {
-		return access.Grant{}, unavailable("revoke grant", err)
+		return access.Grant{}, r.unavailable("revoke grant", err)
 	}
 	defer r.invalidatePatient(patient)
-	val, err := revokeGrantScript.Run(ctx, r.client, []string{r.versionKey(patient), r.grantsKey(patient)},
+	val, err := r.runScript(ctx, revokeGrantScript, []string{r.versionKey(patient), r.grantsKey(patient)},
 		id, r.channel, r.patientMsg(patient)).Text()
 	if errors.Is(err, redis.Nil) {
 		return access.Grant{}, fmt.Errorf("revoke grant %q: %w", id, access.ErrNotFound)
 	}
 	if err != nil {
-		return access.Grant{}, unavailable("revoke grant", err)
+		return access.Grant{}, r.unavailable("revoke grant", err)
 	}
 	return r.decodeGrant(patient, id, val)
 }
@@ -176,7 +181,7 @@ func (r *Redis) ListGrants(ctx context.Context, subject, patient string) ([]acce
 	if patient == "" {
 		byID, err := r.client.HGetAll(ctx, r.subjectGrantsKey(subject)).Result()
 		if err != nil {
-			return nil, unavailable("list grants", err)
+			return nil, r.unavailable("list grants", err)
 		}
 		patients = patients[:0]
 		for _, p := range byID {
@@ -190,7 +195,7 @@ func (r *Redis) ListGrants(ctx context.Context, subject, patient string) ([]acce
 	for _, p := range patients {
 		vals, err := r.client.HGetAll(ctx, r.grantsKey(p)).Result()
 		if err != nil {
-			return nil, unavailable("list grants", err)
+			return nil, r.unavailable("list grants", err)
 		}
 		gs, err := r.decodeGrants(p, vals)
 		if err != nil {
@@ -301,9 +306,9 @@ func (r *Redis) PutAgreement(ctx context.Context, a access.Agreement) (access.Ag
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	defer r.agreements.invalidate(a.ClientID)
-	if err := putAgreementScript.Run(ctx, r.client, []string{r.agreementKey(a.ClientID)},
+	if err := r.runScript(ctx, putAgreementScript, []string{r.agreementKey(a.ClientID)},
 		val, r.channel, r.agreementMsg(a.ClientID)).Err(); err != nil {
-		return access.Agreement{}, unavailable("put agreement", err)
+		return access.Agreement{}, r.unavailable("put agreement", err)
 	}
 	return a, nil
 }
@@ -323,22 +328,23 @@ func (r *Redis) GetAgreement(ctx context.Context, clientID string) (access.Agree
 		}
 	}
 	gen := r.agreements.generation(clientID)
-	if !r.reads.allow() {
-		return access.Agreement{}, unavailable("get agreement", ErrBreakerOpen)
+	reads := r.readBreaker(ctx, r.agreementKey(clientID))
+	if !reads.allow() {
+		return access.Agreement{}, r.unavailable("get agreement", ErrBreakerOpen)
 	}
 	cctx, cancel := r.call(ctx)
 	defer cancel()
 	val, err := r.client.Get(cctx, r.agreementKey(clientID)).Result()
 	if errors.Is(err, redis.Nil) {
-		r.reads.done(ctx, nil)
+		reads.done(ctx, nil)
 	} else {
-		r.reads.done(ctx, err)
+		reads.done(ctx, err)
 	}
 	e := &agreementEntry{expires: time.Now().Add(r.cacheTTL)}
 	switch {
 	case errors.Is(err, redis.Nil):
 	case err != nil:
-		return access.Agreement{}, unavailable("get agreement", err)
+		return access.Agreement{}, r.unavailable("get agreement", err)
 	default:
 		if e.a, err = r.decodeAgreement(clientID, val); err != nil {
 			return access.Agreement{}, err
@@ -361,13 +367,13 @@ func (r *Redis) RevokeAgreement(ctx context.Context, clientID string) (access.Ag
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	defer r.agreements.invalidate(clientID)
-	val, err := revokeAgreementScript.Run(ctx, r.client, []string{r.agreementKey(clientID)},
+	val, err := r.runScript(ctx, revokeAgreementScript, []string{r.agreementKey(clientID)},
 		r.now().UnixNano(), r.channel, r.agreementMsg(clientID)).Text()
 	if errors.Is(err, redis.Nil) {
 		return access.Agreement{}, fmt.Errorf("revoke agreement %q: %w", clientID, access.ErrNotFound)
 	}
 	if err != nil {
-		return access.Agreement{}, unavailable("revoke agreement", err)
+		return access.Agreement{}, r.unavailable("revoke agreement", err)
 	}
 	return r.decodeAgreement(clientID, val)
 }

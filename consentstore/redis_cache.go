@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -134,7 +135,7 @@ func (r *Redis) trust() {
 	r.agreements.purge()
 	r.revoked.purge()
 	r.flushes.Add(1)
-	r.reads.reset()
+	r.resetBreakers()
 	r.trusted.Store(true)
 }
 
@@ -159,18 +160,19 @@ func (r *Redis) invalidate(msg string) {
 	}
 }
 
-// listen keeps the invalidation subscription up until ctx ends. Each time
-// it is lost the cache is dropped; each time it is back the cache is
+// listen keeps the invalidation subscriptions up until ctx ends. Each time
+// one is lost the cache is dropped; each time all are back the cache is
 // dropped again and served anew.
 func (r *Redis) listen(ctx context.Context) {
 	defer close(r.done)
 	wait := 10 * time.Millisecond
 	for ctx.Err() == nil {
-		subscribed, err := r.subscribe(ctx)
+		subscribed, err := r.subscribeAll(ctx)
 		r.untrust()
 		if ctx.Err() != nil {
 			return
 		}
+		r.refreshTopology() // a node may have been failed over
 		if subscribed {
 			wait = 10 * time.Millisecond
 			r.logger.Warn("redis invalidation subscription lost; local cache dropped", slog.Any("error", err))
@@ -184,20 +186,123 @@ func (r *Redis) listen(ctx context.Context) {
 	}
 }
 
-// subscribe runs one subscription until it fails; subscribed reports
-// whether it was ever confirmed.
-func (r *Redis) subscribe(ctx context.Context) (subscribed bool, err error) {
+// errMastersChanged ends the subscriptions of a Cluster whose set of
+// masters changed (a failover, a node added): they are made anew.
+var errMastersChanged = errors.New("cluster masters changed")
+
+// subscribeAll runs the subscriptions until one fails and reports whether
+// all were ever confirmed. A standalone or Sentinel client has one. On a
+// Cluster every master gets one: a write script's PUBLISH reaches the
+// subscribers of its own node before the writer's reply (and the others
+// through the cluster bus), so a replica cannot miss an acknowledged write
+// without also seeing that master's subscription drop. The set of masters
+// is checked every ping interval; when it changes, all are made anew.
+func (r *Redis) subscribeAll(ctx context.Context) (bool, error) {
+	cc, ok := r.client.(*redis.ClusterClient)
+	if !ok {
+		return r.subscribe(ctx, r.client, r.trust)
+	}
+	masters, err := clusterMasters(ctx, cc)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		mu        sync.Mutex
+		confirmed int
+		ever      bool
+		failed    bool
+		wg        sync.WaitGroup
+	)
+	for _, m := range masters {
+		wg.Go(func() {
+			_, err := r.subscribe(ctx, m, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if confirmed++; confirmed == len(masters) && !failed {
+					ever = true
+					r.trust()
+				}
+			})
+			// Drop the cache at once, not when the others have ended.
+			mu.Lock()
+			failed = true
+			r.untrust()
+			mu.Unlock()
+			cancel(fmt.Errorf("subscription on %s: %w", m.Options().Addr, err))
+		})
+	}
+	wg.Go(func() {
+		t := time.NewTicker(r.pingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			cc.ReloadState(ctx)
+			now, err := clusterMasters(ctx, cc)
+			if err == nil && !sameMasters(now, masters) {
+				cancel(errMastersChanged)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	return ever, context.Cause(ctx)
+}
+
+// clusterMasters lists the clients of the masters in the client's current
+// slot map.
+func clusterMasters(ctx context.Context, cc *redis.ClusterClient) ([]*redis.Client, error) {
+	var (
+		mu  sync.Mutex
+		out []*redis.Client
+	)
+	err := cc.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
+		mu.Lock()
+		out = append(out, c)
+		mu.Unlock()
+		return nil
+	})
+	return out, err
+}
+
+func sameMasters(a, b []*redis.Client) bool {
+	addrs := func(cs []*redis.Client) []string {
+		out := make([]string, len(cs))
+		for i, c := range cs {
+			out[i] = c.Options().Addr
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(addrs(a), addrs(b))
+}
+
+// subscribe runs one subscription on client until it fails; subscribed
+// reports whether it was ever confirmed, and confirmed is called when it is.
+func (r *Redis) subscribe(ctx context.Context, client redis.UniversalClient, confirmed func()) (subscribed bool, err error) {
 	r.psMu.Lock()
 	if r.closed {
 		r.psMu.Unlock()
 		return false, context.Canceled
 	}
-	ps := r.client.Subscribe(ctx)
-	r.ps = ps
+	ps := client.Subscribe(ctx)
+	if r.ps == nil {
+		r.ps = map[*redis.PubSub]bool{}
+	}
+	r.ps[ps] = true
 	r.psMu.Unlock()
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
 	defer func() {
 		r.psMu.Lock()
-		r.ps = nil
+		delete(r.ps, ps)
 		r.psMu.Unlock()
 		_ = ps.Close()
 	}()
@@ -215,7 +320,7 @@ func (r *Redis) subscribe(ctx context.Context) (subscribed bool, err error) {
 	if s, ok := msg.(*redis.Subscription); !ok || s.Kind != "subscribe" {
 		return false, fmt.Errorf("unexpected subscription reply %v", msg)
 	}
-	r.trust()
+	confirmed()
 	r.logger.Info("redis invalidation subscription live", slog.String("channel", r.channel))
 
 	pinged := false
