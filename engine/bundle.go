@@ -51,9 +51,16 @@ type Manifest struct {
 	// TimeResolution is the precision of the decision time policies see
 	// (default "1s"): coarser times let more decisions be memoised.
 	TimeResolution string `json:"timeResolution,omitempty"`
-	// Timezone in which context.hour is computed for policies (IANA name,
-	// default UTC).
+	// Timezone in which context.hour and context.localTime are computed
+	// for policies (IANA name, default UTC), unless TenantTimezones names
+	// the subject's organization.
 	Timezone string `json:"timezone,omitempty"`
+	// TenantTimezones maps a tenant, the subject's organization
+	// ("Organization/<id>"), to the IANA timezone its local time is
+	// computed in. A name the timezone database does not know fails the
+	// load (fail closed: office hours must never be computed in a guessed
+	// zone).
+	TenantTimezones map[string]string `json:"tenantTimezones,omitempty"`
 	// Roles lists the role names the policies know. When set, a subject
 	// holding any other role is denied UNKNOWN_ROLE (a respelt role would
 	// otherwise escape the forbids written for it).
@@ -73,6 +80,7 @@ type Bundle struct {
 	cacheTTL       time.Duration
 	timeResolution time.Duration
 	location       *time.Location
+	tenantZones    map[string]*time.Location // by subject.organization
 	consentRule    consent.Rule
 	roles          map[string]bool // nil: any role
 	labels         labelSet        // nil: any label
@@ -247,11 +255,24 @@ func (b *Bundle) applyManifest() error {
 	}
 	b.location = time.UTC
 	if m.Timezone != "" {
-		loc, err := time.LoadLocation(m.Timezone)
+		loc, err := loadZone(m.Timezone)
 		if err != nil {
-			return fmt.Errorf("timezone %q: %w", m.Timezone, err)
+			return fmt.Errorf("timezone: %w", err)
 		}
 		b.location = loc
+	}
+	for tenant, zone := range m.TenantTimezones {
+		if !strings.HasPrefix(tenant, "Organization/") || len(tenant) == len("Organization/") {
+			return fmt.Errorf("tenantTimezones: %q is not an organization reference (Organization/<id>)", tenant)
+		}
+		loc, err := loadZone(zone)
+		if err != nil {
+			return fmt.Errorf("tenantTimezones[%q]: %w", tenant, err)
+		}
+		if b.tenantZones == nil {
+			b.tenantZones = map[string]*time.Location{}
+		}
+		b.tenantZones[tenant] = loc
 	}
 	if m.Roles != nil {
 		b.roles = map[string]bool{}
@@ -268,4 +289,27 @@ func (b *Bundle) applyManifest() error {
 	}
 	b.labels = ls
 	return nil
+}
+
+// loadZone loads an IANA timezone. The empty name and "Local" are refused:
+// time.LoadLocation reads them as UTC and as the machine's zone, and a
+// bundle must mean the same on every replica.
+func loadZone(name string) (*time.Location, error) {
+	if name == "" || name == "Local" {
+		return nil, fmt.Errorf("%q is not an IANA timezone name", name)
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", name, err)
+	}
+	return loc, nil
+}
+
+// locationFor is the timezone of the subject's tenant: its entry in
+// tenantTimezones, else the bundle's timezone.
+func (b *Bundle) locationFor(organization string) *time.Location {
+	if loc, ok := b.tenantZones[organization]; ok && organization != "" {
+		return loc
+	}
+	return b.location
 }

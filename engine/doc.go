@@ -52,7 +52,10 @@
 // Action::"correct"); resource is <resource.type>::"<resource.id>" with
 // attributes type, id, patient, organization, author, labels (security label
 // codes), securityLabels, codes and categories ("system|code"), and date when
-// known; context has purposeOfUse, time, hour, breakGlassReason, ip (when
+// known; context has purposeOfUse, time, hour, localTime {weekday, hour,
+// minute} (the decision time in the tenant's zone: the manifest's
+// tenantTimezones entry for subject.organization, else its timezone),
+// breakGlassReason, ip (when
 // given), networkZone, deviceTrust and consent ("PERMIT", "DENY" or
 // "NO_CONSENT"), consentNamesSubject (a permitting consent names the subject
 // itself, by reference or own identifier, as a recipient actor: a

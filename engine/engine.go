@@ -301,7 +301,9 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	}
 	f.exact = f.at
 	f.at = truncateTime(f.at, b.timeResolution)
-	f.hour = f.at.In(b.location).Hour()
+	local := f.at.In(b.locationFor(req.GetSubject().GetOrganization()))
+	f.hour, f.minute = local.Hour(), local.Minute()
+	f.weekday = weekdays[local.Weekday()]
 	f.sameOrganization = sameOrganization(req)
 	f.population = population(req)
 
@@ -471,3 +473,6 @@ func denyWith(resp *chaperonev1.CheckResponse, trace *Trace, reasons ...*chapero
 	}
 	return resp
 }
+
+// weekdays are the names of context.localTime.weekday, by time.Weekday.
+var weekdays = [7]string{"sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"}

@@ -138,6 +138,7 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 		"purposeOfUse":              cedar.String(req.GetPurposeOfUse()),
 		"time":                      cedar.NewDatetime(f.at),
 		"hour":                      cedar.Long(f.hour),
+		"localTime":                 localTimeRecord(f),
 		"breakGlassReason":          cedar.String(ctx.GetBreakGlassReason()),
 		"networkZone":               cedar.String(ctx.GetNetworkZone()),
 		"deviceTrust":               cedar.String(ctx.GetDeviceTrust()),
@@ -227,4 +228,12 @@ func identifierSet(ids []*chaperonev1.Identifier) cedar.Set {
 		vs[i] = cedar.String(id.GetSystem() + "|" + id.GetValue())
 	}
 	return cedar.NewSet(vs...)
+}
+
+func localTimeRecord(f *facts) cedar.Record {
+	return cedar.NewRecord(cedar.RecordMap{
+		"weekday": cedar.String(f.weekday),
+		"hour":    cedar.Long(f.hour),
+		"minute":  cedar.Long(f.minute),
+	})
 }

@@ -31,9 +31,11 @@ func (e effect) String() string {
 // facts is everything a layer may look at for one request, gathered once.
 type facts struct {
 	req     *chaperonev1.CheckRequest
-	exact   time.Time // the decision time
-	at      time.Time // the decision time at the bundle's resolution, as policies see it
-	hour    int
+	exact   time.Time       // the decision time
+	at      time.Time       // the decision time at the bundle's resolution, as policies see it
+	hour    int             // in the tenant's timezone
+	minute  int             // in the tenant's timezone
+	weekday string          // in the tenant's timezone: "monday" … "sunday"
 	consent ConsentDecision // PERMIT, DENY or NO_CONSENT
 	// consentNamesSubject: the permitting consent names the subject itself
 	// as a recipient (a delegation to this person).

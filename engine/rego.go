@@ -453,6 +453,7 @@ func regoInput(f *facts, consts *regoConsts) ast.Value {
 		ast.Item(ast.InternedTerm("context"), ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("time"), ast.StringTerm(regoTime(f.at))),
 			ast.Item(ast.InternedTerm("hour"), ast.InternedTerm(f.hour)),
+			ast.Item(ast.InternedTerm("localTime"), localTimeTerm(f)),
 			ast.Item(ast.InternedTerm("breakGlassReason"), ast.StringTerm(c.GetBreakGlassReason())),
 			ast.Item(ast.InternedTerm("ip"), ast.StringTerm(c.GetIp())),
 			ast.Item(ast.InternedTerm("networkZone"), ast.StringTerm(c.GetNetworkZone())),
@@ -545,4 +546,12 @@ func identifiersTerm(ids []*chaperonev1.Identifier) *ast.Term {
 		)
 	}
 	return ast.ArrayTerm(ts...)
+}
+
+func localTimeTerm(f *facts) *ast.Term {
+	return ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("weekday"), ast.StringTerm(f.weekday)),
+		ast.Item(ast.InternedTerm("hour"), ast.InternedTerm(f.hour)),
+		ast.Item(ast.InternedTerm("minute"), ast.InternedTerm(f.minute)),
+	)
 }

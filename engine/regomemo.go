@@ -287,12 +287,16 @@ var regoLeaves = map[string]regoLeaf{
 	"resource.organization": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.String(f.req.GetResource().GetOrganization())
 	},
-	"resource.author":   func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetAuthor()) },
-	"resource.date":     func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoDate(f.req.GetResource())) },
-	"resource.profiles": func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetResource().GetProfiles()).Value },
-	"purposeOfUse":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetPurposeOfUse()) },
-	"context.time":      func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoTime(f.at)) },
-	"context.hour":      func(f *facts, _ *regoConsts) ast.Value { return ast.InternedTerm(f.hour).Value },
+	"resource.author":           func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetResource().GetAuthor()) },
+	"resource.date":             func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoDate(f.req.GetResource())) },
+	"resource.profiles":         func(f *facts, _ *regoConsts) ast.Value { return stringsTerm(f.req.GetResource().GetProfiles()).Value },
+	"purposeOfUse":              func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.req.GetPurposeOfUse()) },
+	"context.time":              func(f *facts, _ *regoConsts) ast.Value { return ast.String(regoTime(f.at)) },
+	"context.hour":              func(f *facts, _ *regoConsts) ast.Value { return ast.InternedTerm(f.hour).Value },
+	"context.localTime":         func(f *facts, _ *regoConsts) ast.Value { return localTimeTerm(f).Value },
+	"context.localTime.weekday": func(f *facts, _ *regoConsts) ast.Value { return ast.String(f.weekday) },
+	"context.localTime.hour":    func(f *facts, _ *regoConsts) ast.Value { return ast.InternedTerm(f.hour).Value },
+	"context.localTime.minute":  func(f *facts, _ *regoConsts) ast.Value { return ast.InternedTerm(f.minute).Value },
 	"context.breakGlassReason": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.String(f.req.GetContext().GetBreakGlassReason())
 	},
