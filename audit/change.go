@@ -34,6 +34,7 @@ const (
 	ChangeAgreementPut    ChangeAction = "agreement.put"
 	ChangeAgreementRevoke ChangeAction = "agreement.revoke"
 	ChangeBundleActivate  ChangeAction = "bundle.activate"
+	ChangeTokenRevoke     ChangeAction = "token.revoke"
 	// ChangeReview is not a Change record: [Changes] reports review
 	// records under this action.
 	ChangeReview ChangeAction = "break-glass.review"
@@ -47,7 +48,7 @@ const (
 
 // Change is an administrative change of who may see what: a consent put or
 // revoked, a break-glass grant given or revoked, a vendor agreement put or
-// revoked, a policy bundle activated. The caller who made it is the
+// revoked, a bearer token revoked, a policy bundle activated. The caller who made it is the
 // record's Caller.
 //
 // A change is recorded before it is applied and only once its record is
@@ -89,6 +90,11 @@ type Change struct {
 	GrantID string     `json:"grantId,omitempty"`
 	Reason  string     `json:"reason,omitempty"`
 	Expires *time.Time `json:"expires,omitempty"`
+
+	// Token revocations: the token's jti or SHA-256, and until when it
+	// is refused (in Expires).
+	JTI         string `json:"jti,omitempty"`
+	TokenSHA256 string `json:"tokenSha256,omitempty"`
 
 	// Vendor agreements.
 	ClientID      string     `json:"clientId,omitempty"`

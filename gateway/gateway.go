@@ -99,6 +99,11 @@ type Options struct {
 	// FetchClient is the HTTP client that fetches attributes; nil means a
 	// new http.Client. Redirects are never followed.
 	FetchClient *http.Client
+	// Revocations, when set, refuses (401) end-user tokens on the token
+	// revocation list, checked on every request, cached tokens too.
+	Revocations callers.RevocationList
+	// RequireJTI refuses (401) end-user tokens without a jti.
+	RequireJTI bool
 }
 
 // New loads the key set of cfg and returns the gateway.
@@ -118,6 +123,7 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{
 		Issuer: cfg.Tokens.Issuer, Audience: []string{cfg.Tokens.Audience},
 		Algorithms: cfg.algorithms(), MaxLifetime: life, Now: o.Now, KeepClaims: true,
+		Revocations: o.Revocations, RequireJTI: o.RequireJTI,
 	})
 	if err != nil {
 		_ = keys.Close(ctx)

@@ -28,10 +28,11 @@ import (
 // With [WithAccessAudit], grants and revocations are put on the audit
 // chain before they are made (see [ChangeRecorder]).
 type AccessService struct {
-	grants  access.Grants
-	logger  *slog.Logger
-	now     func() time.Time
-	changes ChangeRecorder
+	grants      access.Grants
+	revocations access.Revocations
+	logger      *slog.Logger
+	now         func() time.Time
+	changes     ChangeRecorder
 }
 
 var _ chaperonev1connect.AccessServiceHandler = (*AccessService)(nil)
@@ -45,6 +46,22 @@ func WithAccessLogger(l *slog.Logger) AccessOption { return func(s *AccessServic
 // WithAccessAudit records every grant and revocation in r, before it is
 // made; when r cannot store the record the RPC fails with unavailable.
 func WithAccessAudit(r ChangeRecorder) AccessOption { return func(s *AccessService) { s.changes = r } }
+
+// WithRevocations serves RevokeToken on list, the token revocation list
+// the servers' token verifiers read; without it RevokeToken is
+// unimplemented.
+func WithRevocations(list access.Revocations) AccessOption {
+	return func(s *AccessService) { s.revocations = list }
+}
+
+// WithAccessClock sets the clock of grant and revocation times (tests).
+func WithAccessClock(now func() time.Time) AccessOption {
+	return func(s *AccessService) {
+		if now != nil {
+			s.now = now
+		}
+	}
+}
 
 // NewAccessService returns an AccessService storing into grants.
 func NewAccessService(grants access.Grants, opts ...AccessOption) *AccessService {
@@ -123,6 +140,41 @@ func (s *AccessService) ListBreakGlass(ctx context.Context, req *connect.Request
 		resp.Grants = append(resp.Grants, grantMsg(g))
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// RevokeToken implements [chaperonev1connect.AccessServiceHandler]: the
+// revocation is recorded on the audit chain (action token.revoke, with the
+// revoking caller) before it is stored.
+func (s *AccessService) RevokeToken(ctx context.Context, req *connect.Request[chaperonev1.AccessServiceRevokeTokenRequest]) (*connect.Response[chaperonev1.AccessServiceRevokeTokenResponse], error) {
+	if s.revocations == nil {
+		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("no token revocation list is configured"))
+	}
+	m := req.Msg
+	var until time.Time
+	if m.GetUntil() != nil {
+		until = m.GetUntil().AsTime()
+	}
+	rv, err := access.NewRevocation(m.GetJti(), m.GetTokenSha256(), until, CallerName(ctx), s.now())
+	if err != nil {
+		return nil, accessError(ctx, s.logger, "revoke token", err)
+	}
+	u := rv.Until
+	done, err := s.audit().begin(ctx, audit.Change{Action: audit.ChangeTokenRevoke, JTI: rv.JTI, TokenSHA256: rv.TokenSHA256, Expires: &u})
+	if err != nil {
+		return nil, err
+	}
+	rv, err = s.revocations.RevokeToken(ctx, rv)
+	if err != nil {
+		err = accessError(ctx, s.logger, "revoke token", err)
+		done(err, audit.Change{})
+		return nil, err
+	}
+	u = rv.Until.UTC()
+	done(nil, audit.Change{JTI: rv.JTI, TokenSHA256: rv.TokenSHA256, Expires: &u})
+	s.logger.InfoContext(ctx, "token revoked", "jti", rv.JTI, "token_sha256", rv.TokenSHA256, "until", rv.Until, "by", rv.RevokedBy)
+	return connect.NewResponse(&chaperonev1.AccessServiceRevokeTokenResponse{Revocation: &chaperonev1.TokenRevocation{
+		Jti: rv.JTI, TokenSha256: rv.TokenSHA256, Until: timestamppb.New(rv.Until), RevokedBy: rv.RevokedBy, RevokeTime: timestamppb.New(rv.RevokedAt),
+	}}), nil
 }
 
 func (s *AccessService) audit() changeLog { return changeLog{rec: s.changes, logger: s.logger} }

@@ -438,6 +438,193 @@ func (x *AccessServiceListBreakGlassResponse) GetGrants() []*BreakGlassGrant {
 	return nil
 }
 
+type AccessServiceRevokeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's jti claim.
+	Jti string `protobuf:"bytes,1,opt,name=jti,proto3" json:"jti,omitempty"`
+	// For a token without a jti: the SHA-256 of the token as sent (the
+	// compact JWS), 64 lower-case hex digits.
+	TokenSha256 string `protobuf:"bytes,2,opt,name=token_sha256,json=tokenSha256,proto3" json:"token_sha256,omitempty"`
+	// Until when the token is refused: its exp. Must be in the future, at
+	// most 31 days ahead.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessServiceRevokeTokenRequest) Reset() {
+	*x = AccessServiceRevokeTokenRequest{}
+	mi := &file_chaperone_v1_access_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessServiceRevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessServiceRevokeTokenRequest) ProtoMessage() {}
+
+func (x *AccessServiceRevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_access_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessServiceRevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*AccessServiceRevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *AccessServiceRevokeTokenRequest) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *AccessServiceRevokeTokenRequest) GetTokenSha256() string {
+	if x != nil {
+		return x.TokenSha256
+	}
+	return ""
+}
+
+func (x *AccessServiceRevokeTokenRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+// TokenRevocation is an entry of the token revocation list.
+type TokenRevocation struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Jti         string                 `protobuf:"bytes,1,opt,name=jti,proto3" json:"jti,omitempty"`
+	TokenSha256 string                 `protobuf:"bytes,2,opt,name=token_sha256,json=tokenSha256,proto3" json:"token_sha256,omitempty"`
+	Until       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	// The authenticated caller who revoked the token.
+	RevokedBy     string                 `protobuf:"bytes,4,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRevocation) Reset() {
+	*x = TokenRevocation{}
+	mi := &file_chaperone_v1_access_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRevocation) ProtoMessage() {}
+
+func (x *TokenRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_access_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRevocation.ProtoReflect.Descriptor instead.
+func (*TokenRevocation) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TokenRevocation) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *TokenRevocation) GetTokenSha256() string {
+	if x != nil {
+		return x.TokenSha256
+	}
+	return ""
+}
+
+func (x *TokenRevocation) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *TokenRevocation) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *TokenRevocation) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+type AccessServiceRevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocation    *TokenRevocation       `protobuf:"bytes,1,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessServiceRevokeTokenResponse) Reset() {
+	*x = AccessServiceRevokeTokenResponse{}
+	mi := &file_chaperone_v1_access_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessServiceRevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessServiceRevokeTokenResponse) ProtoMessage() {}
+
+func (x *AccessServiceRevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_access_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessServiceRevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*AccessServiceRevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AccessServiceRevokeTokenResponse) GetRevocation() *TokenRevocation {
+	if x != nil {
+		return x.Revocation
+	}
+	return nil
+}
+
 // Agreement is a client application's vendor agreement.
 type Agreement struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -462,7 +649,7 @@ type Agreement struct {
 
 func (x *Agreement) Reset() {
 	*x = Agreement{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[7]
+	mi := &file_chaperone_v1_access_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +661,7 @@ func (x *Agreement) String() string {
 func (*Agreement) ProtoMessage() {}
 
 func (x *Agreement) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[7]
+	mi := &file_chaperone_v1_access_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +674,7 @@ func (x *Agreement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agreement.ProtoReflect.Descriptor instead.
 func (*Agreement) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{7}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Agreement) GetClientId() string {
@@ -562,7 +749,7 @@ type AgreementServicePutRequest struct {
 
 func (x *AgreementServicePutRequest) Reset() {
 	*x = AgreementServicePutRequest{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[8]
+	mi := &file_chaperone_v1_access_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +761,7 @@ func (x *AgreementServicePutRequest) String() string {
 func (*AgreementServicePutRequest) ProtoMessage() {}
 
 func (x *AgreementServicePutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[8]
+	mi := &file_chaperone_v1_access_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +774,7 @@ func (x *AgreementServicePutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServicePutRequest.ProtoReflect.Descriptor instead.
 func (*AgreementServicePutRequest) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{8}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AgreementServicePutRequest) GetAgreement() *Agreement {
@@ -606,7 +793,7 @@ type AgreementServicePutResponse struct {
 
 func (x *AgreementServicePutResponse) Reset() {
 	*x = AgreementServicePutResponse{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[9]
+	mi := &file_chaperone_v1_access_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +805,7 @@ func (x *AgreementServicePutResponse) String() string {
 func (*AgreementServicePutResponse) ProtoMessage() {}
 
 func (x *AgreementServicePutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[9]
+	mi := &file_chaperone_v1_access_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +818,7 @@ func (x *AgreementServicePutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServicePutResponse.ProtoReflect.Descriptor instead.
 func (*AgreementServicePutResponse) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{9}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AgreementServicePutResponse) GetAgreement() *Agreement {
@@ -650,7 +837,7 @@ type AgreementServiceGetRequest struct {
 
 func (x *AgreementServiceGetRequest) Reset() {
 	*x = AgreementServiceGetRequest{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[10]
+	mi := &file_chaperone_v1_access_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +849,7 @@ func (x *AgreementServiceGetRequest) String() string {
 func (*AgreementServiceGetRequest) ProtoMessage() {}
 
 func (x *AgreementServiceGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[10]
+	mi := &file_chaperone_v1_access_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +862,7 @@ func (x *AgreementServiceGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServiceGetRequest.ProtoReflect.Descriptor instead.
 func (*AgreementServiceGetRequest) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{10}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AgreementServiceGetRequest) GetClientId() string {
@@ -694,7 +881,7 @@ type AgreementServiceGetResponse struct {
 
 func (x *AgreementServiceGetResponse) Reset() {
 	*x = AgreementServiceGetResponse{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[11]
+	mi := &file_chaperone_v1_access_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +893,7 @@ func (x *AgreementServiceGetResponse) String() string {
 func (*AgreementServiceGetResponse) ProtoMessage() {}
 
 func (x *AgreementServiceGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[11]
+	mi := &file_chaperone_v1_access_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +906,7 @@ func (x *AgreementServiceGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServiceGetResponse.ProtoReflect.Descriptor instead.
 func (*AgreementServiceGetResponse) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{11}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AgreementServiceGetResponse) GetAgreement() *Agreement {
@@ -738,7 +925,7 @@ type AgreementServiceRevokeRequest struct {
 
 func (x *AgreementServiceRevokeRequest) Reset() {
 	*x = AgreementServiceRevokeRequest{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[12]
+	mi := &file_chaperone_v1_access_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +937,7 @@ func (x *AgreementServiceRevokeRequest) String() string {
 func (*AgreementServiceRevokeRequest) ProtoMessage() {}
 
 func (x *AgreementServiceRevokeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[12]
+	mi := &file_chaperone_v1_access_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +950,7 @@ func (x *AgreementServiceRevokeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServiceRevokeRequest.ProtoReflect.Descriptor instead.
 func (*AgreementServiceRevokeRequest) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{12}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AgreementServiceRevokeRequest) GetClientId() string {
@@ -782,7 +969,7 @@ type AgreementServiceRevokeResponse struct {
 
 func (x *AgreementServiceRevokeResponse) Reset() {
 	*x = AgreementServiceRevokeResponse{}
-	mi := &file_chaperone_v1_access_proto_msgTypes[13]
+	mi := &file_chaperone_v1_access_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +981,7 @@ func (x *AgreementServiceRevokeResponse) String() string {
 func (*AgreementServiceRevokeResponse) ProtoMessage() {}
 
 func (x *AgreementServiceRevokeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chaperone_v1_access_proto_msgTypes[13]
+	mi := &file_chaperone_v1_access_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +994,7 @@ func (x *AgreementServiceRevokeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgreementServiceRevokeResponse.ProtoReflect.Descriptor instead.
 func (*AgreementServiceRevokeResponse) Descriptor() ([]byte, []int) {
-	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{13}
+	return file_chaperone_v1_access_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AgreementServiceRevokeResponse) GetAgreement() *Agreement {
@@ -854,7 +1041,24 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"\apatient\x18\x02 \x01(\tB*\xbaH'\xd8\x01\x01r\"\x18\x80\x022\x1d^Patient/[A-Za-z0-9.-]{1,64}$R\apatient:c\xbaH`\x1a^\n" +
 	"\x12subject_or_patient\x12\x1esubject or patient is required\x1a(this.subject != '' || this.patient != ''\"\\\n" +
 	"#AccessServiceListBreakGlassResponse\x125\n" +
-	"\x06grants\x18\x01 \x03(\v2\x1d.chaperone.v1.BreakGlassGrantR\x06grants\"\x90\x03\n" +
+	"\x06grants\x18\x01 \x03(\v2\x1d.chaperone.v1.BreakGlassGrantR\x06grants\"\xaa\x02\n" +
+	"\x1fAccessServiceRevokeTokenRequest\x12\x1a\n" +
+	"\x03jti\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x03jti\x12;\n" +
+	"\ftoken_sha256\x18\x02 \x01(\tB\x18\xbaH\x15\xd8\x01\x01r\x102\x0e^[0-9a-f]{64}$R\vtokenSha256\x128\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x05until:t\xbaHq\x1ao\n" +
+	"\x13jti_or_token_sha256\x12)jti or token_sha256 is required, not both\x1a-(this.jti != '') != (this.token_sha256 != '')\"\xd4\x01\n" +
+	"\x0fTokenRevocation\x12\x10\n" +
+	"\x03jti\x18\x01 \x01(\tR\x03jti\x12!\n" +
+	"\ftoken_sha256\x18\x02 \x01(\tR\vtokenSha256\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x04 \x01(\tR\trevokedBy\x12;\n" +
+	"\vrevoke_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\"a\n" +
+	" AccessServiceRevokeTokenResponse\x12=\n" +
+	"\n" +
+	"revocation\x18\x01 \x01(\v2\x1d.chaperone.v1.TokenRevocationR\n" +
+	"revocation\"\x90\x03\n" +
 	"\tAgreement\x12'\n" +
 	"\tclient_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\bclientId\x12\"\n" +
@@ -884,11 +1088,12 @@ const file_chaperone_v1_access_proto_rawDesc = "" +
 	"\tclient_id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\bclientId\"W\n" +
 	"\x1eAgreementServiceRevokeResponse\x125\n" +
-	"\tagreement\x18\x01 \x01(\v2\x17.chaperone.v1.AgreementR\tagreement2\x82\x03\n" +
+	"\tagreement\x18\x01 \x01(\v2\x17.chaperone.v1.AgreementR\tagreement2\xf5\x03\n" +
 	"\rAccessService\x12x\n" +
 	"\x0fGrantBreakGlass\x121.chaperone.v1.AccessServiceGrantBreakGlassRequest\x1a2.chaperone.v1.AccessServiceGrantBreakGlassResponse\x12{\n" +
 	"\x10RevokeBreakGlass\x122.chaperone.v1.AccessServiceRevokeBreakGlassRequest\x1a3.chaperone.v1.AccessServiceRevokeBreakGlassResponse\x12z\n" +
-	"\x0eListBreakGlass\x120.chaperone.v1.AccessServiceListBreakGlassRequest\x1a1.chaperone.v1.AccessServiceListBreakGlassResponse\"\x03\x90\x02\x012\xb4\x02\n" +
+	"\x0eListBreakGlass\x120.chaperone.v1.AccessServiceListBreakGlassRequest\x1a1.chaperone.v1.AccessServiceListBreakGlassResponse\"\x03\x90\x02\x01\x12q\n" +
+	"\vRevokeToken\x12-.chaperone.v1.AccessServiceRevokeTokenRequest\x1a..chaperone.v1.AccessServiceRevokeTokenResponse\"\x03\x90\x02\x022\xb4\x02\n" +
 	"\x10AgreementService\x12Z\n" +
 	"\x03Put\x12(.chaperone.v1.AgreementServicePutRequest\x1a).chaperone.v1.AgreementServicePutResponse\x12_\n" +
 	"\x03Get\x12(.chaperone.v1.AgreementServiceGetRequest\x1a).chaperone.v1.AgreementServiceGetResponse\"\x03\x90\x02\x01\x12c\n" +
@@ -906,7 +1111,7 @@ func file_chaperone_v1_access_proto_rawDescGZIP() []byte {
 	return file_chaperone_v1_access_proto_rawDescData
 }
 
-var file_chaperone_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_chaperone_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_chaperone_v1_access_proto_goTypes = []any{
 	(*BreakGlassGrant)(nil),                       // 0: chaperone.v1.BreakGlassGrant
 	(*AccessServiceGrantBreakGlassRequest)(nil),   // 1: chaperone.v1.AccessServiceGrantBreakGlassRequest
@@ -915,46 +1120,55 @@ var file_chaperone_v1_access_proto_goTypes = []any{
 	(*AccessServiceRevokeBreakGlassResponse)(nil), // 4: chaperone.v1.AccessServiceRevokeBreakGlassResponse
 	(*AccessServiceListBreakGlassRequest)(nil),    // 5: chaperone.v1.AccessServiceListBreakGlassRequest
 	(*AccessServiceListBreakGlassResponse)(nil),   // 6: chaperone.v1.AccessServiceListBreakGlassResponse
-	(*Agreement)(nil),                             // 7: chaperone.v1.Agreement
-	(*AgreementServicePutRequest)(nil),            // 8: chaperone.v1.AgreementServicePutRequest
-	(*AgreementServicePutResponse)(nil),           // 9: chaperone.v1.AgreementServicePutResponse
-	(*AgreementServiceGetRequest)(nil),            // 10: chaperone.v1.AgreementServiceGetRequest
-	(*AgreementServiceGetResponse)(nil),           // 11: chaperone.v1.AgreementServiceGetResponse
-	(*AgreementServiceRevokeRequest)(nil),         // 12: chaperone.v1.AgreementServiceRevokeRequest
-	(*AgreementServiceRevokeResponse)(nil),        // 13: chaperone.v1.AgreementServiceRevokeResponse
-	(*timestamppb.Timestamp)(nil),                 // 14: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),                   // 15: google.protobuf.Duration
+	(*AccessServiceRevokeTokenRequest)(nil),       // 7: chaperone.v1.AccessServiceRevokeTokenRequest
+	(*TokenRevocation)(nil),                       // 8: chaperone.v1.TokenRevocation
+	(*AccessServiceRevokeTokenResponse)(nil),      // 9: chaperone.v1.AccessServiceRevokeTokenResponse
+	(*Agreement)(nil),                             // 10: chaperone.v1.Agreement
+	(*AgreementServicePutRequest)(nil),            // 11: chaperone.v1.AgreementServicePutRequest
+	(*AgreementServicePutResponse)(nil),           // 12: chaperone.v1.AgreementServicePutResponse
+	(*AgreementServiceGetRequest)(nil),            // 13: chaperone.v1.AgreementServiceGetRequest
+	(*AgreementServiceGetResponse)(nil),           // 14: chaperone.v1.AgreementServiceGetResponse
+	(*AgreementServiceRevokeRequest)(nil),         // 15: chaperone.v1.AgreementServiceRevokeRequest
+	(*AgreementServiceRevokeResponse)(nil),        // 16: chaperone.v1.AgreementServiceRevokeResponse
+	(*timestamppb.Timestamp)(nil),                 // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),                   // 18: google.protobuf.Duration
 }
 var file_chaperone_v1_access_proto_depIdxs = []int32{
-	14, // 0: chaperone.v1.BreakGlassGrant.create_time:type_name -> google.protobuf.Timestamp
-	14, // 1: chaperone.v1.BreakGlassGrant.expire_time:type_name -> google.protobuf.Timestamp
-	15, // 2: chaperone.v1.AccessServiceGrantBreakGlassRequest.ttl:type_name -> google.protobuf.Duration
+	17, // 0: chaperone.v1.BreakGlassGrant.create_time:type_name -> google.protobuf.Timestamp
+	17, // 1: chaperone.v1.BreakGlassGrant.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 2: chaperone.v1.AccessServiceGrantBreakGlassRequest.ttl:type_name -> google.protobuf.Duration
 	0,  // 3: chaperone.v1.AccessServiceGrantBreakGlassResponse.grant:type_name -> chaperone.v1.BreakGlassGrant
 	0,  // 4: chaperone.v1.AccessServiceRevokeBreakGlassResponse.grant:type_name -> chaperone.v1.BreakGlassGrant
 	0,  // 5: chaperone.v1.AccessServiceListBreakGlassResponse.grants:type_name -> chaperone.v1.BreakGlassGrant
-	14, // 6: chaperone.v1.Agreement.baa_expires:type_name -> google.protobuf.Timestamp
-	14, // 7: chaperone.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
-	7,  // 8: chaperone.v1.AgreementServicePutRequest.agreement:type_name -> chaperone.v1.Agreement
-	7,  // 9: chaperone.v1.AgreementServicePutResponse.agreement:type_name -> chaperone.v1.Agreement
-	7,  // 10: chaperone.v1.AgreementServiceGetResponse.agreement:type_name -> chaperone.v1.Agreement
-	7,  // 11: chaperone.v1.AgreementServiceRevokeResponse.agreement:type_name -> chaperone.v1.Agreement
-	1,  // 12: chaperone.v1.AccessService.GrantBreakGlass:input_type -> chaperone.v1.AccessServiceGrantBreakGlassRequest
-	3,  // 13: chaperone.v1.AccessService.RevokeBreakGlass:input_type -> chaperone.v1.AccessServiceRevokeBreakGlassRequest
-	5,  // 14: chaperone.v1.AccessService.ListBreakGlass:input_type -> chaperone.v1.AccessServiceListBreakGlassRequest
-	8,  // 15: chaperone.v1.AgreementService.Put:input_type -> chaperone.v1.AgreementServicePutRequest
-	10, // 16: chaperone.v1.AgreementService.Get:input_type -> chaperone.v1.AgreementServiceGetRequest
-	12, // 17: chaperone.v1.AgreementService.Revoke:input_type -> chaperone.v1.AgreementServiceRevokeRequest
-	2,  // 18: chaperone.v1.AccessService.GrantBreakGlass:output_type -> chaperone.v1.AccessServiceGrantBreakGlassResponse
-	4,  // 19: chaperone.v1.AccessService.RevokeBreakGlass:output_type -> chaperone.v1.AccessServiceRevokeBreakGlassResponse
-	6,  // 20: chaperone.v1.AccessService.ListBreakGlass:output_type -> chaperone.v1.AccessServiceListBreakGlassResponse
-	9,  // 21: chaperone.v1.AgreementService.Put:output_type -> chaperone.v1.AgreementServicePutResponse
-	11, // 22: chaperone.v1.AgreementService.Get:output_type -> chaperone.v1.AgreementServiceGetResponse
-	13, // 23: chaperone.v1.AgreementService.Revoke:output_type -> chaperone.v1.AgreementServiceRevokeResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 6: chaperone.v1.AccessServiceRevokeTokenRequest.until:type_name -> google.protobuf.Timestamp
+	17, // 7: chaperone.v1.TokenRevocation.until:type_name -> google.protobuf.Timestamp
+	17, // 8: chaperone.v1.TokenRevocation.revoke_time:type_name -> google.protobuf.Timestamp
+	8,  // 9: chaperone.v1.AccessServiceRevokeTokenResponse.revocation:type_name -> chaperone.v1.TokenRevocation
+	17, // 10: chaperone.v1.Agreement.baa_expires:type_name -> google.protobuf.Timestamp
+	17, // 11: chaperone.v1.Agreement.update_time:type_name -> google.protobuf.Timestamp
+	10, // 12: chaperone.v1.AgreementServicePutRequest.agreement:type_name -> chaperone.v1.Agreement
+	10, // 13: chaperone.v1.AgreementServicePutResponse.agreement:type_name -> chaperone.v1.Agreement
+	10, // 14: chaperone.v1.AgreementServiceGetResponse.agreement:type_name -> chaperone.v1.Agreement
+	10, // 15: chaperone.v1.AgreementServiceRevokeResponse.agreement:type_name -> chaperone.v1.Agreement
+	1,  // 16: chaperone.v1.AccessService.GrantBreakGlass:input_type -> chaperone.v1.AccessServiceGrantBreakGlassRequest
+	3,  // 17: chaperone.v1.AccessService.RevokeBreakGlass:input_type -> chaperone.v1.AccessServiceRevokeBreakGlassRequest
+	5,  // 18: chaperone.v1.AccessService.ListBreakGlass:input_type -> chaperone.v1.AccessServiceListBreakGlassRequest
+	7,  // 19: chaperone.v1.AccessService.RevokeToken:input_type -> chaperone.v1.AccessServiceRevokeTokenRequest
+	11, // 20: chaperone.v1.AgreementService.Put:input_type -> chaperone.v1.AgreementServicePutRequest
+	13, // 21: chaperone.v1.AgreementService.Get:input_type -> chaperone.v1.AgreementServiceGetRequest
+	15, // 22: chaperone.v1.AgreementService.Revoke:input_type -> chaperone.v1.AgreementServiceRevokeRequest
+	2,  // 23: chaperone.v1.AccessService.GrantBreakGlass:output_type -> chaperone.v1.AccessServiceGrantBreakGlassResponse
+	4,  // 24: chaperone.v1.AccessService.RevokeBreakGlass:output_type -> chaperone.v1.AccessServiceRevokeBreakGlassResponse
+	6,  // 25: chaperone.v1.AccessService.ListBreakGlass:output_type -> chaperone.v1.AccessServiceListBreakGlassResponse
+	9,  // 26: chaperone.v1.AccessService.RevokeToken:output_type -> chaperone.v1.AccessServiceRevokeTokenResponse
+	12, // 27: chaperone.v1.AgreementService.Put:output_type -> chaperone.v1.AgreementServicePutResponse
+	14, // 28: chaperone.v1.AgreementService.Get:output_type -> chaperone.v1.AgreementServiceGetResponse
+	16, // 29: chaperone.v1.AgreementService.Revoke:output_type -> chaperone.v1.AgreementServiceRevokeResponse
+	23, // [23:30] is the sub-list for method output_type
+	16, // [16:23] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_chaperone_v1_access_proto_init() }
@@ -968,7 +1182,7 @@ func file_chaperone_v1_access_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chaperone_v1_access_proto_rawDesc), len(file_chaperone_v1_access_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -44,6 +44,9 @@ const (
 	// AccessServiceListBreakGlassProcedure is the fully-qualified name of the AccessService's
 	// ListBreakGlass RPC.
 	AccessServiceListBreakGlassProcedure = "/chaperone.v1.AccessService/ListBreakGlass"
+	// AccessServiceRevokeTokenProcedure is the fully-qualified name of the AccessService's RevokeToken
+	// RPC.
+	AccessServiceRevokeTokenProcedure = "/chaperone.v1.AccessService/RevokeToken"
 	// AgreementServicePutProcedure is the fully-qualified name of the AgreementService's Put RPC.
 	AgreementServicePutProcedure = "/chaperone.v1.AgreementService/Put"
 	// AgreementServiceGetProcedure is the fully-qualified name of the AgreementService's Get RPC.
@@ -60,6 +63,12 @@ type AccessServiceClient interface {
 	RevokeBreakGlass(context.Context, *connect.Request[v1.AccessServiceRevokeBreakGlassRequest]) (*connect.Response[v1.AccessServiceRevokeBreakGlassResponse], error)
 	// ListBreakGlass lists the grants of a subject and/or a patient that have not expired.
 	ListBreakGlass(context.Context, *connect.Request[v1.AccessServiceListBreakGlassRequest]) (*connect.Response[v1.AccessServiceListBreakGlassResponse], error)
+	// RevokeToken puts a bearer token on the revocation list, by its jti or,
+	// for a token without one, by its SHA-256: every replica refuses it
+	// (unauthenticated, HTTP 401) within a second, wherever a token is
+	// accepted, until the given time (the token's exp). The entry then
+	// expires on its own. Revoking the same token again keeps the later time.
+	RevokeToken(context.Context, *connect.Request[v1.AccessServiceRevokeTokenRequest]) (*connect.Response[v1.AccessServiceRevokeTokenResponse], error)
 }
 
 // NewAccessServiceClient constructs a client for the chaperone.v1.AccessService service. By
@@ -92,6 +101,13 @@ func NewAccessServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		revokeToken: connect.NewClient[v1.AccessServiceRevokeTokenRequest, v1.AccessServiceRevokeTokenResponse](
+			httpClient,
+			baseURL+AccessServiceRevokeTokenProcedure,
+			connect.WithSchema(accessServiceMethods.ByName("RevokeToken")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -100,6 +116,7 @@ type accessServiceClient struct {
 	grantBreakGlass  *connect.Client[v1.AccessServiceGrantBreakGlassRequest, v1.AccessServiceGrantBreakGlassResponse]
 	revokeBreakGlass *connect.Client[v1.AccessServiceRevokeBreakGlassRequest, v1.AccessServiceRevokeBreakGlassResponse]
 	listBreakGlass   *connect.Client[v1.AccessServiceListBreakGlassRequest, v1.AccessServiceListBreakGlassResponse]
+	revokeToken      *connect.Client[v1.AccessServiceRevokeTokenRequest, v1.AccessServiceRevokeTokenResponse]
 }
 
 // GrantBreakGlass calls chaperone.v1.AccessService.GrantBreakGlass.
@@ -117,6 +134,11 @@ func (c *accessServiceClient) ListBreakGlass(ctx context.Context, req *connect.R
 	return c.listBreakGlass.CallUnary(ctx, req)
 }
 
+// RevokeToken calls chaperone.v1.AccessService.RevokeToken.
+func (c *accessServiceClient) RevokeToken(ctx context.Context, req *connect.Request[v1.AccessServiceRevokeTokenRequest]) (*connect.Response[v1.AccessServiceRevokeTokenResponse], error) {
+	return c.revokeToken.CallUnary(ctx, req)
+}
+
 // AccessServiceHandler is an implementation of the chaperone.v1.AccessService service.
 type AccessServiceHandler interface {
 	// GrantBreakGlass records a grant; it expires after ttl (default 4h, at most 24h).
@@ -125,6 +147,12 @@ type AccessServiceHandler interface {
 	RevokeBreakGlass(context.Context, *connect.Request[v1.AccessServiceRevokeBreakGlassRequest]) (*connect.Response[v1.AccessServiceRevokeBreakGlassResponse], error)
 	// ListBreakGlass lists the grants of a subject and/or a patient that have not expired.
 	ListBreakGlass(context.Context, *connect.Request[v1.AccessServiceListBreakGlassRequest]) (*connect.Response[v1.AccessServiceListBreakGlassResponse], error)
+	// RevokeToken puts a bearer token on the revocation list, by its jti or,
+	// for a token without one, by its SHA-256: every replica refuses it
+	// (unauthenticated, HTTP 401) within a second, wherever a token is
+	// accepted, until the given time (the token's exp). The entry then
+	// expires on its own. Revoking the same token again keeps the later time.
+	RevokeToken(context.Context, *connect.Request[v1.AccessServiceRevokeTokenRequest]) (*connect.Response[v1.AccessServiceRevokeTokenResponse], error)
 }
 
 // NewAccessServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -153,6 +181,13 @@ func NewAccessServiceHandler(svc AccessServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	accessServiceRevokeTokenHandler := connect.NewUnaryHandler(
+		AccessServiceRevokeTokenProcedure,
+		svc.RevokeToken,
+		connect.WithSchema(accessServiceMethods.ByName("RevokeToken")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/chaperone.v1.AccessService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AccessServiceGrantBreakGlassProcedure:
@@ -161,6 +196,8 @@ func NewAccessServiceHandler(svc AccessServiceHandler, opts ...connect.HandlerOp
 			accessServiceRevokeBreakGlassHandler.ServeHTTP(w, r)
 		case AccessServiceListBreakGlassProcedure:
 			accessServiceListBreakGlassHandler.ServeHTTP(w, r)
+		case AccessServiceRevokeTokenProcedure:
+			accessServiceRevokeTokenHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -180,6 +217,10 @@ func (UnimplementedAccessServiceHandler) RevokeBreakGlass(context.Context, *conn
 
 func (UnimplementedAccessServiceHandler) ListBreakGlass(context.Context, *connect.Request[v1.AccessServiceListBreakGlassRequest]) (*connect.Response[v1.AccessServiceListBreakGlassResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("chaperone.v1.AccessService.ListBreakGlass is not implemented"))
+}
+
+func (UnimplementedAccessServiceHandler) RevokeToken(context.Context, *connect.Request[v1.AccessServiceRevokeTokenRequest]) (*connect.Response[v1.AccessServiceRevokeTokenResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("chaperone.v1.AccessService.RevokeToken is not implemented"))
 }
 
 // AgreementServiceClient is a client for the chaperone.v1.AgreementService service.
