@@ -238,9 +238,10 @@ type Loader struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	mu     sync.Mutex // one load at a time
-	status atomic.Pointer[Status]
-	record ActivationRecorder
+	mu      sync.Mutex // one load at a time
+	status  atomic.Pointer[Status]
+	archive atomic.Pointer[Archive] // the active bundle's files
+	record  ActivationRecorder
 	// downgrade permits a bundle whose revision is not newer than the
 	// active one.
 	downgrade bool
@@ -301,6 +302,10 @@ func (l *Loader) Status() Status {
 	s.Signers = append([]string(nil), s.Signers...)
 	return s
 }
+
+// Archive returns the files of the active bundle (sources, data, suites),
+// or nil before the first activation. Callers must not modify it.
+func (l *Loader) Archive() *Archive { return l.archive.Load() }
 
 // Load fetches the bundle once and activates it when it is new and good.
 // An unchanged source is not an error. A bad bundle is refused: the error
@@ -394,6 +399,7 @@ func (l *Loader) activate(ctx context.Context, a *Archive) error {
 	}
 	l.target.Activate(b)
 	l.status.Store(next)
+	l.archive.Store(a)
 	activated()
 	return nil
 }

@@ -68,6 +68,11 @@ type GuardConfig struct {
 	// visits could otherwise reach it through DNS rebinding (a name of
 	// the attacker's that resolves to 127.0.0.1) or a cross-origin fetch.
 	LoopbackHosts bool
+	// SelfAuthorized are path prefixes ("/console/") whose handler
+	// authorizes each request itself with [Authorize], by the procedures
+	// whose data it shows; the guard still authenticates, checks loopback
+	// hosts and rate limits them.
+	SelfAuthorized []string
 }
 
 // DefaultPublicPaths are served to anyone who can connect (with mutual TLS,
@@ -106,6 +111,7 @@ type Guard struct {
 	public        map[string]bool
 	errw          *connect.ErrorWriter
 	loopbackHosts bool
+	self          []string
 	anon          *callers.Caller // shared by every request when no authentication is configured
 }
 
@@ -123,6 +129,7 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 		errw:          connect.NewErrorWriter(),
 		anon:          &callers.Caller{ID: callers.AnonymousID, Anonymous: true},
 		loopbackHosts: cfg.LoopbackHosts,
+		self:          cfg.SelfAuthorized,
 	}
 	if g.logger == nil {
 		g.logger = slog.New(slog.DiscardHandler)
@@ -189,7 +196,7 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 			if span := trace.SpanFromContext(ctx); span.IsRecording() {
 				span.SetAttributes(attribute.String("chaperone.caller", caller.ID))
 			}
-			if ri.procedure != "" || !caller.Anonymous {
+			if (ri.procedure != "" || !caller.Anonymous) && !g.selfAuthorized(r.URL.Path) {
 				procedure := r.URL.Path
 				if door {
 					procedure = route.procedure
@@ -224,6 +231,17 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		g.finish(ctx, ri, start, sw)
 	})
+}
+
+// selfAuthorized reports whether a handler authorizes requests to path
+// itself ([GuardConfig].SelfAuthorized).
+func (g *Guard) selfAuthorized(path string) bool {
+	for _, p := range g.self {
+		if strings.HasPrefix(path, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Guard) correlationID(r *http.Request) string {

@@ -30,6 +30,9 @@ type app struct {
 	changes server.ChangeRecorder
 	// consentMaxBytes bounds a consent's JSON at ConsentService.Put (0: the default).
 	consentMaxBytes int
+	// The services serverOptions mounted (the web console reads through them).
+	consentSvc *server.ConsentService
+	accessSvc  *server.AccessService
 }
 
 // stores are what the engine and the services read and write.
@@ -126,9 +129,11 @@ func (a *app) serverOptions() []server.Option {
 		ao = append(ao, server.WithAccessAudit(a.changes))
 		agr = append(agr, server.WithAgreementAudit(a.changes))
 	}
+	a.consentSvc = server.NewConsentService(a.consents, co...)
+	a.accessSvc = server.NewAccessService(a.grants, ao...)
 	return []server.Option{
-		server.WithConsentService(server.NewConsentService(a.consents, co...)),
-		server.WithAccessService(server.NewAccessService(a.grants, ao...)),
+		server.WithConsentService(a.consentSvc),
+		server.WithAccessService(a.accessSvc),
 		server.WithAgreementService(server.NewAgreementService(a.agreements, agr...)),
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/chaperone-pdp/chaperone/audit"
+	"github.com/chaperone-pdp/chaperone/server"
 )
 
 // defaultAuditFile is where serve writes decisions and the audit commands
@@ -978,4 +979,31 @@ func countList(m map[string]int) string {
 		parts[i] = k + ":" + strconv.Itoa(m[k])
 	}
 	return strings.Join(parts, ",")
+}
+
+// source is where the AuditService reads the decision log serve writes
+// (the primary log: the file, or the Redis stream when it is the only
+// log), and the public key it is signed with, if any.
+func (f *auditFlags) source(fileGiven bool) (server.AuditSource, []ed25519.PublicKey, func(), error) {
+	var keys []ed25519.PublicKey
+	if f.keyFile != "" {
+		s, err := audit.LoadSigner(f.keyFile)
+		if err != nil {
+			return nil, nil, nil, usageErrorf("--audit-key: %v", err)
+		}
+		keys = append(keys, s.Public())
+	}
+	if f.redisURL == "" || fileGiven {
+		path := f.file
+		return func(context.Context) iter.Seq2[audit.Entry, error] { return audit.ReadFiles(path) }, keys, func() {}, nil
+	}
+	rdb, err := newRedisClient(f.redisURL, 5*time.Second)
+	if err != nil {
+		return nil, nil, nil, usageErrorf("--audit-redis: %v", err)
+	}
+	stream := f.stream
+	if stream == "" {
+		stream = defaultAuditStream()
+	}
+	return func(ctx context.Context) iter.Seq2[audit.Entry, error] { return audit.ReadStream(ctx, rdb, stream) }, keys, func() { rdb.Close() }, nil
 }

@@ -66,6 +66,15 @@ func (ls auditLogs) ChangeOutcome(ctx context.Context, caller string, c audit.Ch
 	return errors.Join(errs...)
 }
 
+// Review writes a review record on every log.
+func (ls auditLogs) Review(ctx context.Context, caller string, rv audit.Review) error {
+	var errs []error
+	for _, l := range ls {
+		errs = append(errs, l.Review(ctx, caller, rv))
+	}
+	return errors.Join(errs...)
+}
+
 // Healthy is nil while every log keeps records.
 func (ls auditLogs) Healthy() error {
 	var errs []error

@@ -41,6 +41,10 @@ type securityFlags struct {
 	metrics         bool
 	otlpEndpoint    string
 	otlpSampleRatio float64
+
+	// selfAuthorized are path prefixes whose handler authorizes requests
+	// itself (the web console); set by serve, not a flag.
+	selfAuthorized []string
 }
 
 // addSecurityFlags registers the flags on fs.
@@ -119,7 +123,7 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 	// Without authentication on loopback, only requests to a loopback
 	// host from no browser origin but a loopback one are answered (DNS
 	// rebinding, cross-origin pages).
-	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != "", LoopbackHosts: loopback && !authenticated}
+	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != "", LoopbackHosts: loopback && !authenticated, SelfAuthorized: f.selfAuthorized}
 	if useTLS {
 		tc, err := server.NewTLSConfig(server.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.clientCA})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/bundles"
+	"github.com/chaperone-pdp/chaperone/console"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
@@ -41,6 +42,8 @@ func newServeCmd(e *env) *cobra.Command {
 		bf          *bundleFlags
 		sf          *securityFlags
 		af          *auditFlags
+		// The web console (--console) and what browsers need.
+		consoleOn bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8787] [--bundle DIR] [--consents DIR]",
@@ -121,6 +124,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 			v, err := validation.New()
 			if err != nil {
 				return err
+			}
+			if consoleOn {
+				// The console authorizes each page by the procedures it shows.
+				sf.selfAuthorized = []string{console.Prefix}
 			}
 			sec, err := sf.build(ctx, addr, logger)
 			if err != nil {
@@ -207,7 +214,42 @@ SIGTERM or SIGINT stops it gracefully.`,
 				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
 				opts = append(opts, server.WithGRPCDoor(extauthz.Service, extauthzDoor(gw, logger)))
 			}
+			// AuditService reads the log this server writes and records
+			// reviews on it.
+			auditSrc, auditKeys, closeSrc, err := af.source(cmd.Flags().Changed("audit-file"))
+			if err != nil {
+				return err
+			}
+			closers = append(closers, func(context.Context) error { closeSrc(); return nil })
+			auditSvc := server.NewAuditService(auditSrc, auditLog, server.WithAuditKeys(auditKeys...), server.WithAuditLogger(logger))
+			opts = append(opts, server.WithAuditService(auditSvc))
+			// The console decides through the server it is mounted on: it
+			// is made once the server exists.
+			var con atomic.Pointer[console.Console]
+			if consoleOn {
+				opts = append(opts, server.WithHTTPHandler(console.Prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					con.Load().ServeHTTP(w, r)
+				})))
+			}
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
+			if consoleOn {
+				c, err := console.New(console.Config{
+					Decider: srv, Audit: auditSvc, Consents: app.consentSvc, Grants: app.accessSvc,
+					Bundles: bf.loader, Validator: v, Logger: logger,
+					Engine: func(b *engine.Bundle) *engine.Engine {
+						e := engine.New(engine.StoreConsents(app.consents), engine.WithGrants(app.grants),
+							engine.WithAgreements(app.agreements), engine.WithLogger(logger), engine.WithMemo(0))
+						e.Activate(b)
+						return e
+					},
+					DiffConsents: engine.StoreConsents(app.consents),
+				})
+				if err != nil {
+					return err
+				}
+				con.Store(c)
+				logger.Info("web console", slog.String("path", console.Prefix))
+			}
 
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -258,6 +300,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().BoolVar(&trustTime, "trust-request-time", false, "decide at the time each request states (context.time) instead of the server's: for test harnesses and replays only, never in production")
 	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
+	// The web console.
+	cmd.Flags().BoolVar(&consoleOn, "console", false, "serve the web console at /console/ (playground, decisions, break-glass review, patient view, bundle); pages need the grants of the services they show")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
 }
