@@ -28,6 +28,8 @@ type redisFlags struct {
 	cacheSize int
 	cacheTTL  time.Duration
 	keyFile   string
+	// minAcks is --redis-min-replicas-ack; -1 picks it from the topology.
+	minAcks int
 	// limits are what Put accepts (set by serve from its consent flags).
 	limits consentstore.Limits
 }
@@ -46,6 +48,7 @@ func (f *redisFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "redis-timeout", consentstore.DefaultRedisTimeout, "bound of every Redis call; a Check that cannot read consents in time is denied (CONSENT_UNAVAILABLE)")
 	fs.IntVar(&f.cacheSize, "cache-size", consentstore.DefaultCacheSize, "local cache entries per replica (patients, and client agreements); 0 turns the cache off")
 	fs.DurationVar(&f.cacheTTL, "cache-ttl", consentstore.DefaultCacheTTL, "how long a cached entry may be served (it is also dropped on every write, from any replica)")
+	fs.IntVar(&f.minAcks, "redis-min-replicas-ack", -1, "replicas that must acknowledge every consent, grant and agreement write (Redis WAIT, within --redis-timeout) before it is reported done; otherwise the RPC fails (unavailable). Default: 1 on Sentinel and on a Cluster with replicas, 0 on a single server")
 	fs.StringVar(&f.keyFile, "encryption-key-file", "", "key set encrypting consents, grants and agreements in Redis (AES-256-GCM): JSON {\"primary\":\"k2\",\"keys\":{\"k1\":\"<base64>\",\"k2\":\"<base64>\"}} (chaperone keys new/rotate/drop), or one key of 32 random bytes in standard base64; also $"+encryptionKeyEnv+"; without either, the key set at $XDG_CONFIG_HOME/chaperone/encryption-keys.json (else ~/.config/chaperone/encryption-keys.json), generated there on first start")
 }
 
@@ -82,6 +85,11 @@ func newRedisClient(raw string, timeout time.Duration) (redis.UniversalClient, e
 			return nil, err
 		}
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = timeout, timeout, timeout
+		if o.ClusterStateReloadInterval == 0 {
+			// The store also reloads the slot map on every Redis error;
+			// this bounds how stale it is otherwise (go-redis: 60s).
+			o.ClusterStateReloadInterval = clusterReloadInterval
+		}
 		return redis.NewClusterClient(o), nil
 	}
 	return nil, fmt.Errorf("%s: unknown mode %q (want sentinel or cluster)", u.Redacted(), mode)
@@ -111,7 +119,13 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 		_ = client.Close()
 		return nil, nil, nil, fmt.Errorf("redis: %w", err)
 	}
+	acks, err := minReplicasAck(pctx, f.minAcks, f.url, client)
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, nil, err
+	}
 	opts := []consentstore.RedisOption{
+		consentstore.WithMinReplicasAck(acks),
 		consentstore.WithRedisTimeout(f.timeout),
 		consentstore.WithCache(f.cacheSize, f.cacheTTL),
 		consentstore.WithRedisLogger(logger),
@@ -124,7 +138,7 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 		return nil, nil, nil, usageErrorf("%v", err)
 	}
 	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.String("encryption_key", primaryID(keys)),
-		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL))
+		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL), slog.Int("min_replicas_ack", acks))
 	closer = func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
 	ping = func(ctx context.Context) error { return client.Ping(ctx).Err() }
 	return store, closer, ping, nil
@@ -180,4 +194,30 @@ func (c *redisErrors) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 		}
 		return err
 	}
+}
+
+// clusterReloadInterval is how often a Cluster client reloads its slot map
+// when nothing went wrong (the store also reloads it on every Redis error).
+const clusterReloadInterval = 5 * time.Second
+
+// minReplicasAck is --redis-min-replicas-ack, or when it is -1 the default
+// of the topology: 1 on Sentinel (a failover promotes the replica), 1 on a
+// Cluster whose nodes include a replica, 0 on a single server.
+func minReplicasAck(ctx context.Context, flag int, rawURL string, client redis.UniversalClient) (int, error) {
+	if flag >= 0 {
+		return flag, nil
+	}
+	if u, err := url.Parse(rawURL); err == nil && strings.HasSuffix(u.Scheme, "+sentinel") {
+		return 1, nil
+	}
+	if c, ok := client.(*redis.ClusterClient); ok {
+		nodes, err := c.ClusterNodes(ctx).Result()
+		if err != nil {
+			return 0, fmt.Errorf("redis cluster nodes: %w", err)
+		}
+		if strings.Contains(nodes, "slave") {
+			return 1, nil
+		}
+	}
+	return 0, nil
 }
