@@ -68,12 +68,12 @@ type Redis struct {
 	patients   *localCache[*patientEntry]
 	agreements *localCache[*agreementEntry]
 	revoked    *localCache[*revocationEntry] // token revocation list (redis_revocation.go)
-	trusted    atomic.Bool   // the invalidation subscription is live
-	flushes    atomic.Uint64 // times the whole cache was dropped
-	reads      breaker       // fails hot-path reads fast while Redis is down
-	nodeReads  sync.Map      // Cluster: master address → *breaker, per node
-	hits       atomic.Uint64 // patient lookups answered by the cache
-	misses     atomic.Uint64 // patient lookups that went to Redis
+	trusted    atomic.Bool                   // the invalidation subscription is live
+	flushes    atomic.Uint64                 // times the whole cache was dropped
+	reads      breaker                       // fails hot-path reads fast while Redis is down
+	nodeReads  sync.Map                      // Cluster: master address → *breaker, per node
+	hits       atomic.Uint64                 // patient lookups answered by the cache
+	misses     atomic.Uint64                 // patient lookups that went to Redis
 
 	cancel context.CancelFunc
 	done   chan struct{}

@@ -76,7 +76,7 @@ func additional(patient, id string) []byte {
 
 // grantAdditional and agreementAdditional bind grants and agreements to
 // where they are stored, apart from consents.
-func grantAdditional(patient, id string) []byte { return []byte("grant\x00" + patient + "\x00" + id) }
+func grantAdditional(patient, id string) []byte  { return []byte("grant\x00" + patient + "\x00" + id) }
 func agreementAdditional(clientID string) []byte { return []byte("agreement\x00" + clientID) }
 
 func (s *sealer) seal(plain, aad []byte) (string, error) {

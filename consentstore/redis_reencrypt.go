@@ -30,7 +30,7 @@ type ReencryptProgress struct {
 	// rewrite (written meanwhile) and were left as they are: a writer with
 	// the same key set sealed them under the primary already; run again to
 	// catch the others.
-	Changed int `json:"changed"`
+	Changed int  `json:"changed"`
 	Done    bool `json:"done"`
 }
 
