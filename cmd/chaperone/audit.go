@@ -314,6 +314,7 @@ Times (--since, --until) are RFC 3339 ("2026-11-01T00:00:00Z"), a date
 		newAuditAnomaliesCmd(e),
 		newAuditRecertifyCmd(e),
 		newAuditChangesCmd(e),
+		newAuditExportRequestsCmd(e),
 	)
 	return cmd
 }
