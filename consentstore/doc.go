@@ -56,6 +56,49 @@
 // dropped, because invalidations may have been missed, and it is dropped
 // again once the subscription is back.
 //
+// # Cluster and Sentinel
+//
+// Which keys share a Cluster slot, and why:
+//
+//   - PREFIX:{Patient/id}:version, :consents and :grants carry the patient
+//     as hash tag: one slot per patient, so the write scripts (consent put
+//     and revoke, grant put and revoke) update them atomically and the
+//     cold read fetches them in one MULTI/EXEC round trip.
+//   - PREFIX:consent:{id} and PREFIX:grant:{id} (id → patient) are in the
+//     id's slot, PREFIX:subject:{subject}:grants in the subject's,
+//     PREFIX:agreement:{clientId} in the client's. They are never in one
+//     script with the patient's keys: a consent Put claims the id first
+//     (its own script), then writes the patient's keys, so a record is
+//     reachable by id as soon as it exists and a failed write leaves at
+//     most a claim that still names the right patient; grant indexes are
+//     written before the grant.
+//   - Invalidations are classic PUBLISH on PREFIX:invalidate from inside
+//     the write scripts. On a Cluster the store subscribes on every
+//     master (not only on the channel's slot owner): a master delivers its
+//     own scripts' messages to its local subscribers before the writer's
+//     reply, so a replica cannot miss an acknowledged write without also
+//     losing that master's subscription, which drops its cache. The set of
+//     masters is checked every ping interval ([WithPingInterval]); when a
+//     failover changes it, the subscriptions are made anew (the cache is
+//     dropped and refilled). Sharded pub/sub (SPUBLISH) would need the
+//     channel in each patient's slot, one channel per patient to
+//     subscribe to, so it is not used.
+//
+// With [WithMinReplicasAck] (serve's --redis-min-replicas-ack, default 1
+// on Sentinel and on a Cluster with replicas) every write runs on one
+// connection of the master of its first key followed by WAIT on that
+// connection; fewer replicas than asked within the timeout fail the write
+// with [ErrNotReplicated]: the write may have been applied on the master,
+// but it is not reported done, so a failover cannot lose a revocation that
+// was acknowledged.
+//
+// Faults: any Redis error on a Cluster client asks go-redis to reload its
+// slot map (its own reload interval is 60 s by default), so a promoted
+// replica is used within the next read after the promotion. Reads have one
+// breaker per Cluster master: a dead master fails its own slots fast while
+// the other slots keep answering, and a promoted replica starts with a
+// closed breaker. A Sentinel client follows the master Sentinel names.
+//
 // The token revocation list ([access.Revocations]) is one key per revoked
 // token, PREFIX:revoked:j:JTI or PREFIX:revoked:h:SHA256, which Redis
 // expires itself (PXAT) at the revocation's until plus

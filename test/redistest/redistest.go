@@ -11,6 +11,15 @@
 // environment variable CI is "true", where it fails: CI must run every test.
 // Fault tests use [Server] ([StartServer]) to [Server.Kill] and
 // [Server.Restart] the process on the same port.
+//
+// [StartCluster] starts a Redis Cluster of 3 masters and 3 replicas
+// (redis-cli --cluster create, cluster-node-timeout [ClusterNodeTimeout],
+// cluster-require-full-coverage off) and [StartSentinel] a master, a
+// replica and 3 sentinels (down-after [SentinelDownAfter]); both wait
+// until the topology is in sync and stop with the test. A Cluster starts in
+// about 2 s and fails a killed master over in about 2.5 s. [StartProxy]
+// puts a TCP proxy in front of a server that [Proxy.Cut] black-holes, for
+// partition tests.
 package redistest
 
 import (
