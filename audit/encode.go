@@ -107,6 +107,13 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 		}
 		dst = append(dst, ']')
 	}
+	if x := r.Index; x != nil {
+		dst = append(dst, `,"index":{`...)
+		n := len(dst)
+		dst = appendOmit(dst, `,"patient":`, x.Patient)
+		dst = appendOmit(dst, `,"subject":`, x.Subject)
+		dst = closeObject(dst, n)
+	}
 	return append(dst, '}'), nil
 }
 

@@ -77,6 +77,7 @@ type Log struct {
 	unanchored *AnchorHead           // writer goroutine only: a head the anchor has yet to take
 	halted     atomic.Pointer[error] // set once the writer stopped for good
 	head       Head                  // writer goroutine only: the head after our last append
+	fields     *FieldKeys            // seals identifying fields (nil: clear text)
 }
 
 // Option configures a [Log].
@@ -159,6 +160,11 @@ func WithDurable(on bool) Option { return func(l *Log) { l.durable = on } }
 // does not stop decisions.
 func WithAnchor(a Anchor) Option { return func(l *Log) { l.anchor = a } }
 
+// WithFieldKeys seals the identifying fields of every record under the
+// key set's primary key (see [FieldKeys]); readers need the same key set
+// to find and read them, verification needs none.
+func WithFieldKeys(fk *FieldKeys) Option { return func(l *Log) { l.fields = fk } }
+
 // WithLogger sets the logger of sink failures and drops.
 func WithLogger(lg *slog.Logger) Option { return func(l *Log) { l.logger = lg } }
 
@@ -210,6 +216,16 @@ type item struct {
 	resp   *chaperonev1.CheckResponse
 	rec    *Record
 	ack    *ack
+}
+
+// prepare makes the record of an item, its identifying fields sealed when
+// the log has field keys. The writer calls it, off the request goroutine.
+func (l *Log) prepare(it *item) Record {
+	r := it.record()
+	if l.fields != nil {
+		l.fields.Seal(&r)
+	}
+	return r
 }
 
 func (it *item) record() Record {
@@ -688,7 +704,7 @@ func (l *Log) run(w *writer) {
 	for {
 		select {
 		case it := <-l.queue:
-			w.add(it.record(), it.ack)
+			w.add(l.prepare(&it), it.ack)
 			l.fill(w)
 		case <-tick.C:
 			l.putAnchor()
@@ -735,7 +751,7 @@ func (l *Log) fill(w *writer) {
 	for len(w.batch) < l.batchSize {
 		select {
 		case it := <-l.queue:
-			w.add(it.record(), it.ack)
+			w.add(l.prepare(&it), it.ack)
 		default:
 			return
 		}

@@ -49,6 +49,9 @@ type Record struct {
 	Drop           *Drop        `json:"drop,omitempty"`
 	Change         *Change      `json:"change,omitempty"`
 	Opening        *Opening     `json:"opening,omitempty"`
+	// Index is the blind index of the patient and subject, on records
+	// whose identifying fields are sealed ([WithFieldKeys]).
+	Index *Index `json:"index,omitempty"`
 }
 
 // Subject is who asked.

@@ -47,6 +47,7 @@ type auditFlags struct {
 	instance           string
 	anchor             string
 	ack                string
+	fieldKeyFile       string // --audit-encryption-key-file
 }
 
 // addAuditFlags registers serve's --audit-* flags.
@@ -66,6 +67,7 @@ func addAuditFlags(fs *pflag.FlagSet) *auditFlags {
 	fs.StringVar(&f.instance, "audit-instance", "", "instance id the signed genesis binds the log to (default the host name)")
 	fs.StringVar(&f.anchor, "audit-anchor", "", "also write every checkpoint's head here (a FILE, or redis://…[?key=K], default key "+audit.DefaultAnchorPrefix+"INSTANCE), so audit verify --anchor catches a cut log; needs --audit-key")
 	fs.StringVar(&f.ack, "audit-ack", "queued", "when a decision is answered: queued (its record is queued; a crash loses up to the group-commit delay) or durable (its record is fsynced, or acknowledged by Redis)")
+	fs.StringVar(&f.fieldKeyFile, "audit-encryption-key-file", "", auditFieldKeysHelp+" (off by default: identifiers are written in clear)")
 	return f
 }
 
@@ -94,6 +96,13 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		f.instance = hostName()
 	}
 	opts = append(opts, audit.WithInstance(f.instance))
+	fk, err := loadFieldKeys(f.fieldKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if fk != nil {
+		opts = append(opts, audit.WithFieldKeys(fk))
+	}
 	if f.keyFile != "" {
 		s, err := audit.LoadSigner(f.keyFile)
 		if err != nil {
@@ -125,7 +134,8 @@ func (f *auditFlags) open(ctx context.Context, logger *slog.Logger) (*audit.Log,
 		sink = &closingSink{Sink: sink, close: closeAnchor}
 	}
 	logger.Info("audit log", slog.String("sink", where), slog.Bool("fail_closed", f.failClosed),
-		slog.String("ack", f.ack), slog.String("instance", f.instance), slog.String("anchor", redactURL(f.anchor)))
+		slog.String("ack", f.ack), slog.String("instance", f.instance), slog.String("anchor", redactURL(f.anchor)),
+		slog.Bool("identifiers_encrypted", fk != nil))
 	return audit.New(sink, opts...), nil
 }
 
@@ -236,9 +246,11 @@ type auditSource struct {
 	file   string
 	redis  string
 	stream string
+	keys   string // --audit-encryption-key-file
 }
 
 func (s *auditSource) register(fs *pflag.FlagSet) {
+	fs.StringVar(&s.keys, "audit-encryption-key-file", "", auditFieldKeysHelp)
 	fs.StringVar(&s.file, "file", defaultAuditFile, "the audit log file (its rotated files are read too)")
 	fs.StringVar(&s.redis, "redis", "", "read the audit streams in Redis instead (URL as for serve --audit-redis)")
 	fs.StringVar(&s.stream, "stream", "", "only this Redis stream (default: every stream named "+audit.DefaultStreamPrefix+"*)")
@@ -275,8 +287,33 @@ func (s *auditSource) chains(ctx context.Context) (chains []chain, rdb redis.Uni
 	return chains, rdb, func() { rdb.Close() }, nil
 }
 
-// records reads every record of the source.
+// records reads every record of the source, its identifying fields opened.
 func (s *auditSource) records(ctx context.Context) ([]audit.Record, error) {
+	return s.recordsAbout(ctx, "")
+}
+
+// recordsAbout reads the records of the source that may be about patient
+// (every record when patient is ""), found through the blind index when
+// the records are sealed, and opens their identifying fields.
+func (s *auditSource) recordsAbout(ctx context.Context, patient string) ([]audit.Record, error) {
+	fk, err := loadFieldKeys(s.keys)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := s.readRecords(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if fk != nil && patient != "" {
+		recs = fk.MatchPatient(recs, patient)
+	}
+	if err := audit.OpenRecords(recs, fk); err != nil {
+		return nil, usageErrorf("%v", err)
+	}
+	return recs, nil
+}
+
+func (s *auditSource) readRecords(ctx context.Context) ([]audit.Record, error) {
 	chains, _, closeFn, err := s.chains(ctx)
 	if err != nil {
 		return nil, err
@@ -573,7 +610,7 @@ exempts from the accounting, are left out unless --include-tpo.`,
 			if err != nil {
 				return err
 			}
-			recs, err := src.records(cmd.Context())
+			recs, err := src.recordsAbout(cmd.Context(), patient)
 			if err != nil {
 				return err
 			}

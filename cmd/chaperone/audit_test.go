@@ -53,7 +53,7 @@ func (d auditDecision) messages(i int) (*chaperonev1.CheckRequest, *chaperonev1.
 
 // writeAuditLog records the decisions with the log's clock set to each
 // one's time, signed by a fresh key, and returns the log path and key prefix.
-func writeAuditLog(t *testing.T, ds []auditDecision) (path, key string) {
+func writeAuditLog(t *testing.T, ds []auditDecision, opts ...audit.Option) (path, key string) {
 	t.Helper()
 	dir := t.TempDir()
 	key = filepath.Join(dir, "audit")
@@ -70,8 +70,8 @@ func writeAuditLog(t *testing.T, ds []auditDecision) (path, key string) {
 		t.Fatal(err)
 	}
 	var clock atomic.Int64
-	l := audit.New(sink, audit.WithSigner(signer), audit.WithCheckpoints(3, time.Hour), audit.WithAnchor(audit.NewFileAnchor(path+".anchor")),
-		audit.WithClock(func() time.Time { return time.Unix(0, clock.Load()) }))
+	l := audit.New(sink, append([]audit.Option{audit.WithSigner(signer), audit.WithCheckpoints(3, time.Hour), audit.WithAnchor(audit.NewFileAnchor(path + ".anchor")),
+		audit.WithClock(func() time.Time { return time.Unix(0, clock.Load()) })}, opts...)...)
 	for i, d := range ds {
 		clock.Store(d.at.UnixNano())
 		req, resp := d.messages(i)
