@@ -74,6 +74,9 @@ type cedarLayer struct {
 	// one caller makes many requests, and its entity (a record, a set of
 	// roles, its parents) is the same for all of them.
 	principals *memo[cedar.Entity]
+	// keyPlan is what the policies read, for the layer's memo (see
+	// cedarmemo.go); nil when its results cannot be keyed.
+	keyPlan *cedarKeyPlan
 }
 
 // principalMemoSize bounds the subjects whose entities a Cedar layer keeps.
@@ -182,6 +185,7 @@ func compileCedar(fsys fs.FS, files []string, model *PolicyModel) (*cedarLayer, 
 		}
 		l.index[t] = byAction
 	}
+	l.keyPlan = planCedarKey(l.byID)
 	return l, nil, nil
 }
 
