@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"sync/atomic"
 	"time"
@@ -43,7 +44,8 @@ func newServeCmd(e *env) *cobra.Command {
 		sf          *securityFlags
 		af          *auditFlags
 		// The web console (--console) and what browsers need.
-		consoleOn bool
+		consoleOn   bool
+		corsOrigins []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8787] [--bundle DIR] [--consents DIR]",
@@ -129,6 +131,18 @@ SIGTERM or SIGINT stops it gracefully.`,
 				// The console authorizes each page by the procedures it shows.
 				sf.selfAuthorized = []string{console.Prefix}
 			}
+			cors, err := server.NewCORS(corsOrigins)
+			if err != nil {
+				return usageErrorf("--cors-origin: %v", err)
+			}
+			if sf.clientCA == "" && sf.jwks == "" {
+				// Unauthenticated, the server answers loopback pages only.
+				for _, o := range corsOrigins {
+					if u, _ := url.Parse(o); !loopbackHostname(u.Hostname()) {
+						return usageErrorf("--cors-origin %s: without caller authentication (--client-ca or --jwks) only loopback origins can call", o)
+					}
+				}
+			}
 			sec, err := sf.build(ctx, addr, logger)
 			if err != nil {
 				return err
@@ -209,6 +223,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 			readiness = append(readiness, server.WithReadiness("audit", func(context.Context) error { return auditLog.Healthy() }))
 			opts := append(app.serverOptions(), bundleOpt, server.WithRecorder(auditLog), server.WithLogger(logger), clockOpt)
 			opts = append(opts, readiness...)
+			// Outermost (before the guard's): CORS answers preflights, which
+			// carry no credentials; gRPC-Web text is decoded to gRPC-Web.
+			opts = append(opts, server.WithMiddleware(cors.Middleware, server.GRPCWebText(int64(sf.maxRequestBytes)/3*4+8)))
 			opts = append(opts, server.WithDoor(authzenDoor(logger, int64(sf.maxRequestBytes))))
 			if gw != nil {
 				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
@@ -302,6 +319,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	// The web console.
 	cmd.Flags().BoolVar(&consoleOn, "console", false, "serve the web console at /console/ (playground, decisions, break-glass review, patient view, bundle); pages need the grants of the services they show")
+	cmd.Flags().StringSliceVar(&corsOrigins, "cors-origin", nil, "let web pages of this exact origin (scheme://host[:port]; repeatable) call the services from a browser: preflights answered, answers readable, credentials allowed")
 	cmd.Flags().DurationVar(&drain, "shutdown-timeout", 15*time.Second, "how long to wait for in-flight requests on shutdown")
 	return cmd
 }
@@ -400,4 +418,13 @@ func bundleCacheTTL(eng *engine.Engine) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// loopbackHostname reports whether h is localhost or a loopback address.
+func loopbackHostname(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
