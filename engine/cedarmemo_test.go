@@ -52,7 +52,9 @@ func TestCedarMemoAnswersAsEvaluation(t *testing.T) {
 			r.Resource.Type = pick(rng, "Observation", "Patient", "Condition", "MedicationDispense", "Task")
 		},
 		func(r *chaperonev1.CheckRequest) { r.Resource.Patient = pick(rng, "Patient/52", "Patient/53", "") },
-		func(r *chaperonev1.CheckRequest) { r.Resource.Organization = pick(rng, "Organization/o1", "Organization/o2", "") },
+		func(r *chaperonev1.CheckRequest) {
+			r.Resource.Organization = pick(rng, "Organization/o1", "Organization/o2", "")
+		},
 		func(r *chaperonev1.CheckRequest) { r.Resource.Author = pick(rng, "", "Practitioner/p1") },
 		func(r *chaperonev1.CheckRequest) {
 			r.Resource.SecurityLabels = pick(rng, nil,
