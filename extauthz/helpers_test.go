@@ -147,13 +147,22 @@ func start(t *testing.T, m extauthz.Mapper, guard *server.Guard) *testServer {
 	if guard != nil {
 		opts = append(opts, server.WithMiddleware(guard.Middleware), server.WithHandlerOptions(guard.HandlerOptions()...))
 	}
-	hs := server.New(eng, v, opts...).HTTPServer()
+	srv := server.New(eng, v, opts...)
+	hs := srv.HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
+	// As chaperone serve does: gRPC over h2c on the server's own HTTP/2 server.
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeH2C(hs, ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = srv.Shutdown(ctx, hs)
+		_ = hs.Close()
+		<-done
+	})
 	return &testServer{addr: ln.Addr().String(), recorder: rec}
 }
 

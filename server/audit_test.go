@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -35,14 +34,7 @@ func startAudited(t *testing.T, l *audit.Log) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := server.New(eng, v, server.WithRecorder(l)).HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	return "http://" + ln.Addr().String()
+	return serveSplit(t, server.New(eng, v, server.WithRecorder(l)))
 }
 
 // With the audit sink down and its queue full, fail-closed answers DENY

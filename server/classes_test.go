@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -42,14 +41,7 @@ func TestWrongAllowClassesOverEveryProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := server.New(eng, v).HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	base := "http://" + ln.Addr().String()
+	base := serveSplit(t, server.New(eng, v))
 
 	// B: the probe's base request.
 	B := func() *chaperonev1.CheckRequest {

@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 
@@ -36,15 +35,8 @@ func TestConsentRefusalsOverEveryProtocol(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := server.New(engine.New(engine.StoreConsents(store)), v,
-		server.WithConsentService(server.NewConsentService(store, server.WithConsentMaxBytes(8<<10)))).HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	base := "http://" + ln.Addr().String()
+	base := serveSplit(t, server.New(engine.New(engine.StoreConsents(store)), v,
+		server.WithConsentService(server.NewConsentService(store, server.WithConsentMaxBytes(8<<10)))))
 
 	r4 := func(id, patient, date, provision string) string {
 		return fmt.Sprintf(`{"resourceType":"Consent","id":%q,"status":"active","patient":{"reference":%q},"dateTime":%q,"provision":%s}`, id, patient, date, provision)

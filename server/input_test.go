@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,17 +52,10 @@ func startInputServer(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := server.New(eng, v,
+	return serveSplit(t, server.New(eng, v,
 		server.WithConsentService(server.NewConsentService(consents)),
 		server.WithAccessService(server.NewAccessService(grants)),
-	).HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	return "http://" + ln.Addr().String()
+	))
 }
 
 // transports are the ways a typed client reaches Check: Connect with JSON

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,14 +48,7 @@ func TestPanicIsAnsweredInternal(t *testing.T) {
 			return chaperonev1connect.NewConsentServiceHandler(panickingConsents{}, opts...)
 		}),
 	)
-	hs := srv.HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	base := "http://" + ln.Addr().String()
+	base := serveSplit(t, srv)
 
 	for _, tc := range []struct {
 		name   string

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
+	"github.com/chaperone-pdp/chaperone/server/internal/h2c"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
@@ -39,7 +41,10 @@ type Server struct {
 	// HTTP-level hooks (WithMiddleware, WithHTTPHandler); see hooks below New.
 	middleware   []func(http.Handler) http.Handler
 	httpHandlers []httpHandler
-	handler      http.Handler // mux wrapped in middleware
+	handler      http.Handler // mux wrapped in middleware, recoverer and warmStacks
+	inner        http.Handler // the same without warmStacks (h2c streams run on warm goroutines already)
+	h2c          *h2c.Server
+	h2cOnce      sync.Once
 }
 
 type mount struct {
@@ -135,7 +140,8 @@ func New(eng *engine.Engine, v *validation.Validator, opts ...Option) *Server {
 	for i := len(s.middleware) - 1; i >= 0; i-- {
 		s.handler = s.middleware[i](s.handler)
 	}
-	s.handler = newWarmStacks(&recoverer{next: s.handler, logger: s.logger, metrics: s.metrics, errw: connect.NewErrorWriter()})
+	s.inner = &recoverer{next: s.handler, logger: s.logger, metrics: s.metrics, errw: connect.NewErrorWriter()}
+	s.handler = newWarmStacks(s.inner)
 	return s
 }
 
@@ -181,6 +187,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), doorRouteKey{}, route))
 	}
 	s.handler.ServeHTTP(w, r)
+}
+
+// serveOnWarmStack is ServeHTTP for a request already on a goroutine
+// with a grown stack (the h2c server's workers).
+func (s *Server) serveOnWarmStack(w http.ResponseWriter, r *http.Request) {
+	if route, ok := s.routes[r.URL.Path]; ok {
+		r = r.WithContext(context.WithValue(r.Context(), doorRouteKey{}, route))
+	}
+	s.inner.ServeHTTP(w, r)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -46,14 +45,7 @@ func startServer(t *testing.T, withBundle bool) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := server.New(eng, v).HTTPServer()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	return "http://" + ln.Addr().String()
+	return serveSplit(t, server.New(eng, v))
 }
 
 // h2cClient speaks cleartext HTTP/2 only.

@@ -201,6 +201,10 @@ func startGuarded(t testing.TB, cfg server.GuardConfig, tlsCfg *tls.Config) *gua
 			return chaperonev1connect.NewConsentServiceHandler(chaperonev1connect.UnimplementedConsentServiceHandler{}, opts...)
 		}),
 	)
+	if tlsCfg == nil {
+		g.base = serveSplit(t, srv)
+		return g
+	}
 	hs := srv.HTTPServer()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -83,6 +83,9 @@ type security struct {
 	tracing *server.Tracing
 	jwks    *callers.JWKS
 	logger  *slog.Logger
+	// h2c, when set, serves cleartext HTTP/2 connections with its own
+	// HTTP/2 server (serve --h2c-server builtin).
+	h2c *server.Server
 }
 
 // build checks the flags against addr and makes the guard, TLS, metrics and
@@ -220,6 +223,9 @@ func (s *security) scheme() string {
 // errors (refused TLS handshakes) go to the JSON log.
 func (s *security) serve(hs *http.Server, ln net.Listener) error {
 	hs.ErrorLog = slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)
+	if s.tls == nil && s.h2c != nil {
+		return s.h2c.ServeH2C(hs, ln)
+	}
 	ln = server.BufferedListener(ln)
 	if s.tls == nil {
 		return hs.Serve(ln)

@@ -35,6 +35,7 @@ func newServeCmd(e *env) *cobra.Command {
 		drain       time.Duration
 		gatewayFile string
 		pprofAddr   string
+		h2cServer   string
 		memoSize    int
 		maxSkew     time.Duration
 		trustTime   bool
@@ -94,6 +95,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 
 			if maxSkew <= 0 {
 				return usageErrorf("--max-clock-skew must be positive")
+			}
+			if h2cServer != "builtin" && h2cServer != "net/http" {
+				return usageErrorf("--h2c-server %q: want builtin or net/http", h2cServer)
 			}
 			// The gateway file and its end users' key set are checked
 			// before anything is opened.
@@ -286,6 +290,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 				slog.Bool("loopback_only", isLoopback(ln.Addr())))
 			fmt.Fprintf(e.stderr, "chaperone listening on %s://%s\n", sec.scheme(), ln.Addr())
 
+			if h2cServer == "builtin" {
+				sec.h2c = srv
+			}
 			errc := make(chan error, 1)
 			go func() { errc <- sec.serve(hs, ln) }()
 			select {
@@ -298,7 +305,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 			defer cancel()
 			// In-flight decisions finish here; the deferred closers then
 			// drain their audit records and close the stores.
-			if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := srv.Shutdown(sctx, hs); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("shutdown: %w", err)
 			}
 			return nil
@@ -316,6 +323,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().DurationVar(&maxSkew, "max-clock-skew", server.DefaultMaxClockSkew, "how far a request's context.time may be from the server's clock (invalid_argument beyond); decisions are made at the server's time")
 	cmd.Flags().BoolVar(&trustTime, "trust-request-time", false, "decide at the time each request states (context.time) instead of the server's: for test harnesses and replays only, never in production")
 	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")
+	// Cleartext HTTP/2 (gRPC, Envoy ext_authz): which HTTP/2 server serves it.
+	cmd.Flags().StringVar(&h2cServer, "h2c-server", "builtin", "the HTTP/2 server of cleartext HTTP/2 connections (gRPC, Envoy ext_authz): builtin (Chaperone's own, one write per answer) or net/http (Go's); TLS connections always use Go's")
 	cmd.Flags().StringVar(&pprofAddr, "pprof-addr", "", "serve Go's runtime profiles (/debug/pprof/) on this loopback address; off when empty")
 	// The web console.
 	cmd.Flags().BoolVar(&consoleOn, "console", false, "serve the web console at /console/ (playground, decisions, break-glass review, patient view, bundle); pages need the grants of the services they show")
