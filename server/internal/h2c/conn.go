@@ -694,7 +694,7 @@ func (c *conn) writeHeadersLocked(id uint32, fields []hpack.HeaderField, endStre
 func (c *conn) flushLocked() error {
 	for len(c.wbuf) > 0 && !c.flushing && c.werr == nil && !c.closed {
 		out := c.wbuf
-		c.wbuf = c.spare[:0]
+		c.wbuf, c.spare = c.spare[:0], nil
 		c.flushing = true
 		now := time.Now()
 		setDeadline := now.Sub(c.deadlineAt) > c.srv.WriteTimeout/4

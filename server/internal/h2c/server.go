@@ -91,13 +91,13 @@ var ErrServerClosed = errors.New("h2c: server closed")
 // nc before it returns.
 func (s *Server) ServeConn(nc net.Conn, br *bufio.Reader) error {
 	s.init()
-	c := newConn(s, nc, br)
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
 		_ = nc.Close()
 		return ErrServerClosed
 	}
+	c := newConn(s, nc, br)
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 	defer func() {

@@ -414,14 +414,16 @@ func (rw *responseWriter) send(end bool) error {
 		n := int64(min(len(data), c.peerMaxFrame))
 		n = min(n, c.sendConn, st.sendWindow)
 		if n <= 0 {
-			_ = c.flushLocked() // what is queued may be what the peer waits for
-			if st.reset || c.closed {
+			if len(c.wbuf) > 0 && !c.flushing && c.werr == nil {
+				// What is queued may be what the peer waits for. mu is
+				// released while it is written: look at the windows again.
+				_ = c.flushLocked()
+				continue
+			}
+			if st.reset || c.closed || c.werr != nil {
 				return errStreamClosed
 			}
 			c.flow.Wait()
-			if st.reset || c.closed {
-				return errStreamClosed
-			}
 			continue
 		}
 		var flags uint8
