@@ -137,19 +137,19 @@ func TestReadRequestsNamesBadLine(t *testing.T) {
 	}
 }
 
-// reviewReport replays testdata/review/requests.jsonl against the crafted
-// pair testdata/review/old → new (with the consents of Patient/52, a
+// reviewReport replays examples/review/requests.jsonl against the crafted
+// pair examples/review/old → new (with the consents of Patient/52, a
 // permit, and Patient/53, a deny): a reason code changed within the same
 // decision, new ALLOWs with obligations, obligations changed in two kinds,
 // a consent overridden, and roles and types that differ within a group.
 func reviewReport(t *testing.T) *bundles.Report {
 	t.Helper()
 	mem := consentstore.NewMemory()
-	if _, err := mem.Load(context.Background(), "testdata/review/consents"); err != nil {
+	if _, err := mem.Load(context.Background(), "../examples/review/consents"); err != nil {
 		t.Fatal(err)
 	}
-	return bundles.Diff(context.Background(), compile(t, "testdata/review/old"), compile(t, "testdata/review/new"),
-		readRequests(t, "testdata/review/requests.jsonl"), bundles.DiffOptions{
+	return bundles.Diff(context.Background(), compile(t, "../examples/review/old"), compile(t, "../examples/review/new"),
+		readRequests(t, "../examples/review/requests.jsonl"), bundles.DiffOptions{
 			Consents:     engine.StoreConsents(mem),
 			ConsentsNote: "replayed with the consents of Patient/52 and Patient/53",
 			Now:          time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC),
@@ -253,7 +253,7 @@ func TestDiffReviewGolden(t *testing.T) {
 		if err := tc.render(&got); err != nil {
 			t.Fatal(err)
 		}
-		golden := filepath.Join("testdata", "review", tc.golden)
+		golden := filepath.Join("..", "examples", "review", tc.golden)
 		if *update {
 			if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
 				t.Fatal(err)
@@ -273,8 +273,8 @@ func TestDiffReviewGolden(t *testing.T) {
 // never null.
 func TestDiffJSONShape(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ old, new string }{{"testdata/review/old", "testdata/review/new"}, {"testdata/review/old", "testdata/review/old"}} {
-		r := bundles.Diff(context.Background(), compile(t, tc.old), compile(t, tc.new), readRequests(t, "testdata/review/requests.jsonl"),
+	for _, tc := range []struct{ old, new string }{{"../examples/review/old", "../examples/review/new"}, {"../examples/review/old", "../examples/review/old"}} {
+		r := bundles.Diff(context.Background(), compile(t, tc.old), compile(t, tc.new), readRequests(t, "../examples/review/requests.jsonl"),
 			bundles.DiffOptions{Consents: engine.StoreConsents(consentstore.NewMemory()), Now: time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)})
 		var b bytes.Buffer
 		if err := r.JSON(&b); err != nil {
