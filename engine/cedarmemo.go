@@ -5,11 +5,12 @@ import (
 	"encoding/binary"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 	cedarast "github.com/cedar-policy/cedar-go/x/exp/ast"
+
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // The Cedar layer's memo. Its result is a function of the principal (the
@@ -40,94 +41,153 @@ type namedCedarLeaf struct {
 	leaf cedarLeaf
 }
 
-// cedarLeaf returns the value newCedarEntities gives an attribute, false
-// when the record does not have it. TestCedarLeavesMatchEntities holds
-// each to newCedarEntities.
-type cedarLeaf func(f *facts, c *constRecords) (cedar.Value, bool)
+// cedarLeaf is one attribute: value returns what newCedarEntities gives
+// it (false when the record does not have it; TestCedarLeavesMatchEntities
+// holds each to newCedarEntities), key appends the facts it is made of to
+// a memo key, at least as finely as the value (equal keys, equal values:
+// TestCedarKeyDistinguishesValues), without building it.
+type cedarLeaf struct {
+	value func(f *facts, c *constRecords) (cedar.Value, bool)
+	key   func(buf []byte, f *facts) []byte
+}
 
 func present(v cedar.Value) (cedar.Value, bool) { return v, true }
 
+func strLeaf(get func(f *facts) string) cedarLeaf {
+	return cedarLeaf{
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.String(get(f))) },
+		key:   func(buf []byte, f *facts) []byte { return appendStr(buf, get(f)) },
+	}
+}
+
+func boolLeaf(get func(f *facts) bool) cedarLeaf {
+	return cedarLeaf{
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Boolean(get(f))) },
+		key:   func(buf []byte, f *facts) []byte { return append(buf, byte(b2i(get(f)))) },
+	}
+}
+
+func codingsLeaf(get func(f *facts) []*chaperonev1.Coding) cedarLeaf {
+	return cedarLeaf{
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(codingSet(get(f))) },
+		key:   func(buf []byte, f *facts) []byte { return appendCodings(buf, get(f)) },
+	}
+}
+
 // cedarResourceLeaves are the attributes of the resource entity.
 var cedarResourceLeaves = map[string]cedarLeaf{
-	"type": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetResource().GetType()))
+	"type":         strLeaf(func(f *facts) string { return f.req.GetResource().GetType() }),
+	"id":           strLeaf(func(f *facts) string { return f.req.GetResource().GetId() }),
+	"patient":      strLeaf(func(f *facts) string { return f.req.GetResource().GetPatient() }),
+	"organization": strLeaf(func(f *facts) string { return f.req.GetResource().GetOrganization() }),
+	"author":       strLeaf(func(f *facts) string { return f.req.GetResource().GetAuthor() }),
+	"labels": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) {
+			ls := f.req.GetResource().GetSecurityLabels()
+			vs := make([]cedar.Value, len(ls))
+			for i, l := range ls {
+				vs[i] = cedar.String(l.GetCode())
+			}
+			return present(cedar.NewSet(vs...))
+		},
+		key: func(buf []byte, f *facts) []byte {
+			ls := f.req.GetResource().GetSecurityLabels()
+			buf = binary.AppendUvarint(buf, uint64(len(ls)))
+			for _, l := range ls {
+				buf = appendStr(buf, l.GetCode())
+			}
+			return buf
+		},
 	},
-	"id": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetResource().GetId()))
-	},
-	"patient": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetResource().GetPatient()))
-	},
-	"organization": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetResource().GetOrganization()))
-	},
-	"author": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetResource().GetAuthor()))
-	},
-	"labels": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		ls := f.req.GetResource().GetSecurityLabels()
-		vs := make([]cedar.Value, len(ls))
-		for i, l := range ls {
-			vs[i] = cedar.String(l.GetCode())
-		}
-		return present(cedar.NewSet(vs...))
-	},
-	"securityLabels": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(codingSet(f.req.GetResource().GetSecurityLabels()))
-	},
-	"codes": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(codingSet(f.req.GetResource().GetCodes()))
-	},
-	"categories": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(codingSet(f.req.GetResource().GetCategories()))
-	},
-	"date": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		if d := f.req.GetResource().GetDate(); d != nil {
-			return cedar.NewDatetime(d.AsTime()), true
-		}
-		return nil, false
+	"securityLabels": codingsLeaf(func(f *facts) []*chaperonev1.Coding { return f.req.GetResource().GetSecurityLabels() }),
+	"codes":          codingsLeaf(func(f *facts) []*chaperonev1.Coding { return f.req.GetResource().GetCodes() }),
+	"categories":     codingsLeaf(func(f *facts) []*chaperonev1.Coding { return f.req.GetResource().GetCategories() }),
+	"date": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) {
+			if d := f.req.GetResource().GetDate(); d != nil {
+				return cedar.NewDatetime(d.AsTime()), true
+			}
+			return nil, false
+		},
+		key: func(buf []byte, f *facts) []byte {
+			d := f.req.GetResource().GetDate()
+			if d == nil {
+				return append(buf, 0)
+			}
+			buf = binary.AppendVarint(append(buf, 1), d.GetSeconds())
+			return binary.AppendVarint(buf, int64(d.GetNanos()))
+		},
 	},
 }
 
 // cedarContextLeaves are the attributes of the context record.
 var cedarContextLeaves = map[string]cedarLeaf{
-	"purposeOfUse": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetPurposeOfUse()))
+	"purposeOfUse": strLeaf(func(f *facts) string { return f.req.GetPurposeOfUse() }),
+	"time": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.NewDatetime(f.at)) },
+		key:   func(buf []byte, f *facts) []byte { return binary.AppendVarint(buf, f.at.UnixNano()) },
 	},
-	"time": func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.NewDatetime(f.at)) },
-	"hour": func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Long(f.hour)) },
-	"breakGlassReason": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetContext().GetBreakGlassReason()))
+	"hour": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Long(f.hour)) },
+		key:   func(buf []byte, f *facts) []byte { return binary.AppendVarint(buf, int64(f.hour)) },
 	},
-	"networkZone": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetContext().GetNetworkZone()))
+	"localTime": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(localTimeRecord(f)) },
+		key: func(buf []byte, f *facts) []byte {
+			buf = appendStr(buf, f.weekday)
+			buf = binary.AppendVarint(buf, int64(f.hour))
+			return binary.AppendVarint(buf, int64(f.minute))
+		},
 	},
-	"deviceTrust": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.String(f.req.GetContext().GetDeviceTrust()))
+	"breakGlassReason":          strLeaf(func(f *facts) string { return f.req.GetContext().GetBreakGlassReason() }),
+	"networkZone":               strLeaf(func(f *facts) string { return f.req.GetContext().GetNetworkZone() }),
+	"deviceTrust":               strLeaf(func(f *facts) string { return f.req.GetContext().GetDeviceTrust() }),
+	"phase":                     strLeaf(func(f *facts) string { return phaseOf(f.req) }),
+	"consent":                   strLeaf(func(f *facts) string { return string(f.consent) }),
+	"consentNamesSubject":       boolLeaf(func(f *facts) bool { return f.consentNamesSubject }),
+	"consentNamesRecipient":     boolLeaf(func(f *facts) bool { return f.consentNamesRecipient }),
+	"consentRestrictsRecipient": boolLeaf(func(f *facts) bool { return f.consentRestrictsRecipient }),
+	"breakGlassGrant":           boolLeaf(func(f *facts) bool { return f.grant }),
+	"sameOrganization":          boolLeaf(func(f *facts) bool { return f.sameOrganization }),
+	"population":                boolLeaf(func(f *facts) bool { return f.population }),
+	"decidingConsent": {
+		value: func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.deciding(&f.deciding)) },
+		key: func(buf []byte, f *facts) []byte {
+			d := &f.deciding
+			buf = appendStr(buf, d.ID)
+			buf = appendStr(buf, d.Provision)
+			buf = appendStr(buf, d.Scope)
+			buf = appendStrs(buf, d.Categories)
+			return appendStrs(buf, d.Purposes)
+		},
 	},
-	"phase":   func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.String(phaseOf(f.req))) },
-	"consent": func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.String(f.consent)) },
-	"consentNamesSubject": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.Boolean(f.consentNamesSubject))
+	"scopes": {
+		value: func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.scopeFacts(&f.scopes)) },
+		key: func(buf []byte, f *facts) []byte {
+			buf = append(buf, byte(b2i(f.scopes.present)), byte(b2i(f.scopes.allows)))
+			return appendStrs(buf, f.scopes.levels)
+		},
 	},
-	"consentNamesRecipient": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.Boolean(f.consentNamesRecipient))
+	"agreement": {
+		value: func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.agreement(&f.agreement)) },
+		key: func(buf []byte, f *facts) []byte {
+			a := &f.agreement
+			buf = append(buf, byte(b2i(a.exists)), byte(b2i(a.active)), byte(b2i(a.covers)))
+			buf = appendStr(buf, a.vendor)
+			buf = appendStr(buf, a.tier)
+			buf = appendStrs(buf, a.purposes)
+			return appendStrs(buf, a.resourceTypes)
+		},
 	},
-	"consentRestrictsRecipient": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		return present(cedar.Boolean(f.consentRestrictsRecipient))
-	},
-	"decidingConsent":  func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.deciding(&f.deciding)) },
-	"breakGlassGrant":  func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Boolean(f.grant)) },
-	"sameOrganization": func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Boolean(f.sameOrganization)) },
-	"population":       func(f *facts, _ *constRecords) (cedar.Value, bool) { return present(cedar.Boolean(f.population)) },
-	"scopes":           func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.scopeFacts(&f.scopes)) },
-	"agreement":        func(f *facts, c *constRecords) (cedar.Value, bool) { return present(c.agreement(&f.agreement)) },
-	"ip": func(f *facts, _ *constRecords) (cedar.Value, bool) {
-		s := f.req.GetContext().GetIp()
-		if ip, err := types.ParseIPAddr(s); err == nil && s != "" {
-			return ip, true
-		}
-		return nil, false
+	"ip": {
+		value: func(f *facts, _ *constRecords) (cedar.Value, bool) {
+			s := f.req.GetContext().GetIp()
+			if ip, err := types.ParseIPAddr(s); err == nil && s != "" {
+				return ip, true
+			}
+			return nil, false
+		},
+		key: func(buf []byte, f *facts) []byte { return appendStr(buf, f.req.GetContext().GetIp()) },
 	},
 }
 
@@ -268,72 +328,19 @@ func cedarKeyUnsafe(resourceType string) bool {
 }
 
 // appendKey appends the key of f's Cedar result: the subject, the action,
-// the resource type and the read attributes; ok false when a value has no
-// key encoding.
-func (p *cedarKeyPlan) appendKey(buf []byte, f *facts, c *constRecords) ([]byte, bool) {
+// the resource type and the facts of the attributes read.
+func (p *cedarKeyPlan) appendKey(buf []byte, f *facts) []byte {
 	req := f.req
 	buf = appendSubjectKey(buf, req.GetSubject())
 	buf = appendStr(buf, req.GetAction())
 	buf = appendStr(buf, req.GetResource().GetType())
-	ok := true
-	for _, side := range [2][]namedCedarLeaf{p.resource, p.context} {
-		for _, l := range side {
-			v, has := l.leaf(f, c)
-			if !has {
-				buf = append(buf, 0)
-				continue
-			}
-			buf = append(buf, 1)
-			if buf, ok = appendCedarValue(buf, v); !ok {
-				return buf, false
-			}
-		}
+	for _, l := range p.resource {
+		buf = l.leaf.key(buf, f)
 	}
-	return buf, true
-}
-
-// appendCedarValue appends an encoding of v from which v can be read
-// back (type tag, lengths, elements in order), so equal keys mean equal
-// values; false for a type it does not encode.
-func appendCedarValue(buf []byte, v cedar.Value) ([]byte, bool) {
-	switch v := v.(type) {
-	case types.String:
-		return appendStr(append(buf, 's'), string(v)), true
-	case types.Boolean:
-		if v {
-			return append(buf, 't'), true
-		}
-		return append(buf, 'f'), true
-	case types.Long:
-		return binary.AppendVarint(append(buf, 'l'), int64(v)), true
-	case types.Datetime:
-		return binary.AppendVarint(append(buf, 'd'), v.Milliseconds()), true
-	case types.IPAddr:
-		return appendStr(append(buf, 'i'), v.String()), true
-	case types.Set:
-		buf = binary.AppendUvarint(append(buf, 'S'), uint64(v.Len()))
-		ok := true
-		for e := range v.All() {
-			if buf, ok = appendCedarValue(buf, e); !ok {
-				return buf, false
-			}
-		}
-		return buf, true
-	case types.Record:
-		keys := slices.Collect(v.Keys())
-		slices.SortFunc(keys, func(a, b types.String) int { return strings.Compare(string(a), string(b)) })
-		buf = binary.AppendUvarint(append(buf, 'R'), uint64(len(keys)))
-		ok := true
-		for _, k := range keys {
-			e, _ := v.Get(k)
-			buf = appendStr(buf, string(k))
-			if buf, ok = appendCedarValue(buf, e); !ok {
-				return buf, false
-			}
-		}
-		return buf, true
+	for _, l := range p.context {
+		buf = l.leaf.key(buf, f)
 	}
-	return buf, false
+	return buf
 }
 
 // evaluateMemo is evaluate with results remembered in m (nil: no memo)
@@ -348,15 +355,13 @@ func (l *cedarLayer) evaluateMemo(ctx context.Context, f *facts, m *memo[*layerR
 	}
 	bp := keyBufs.Get().(*[]byte)
 	defer keyBufs.Put(bp)
-	key, ok := l.keyPlan.appendKey((*bp)[:0], f, l.consts)
+	key := l.keyPlan.appendKey((*bp)[:0], f)
 	*bp = key
-	if ok {
-		if r, hit := m.get(key); hit {
-			return *r, nil
-		}
+	if r, hit := m.get(key); hit {
+		return *r, nil
 	}
 	r, err := l.evaluate(ctx, f)
-	if err == nil && ok {
+	if err == nil {
 		m.put(key, &r)
 	}
 	return r, err
