@@ -258,6 +258,9 @@ type Summary struct {
 	Closed           bool     // the last record is a clean-shutdown checkpoint
 	Anchored         bool     // the anchor given was found in the chain
 	TornTail         string   // where a torn last line (a write cut by a crash) was found
+	// Pruned is the prune anchor the log started from, when its first
+	// records were pruned.
+	Pruned *PruneAnchor
 }
 
 // VerifyOptions are the checks of [VerifyWith] beyond the hash chain.
@@ -281,6 +284,26 @@ type VerifyOptions struct {
 	// Anchor, when set, is a head the log must reach: the record at
 	// Anchor.Seq must exist and hash to Anchor.Hash ([ErrAnchor]).
 	Anchor *Head
+	// Pruned are the anchors old segments were pruned behind
+	// ([ReadPruneAnchors]). A log whose first record is not the first
+	// ever starts from the anchor that names the record before it; with
+	// Keys it must be signed by one of them. Without such an anchor the
+	// log fails ([ErrNoGenesis] with keys, [ErrBrokenLink] without).
+	Pruned []PruneAnchor
+
+	// observe, when set, sees the verifier's state before each record.
+	observe func(next uint64, st verifyState)
+}
+
+// verifyState is what verification carries from one record to the next:
+// what a prune anchor must restore to start at a later record.
+type verifyState struct {
+	head     Head
+	genesis  *Opening
+	cadence  *Opening
+	since    uint64
+	signedAt time.Time
+	closed   bool
 }
 
 // Verify is [VerifyWith] with keys and no other option.
@@ -340,6 +363,20 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 		}
 		bad := func(kind error, format string, args ...any) error {
 			return &TamperError{Where: e.Where, Seq: r.Seq, DecisionID: r.DecisionID, Err: kind, Detail: fmt.Sprintf(format, args...)}
+		}
+		if s.Records == 0 && head.Seq == 0 && r.Seq > 1 && (len(o.Pruned) > 0 || len(keys) > 0) {
+			a, kind, detail := startAnchor(o.Pruned, r.Seq, byID, len(keys) > 0)
+			if kind != nil {
+				return s, bad(kind, "the log starts at seq %d: %s", r.Seq, detail)
+			}
+			if o.Instance != "" && a.Genesis != nil && a.Genesis.Instance != o.Instance {
+				return s, bad(ErrInstance, "genesis of instance %q, want %q", a.Genesis.Instance, o.Instance)
+			}
+			head, s.Genesis, cadence, since, signedAt, closed = Head{Seq: a.Count, Hash: a.Head}, a.Genesis, a.Cadence, a.Since, a.SignedAt, a.Closed
+			s.Pruned = a
+		}
+		if o.observe != nil {
+			o.observe(r.Seq, verifyState{head: head, genesis: s.Genesis, cadence: cadence, since: since, signedAt: signedAt, closed: closed})
 		}
 		if r.Seq != head.Seq+1 {
 			return s, bad(ErrBrokenLink, "sequence %d follows %d", r.Seq, head.Seq)

@@ -121,7 +121,7 @@ func appendRecord(dst []byte, r *Record) ([]byte, error) {
 // whose fields are all ones it knows, with plain times. The fields listed
 // in marshalOnly (encode_test.go) send a record to Marshal.
 func fastPath(r *Record) bool {
-	return r.Kind == KindDecision && r.Review == nil && r.Checkpoint == nil && r.Drop == nil && r.Change == nil && r.Opening == nil &&
+	return r.Kind == KindDecision && r.Review == nil && r.Checkpoint == nil && r.Drop == nil && r.Change == nil && r.Opening == nil && r.Prune == nil &&
 		plainTime(r.Time) && (r.Context == nil || r.Context.RequestTime == nil || plainTime(*r.Context.RequestTime)) &&
 		(r.Resource == nil || r.Resource.Date == nil || plainTime(*r.Resource.Date))
 }

@@ -164,7 +164,7 @@ func FuzzAppendRecord(f *testing.F) {
 // marshalOnly are the fields of Record that send a record to encoding/json
 // (fastPath is false when one is set). Every other field must be written by
 // the hand-written encoder.
-var marshalOnly = []string{"Review", "Checkpoint", "Drop", "Change", "Opening"}
+var marshalOnly = []string{"Review", "Checkpoint", "Drop", "Change", "Opening", "Prune"}
 
 // fill sets every field of v (a settable value) to a non-zero value derived
 // from its path, recursively: nested structs, pointers, slices (two

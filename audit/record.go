@@ -18,6 +18,7 @@ const (
 	KindChange     Kind = "change"     // an administrative change of who may see what (see [Change])
 	KindGenesis    Kind = "genesis"    // the first record of a signed log: who writes it, with which key, at which cadence
 	KindRestart    Kind = "restart"    // a writer took up an existing signed log (a server restart), signing its head
+	KindPrune      Kind = "prune"      // old segments of the log were removed or archived (see [Prune])
 )
 
 // Record is one entry of the audit chain. Seq, Prev and Hash are set when
@@ -49,6 +50,7 @@ type Record struct {
 	Drop           *Drop        `json:"drop,omitempty"`
 	Change         *Change      `json:"change,omitempty"`
 	Opening        *Opening     `json:"opening,omitempty"`
+	Prune          *Prune       `json:"prune,omitempty"`
 	// Index is the blind index of the patient and subject, on records
 	// whose identifying fields are sealed ([WithFieldKeys]).
 	Index *Index `json:"index,omitempty"`
