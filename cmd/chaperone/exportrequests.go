@@ -35,7 +35,7 @@ func newAuditExportRequestsCmd(e *env) *cobra.Command {
 		keepBGReason bool
 	)
 	cmd := &cobra.Command{
-		Use:   "export-requests [--since T] [--until T] [--sample N [--seed S]] [--file F | --redis URL [--stream S]] [-o FILE] [--break-glass-reasons]",
+		Use:   "export-requests [--since T] [--until T] [--sample N [--seed S]] [--file F | --redis URL [--stream S]] [--audit-encryption-key-file K] [-o FILE] [--break-glass-reasons]",
 		Short: "Write the CheckRequests of recorded decisions as JSON lines, for bundle diff --requests",
 		Long: `export-requests rebuilds the CheckRequest of every decision record of the
 audit log (decided in [--since, --until)) and writes them, one proto3 JSON
@@ -57,7 +57,10 @@ seeded by --seed, so the same log and seed give the same sample), written
 in log order. A line of the log that is not a record fails the command (run
 chaperone audit verify); a record whose request would not pass the API's
 rules today is left out and counted. The last line on stderr says how many
-requests were written.
+requests were written. A log written with --audit-encryption-key-file needs
+the same key set here: its identifying fields are opened for the export
+(the export then names patients and subjects in clear text; keep it where
+the log is kept), and without the key the command refuses.
 
 Exit 0, or 2 for bad usage or an unreadable log.`,
 		Args: cobra.NoArgs,
@@ -73,6 +76,10 @@ Exit 0, or 2 for bad usage or an unreadable log.`,
 			if err != nil {
 				return err
 			}
+			fk, err := loadFieldKeys(src.keys)
+			if err != nil {
+				return err
+			}
 			chains, _, closeFn, err := src.chains(cmd.Context())
 			if err != nil {
 				return err
@@ -82,6 +89,15 @@ Exit 0, or 2 for bad usage or an unreadable log.`,
 			if err != nil {
 				return err
 			}
+			recs := make([]audit.Record, len(picked))
+			for i, p := range picked {
+				recs[i] = p.rec
+			}
+			// Sealed identifying fields open with the key set; without it
+			// the export refuses rather than write ciphertext as ids.
+			if err := audit.OpenRecords(recs, fk); err != nil {
+				return usageErrorf("%v", err)
+			}
 			out := e.stdout
 			var f *os.File
 			if output != "" {
@@ -90,7 +106,7 @@ Exit 0, or 2 for bad usage or an unreadable log.`,
 				}
 				out = f
 			}
-			n, skipped, err := writeExportedRequests(out, picked, v, keepBGReason)
+			n, skipped, err := writeExportedRequests(out, recs, v, keepBGReason)
 			if f != nil {
 				if cerr := f.Close(); err == nil {
 					err = cerr
@@ -160,10 +176,10 @@ func pickDecisions(chains []chain, w audit.Window, sample int, seed uint64) ([]p
 
 // writeExportedRequests writes the request of every record as one line of proto3
 // JSON, leaving out (and counting) those the API's rules refuse.
-func writeExportedRequests(w io.Writer, recs []picked, v *validation.Validator, keepBGReason bool) (written, skipped int, err error) {
+func writeExportedRequests(w io.Writer, recs []audit.Record, v *validation.Validator, keepBGReason bool) (written, skipped int, err error) {
 	bw := bufio.NewWriter(w)
-	for _, p := range recs {
-		req := p.rec.CheckRequest()
+	for i := range recs {
+		req := recs[i].CheckRequest()
 		if !keepBGReason && req.GetContext().GetBreakGlassReason() != "" {
 			req.Context.BreakGlassReason = redactedBreakGlassReason
 		}

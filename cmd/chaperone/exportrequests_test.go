@@ -21,6 +21,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/bundles"
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/keyset"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/validation"
@@ -207,7 +208,8 @@ func genRequest(t *rapid.T) *chaperonev1.CheckRequest {
 // in the audit log and exported by `audit export-requests` comes back as
 // an equivalent request: every field equal (context.time, when the
 // request had none, is the time the decision was made), and replayed it
-// gets the same decision, reasons and obligations. Without
+// gets the same decision, reasons and obligations, also from a log whose
+// identifying fields are sealed (--audit-encryption-key-file). Without
 // --break-glass-reasons the justification is replaced by a fixed one and
 // the decision still does not change.
 func TestExportRequestsRoundTrip(t *testing.T) {
@@ -224,8 +226,21 @@ func TestExportRequestsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
+	keys := filepath.Join(t.TempDir(), "audit-keys.json")
+	if code, _, stderr := runAudit(t, "keys", "new", "-o", keys, "--id", "k1"); code != 0 {
+		t.Fatal(stderr)
+	}
+	ks, err := keyset.Load(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fk, err := audit.NewFieldKeys(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
 	set := map[string]int{}
 	rapid.Check(t, func(rt *rapid.T) {
+		sealed := rapid.Bool().Draw(rt, "sealed")
 		reqs := rapid.SliceOfN(rapid.Custom(genRequest), 1, 6).Draw(rt, "requests")
 		var resps []*chaperonev1.CheckResponse
 		for i, req := range reqs {
@@ -239,7 +254,11 @@ func TestExportRequestsRoundTrip(t *testing.T) {
 		if err != nil {
 			rt.Fatal(err)
 		}
-		log := audit.New(sink, audit.WithClock(func() time.Time { return exportNow }), audit.WithSyncDelay(0))
+		opts := []audit.Option{audit.WithClock(func() time.Time { return exportNow }), audit.WithSyncDelay(0)}
+		if sealed {
+			opts = append(opts, audit.WithFieldKeys(fk))
+		}
+		log := audit.New(sink, opts...)
 		for i := range reqs {
 			if err := log.Record(ctx, "tester", reqs[i], resps[i]); err != nil {
 				rt.Fatal(err)
@@ -252,6 +271,9 @@ func TestExportRequestsRoundTrip(t *testing.T) {
 			args := []string{"audit", "export-requests", "--file", path}
 			if keep {
 				args = append(args, "--break-glass-reasons")
+			}
+			if sealed {
+				args = append(args, "--audit-encryption-key-file", keys)
 			}
 			var out, errb bytes.Buffer
 			if code := run(args, strings.NewReader(""), &out, &errb); code != 0 {
@@ -401,6 +423,29 @@ func TestExportRequestsCommand(t *testing.T) {
 		got, err := os.ReadFile(out)
 		if err != nil || string(got) != strings.Join(all, "\n")+"\n" {
 			t.Errorf("file: %v\n%s", err, got)
+		}
+	})
+	t.Run("sealed", func(t *testing.T) {
+		t.Parallel()
+		keys := filepath.Join(t.TempDir(), "audit-keys.json")
+		if code, _, stderr := runAudit(t, "keys", "new", "-o", keys, "--id", "a1"); code != 0 {
+			t.Fatal(stderr)
+		}
+		ks, err := keyset.Load(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fk, err := audit.NewFieldKeys(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealedLog, _ := writeAuditLog(t, sampleDecisions(), audit.WithFieldKeys(fk))
+		code, out, stderr := runAudit(t, "audit", "export-requests", "--file", sealedLog, "--audit-encryption-key-file", keys)
+		if code != 0 || out != strings.Join(all, "\n")+"\n" {
+			t.Errorf("sealed log with its key: exit %d %s\n%s", code, stderr, out)
+		}
+		if code, out, stderr := runAudit(t, "audit", "export-requests", "--file", sealedLog); code != 2 || out != "" || !strings.Contains(stderr, "--audit-encryption-key-file") {
+			t.Errorf("sealed log without its key: exit %d, %q, %s", code, out, stderr)
 		}
 	})
 	t.Run("usage", func(t *testing.T) {
