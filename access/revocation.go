@@ -82,7 +82,7 @@ func NewRevocation(jti, tokenSHA256 string, until time.Time, revokedBy string, n
 	case !until.After(now):
 		return Revocation{}, &InvalidError{"until", "is in the past: an expired token is refused anyway"}
 	case until.Sub(now) > MaxRevocation:
-		return Revocation{}, &InvalidError{"until", fmt.Sprintf("is more than %s ahead; give the token's exp", MaxRevocation)}
+		return Revocation{}, &InvalidError{"until", fmt.Sprintf("is more than %d days ahead; give the token's exp", MaxRevocation/(24*time.Hour))}
 	}
 	return Revocation{JTI: jti, TokenSHA256: tokenSHA256, Until: until.UTC(), RevokedBy: revokedBy, RevokedAt: now.UTC()}, nil
 }

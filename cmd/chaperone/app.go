@@ -23,8 +23,11 @@ type app struct {
 	consents   consentstore.Store
 	grants     access.Grants
 	agreements access.Agreements
-	logger     *slog.Logger
-	closers    []func(context.Context) error
+	// revocations is the token revocation list (nil: RevokeToken is
+	// unimplemented).
+	revocations access.Revocations
+	logger      *slog.Logger
+	closers     []func(context.Context) error
 	// changes, when set, puts consent, grant and agreement changes on
 	// the audit chain (serve sets it to the decision log).
 	changes server.ChangeRecorder
@@ -37,10 +40,11 @@ type app struct {
 
 // stores are what the engine and the services read and write.
 type stores struct {
-	consents   consentstore.Store
-	grants     access.Grants
-	agreements access.Agreements
-	close      func(context.Context) error // nil: nothing to release
+	consents    consentstore.Store
+	grants      access.Grants
+	agreements  access.Agreements
+	revocations access.Revocations          // the token revocation list
+	close       func(context.Context) error // nil: nothing to release
 }
 
 // newApp loads the bundle (bundleDir, or the embedded reference bundle) and
@@ -57,7 +61,7 @@ func newApp(ctx context.Context, bundleDir, consentsDir string, logger *slog.Log
 		}
 	}
 	acc := access.NewMemory()
-	a, err := newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc}, logger, opts...)
+	a, err := newAppWith(bundleDir, stores{consents: mem, grants: acc, agreements: acc, revocations: acc}, logger, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +75,7 @@ func newAppWith(bundleDir string, st stores, logger *slog.Logger, opts ...engine
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &app{consents: st.consents, grants: st.grants, agreements: st.agreements, logger: logger}
+	a := &app{consents: st.consents, grants: st.grants, agreements: st.agreements, revocations: st.revocations, logger: logger}
 	if st.close != nil {
 		a.closers = append(a.closers, st.close)
 	}
@@ -124,6 +128,9 @@ func (a *app) serverOptions() []server.Option {
 	co := []server.ConsentOption{server.WithConsentLogger(a.logger), server.WithConsentMaxBytes(a.consentMaxBytes)}
 	ao := []server.AccessOption{server.WithAccessLogger(a.logger)}
 	agr := []server.AgreementOption{server.WithAgreementLogger(a.logger)}
+	if a.revocations != nil {
+		ao = append(ao, server.WithRevocations(a.revocations))
+	}
 	if a.changes != nil {
 		co = append(co, server.WithConsentAudit(a.changes))
 		ao = append(ao, server.WithAccessAudit(a.changes))

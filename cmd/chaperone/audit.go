@@ -963,6 +963,10 @@ func changeTarget(c audit.ChangeEntry) string {
 		return "bundle " + c.Revision
 	case c.DecisionID != "":
 		return "decision " + c.DecisionID
+	case c.JTI != "":
+		return "token jti " + cell(c.JTI)
+	case c.TokenSHA256 != "":
+		return "token sha256 " + c.TokenSHA256
 	}
 	return ""
 }

@@ -94,6 +94,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newAuditCmd(e),
 		newProxyCmd(e),
 		newSchemaCmd(e),
+		newTokensCmd(e),
 		newKeysCmd(e),
 	)
 	return root

@@ -45,6 +45,10 @@ type securityFlags struct {
 	// selfAuthorized are path prefixes whose handler authorizes requests
 	// itself (the web console); set by serve, not a flag.
 	selfAuthorized []string
+	// tokens and revocations (set by serve) make callers' tokens
+	// revocable: the revocation list, --require-jti, introspection.
+	tokens      *tokenFlags
+	revocations callers.RevocationList
 }
 
 // addSecurityFlags registers the flags on fs.
@@ -110,6 +114,8 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		return nil, usageErrorf("--read-timeout must be positive")
 	case f.maxTokenLife <= 0:
 		return nil, usageErrorf("--max-token-lifetime must be positive")
+	case f.jwks == "" && f.tokens != nil && f.tokens.introspectionURL != "":
+		return nil, usageErrorf("--introspection-url introspects callers' bearer tokens: it needs --jwks")
 	}
 	authenticated := f.clientCA != "" || f.jwks != ""
 	loopback := server.IsLoopbackAddr(addr)
@@ -140,7 +146,14 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 			return nil, usageErrorf("--jwks: %v", err)
 		}
 		s.jwks = keys
-		v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{Issuer: f.issuer, Audience: f.audience, Algorithms: f.algorithms, MaxLifetime: f.maxTokenLife})
+		jcfg := callers.JWTConfig{Issuer: f.issuer, Audience: f.audience, Algorithms: f.algorithms, MaxLifetime: f.maxTokenLife, Revocations: f.revocations}
+		if f.tokens != nil {
+			jcfg.RequireJTI = f.tokens.requireJTI
+			if jcfg.Introspection, err = f.tokens.introspector(); err != nil {
+				return nil, err
+			}
+		}
+		v, err := callers.NewJWTVerifier(keys, jcfg)
 		if err != nil {
 			return nil, usageErrorf("%v", err)
 		}

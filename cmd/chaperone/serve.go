@@ -47,6 +47,7 @@ func newServeCmd(e *env) *cobra.Command {
 		// The web console (--console) and what browsers need.
 		consoleOn   bool
 		corsOrigins []string
+		tf          tokenFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr 127.0.0.1:8787] [--bundle DIR] [--consents DIR]",
@@ -99,6 +100,10 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if h2cServer != "builtin" && h2cServer != "net/http" {
 				return usageErrorf("--h2c-server %q: want builtin or net/http", h2cServer)
 			}
+			// Revocable tokens: the verifiers of callers' and end users'
+			// tokens read the revocation list of the store opened below.
+			revocations := &lateRevocations{}
+			sf.tokens, sf.revocations = &tf, revocations
 			// The gateway file and its end users' key set are checked
 			// before anything is opened.
 			var gw *gateway.Gateway
@@ -110,7 +115,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 				if err != nil {
 					return usageErrorf("--gateway: %v", err)
 				}
-				if gw, err = gateway.New(ctx, gcfg, gateway.Options{CacheTTL: func() time.Duration { return bundleCacheTTL(ttlEngine.Load()) }}); err != nil {
+				if gw, err = gateway.New(ctx, gcfg, gateway.Options{CacheTTL: func() time.Duration { return bundleCacheTTL(ttlEngine.Load()) },
+					Revocations: revocations, RequireJTI: tf.requireJTI}); err != nil {
 					return usageErrorf("--gateway: %v", err)
 				}
 				closers = append(closers, gw.Close)
@@ -170,7 +176,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
 					_ = m.RedisErrors(rerrs.n.Load)
 				}
-				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, close: closeRedis}, logger, engineOpts...)
+				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, revocations: rs, close: closeRedis}, logger, engineOpts...)
 				if app != nil {
 					ttlEngine.Store(app.engine)
 				}
@@ -189,6 +195,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 				}
 			}
 			closers = append(closers, app.close)
+			revocations.set(app.revocations)
 			// The decision log goes where it is told: --audit-file (or its
 			// default) unless --audit-redis names a stream, both when both
 			// are given; --redis alone does not move it (the file given
@@ -320,6 +327,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (debug logs one line per decision)")
 	rf.register(cmd.Flags())
 	cl.register(cmd.Flags())
+	// Revocable tokens: --require-jti, --introspection-*.
+	tf.register(cmd.Flags())
 	cmd.Flags().DurationVar(&maxSkew, "max-clock-skew", server.DefaultMaxClockSkew, "how far a request's context.time may be from the server's clock (invalid_argument beyond); decisions are made at the server's time")
 	cmd.Flags().BoolVar(&trustTime, "trust-request-time", false, "decide at the time each request states (context.time) instead of the server's: for test harnesses and replays only, never in production")
 	cmd.Flags().IntVar(&memoSize, "memo-size", engine.DefaultMemoSize, "policy outcomes remembered per bundle, keyed on every input a policy can see (0 turns the memo off)")
