@@ -288,7 +288,7 @@ type VerifyOptions struct {
 	// ([ReadPruneAnchors]). A log whose first record is not the first
 	// ever starts from the anchor that names the record before it; with
 	// Keys it must be signed by one of them. Without such an anchor the
-	// log fails ([ErrNoGenesis] with keys, [ErrBrokenLink] without).
+	// log fails as one whose first records were deleted ([ErrBrokenLink]).
 	Pruned []PruneAnchor
 
 	// observe, when set, sees the verifier's state before each record.
@@ -369,11 +369,13 @@ func VerifyWith(entries iter.Seq2[Entry, error], o VerifyOptions) (Summary, erro
 			if kind != nil {
 				return s, bad(kind, "the log starts at seq %d: %s", r.Seq, detail)
 			}
-			if o.Instance != "" && a.Genesis != nil && a.Genesis.Instance != o.Instance {
-				return s, bad(ErrInstance, "genesis of instance %q, want %q", a.Genesis.Instance, o.Instance)
+			if a != nil {
+				if o.Instance != "" && a.Genesis != nil && a.Genesis.Instance != o.Instance {
+					return s, bad(ErrInstance, "genesis of instance %q, want %q", a.Genesis.Instance, o.Instance)
+				}
+				head, s.Genesis, cadence, since, signedAt, closed = Head{Seq: a.Count, Hash: a.Head}, a.Genesis, a.Cadence, a.Since, a.SignedAt, a.Closed
+				s.Pruned = a
 			}
-			head, s.Genesis, cadence, since, signedAt, closed = Head{Seq: a.Count, Hash: a.Head}, a.Genesis, a.Cadence, a.Since, a.SignedAt, a.Closed
-			s.Pruned = a
 		}
 		if o.observe != nil {
 			o.observe(r.Seq, verifyState{head: head, genesis: s.Genesis, cadence: cadence, since: since, signedAt: signedAt, closed: closed})

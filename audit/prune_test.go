@@ -166,7 +166,7 @@ func TestPrune(t *testing.T) {
 				return ls
 			})
 		}, audit.ErrHashMismatch},
-		{"anchor deleted", func(t *testing.T) { _ = os.Remove(anchorFile) }, audit.ErrNoGenesis},
+		{"anchor deleted", func(t *testing.T) { _ = os.Remove(anchorFile) }, audit.ErrBrokenLink},
 		{"anchor edited (cadence loosened)", func(t *testing.T) {
 			editAnchors(t, anchorFile, func(a *audit.PruneAnchor) { a.Since = 0; a.Cadence.CheckpointEvery = 1000 })
 		}, audit.ErrBadSignature},
