@@ -29,6 +29,7 @@ func TestFirstPolicyWalkthrough(t *testing.T) {
 		Dir: "testdata/walkthrough",
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"serve":   serveCmd,
+			"stop":    stopCmd,
 			"post":    postCmd,
 			"replace": replaceCmd,
 		},
@@ -81,15 +82,33 @@ func serveCmd(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}()
 	ts.Setenv("URL", url)
-	ts.Defer(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-done
-		if err := cmd.Wait(); err != nil {
-			mu.Lock()
-			ts.Logf("serve: %v\n%s", err, log.String())
-			mu.Unlock()
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			<-done
+			if err := cmd.Wait(); err != nil {
+				mu.Lock()
+				ts.Logf("serve: %v\n%s", err, log.String())
+				mu.Unlock()
+			}
+		})
+	}
+	servers.Store(ts, stop)
+	ts.Defer(stop)
+}
+
+// servers holds the stop function of each script's server.
+var servers sync.Map // *testscript.TestScript → func()
+
+// stopCmd stops the script's server as Ctrl-C would (SIGTERM: the server
+// drains its audit queue and closes the log) and waits for it to exit.
+func stopCmd(ts *testscript.TestScript, neg bool, args []string) {
+	stop, ok := servers.LoadAndDelete(ts)
+	if neg || len(args) != 0 || !ok {
+		ts.Fatalf("usage: stop, after serve")
+	}
+	stop.(func())()
 }
 
 // postCmd POSTs FILE as JSON to $URL PATH and writes the answer to stdout;
@@ -154,7 +173,7 @@ func TestFirstPolicyDocMatchesWalkthrough(t *testing.T) {
 	pattern := regexp.MustCompile(`^(?:! )?(stdout|stderr) '(.*)'$`)
 	for _, line := range strings.Split(string(a.Comment), "\n") {
 		var want string
-		switch fields := strings.Fields(line); {
+		switch fields := scriptArgs(line); {
 		case len(fields) == 0 || strings.HasPrefix(line, "#"):
 			continue
 		case strings.HasPrefix(line, "exec chaperone ") || strings.HasPrefix(line, "! exec chaperone "):
@@ -166,10 +185,14 @@ func TestFirstPolicyDocMatchesWalkthrough(t *testing.T) {
 		case fields[0] == "cp":
 			want = line
 		case fields[0] == "replace":
-			want = fields[2] + "` as `" + fields[3]
+			want = "`" + fields[3] + "`"
 			if strings.Contains(fields[3], "purposeOfUse") {
 				continue // the fix of the misspelling
 			}
+		case fields[0] == "stop":
+			want = "Ctrl-C"
+		case fields[0] == "mkdir":
+			want = line
 		case pattern.MatchString(line):
 			m := pattern.FindStringSubmatch(line)
 			if !regexp.MustCompile("(?m)" + m[2]).MatchString(text) {
@@ -183,4 +206,38 @@ func TestFirstPolicyDocMatchesWalkthrough(t *testing.T) {
 			t.Errorf("docs/first-policy.md does not show %q", want)
 		}
 	}
+}
+
+// scriptArgs splits a script line into its words as testscript does:
+// spaces separate, single quotes group ('' is a quote inside them).
+func scriptArgs(line string) []string {
+	var (
+		out    []string
+		word   strings.Builder
+		quoted bool
+		inWord bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\'' && quoted && i+1 < len(line) && line[i+1] == '\'':
+			word.WriteByte('\'')
+			i++
+		case c == '\'':
+			quoted, inWord = !quoted, true
+		case c == ' ' && !quoted:
+			if inWord {
+				out = append(out, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, word.String())
+	}
+	return out
 }
