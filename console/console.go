@@ -230,6 +230,7 @@ func parsePages() (map[string]*template.Template, error) {
 		"join":   strings.Join,
 		"lower":  strings.ToLower,
 		"list":   func(xs ...string) []string { return xs },
+		"counts": counts,
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
@@ -302,6 +303,15 @@ func rpcMessage(err error) string {
 		return ce.Message()
 	}
 	return err.Error()
+}
+
+// counts words a diff's value counts: "clinician (3), nurse (1)".
+func counts(cs []bundles.Count) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("%s (%d)", c.Value, c.Count)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func formatTime(t any) string {

@@ -336,3 +336,40 @@ func TestGrants(t *testing.T) {
 		t.Error("no review by officer on the chain")
 	}
 }
+
+func TestBundleDiff(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	b := e.browser(t)
+	tok := b.csrf("/console/bundle")
+	cand := candidateBundle(t)
+	tests := []struct {
+		name     string
+		files    map[string][]byte
+		wantCode int
+		want     string
+	}{
+		{"candidate with the suites' requests", map[string][]byte{"bundle": cand}, 200, "freeze-emergency-access -break-glass-emergency-access"},
+		{"candidate with uploaded requests", map[string][]byte{"bundle": cand, "requests": []byte(emergencyRequest + "\n")}, 200, "1 requests from"},
+		{"not a bundle", map[string][]byte{"bundle": []byte("hello")}, 400, "not a bundle"},
+		{"no file", map[string][]byte{}, 400, "Choose a candidate"},
+		{"bad requests", map[string][]byte{"bundle": cand, "requests": []byte(`{"subject":{"id":"p1"}}`)}, 400, "Requests file"},
+	}
+	for _, tc := range tests {
+		code, body := b.upload("/console/bundle/diff", tok, tc.files)
+		if code != tc.wantCode || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d, want %d with %q: %s", tc.name, code, tc.wantCode, tc.want, errorLine(body))
+		}
+	}
+}
+
+const emergencyRequest = `{"subject":{"id":"Practitioner/p1","kind":"practitioner","roles":["clinician"],"organization":"Organization/o1"},"action":"read","resource":{"type":"AllergyIntolerance","id":"all-1","patient":"Patient/53","organization":"Organization/o1"},"purposeOfUse":"ETREAT","context":{"networkZone":"clinic","deviceTrust":"managed","breakGlassReason":"unconscious patient, checking allergies before anaesthesia"}}`
+
+var errorRE = regexp.MustCompile(`<p class="error"[^>]*>([^<]*)`)
+
+func errorLine(body string) string {
+	if m := errorRE.FindStringSubmatch(body); m != nil {
+		return m[1]
+	}
+	return ""
+}

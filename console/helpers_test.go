@@ -1,13 +1,17 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"io/fs"
+	"mime/multipart"
 	"iter"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -17,6 +21,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -116,6 +121,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 			return d
 		},
 		DiffConsents: engine.StoreConsents(mem),
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -255,4 +261,54 @@ func (e *env) records(t *testing.T) []audit.Record {
 		t.Fatal(err)
 	}
 	return recs
+}
+
+// upload posts a multipart form with files from the console's origin.
+func (b *browser) upload(path, csrf string, files map[string][]byte) (int, string) {
+	b.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("csrf", csrf)
+	for field, data := range files {
+		fw, err := mw.CreateFormFile(field, field+".bin")
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		_, _ = fw.Write(data)
+	}
+	_ = mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, b.base+path, &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Origin", b.base)
+	code, _, body := b.do(req)
+	return code, body
+}
+
+// candidateBundle builds the reference policies plus a rule forbidding
+// every emergency access, as bundle build would (unsigned, tests skipped).
+func candidateBundle(t *testing.T) []byte {
+	t.Helper()
+	files := fstest.MapFS{}
+	src := os.DirFS(filepath.Join("..", "policies"))
+	err := fs.WalkDir(src, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(src, p)
+		files[p] = &fstest.MapFile{Data: data}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["freeze.cedar"] = &fstest.MapFile{Data: []byte("@id(\"freeze-emergency-access\")\nforbid (principal, action, resource) when { context.purposeOfUse == \"ETREAT\" };\n")}
+	a, err := bundles.ReadDir(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := a.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

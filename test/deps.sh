@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is absent: redis-server for the
 # Redis store, audit and fault tests, nginx for the forward-auth gateway test,
+# chromium for the web console's browser test,
 # Node.js and the npm packages of the FHIR server test. Go modules and code generators come
 # through the Go module proxy on first use.
 set -euo pipefail
@@ -29,6 +30,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
   else
     echo "node and npm are not installed; install Node.js 20.19 or later to run the FHIR server test (test/fhirserver)" >&2
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (Debian package) for the web console's browser test" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || echo "chromium could not be installed; the browser test skips" >&2
+  else
+    echo "chromium is not installed; install it (e.g. apt-get install chromium) to run the web console's browser test" >&2
   fi
 fi
 # The FHIR server test's packages, from the committed lockfile.
