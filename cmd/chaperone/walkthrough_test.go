@@ -209,7 +209,7 @@ func TestFirstPolicyDocMatchesWalkthrough(t *testing.T) {
 }
 
 // scriptArgs splits a script line into its words as testscript does:
-// spaces separate, single quotes group ('' is a quote inside them).
+// spaces separate, single quotes group (” is a quote inside them).
 func scriptArgs(line string) []string {
 	var (
 		out    []string
