@@ -1,37 +1,47 @@
 #!/usr/bin/env bash
-# compare.sh: Chaperone and OPA side by side, in one run, on this machine.
+# compare.sh: every door of Chaperone, OPA and the transport floor side by
+# side, in one run, on this machine, with the server CPU per decision.
 #
-# Builds bin/chaperone and bin/opa (OPA from the version pinned in
-# bench/opa/go.mod, the same as the main go.mod), starts
-#   chaperone serve --bundle bench/rbac           (Cedar RBAC + FHIR consents)
-#   opa run --server bench/opa/policy.rego bench/opa/data.json
-# on loopback, drives each in turn with the same `chaperone bench` (the
-# reference scenario's 16 requests; Connect protobuf and Connect JSON to
-# Chaperone, {"input": …} JSON to OPA's REST data API), then, for
-# information, the reference bundle and bench/floor (a do-nothing HTTP
-# server answering every Check ALLOW: the transport floor of this machine),
-# and prints a table and the ratios. It stops
-# everything it started, also on Ctrl-C.
+# Builds bin/chaperone, bin/floor and bin/opa (OPA from the version pinned
+# in bench/opa/go.mod, the same as the main go.mod) and starts on loopback:
+#   ref    chaperone serve (the reference bundle) --gateway <generated>
+#   rbac   chaperone serve --bundle bench/rbac     (Cedar RBAC + FHIR consents)
+#   opa    opa run --server bench/opa/policy.rego bench/opa/data.json
+#   floor  bench/floor (a do-nothing HTTP server answering every Check ALLOW)
+# then, in every round, each target in turn with the same `chaperone bench`
+# (--server-pid: the server's utime+stime over the run divided by its
+# answered requests):
+#   ref-connect ref-json ref-grpc ref-authzen    reference scenario (16 requests)
+#   ref-gw-json ref-gw-ext-authz                 gateway scenario (12 request-phase
+#                                                requests a gateway door can carry)
+#   rbac-connect rbac-json rbac-grpc opa-json    reference scenario, bench/rbac vs OPA
+#   floor-connect                                reference scenario
+# and prints one line per run, then per target the range and median over
+# the rounds and the ratios, each taken within a round (A and B measured
+# minutes apart at most) and then ranged. It stops everything it started,
+# also on Ctrl-C.
 #
-# Environment: DURATION (30s), WARMUP (5s), CONCURRENCY (8), ROUNDS (1;
-# every round runs each target once, in turn), RATE (unset: closed loop;
-# set: open loop at RATE/s for every target), DISTINCT_IDS=1 (every request
-# gets a resource id of its own, so Chaperone's decision memo misses as in
-# real traffic; see chaperone bench --distinct-ids), SKIP_BUILD=1, OUT
-# (bench/results/<timestamp>), AUDIT_DIR and KEEP_AUDIT=1 (Chaperone's
-# audit files, deleted at exit by default). Exit status 0, or 1 when a run failed or
-# the two sides disagreed on the decisions.
+# Environment: DURATION (10s), WARMUP (2s, inside every run), CONCURRENCY
+# (8), ROUNDS (3), TARGETS (all of the above, in that order), RATE (unset:
+# closed loop; set: open loop at RATE/s for every target), DISTINCT_IDS=1
+# (every request for a resource id of its own: decision memos miss as in
+# real traffic), SKIP_BUILD=1, SERVE_ARGS (added to both chaperone
+# serves), OUT (bench/results/<timestamp>), AUDIT_DIR and KEEP_AUDIT=1
+# (Chaperone's audit files, deleted at exit by default), *_PORT. Exit
+# status 0, or 1 when a run erred or Chaperone (rbac) and OPA decided a
+# different mix.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-DURATION=${DURATION:-30s}
-WARMUP=${WARMUP:-5s}
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
 CONCURRENCY=${CONCURRENCY:-8}
-ROUNDS=${ROUNDS:-1}
+ROUNDS=${ROUNDS:-3}
 RATE=${RATE:-}
+TARGETS=${TARGETS:-ref-connect ref-json ref-grpc ref-authzen ref-gw-json ref-gw-ext-authz rbac-connect rbac-json rbac-grpc opa-json floor-connect}
 OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}
-CHAP_ADDR=127.0.0.1:${CHAP_PORT:-18787}
+RBAC_ADDR=127.0.0.1:${CHAP_PORT:-18787}
 REF_ADDR=127.0.0.1:${REF_PORT:-18788}
 FLOOR_ADDR=127.0.0.1:${FLOOR_PORT:-18789}
 OPA_ADDR=127.0.0.1:${OPA_PORT:-18181}
@@ -69,7 +79,7 @@ wait_http() { # URL: up to 10s
 	return 1
 }
 
-for a in "$CHAP_ADDR" "$REF_ADDR" "$OPA_ADDR" "$FLOOR_ADDR"; do
+for a in "$RBAC_ADDR" "$REF_ADDR" "$OPA_ADDR" "$FLOOR_ADDR"; do
 	if curl -s -o /dev/null "http://$a/" 2>/dev/null; then
 		echo "compare.sh: $a is already in use (set CHAP_PORT, REF_PORT, OPA_PORT, FLOOR_PORT)" >&2
 		exit 1
@@ -82,18 +92,26 @@ done
 # and are deleted at exit unless KEEP_AUDIT=1.
 AUDIT_DIR=${AUDIT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/chaperone-compare-audit.XXXXXX")}
 mkdir -p "$AUDIT_DIR"
-bin/chaperone serve --addr "$CHAP_ADDR" --bundle bench/rbac --log-level error \
-	--audit-file "$AUDIT_DIR/rbac.jsonl" 2>"$OUT/chaperone.log" &
+GW=$OUT/gw
+bin/chaperone bench --write-gateway "$GW" >/dev/null
+# shellcheck disable=SC2086
+bin/chaperone serve --addr "$RBAC_ADDR" --bundle bench/rbac --log-level error \
+	--audit-file "$AUDIT_DIR/rbac.jsonl" ${SERVE_ARGS:-} 2>"$OUT/chaperone-rbac.log" &
 pids+=($!)
-bin/chaperone serve --addr "$REF_ADDR" --log-level error \
-	--audit-file "$AUDIT_DIR/reference.jsonl" 2>"$OUT/chaperone-reference.log" &
+RBAC_PID=$!
+# shellcheck disable=SC2086
+bin/chaperone serve --addr "$REF_ADDR" --log-level error --gateway "$GW/gateway.yaml" \
+	--audit-file "$AUDIT_DIR/reference.jsonl" ${SERVE_ARGS:-} 2>"$OUT/chaperone-reference.log" &
 pids+=($!)
+REF_PID=$!
 bin/opa run --server --addr "$OPA_ADDR" --log-level error --disable-telemetry \
 	bench/opa/policy.rego bench/opa/data.json >"$OUT/opa.log" 2>&1 &
 pids+=($!)
+OPA_PID=$!
 bin/floor --addr "$FLOOR_ADDR" 2>"$OUT/floor.log" &
 pids+=($!)
-wait_http "http://$CHAP_ADDR/healthz"
+FLOOR_PID=$!
+wait_http "http://$RBAC_ADDR/healthz"
 wait_http "http://$REF_ADDR/healthz"
 wait_http "http://$OPA_ADDR/health"
 for _ in $(seq 100); do # the floor answers POSTs only
@@ -104,64 +122,104 @@ for p in "${pids[@]}"; do
 	kill -0 "$p" # still running: it is the one answering
 done
 
-common=(--scenario reference --duration "$DURATION" --warmup "$WARMUP" --concurrency "$CONCURRENCY" --format json --quiet)
+common=(--duration "$DURATION" --warmup "$WARMUP" --concurrency "$CONCURRENCY" --format json --quiet)
 if [[ -n $RATE ]]; then common+=(--rate "$RATE"); fi
 if [[ -n ${DISTINCT_IDS:-} ]]; then common+=(--distinct-ids); fi
+gwargs=(--scenario gateway --gateway "$GW/gateway.yaml" --gateway-key "$GW/end-user-key.json")
 
-run() { # NAME ARGS...
-	local name=$1
-	shift
-	echo "$(date -u +%T) $name (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-	bin/chaperone bench "${common[@]}" "$@" >"$OUT/$name.r$round.json"
+run() { # TARGET ROUND
+	local args
+	case $1 in
+	ref-connect) args=(--scenario reference --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol connect) ;;
+	ref-json) args=(--scenario reference --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol json) ;;
+	ref-grpc) args=(--scenario reference --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol grpc) ;;
+	ref-authzen) args=(--scenario reference --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol authzen) ;;
+	ref-gw-json) args=("${gwargs[@]}" --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol json) ;;
+	ref-gw-ext-authz) args=("${gwargs[@]}" --addr "$REF_ADDR" --server-pid "$REF_PID" --protocol ext-authz) ;;
+	rbac-connect) args=(--scenario reference --addr "$RBAC_ADDR" --server-pid "$RBAC_PID" --protocol connect) ;;
+	rbac-json) args=(--scenario reference --addr "$RBAC_ADDR" --server-pid "$RBAC_PID" --protocol json) ;;
+	rbac-grpc) args=(--scenario reference --addr "$RBAC_ADDR" --server-pid "$RBAC_PID" --protocol grpc) ;;
+	opa-json) args=(--scenario reference --addr "$OPA_ADDR" --server-pid "$OPA_PID" --target opa --opa-path /v1/data/chaperone/bench/decision) ;;
+	floor-connect) args=(--scenario reference --addr "$FLOOR_ADDR" --server-pid "$FLOOR_PID" --protocol connect --seed-consents=false) ;;
+	*)
+		echo "compare.sh: unknown target $1" >&2
+		return 1
+		;;
+	esac
+	echo "$(date -u +%T) round $2 $1 (load average: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	bin/chaperone bench "${common[@]}" "${args[@]}" >"$OUT/$1.r$2.json"
 }
 
 for round in $(seq "$ROUNDS"); do
-	run chaperone-connect --addr "$CHAP_ADDR" --protocol connect
-	run chaperone-json --addr "$CHAP_ADDR" --protocol json
-	run opa-json --addr "$OPA_ADDR" --target opa --opa-path /v1/data/chaperone/bench/decision
-	run chaperone-reference-connect --addr "$REF_ADDR" --protocol connect
-	run floor-connect --addr "$FLOOR_ADDR" --protocol connect --seed-consents=false
+	for t in $TARGETS; do
+		run "$t" "$round"
+	done
 done
 
 {
-	echo "# compare.sh $(date -u +%FT%TZ): $(nproc) CPUs, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, ${RATE:+open loop at $RATE/s}${RATE:-closed loop}${DISTINCT_IDS:+, distinct resource ids}"
+	echo "# compare.sh $(date -u +%FT%TZ) at $(git rev-parse --short HEAD 2>/dev/null || echo '?'): $(nproc) CPUs, $ROUNDS rounds, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, ${RATE:+open loop at $RATE/s}${RATE:-closed loop}${DISTINCT_IDS:+, distinct resource ids}"
 	echo "# load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
-	printf "%-30s %5s %12s %9s %9s %9s %9s %7s  %s\n" target round throughput/s p50_ms p90_ms p99_ms p99.9_ms errors decisions
-	for round in $(seq "$ROUNDS"); do
-		for name in chaperone-connect chaperone-json opa-json chaperone-reference-connect floor-connect; do
-			jq -r --arg n "$name" --arg r "$round" \
-				'[$n, $r, (.throughput|floor), .latency.p50, .latency.p90, .latency.p99, .latency.p999, .errors, (.decisions|to_entries|map("\(.key)=\(.value)")|join(" "))] | @tsv' \
-				"$OUT/$name.r$round.json" |
-				awk -F'\t' '{printf "%-30s %5s %12s %9.3f %9.3f %9.3f %9.3f %7s  %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9}'
-		done
-	done
-	echo
-	echo "ratios per round (Chaperone / OPA throughput; OPA / Chaperone p99: > 1 means Chaperone is better)"
-	for round in $(seq "$ROUNDS"); do
-		for name in chaperone-json chaperone-connect; do
-			jq -r -s --arg n "$name" --arg r "$round" \
-				'"round \($r) \($n) vs opa-json: throughput \(.[0].throughput / .[1].throughput * 100 | floor / 100)x, p50 \(.[1].latency.p50 / .[0].latency.p50 * 100 | floor / 100)x, p99 \(.[1].latency.p99 / .[0].latency.p99 * 100 | floor / 100)x"' \
-				"$OUT/$name.r$round.json" "$OUT/opa-json.r$round.json"
-		done
-	done
+	python3 - "$OUT" "$ROUNDS" $TARGETS <<'PY'
+import json, statistics, sys
+out, rounds, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+res = {(t, r): json.load(open(f"{out}/{t}.r{r}.json")) for t in targets for r in range(1, rounds + 1)}
+cpu = lambda t, r: res[(t, r)].get("serverCpuMicrosPerRequest", 0.0)
+def rng(xs, fmt="{:.1f}"):
+    xs = sorted(xs)
+    return f"{fmt.format(xs[0])}-{fmt.format(xs[-1])} ({fmt.format(statistics.median(xs))})"
+print(f"{'target':<18} {'round':>5} {'checks/s':>9} {'server µs/req':>13} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  decisions")
+for r in range(1, rounds + 1):
+    for t in targets:
+        x = res[(t, r)]
+        dec = " ".join(f"{k}={v}" for k, v in sorted(x["decisions"].items()))
+        print(f"{t:<18} {r:>5} {x['throughput']:>9.0f} {cpu(t, r):>13.1f} {x['latency']['p50']:>8.3f} {x['latency']['p99']:>8.3f} {x['errors']:>6}  {dec}")
+print()
+print(f"{'target':<18} {'server µs per decision: min-max (median)':<40} {'p99 ms: min-max (median)'}")
+for t in targets:
+    print(f"{t:<18} {rng([cpu(t, r) for r in range(1, rounds + 1)]):<40} {rng([res[(t, r)]['latency']['p99'] for r in range(1, rounds + 1)], '{:.3f}')}")
+print()
+print("ratios of server CPU per decision, each within a round: min-max (median)")
+for a, b, what in [
+    ("ref-json", "ref-connect", "Connect JSON / Connect protobuf (reference)"),
+    ("ref-connect", "floor-connect", "Connect protobuf / floor"),
+    ("ref-grpc", "ref-connect", "gRPC (h2c) / Connect protobuf (reference)"),
+    ("ref-authzen", "ref-json", "AuthZEN / Connect JSON (reference)"),
+    ("ref-gw-ext-authz", "ref-gw-json", "ext_authz / Connect JSON (gateway scenario)"),
+    ("rbac-json", "rbac-connect", "Connect JSON / Connect protobuf (bench/rbac)"),
+    ("rbac-connect", "floor-connect", "Connect protobuf (bench/rbac) / floor"),
+    ("rbac-grpc", "rbac-connect", "gRPC (h2c) / Connect protobuf (bench/rbac)"),
+    ("opa-json", "rbac-json", "OPA / Chaperone bench/rbac, JSON vs JSON"),
+    ("opa-json", "ref-json", "OPA / Chaperone reference, JSON vs JSON"),
+]:
+    if a in targets and b in targets:
+        xs = [cpu(a, r) / cpu(b, r) for r in range(1, rounds + 1) if cpu(b, r) > 0]
+        if xs:
+            print(f"  {what:<48} {rng(xs, '{:.2f}')}")
+if "ref-connect" in targets and "floor-connect" in targets:
+    xs = [res[("ref-connect", r)]["latency"]["p99"] / res[("floor-connect", r)]["latency"]["p99"] for r in range(1, rounds + 1)]
+    print(f"  {'p99 Connect protobuf / floor p99':<48} {rng(xs, '{:.2f}')}")
+PY
 } | tee "$OUT/summary.txt"
 
-# Both sides must have answered everything and decided alike (same mix).
+# Every run must have answered everything, and Chaperone (bench/rbac) and
+# OPA must have decided alike (same mix).
 status=0
-for round in $(seq "$ROUNDS"); do
-	for f in "$OUT"/*.r"$round".json; do
-		if [[ $(jq .errors "$f") != 0 ]]; then
-			echo "compare.sh: $(basename "$f"): errors" >&2
-			status=1
-		fi
-	done
-	mix='.decisions | ([.[]] | add) as $t | with_entries(.value = (.value * 100 / $t | round))'
-	c=$(jq -c "$mix" "$OUT/chaperone-json.r$round.json")
-	o=$(jq -c "$mix" "$OUT/opa-json.r$round.json")
-	if [[ $c != "$o" ]]; then
-		echo "compare.sh: round $round: decision mix differs: chaperone $c, opa $o" >&2
+for f in "$OUT"/*.r*.json; do
+	if [[ $(jq .errors "$f") != 0 ]]; then
+		echo "compare.sh: $(basename "$f"): errors" >&2
 		status=1
 	fi
 done
+if [[ " $TARGETS " == *" rbac-json "* && " $TARGETS " == *" opa-json "* ]]; then
+	for round in $(seq "$ROUNDS"); do
+		mix='.decisions | ([.[]] | add) as $t | with_entries(.value = (.value * 100 / $t | round))'
+		c=$(jq -c "$mix" "$OUT/rbac-json.r$round.json")
+		o=$(jq -c "$mix" "$OUT/opa-json.r$round.json")
+		if [[ $c != "$o" ]]; then
+			echo "compare.sh: round $round: decision mix differs: chaperone $c, opa $o" >&2
+			status=1
+		fi
+	done
+fi
 echo "results in $OUT" >&2
 exit $status
