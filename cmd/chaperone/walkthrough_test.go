@@ -209,7 +209,8 @@ func TestFirstPolicyDocMatchesWalkthrough(t *testing.T) {
 }
 
 // scriptArgs splits a script line into its words as testscript does:
-// spaces separate, single quotes group (” is a quote inside them).
+// spaces separate, single quotes group words (inside them, two single
+// quotes stand for one).
 func scriptArgs(line string) []string {
 	var (
 		out    []string
