@@ -46,7 +46,7 @@ func TestRedisScale(t *testing.T) {
 			case "single":
 				addr, _ := redistest.Start(t)
 				newClient = func() (redis.UniversalClient, *roundTrips) {
-					rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64})
+					rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 64, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 					h := &roundTrips{}
 					rdb.AddHook(h)
 					t.Cleanup(func() { rdb.Close() })
@@ -57,7 +57,7 @@ func TestRedisScale(t *testing.T) {
 				c := redistest.StartCluster(t)
 				acks = 1
 				newClient = func() (redis.UniversalClient, *roundTrips) {
-					rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), PoolSize: 64})
+					rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), PoolSize: 64, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 					h := &roundTrips{}
 					rdb.AddHook(h)
 					t.Cleanup(func() { rdb.Close() })
@@ -117,6 +117,10 @@ func pct(d []time.Duration, p float64) time.Duration {
 
 func scale(t *testing.T, n int, newClient func() (redis.UniversalClient, *roundTrips), masters func() []string, acks int) {
 	ctx := context.Background()
+	// A loaded machine delays replies and replica acknowledgements.
+	newRedis := func(t *testing.T, c redis.UniversalClient, prefix string, opts ...consentstore.RedisOption) *consentstore.Redis {
+		return newRedis(t, c, prefix, append([]consentstore.RedisOption{consentstore.WithRedisTimeout(2 * time.Second)}, opts...)...)
+	}
 	prefix := "scale"
 	loader, _ := newClient()
 	w := newRedis(t, loader, prefix, consentstore.WithMinReplicasAck(acks), consentstore.WithCache(0, 0))

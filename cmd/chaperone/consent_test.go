@@ -151,7 +151,7 @@ func TestConsentImport(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	code, stdout, stderr := runConsent(t, "", "import", hl7, "--to", srv.URL, "--progress", "5")
+	code, stdout, stderr := runConsent(t, "", "import", hl7, "--to", srv.URL, "--progress", "5", "--batch", "5")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -173,6 +173,12 @@ func TestConsentImport(t *testing.T) {
 	}
 	if recs, _, _ := store.List(context.Background(), "Patient/9"); len(recs) != 2 {
 		t.Errorf("ndjson: %d stored", len(recs))
+	}
+
+	// A consent the server refuses fails the import (exit 1), naming it.
+	other := writeFile(t, dir, "other.ndjson", `{"resourceType":"Consent","id":"consent-example-pkb","status":"active","subject":{"reference":"Patient/8"}}`+"\n")
+	if code, _, stderr := runConsent(t, "", "import", other, "--to", srv.URL); code != exitFailed || !strings.Contains(stderr, "other.ndjson: failed_precondition") {
+		t.Errorf("refused consent: exit %d %q", code, stderr)
 	}
 
 	bad := writeFile(t, t.TempDir(), "bad.json", `{"resourceType":"Consent","status":"active"}`)

@@ -510,6 +510,167 @@ func (x *ConsentServiceRevokeResponse) GetVersion() string {
 	return ""
 }
 
+type ConsentServicePutBatchRequest struct {
+	state         protoimpl.MessageState      `protogen:"open.v1"`
+	Items         []*ConsentServicePutRequest `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentServicePutBatchRequest) Reset() {
+	*x = ConsentServicePutBatchRequest{}
+	mi := &file_chaperone_v1_consent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentServicePutBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentServicePutBatchRequest) ProtoMessage() {}
+
+func (x *ConsentServicePutBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_consent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentServicePutBatchRequest.ProtoReflect.Descriptor instead.
+func (*ConsentServicePutBatchRequest) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_consent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ConsentServicePutBatchRequest) GetItems() []*ConsentServicePutRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ConsentServicePutBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per item, in the order of the items.
+	Results       []*ConsentServicePutBatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentServicePutBatchResponse) Reset() {
+	*x = ConsentServicePutBatchResponse{}
+	mi := &file_chaperone_v1_consent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentServicePutBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentServicePutBatchResponse) ProtoMessage() {}
+
+func (x *ConsentServicePutBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_consent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentServicePutBatchResponse.ProtoReflect.Descriptor instead.
+func (*ConsentServicePutBatchResponse) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_consent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ConsentServicePutBatchResponse) GetResults() []*ConsentServicePutBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ConsentServicePutBatchResult is the outcome of one item of a PutBatch.
+type ConsentServicePutBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored consent's id and version; empty when the item was refused.
+	Id      string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Empty when the item was stored; otherwise the code Put would have answered
+	// ("invalid_argument", "unavailable", ...) and its message.
+	Code          string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsentServicePutBatchResult) Reset() {
+	*x = ConsentServicePutBatchResult{}
+	mi := &file_chaperone_v1_consent_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsentServicePutBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsentServicePutBatchResult) ProtoMessage() {}
+
+func (x *ConsentServicePutBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_chaperone_v1_consent_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsentServicePutBatchResult.ProtoReflect.Descriptor instead.
+func (*ConsentServicePutBatchResult) Descriptor() ([]byte, []int) {
+	return file_chaperone_v1_consent_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ConsentServicePutBatchResult) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ConsentServicePutBatchResult) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ConsentServicePutBatchResult) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ConsentServicePutBatchResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_chaperone_v1_consent_proto protoreflect.FileDescriptor
 
 const file_chaperone_v1_consent_proto_rawDesc = "" +
@@ -545,12 +706,22 @@ const file_chaperone_v1_consent_proto_rawDesc = "" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\"H\n" +
 	"\x1cConsentServiceRevokeResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\tR\aversion2\x86\x03\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\"j\n" +
+	"\x1dConsentServicePutBatchRequest\x12I\n" +
+	"\x05items\x18\x01 \x03(\v2&.chaperone.v1.ConsentServicePutRequestB\v\xbaH\b\x92\x01\x05\b\x01\x10\xe8\aR\x05items\"f\n" +
+	"\x1eConsentServicePutBatchResponse\x12D\n" +
+	"\aresults\x18\x01 \x03(\v2*.chaperone.v1.ConsentServicePutBatchResultR\aresults\"v\n" +
+	"\x1cConsentServicePutBatchResult\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage2\xed\x03\n" +
 	"\x0eConsentService\x12V\n" +
 	"\x03Put\x12&.chaperone.v1.ConsentServicePutRequest\x1a'.chaperone.v1.ConsentServicePutResponse\x12[\n" +
 	"\x03Get\x12&.chaperone.v1.ConsentServiceGetRequest\x1a'.chaperone.v1.ConsentServiceGetResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\x04List\x12'.chaperone.v1.ConsentServiceListRequest\x1a(.chaperone.v1.ConsentServiceListResponse\"\x03\x90\x02\x01\x12_\n" +
-	"\x06Revoke\x12).chaperone.v1.ConsentServiceRevokeRequest\x1a*.chaperone.v1.ConsentServiceRevokeResponseBCZAgithub.com/chaperone-pdp/chaperone/proto/chaperone/v1;chaperonev1b\x06proto3"
+	"\x06Revoke\x12).chaperone.v1.ConsentServiceRevokeRequest\x1a*.chaperone.v1.ConsentServiceRevokeResponse\x12e\n" +
+	"\bPutBatch\x12+.chaperone.v1.ConsentServicePutBatchRequest\x1a,.chaperone.v1.ConsentServicePutBatchResponseBCZAgithub.com/chaperone-pdp/chaperone/proto/chaperone/v1;chaperonev1b\x06proto3"
 
 var (
 	file_chaperone_v1_consent_proto_rawDescOnce sync.Once
@@ -564,37 +735,44 @@ func file_chaperone_v1_consent_proto_rawDescGZIP() []byte {
 	return file_chaperone_v1_consent_proto_rawDescData
 }
 
-var file_chaperone_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_chaperone_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_chaperone_v1_consent_proto_goTypes = []any{
-	(*ConsentServicePutRequest)(nil),     // 0: chaperone.v1.ConsentServicePutRequest
-	(*ConsentServicePutResponse)(nil),    // 1: chaperone.v1.ConsentServicePutResponse
-	(*ConsentServiceGetRequest)(nil),     // 2: chaperone.v1.ConsentServiceGetRequest
-	(*StoredConsent)(nil),                // 3: chaperone.v1.StoredConsent
-	(*ConsentServiceGetResponse)(nil),    // 4: chaperone.v1.ConsentServiceGetResponse
-	(*ConsentServiceListRequest)(nil),    // 5: chaperone.v1.ConsentServiceListRequest
-	(*ConsentServiceListResponse)(nil),   // 6: chaperone.v1.ConsentServiceListResponse
-	(*ConsentServiceRevokeRequest)(nil),  // 7: chaperone.v1.ConsentServiceRevokeRequest
-	(*ConsentServiceRevokeResponse)(nil), // 8: chaperone.v1.ConsentServiceRevokeResponse
-	(*structpb.Struct)(nil),              // 9: google.protobuf.Struct
+	(*ConsentServicePutRequest)(nil),       // 0: chaperone.v1.ConsentServicePutRequest
+	(*ConsentServicePutResponse)(nil),      // 1: chaperone.v1.ConsentServicePutResponse
+	(*ConsentServiceGetRequest)(nil),       // 2: chaperone.v1.ConsentServiceGetRequest
+	(*StoredConsent)(nil),                  // 3: chaperone.v1.StoredConsent
+	(*ConsentServiceGetResponse)(nil),      // 4: chaperone.v1.ConsentServiceGetResponse
+	(*ConsentServiceListRequest)(nil),      // 5: chaperone.v1.ConsentServiceListRequest
+	(*ConsentServiceListResponse)(nil),     // 6: chaperone.v1.ConsentServiceListResponse
+	(*ConsentServiceRevokeRequest)(nil),    // 7: chaperone.v1.ConsentServiceRevokeRequest
+	(*ConsentServiceRevokeResponse)(nil),   // 8: chaperone.v1.ConsentServiceRevokeResponse
+	(*ConsentServicePutBatchRequest)(nil),  // 9: chaperone.v1.ConsentServicePutBatchRequest
+	(*ConsentServicePutBatchResponse)(nil), // 10: chaperone.v1.ConsentServicePutBatchResponse
+	(*ConsentServicePutBatchResult)(nil),   // 11: chaperone.v1.ConsentServicePutBatchResult
+	(*structpb.Struct)(nil),                // 12: google.protobuf.Struct
 }
 var file_chaperone_v1_consent_proto_depIdxs = []int32{
-	9, // 0: chaperone.v1.ConsentServicePutRequest.consent:type_name -> google.protobuf.Struct
-	9, // 1: chaperone.v1.StoredConsent.consent:type_name -> google.protobuf.Struct
-	3, // 2: chaperone.v1.ConsentServiceGetResponse.consent:type_name -> chaperone.v1.StoredConsent
-	3, // 3: chaperone.v1.ConsentServiceListResponse.consents:type_name -> chaperone.v1.StoredConsent
-	0, // 4: chaperone.v1.ConsentService.Put:input_type -> chaperone.v1.ConsentServicePutRequest
-	2, // 5: chaperone.v1.ConsentService.Get:input_type -> chaperone.v1.ConsentServiceGetRequest
-	5, // 6: chaperone.v1.ConsentService.List:input_type -> chaperone.v1.ConsentServiceListRequest
-	7, // 7: chaperone.v1.ConsentService.Revoke:input_type -> chaperone.v1.ConsentServiceRevokeRequest
-	1, // 8: chaperone.v1.ConsentService.Put:output_type -> chaperone.v1.ConsentServicePutResponse
-	4, // 9: chaperone.v1.ConsentService.Get:output_type -> chaperone.v1.ConsentServiceGetResponse
-	6, // 10: chaperone.v1.ConsentService.List:output_type -> chaperone.v1.ConsentServiceListResponse
-	8, // 11: chaperone.v1.ConsentService.Revoke:output_type -> chaperone.v1.ConsentServiceRevokeResponse
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	12, // 0: chaperone.v1.ConsentServicePutRequest.consent:type_name -> google.protobuf.Struct
+	12, // 1: chaperone.v1.StoredConsent.consent:type_name -> google.protobuf.Struct
+	3,  // 2: chaperone.v1.ConsentServiceGetResponse.consent:type_name -> chaperone.v1.StoredConsent
+	3,  // 3: chaperone.v1.ConsentServiceListResponse.consents:type_name -> chaperone.v1.StoredConsent
+	0,  // 4: chaperone.v1.ConsentServicePutBatchRequest.items:type_name -> chaperone.v1.ConsentServicePutRequest
+	11, // 5: chaperone.v1.ConsentServicePutBatchResponse.results:type_name -> chaperone.v1.ConsentServicePutBatchResult
+	0,  // 6: chaperone.v1.ConsentService.Put:input_type -> chaperone.v1.ConsentServicePutRequest
+	2,  // 7: chaperone.v1.ConsentService.Get:input_type -> chaperone.v1.ConsentServiceGetRequest
+	5,  // 8: chaperone.v1.ConsentService.List:input_type -> chaperone.v1.ConsentServiceListRequest
+	7,  // 9: chaperone.v1.ConsentService.Revoke:input_type -> chaperone.v1.ConsentServiceRevokeRequest
+	9,  // 10: chaperone.v1.ConsentService.PutBatch:input_type -> chaperone.v1.ConsentServicePutBatchRequest
+	1,  // 11: chaperone.v1.ConsentService.Put:output_type -> chaperone.v1.ConsentServicePutResponse
+	4,  // 12: chaperone.v1.ConsentService.Get:output_type -> chaperone.v1.ConsentServiceGetResponse
+	6,  // 13: chaperone.v1.ConsentService.List:output_type -> chaperone.v1.ConsentServiceListResponse
+	8,  // 14: chaperone.v1.ConsentService.Revoke:output_type -> chaperone.v1.ConsentServiceRevokeResponse
+	10, // 15: chaperone.v1.ConsentService.PutBatch:output_type -> chaperone.v1.ConsentServicePutBatchResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_chaperone_v1_consent_proto_init() }
@@ -608,7 +786,7 @@ func file_chaperone_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chaperone_v1_consent_proto_rawDesc), len(file_chaperone_v1_consent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,8 @@ const (
 	ConsentServiceListProcedure = "/chaperone.v1.ConsentService/List"
 	// ConsentServiceRevokeProcedure is the fully-qualified name of the ConsentService's Revoke RPC.
 	ConsentServiceRevokeProcedure = "/chaperone.v1.ConsentService/Revoke"
+	// ConsentServicePutBatchProcedure is the fully-qualified name of the ConsentService's PutBatch RPC.
+	ConsentServicePutBatchProcedure = "/chaperone.v1.ConsentService/PutBatch"
 )
 
 // ConsentServiceClient is a client for the chaperone.v1.ConsentService service.
@@ -57,6 +59,11 @@ type ConsentServiceClient interface {
 	List(context.Context, *connect.Request[v1.ConsentServiceListRequest]) (*connect.Response[v1.ConsentServiceListResponse], error)
 	// Revoke makes a consent inactive for every later decision; it stays readable.
 	Revoke(context.Context, *connect.Request[v1.ConsentServiceRevokeRequest]) (*connect.Response[v1.ConsentServiceRevokeResponse], error)
+	// PutBatch stores up to 1000 consents in one request, for bulk imports: each item is
+	// checked, recorded and stored exactly as Put would, independently of the others, and
+	// answered in order in results; a refused item does not stop the rest. The request
+	// fails as a whole only when it is malformed (invalid_argument) or too large.
+	PutBatch(context.Context, *connect.Request[v1.ConsentServicePutBatchRequest]) (*connect.Response[v1.ConsentServicePutBatchResponse], error)
 }
 
 // NewConsentServiceClient constructs a client for the chaperone.v1.ConsentService service. By
@@ -96,15 +103,22 @@ func NewConsentServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(consentServiceMethods.ByName("Revoke")),
 			connect.WithClientOptions(opts...),
 		),
+		putBatch: connect.NewClient[v1.ConsentServicePutBatchRequest, v1.ConsentServicePutBatchResponse](
+			httpClient,
+			baseURL+ConsentServicePutBatchProcedure,
+			connect.WithSchema(consentServiceMethods.ByName("PutBatch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // consentServiceClient implements ConsentServiceClient.
 type consentServiceClient struct {
-	put    *connect.Client[v1.ConsentServicePutRequest, v1.ConsentServicePutResponse]
-	get    *connect.Client[v1.ConsentServiceGetRequest, v1.ConsentServiceGetResponse]
-	list   *connect.Client[v1.ConsentServiceListRequest, v1.ConsentServiceListResponse]
-	revoke *connect.Client[v1.ConsentServiceRevokeRequest, v1.ConsentServiceRevokeResponse]
+	put      *connect.Client[v1.ConsentServicePutRequest, v1.ConsentServicePutResponse]
+	get      *connect.Client[v1.ConsentServiceGetRequest, v1.ConsentServiceGetResponse]
+	list     *connect.Client[v1.ConsentServiceListRequest, v1.ConsentServiceListResponse]
+	revoke   *connect.Client[v1.ConsentServiceRevokeRequest, v1.ConsentServiceRevokeResponse]
+	putBatch *connect.Client[v1.ConsentServicePutBatchRequest, v1.ConsentServicePutBatchResponse]
 }
 
 // Put calls chaperone.v1.ConsentService.Put.
@@ -127,6 +141,11 @@ func (c *consentServiceClient) Revoke(ctx context.Context, req *connect.Request[
 	return c.revoke.CallUnary(ctx, req)
 }
 
+// PutBatch calls chaperone.v1.ConsentService.PutBatch.
+func (c *consentServiceClient) PutBatch(ctx context.Context, req *connect.Request[v1.ConsentServicePutBatchRequest]) (*connect.Response[v1.ConsentServicePutBatchResponse], error) {
+	return c.putBatch.CallUnary(ctx, req)
+}
+
 // ConsentServiceHandler is an implementation of the chaperone.v1.ConsentService service.
 type ConsentServiceHandler interface {
 	// Put validates and stores a consent; a resource with the id of a stored one of the
@@ -141,6 +160,11 @@ type ConsentServiceHandler interface {
 	List(context.Context, *connect.Request[v1.ConsentServiceListRequest]) (*connect.Response[v1.ConsentServiceListResponse], error)
 	// Revoke makes a consent inactive for every later decision; it stays readable.
 	Revoke(context.Context, *connect.Request[v1.ConsentServiceRevokeRequest]) (*connect.Response[v1.ConsentServiceRevokeResponse], error)
+	// PutBatch stores up to 1000 consents in one request, for bulk imports: each item is
+	// checked, recorded and stored exactly as Put would, independently of the others, and
+	// answered in order in results; a refused item does not stop the rest. The request
+	// fails as a whole only when it is malformed (invalid_argument) or too large.
+	PutBatch(context.Context, *connect.Request[v1.ConsentServicePutBatchRequest]) (*connect.Response[v1.ConsentServicePutBatchResponse], error)
 }
 
 // NewConsentServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -176,6 +200,12 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 		connect.WithSchema(consentServiceMethods.ByName("Revoke")),
 		connect.WithHandlerOptions(opts...),
 	)
+	consentServicePutBatchHandler := connect.NewUnaryHandler(
+		ConsentServicePutBatchProcedure,
+		svc.PutBatch,
+		connect.WithSchema(consentServiceMethods.ByName("PutBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/chaperone.v1.ConsentService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsentServicePutProcedure:
@@ -186,6 +216,8 @@ func NewConsentServiceHandler(svc ConsentServiceHandler, opts ...connect.Handler
 			consentServiceListHandler.ServeHTTP(w, r)
 		case ConsentServiceRevokeProcedure:
 			consentServiceRevokeHandler.ServeHTTP(w, r)
+		case ConsentServicePutBatchProcedure:
+			consentServicePutBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -209,4 +241,8 @@ func (UnimplementedConsentServiceHandler) List(context.Context, *connect.Request
 
 func (UnimplementedConsentServiceHandler) Revoke(context.Context, *connect.Request[v1.ConsentServiceRevokeRequest]) (*connect.Response[v1.ConsentServiceRevokeResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("chaperone.v1.ConsentService.Revoke is not implemented"))
+}
+
+func (UnimplementedConsentServiceHandler) PutBatch(context.Context, *connect.Request[v1.ConsentServicePutBatchRequest]) (*connect.Response[v1.ConsentServicePutBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("chaperone.v1.ConsentService.PutBatch is not implemented"))
 }
