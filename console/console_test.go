@@ -4,6 +4,7 @@ import (
 	"encoding/csv"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -166,7 +167,16 @@ func TestCSRF(t *testing.T) {
 
 func TestSearchAndPatient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{})
+	for _, sealed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "clear", true: "sealed"}[sealed], func(t *testing.T) {
+			t.Parallel()
+			testSearchAndPatient(t, sealed)
+		})
+	}
+}
+
+func testSearchAndPatient(t *testing.T, sealed bool) {
+	e := newEnv(t, envOptions{sealed: sealed})
 	b := e.browser(t)
 	tok := b.csrf("/console/playground")
 	if code, _, _ := b.post("/console/playground", breakGlassForm(tok)); code != http.StatusOK {
@@ -223,6 +233,13 @@ func TestSearchAndPatient(t *testing.T) {
 	rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
 	if err != nil || len(rows) != 2 || rows[1][1] != "Practitioner/p1" || rows[1][4] != "AllergyIntolerance/all-1" || rows[1][6] != "yes" {
 		t.Fatalf("csv rows %v (%v)", rows, err)
+	}
+	if sealed {
+		// The log itself names nobody.
+		raw, err := os.ReadFile(e.logPath)
+		if err != nil || strings.Contains(string(raw), "Patient/53") || strings.Contains(string(raw), "Practitioner/p1") {
+			t.Errorf("sealed log holds identifiers in clear (%v)", err)
+		}
 	}
 	// Patient/52's only access was a TREAT DENY: no disclosure.
 	if _, _, body := b.post("/console/patient", url.Values{"csrf": {tok}, "patient": {"Patient/52"}}); !strings.Contains(body, "No disclosures recorded") {

@@ -9,9 +9,9 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
-	"mime/multipart"
 	"iter"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -35,6 +35,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/console"
 	"github.com/chaperone-pdp/chaperone/engine"
+	"github.com/chaperone-pdp/chaperone/keyset"
 	"github.com/chaperone-pdp/chaperone/server"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
@@ -60,6 +61,9 @@ type envOptions struct {
 	// callers, when set, turns on bearer-token authentication with this
 	// authorization file; otherwise the loopback anonymous mode.
 	callers *callers.AuthzConfig
+	// sealed seals the identifying fields of audit records (and gives the
+	// audit service the key set).
+	sealed bool
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -82,14 +86,28 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.log = audit.New(sink, audit.WithDurable(true))
+	logOpts := []audit.Option{audit.WithDurable(true)}
+	var svcOpts []server.AuditOption
+	if o.sealed {
+		ks, err := keyset.Generate("k1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fk, err := audit.NewFieldKeys(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logOpts = append(logOpts, audit.WithFieldKeys(fk))
+		svcOpts = append(svcOpts, server.WithAuditFieldKeys(fk))
+	}
+	e.log = audit.New(sink, logOpts...)
 	t.Cleanup(func() { _ = e.log.Close(context.Background()) })
 	v, err := validation.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := e.logPath
-	auditSvc := server.NewAuditService(func(context.Context) iter.Seq2[audit.Entry, error] { return audit.ReadFiles(path) }, e.log)
+	auditSvc := server.NewAuditService(func(context.Context) iter.Seq2[audit.Entry, error] { return audit.ReadFiles(path) }, e.log, svcOpts...)
 	consentSvc := server.NewConsentService(mem)
 	accessSvc := server.NewAccessService(e.grants)
 

@@ -44,6 +44,7 @@ type AuditService struct {
 	src      AuditSource
 	reviewer AuditReviewer
 	keys     []ed25519.PublicKey
+	fields   *audit.FieldKeys
 	logger   *slog.Logger
 }
 
@@ -56,6 +57,13 @@ type AuditOption func(*AuditService)
 // keys the log is signed with (the server's --audit-key).
 func WithAuditKeys(keys ...ed25519.PublicKey) AuditOption {
 	return func(s *AuditService) { s.keys = append(s.keys, keys...) }
+}
+
+// WithAuditFieldKeys opens the identifying fields the log's writer sealed
+// (serve --audit-encryption-key-file); a patient's records are found by
+// their blind index. Without it a log with sealed fields cannot be read.
+func WithAuditFieldKeys(fk *audit.FieldKeys) AuditOption {
+	return func(s *AuditService) { s.fields = fk }
 }
 
 // WithAuditLogger sets the service's logger.
@@ -87,10 +95,13 @@ type loggedRecord struct {
 // errAuditRead answers a log that could not be read.
 var errAuditRead = errors.New("the audit log could not be read")
 
-// read decodes every record of the log. A torn last line (a write in
-// progress, or cut by a crash) is left out.
-func (s *AuditService) read(ctx context.Context) ([]loggedRecord, error) {
-	var out []loggedRecord
+// read decodes the records of the log (those that may be about patient,
+// when given and the fields are sealed) and opens their identifying
+// fields. A torn last line (a write in progress, or cut by a crash) is
+// left out.
+func (s *AuditService) read(ctx context.Context, patient string) ([]loggedRecord, error) {
+	var recs []audit.Record
+	lines := map[uint64][]byte{}
 	for e, err := range s.src(ctx) {
 		if err != nil {
 			s.logger.ErrorContext(ctx, "read audit log", "error", err)
@@ -104,7 +115,19 @@ func (s *AuditService) read(ctx context.Context) ([]loggedRecord, error) {
 			s.logger.ErrorContext(ctx, "decode audit record", "where", e.Where, "error", err)
 			return nil, connect.NewError(connect.CodeDataLoss, errors.New("the audit log holds a line that is not a record (run chaperone audit verify)"))
 		}
-		out = append(out, loggedRecord{Record: r, line: e.Line})
+		recs = append(recs, r)
+		lines[r.Seq] = e.Line
+	}
+	if s.fields != nil && patient != "" {
+		recs = s.fields.MatchPatient(recs, patient)
+	}
+	if err := audit.OpenRecords(recs, s.fields); err != nil {
+		s.logger.ErrorContext(ctx, "open audit records", "error", err)
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("the audit log's identifying fields are encrypted under a key this server does not hold"))
+	}
+	out := make([]loggedRecord, len(recs))
+	for i := range recs {
+		out[i] = loggedRecord{Record: recs[i], line: lines[recs[i].Seq]}
 	}
 	return out, nil
 }
@@ -115,7 +138,7 @@ const DefaultAuditSearchLimit = 100
 // Search implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) Search(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceSearchRequest]) (*connect.Response[chaperonev1.AuditServiceSearchResponse], error) {
 	m := req.Msg
-	recs, err := s.read(ctx)
+	recs, err := s.read(ctx, m.GetPatient())
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +182,7 @@ func (s *AuditService) Search(ctx context.Context, req *connect.Request[chaperon
 
 // GetRecord implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) GetRecord(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceGetRecordRequest]) (*connect.Response[chaperonev1.AuditServiceGetRecordResponse], error) {
-	recs, err := s.read(ctx)
+	recs, err := s.read(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +243,7 @@ func (s *AuditService) Verify(ctx context.Context, _ *connect.Request[chaperonev
 
 // ListBreakGlass implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) ListBreakGlass(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceListBreakGlassRequest]) (*connect.Response[chaperonev1.AuditServiceListBreakGlassResponse], error) {
-	recs, err := s.read(ctx)
+	recs, err := s.read(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +275,7 @@ func (s *AuditService) Review(ctx context.Context, req *connect.Request[chaperon
 	if s.reviewer == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("reviews are not recorded by this server"))
 	}
-	recs, err := s.read(ctx)
+	recs, err := s.read(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -273,11 +296,11 @@ func (s *AuditService) Review(ctx context.Context, req *connect.Request[chaperon
 
 // Disclosures implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) Disclosures(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceDisclosuresRequest]) (*connect.Response[chaperonev1.AuditServiceDisclosuresResponse], error) {
-	recs, err := s.read(ctx)
+	m := req.Msg
+	recs, err := s.read(ctx, m.GetPatient())
 	if err != nil {
 		return nil, err
 	}
-	m := req.Msg
 	w := window(m.GetSince(), m.GetUntil())
 	resp := &chaperonev1.AuditServiceDisclosuresResponse{}
 	for i := range recs {

@@ -9,10 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/chaperone-pdp/chaperone/callers"
+	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
@@ -272,4 +275,83 @@ func decodePaddedChunks(s string) ([]byte, error) {
 		out, s = append(out, b...), s[end:]
 	}
 	return out, nil
+}
+
+// TestSelfAuthorized: a path the guard leaves to its handler
+// (GuardConfig.SelfAuthorized) is still authenticated, the handler's
+// server.Authorize applies the callers file, and no spelling of a path
+// outside the prefix escapes authorization.
+func TestSelfAuthorized(t *testing.T) {
+	t.Parallel()
+	sgn := newSigner(t, "k1")
+	js := newJWKSServer(t, jwksJSON(t, sgn))
+	authz, err := callers.NewAuthorizer(callers.AuthzConfig{Callers: []callers.CallerGrant{
+		{Name: "officer", Subjects: []string{"officer"}, Allow: []string{"chaperone.v1.ConsentService/List"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := server.NewGuard(server.GuardConfig{JWT: newVerifier(t, js.url, 0), Authorizer: authz, SelfAuthorized: []string{"/console/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(noConsents{})
+	v, _ := validation.New()
+	var consentCalls atomic.Int64
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := server.Authorize(r.Context(), "/chaperone.v1.ConsentService/List"); err != nil {
+			http.Error(w, "denied", http.StatusForbidden)
+			return
+		}
+		w.Write([]byte("page"))
+	})
+	srv := server.New(eng, v, server.WithMiddleware(g.Middleware, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/chaperone.v1.ConsentService/") {
+				consentCalls.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}), server.WithHandlerOptions(g.HandlerOptions()...),
+		server.WithConsentService(server.NewConsentService(consentstore.NewMemory())),
+		server.WithHTTPHandler("/console/", page))
+	ts := httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+
+	get := func(path, sub string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+path, strings.NewReader(`{"patient":"Patient/52"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if sub != "" {
+			req.Header.Set("Authorization", "Bearer "+sgn.sign(t, claims{sub: sub}))
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		name, path, sub string
+		want            int
+	}{
+		{"granted caller", "/console/page", "officer", 200},
+		{"caller without the grant", "/console/page", "stranger", 403},
+		{"no token", "/console/page", "", 401},
+		{"dot-dot out of the prefix", "/console/../chaperone.v1.ConsentService/List", "stranger", 0},
+		{"encoded dot-dot", "/console/%2e%2e/chaperone.v1.ConsentService/List", "stranger", 0},
+		{"double slash", "/console//../chaperone.v1.ConsentService/List", "stranger", 0},
+	} {
+		got := get(tc.path, tc.sub)
+		if tc.want != 0 && got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+		if tc.want == 0 && got == http.StatusOK {
+			t.Errorf("%s: %d: a path outside the prefix was served", tc.name, got)
+		}
+	}
+	if n := consentCalls.Load(); n != 0 {
+		t.Errorf("ConsentService reached %d times by a caller without the grant", n)
+	}
 }

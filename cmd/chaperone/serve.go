@@ -249,7 +249,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 				return err
 			}
 			closers = append(closers, func(context.Context) error { closeSrc(); return nil })
-			auditSvc := server.NewAuditService(auditSrc, auditLog, server.WithAuditKeys(auditKeys...), server.WithAuditLogger(logger))
+			auditFields, err := loadFieldKeys(af.fieldKeyFile)
+			if err != nil {
+				return err
+			}
+			auditSvc := server.NewAuditService(auditSrc, auditLog, server.WithAuditKeys(auditKeys...),
+				server.WithAuditFieldKeys(auditFields), server.WithAuditLogger(logger))
 			opts = append(opts, server.WithAuditService(auditSvc))
 			// The console decides through the server it is mounted on: it
 			// is made once the server exists.
