@@ -184,6 +184,35 @@ type PruneResult struct {
 	Record Prune `json:"record"`
 }
 
+// ErrPruneNeedsKey means a signed log was to be pruned without its
+// signing key: its anchors could not be signed.
+var ErrPruneNeedsKey = errors.New("the audit log is signed: pruning it needs its signing key")
+
+// signedLog reports whether the log at path is signed: it begins with a
+// genesis, or was pruned behind signed anchors.
+func signedLog(path string) (bool, error) {
+	anchors, err := ReadPruneAnchors(path)
+	if err != nil {
+		return false, err
+	}
+	if len(anchors) > 0 {
+		return anchors[len(anchors)-1].KeyID != "", nil
+	}
+	signed := false
+	for e, err := range ReadFiles(path) {
+		if err != nil {
+			return false, err
+		}
+		var r struct {
+			Kind Kind `json:"kind"`
+		}
+		_ = json.Unmarshal(e.Line, &r)
+		signed = r.Kind == KindGenesis
+		break
+	}
+	return signed, nil
+}
+
 // ErrPruneRefused means the log did not verify, so nothing was pruned:
 // pruning must not destroy the evidence of tampering.
 var ErrPruneRefused = errors.New("audit log does not verify: nothing pruned")
@@ -220,6 +249,11 @@ func PruneFile(path string, o PruneOptions) (PruneResult, error) {
 	res.Record.Before, res.Record.Archive = o.Before.UTC(), o.Archive
 	if len(cut) == 0 {
 		return res, nil
+	}
+	if o.Signer == nil {
+		if signed, err := signedLog(path); err != nil || signed {
+			return res, errors.Join(err, ErrPruneNeedsKey)
+		}
 	}
 	keys := o.Keys
 	if o.Signer != nil {
@@ -330,33 +364,28 @@ func removeSegment(seg, archive string) error {
 }
 
 // segmentSpan reads a segment's first and last sequence numbers, the time
-// of its last record and its number of records.
+// of its last record and its number of records, from its first and last
+// lines.
 func segmentSpan(path string) (first, last uint64, lastTime time.Time, n uint64, err error) {
-	var firstSet bool
-	readFile(path, func(e Entry, rerr error) bool {
-		if rerr != nil {
-			err = rerr
-			return false
-		}
-		var r struct {
-			Seq  uint64    `json:"seq"`
-			Time time.Time `json:"time"`
-		}
-		if jerr := json.Unmarshal(e.Line, &r); jerr != nil {
-			err = fmt.Errorf("%s: %w: %v", e.Where, ErrMalformed, jerr)
-			return false
-		}
-		if !firstSet {
-			first, firstSet = r.Seq, true
-		}
-		last, lastTime = r.Seq, r.Time
-		n++
-		return true
-	})
-	if err == nil && !firstSet {
-		err = fmt.Errorf("segment %s is empty", path)
+	if first, err = firstSeq(path); err != nil {
+		return 0, 0, time.Time{}, 0, err
 	}
-	return first, last, lastTime, n, err
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, time.Time{}, 0, err
+	}
+	line, _, err := lastLine(path, st.Size())
+	if err != nil || line == nil {
+		return 0, 0, time.Time{}, 0, fmt.Errorf("segment %s has no last record: %v", path, err)
+	}
+	var r struct {
+		Seq  uint64    `json:"seq"`
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal(line, &r); err != nil || r.Seq < first {
+		return 0, 0, time.Time{}, 0, fmt.Errorf("segment %s: last record: %w: %v", path, ErrMalformed, err)
+	}
+	return first, r.Seq, r.Time, r.Seq - first + 1, nil
 }
 
 // RecordPrune records a prune made by caller on the chain and waits until

@@ -48,6 +48,8 @@ type auditFlags struct {
 	anchor             string
 	ack                string
 	fieldKeyFile       string // --audit-encryption-key-file
+	retention          string // --audit-retention
+	archive            string // --audit-archive
 }
 
 // addAuditFlags registers serve's --audit-* flags.
@@ -68,6 +70,8 @@ func addAuditFlags(fs *pflag.FlagSet) *auditFlags {
 	fs.StringVar(&f.anchor, "audit-anchor", "", "also write every checkpoint's head here (a FILE, or redis://…[?key=K], default key "+audit.DefaultAnchorPrefix+"INSTANCE), so audit verify --anchor catches a cut log; needs --audit-key")
 	fs.StringVar(&f.ack, "audit-ack", "queued", "when a decision is answered: queued (its record is queued; a crash loses up to the group-commit delay) or durable (its record is fsynced, or acknowledged by Redis)")
 	fs.StringVar(&f.fieldKeyFile, "audit-encryption-key-file", "", auditFieldKeysHelp+" (off by default: identifiers are written in clear)")
+	fs.StringVar(&f.retention, "audit-retention", "", "prune rotated segments of the --audit-file log older than this (6y, 90d, 2160h), daily, behind signed anchors (see audit prune); default: keep everything")
+	fs.StringVar(&f.archive, "audit-archive", "", "with --audit-retention: move pruned segments to this directory instead of deleting them")
 	return f
 }
 
@@ -352,6 +356,7 @@ Times (--since, --until) are RFC 3339 ("2026-11-01T00:00:00Z"), a date
 		newAuditRecertifyCmd(e),
 		newAuditChangesCmd(e),
 		newAuditExportRequestsCmd(e),
+		newAuditPruneCmd(e),
 	)
 	return cmd
 }
@@ -415,6 +420,11 @@ first bad record is named), 2 when the log cannot be read.`,
 				return usageErrorf("no audit streams in Redis")
 			}
 			opts := audit.VerifyOptions{Keys: keys, AllowOpenTail: openTail, Instance: instance}
+			if src.redis == "" {
+				if opts.Pruned, err = audit.ReadPruneAnchors(src.file); err != nil {
+					return usageErrorf("%v", err)
+				}
+			}
 			if anchorURL != "" {
 				if len(chains) != 1 {
 					return usageErrorf("--anchor: name one chain (--stream)")
@@ -453,6 +463,10 @@ first bad record is named), 2 when the log cannot be read.`,
 					} else {
 						fmt.Fprintf(e.stdout, "  OPEN: not closed cleanly; %d records in the unanchored tail (accepted: --allow-open-tail)\n", s.UnsignedTail)
 					}
+				}
+				if p := s.Pruned; p != nil {
+					fmt.Fprintf(e.stdout, "  pruned: records 1..%d removed (older than %s) on %s; verified from the anchor (key id %s)\n",
+						p.Count, p.Before.Format(time.DateOnly), p.Time.Format(time.RFC3339), dash(p.KeyID))
 				}
 				if s.TornTail != "" {
 					fmt.Fprintf(e.stdout, "  torn last line at %s (a write cut by a crash; not counted)\n", s.TornTail)

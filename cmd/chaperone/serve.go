@@ -211,6 +211,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 				return nil
 			})
 			app.changes = auditLog
+			// Retention (--audit-retention): prunes the file log on schedule.
+			stopRetention, err := af.startRetention(ctx, auditLog, logger, af.redisURL == "" || cmd.Flags().Changed("audit-file"))
+			if err != nil {
+				return err
+			}
+			defer stopRetention()
 			bf.record = recordActivation(auditLog)
 			// The embedded bundle is active; --bundle replaces it before
 			// the first request and is watched from then on.
