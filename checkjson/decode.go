@@ -118,68 +118,38 @@ func (d *decoder) str() (string, bool) {
 
 // strings reads an array of strings.
 func (d *decoder) strings(dst *[]string) bool {
-	if !d.next('[') {
-		return false
-	}
-	if d.next(']') {
-		return true
-	}
-	for {
-		s, ok := d.str()
-		if !ok {
+	more, ok := d.open('[', ']')
+	for ok && more {
+		var s string
+		if s, ok = d.str(); !ok {
 			return false
 		}
 		*dst = append(*dst, s)
-		if d.next(',') {
-			continue
-		}
-		return d.next(']')
+		more, ok = d.after(']')
 	}
+	return ok
 }
 
-// array reads an array whose elements elem reads.
-func (d *decoder) array(elem func() bool) bool {
-	if !d.next('[') {
-		return false
+// open reads the opening byte of an object or array: ok false when it is
+// not there, more false when the closing one follows at once.
+func (d *decoder) open(opening, closing byte) (more, ok bool) {
+	if !d.next(opening) {
+		return false, false
 	}
-	if d.next(']') {
-		return true
-	}
-	for {
-		if !elem() {
-			return false
-		}
-		if d.next(',') {
-			continue
-		}
-		return d.next(']')
-	}
+	return !d.next(closing), true
 }
 
-// object reads an object, handing each member's name to member, which
-// reads the value. seen holds a bit per field number: a field named
+// after reads what follows a member or element: a comma (more) or the
+// closing byte.
+func (d *decoder) after(closing byte) (more, ok bool) {
+	if d.next(',') {
+		return true, true
+	}
+	return false, d.next(closing)
+}
+
+// once sets field number n in seen, false when it was set: a field named
 // twice (in either spelling) is protojson's error, left to it.
-func (d *decoder) object(member func(name []byte, seen *uint64) bool) bool {
-	if !d.next('{') {
-		return false
-	}
-	if d.next('}') {
-		return true
-	}
-	var seen uint64
-	for {
-		n, ok := d.name()
-		if !ok || !member(n, &seen) {
-			return false
-		}
-		if d.next(',') {
-			continue
-		}
-		return d.next('}')
-	}
-}
-
-// once sets field number n in seen, false when it was set.
 func once(seen *uint64, n uint) bool {
 	if *seen&(1<<n) != 0 {
 		return false
@@ -188,39 +158,76 @@ func once(seen *uint64, n uint) bool {
 	return true
 }
 
+// Each message is read by a loop over its members: the name picks the
+// field (false for a name the message does not have, which protojson
+// words), seen catches a field named twice.
+
 func (d *decoder) batchCheckRequest(m *chaperonev1.BatchCheckRequest) bool {
-	return d.object(func(name []byte, seen *uint64) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
 		switch string(name) {
 		case "requests":
-			return once(seen, 1) && d.array(func() bool {
-				r := &chaperonev1.CheckRequest{}
-				m.Requests = append(m.Requests, r)
-				return d.checkRequest(r)
-			})
+			ok = once(&seen, 1) && d.checkRequests(&m.Requests)
+		default:
+			return false
 		}
-		return false
-	})
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
+}
+
+func (d *decoder) checkRequests(dst *[]*chaperonev1.CheckRequest) bool {
+	more, ok := d.open('[', ']')
+	for ok && more {
+		r := &chaperonev1.CheckRequest{}
+		*dst = append(*dst, r)
+		if !d.checkRequest(r) {
+			return false
+		}
+		more, ok = d.after(']')
+	}
+	return ok
 }
 
 func (d *decoder) checkRequest(m *chaperonev1.CheckRequest) bool {
-	return d.object(func(name []byte, seen *uint64) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
 		switch string(name) {
 		case "subject":
 			m.Subject = &chaperonev1.Subject{}
-			return once(seen, 1) && d.subject(m.Subject)
+			ok = once(&seen, 1) && d.subject(m.Subject)
 		case "action":
-			return once(seen, 2) && d.into(&m.Action)
+			ok = once(&seen, 2) && d.into(&m.Action)
 		case "resource":
 			m.Resource = &chaperonev1.Resource{}
-			return once(seen, 3) && d.resource(m.Resource)
+			ok = once(&seen, 3) && d.resource(m.Resource)
 		case "purposeOfUse", "purpose_of_use":
-			return once(seen, 4) && d.into(&m.PurposeOfUse)
+			ok = once(&seen, 4) && d.into(&m.PurposeOfUse)
 		case "context":
 			m.Context = &chaperonev1.Context{}
-			return once(seen, 5) && d.context(m.Context)
+			ok = once(&seen, 5) && d.context(m.Context)
+		default:
+			return false
 		}
-		return false
-	})
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 func (d *decoder) into(dst *string) bool {
@@ -230,111 +237,189 @@ func (d *decoder) into(dst *string) bool {
 }
 
 func (d *decoder) subject(m *chaperonev1.Subject) bool {
-	return d.object(func(name []byte, seen *uint64) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
 		switch string(name) {
 		case "id":
-			return once(seen, 1) && d.into(&m.Id)
+			ok = once(&seen, 1) && d.into(&m.Id)
 		case "kind":
-			return once(seen, 2) && d.into(&m.Kind)
+			ok = once(&seen, 2) && d.into(&m.Kind)
 		case "identifiers":
-			return once(seen, 3) && d.identifiers(&m.Identifiers)
+			ok = once(&seen, 3) && d.identifiers(&m.Identifiers)
 		case "roles":
-			return once(seen, 4) && d.strings(&m.Roles)
+			ok = once(&seen, 4) && d.strings(&m.Roles)
 		case "organization":
-			return once(seen, 5) && d.into(&m.Organization)
+			ok = once(&seen, 5) && d.into(&m.Organization)
 		case "organizationIdentifiers", "organization_identifiers":
-			return once(seen, 6) && d.identifiers(&m.OrganizationIdentifiers)
+			ok = once(&seen, 6) && d.identifiers(&m.OrganizationIdentifiers)
 		case "scopes":
-			return once(seen, 7) && d.strings(&m.Scopes)
+			ok = once(&seen, 7) && d.strings(&m.Scopes)
 		case "clientId", "client_id":
-			return once(seen, 8) && d.into(&m.ClientId)
+			ok = once(&seen, 8) && d.into(&m.ClientId)
 		case "launchPatient", "launch_patient":
-			return once(seen, 9) && d.into(&m.LaunchPatient)
+			ok = once(&seen, 9) && d.into(&m.LaunchPatient)
+		default:
+			return false
 		}
-		return false
-	})
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 func (d *decoder) identifiers(dst *[]*chaperonev1.Identifier) bool {
-	return d.array(func() bool {
+	more, ok := d.open('[', ']')
+	for ok && more {
 		m := &chaperonev1.Identifier{}
 		*dst = append(*dst, m)
-		return d.object(func(name []byte, seen *uint64) bool {
-			switch string(name) {
-			case "system":
-				return once(seen, 1) && d.into(&m.System)
-			case "value":
-				return once(seen, 2) && d.into(&m.Value)
-			}
+		if !d.identifier(m) {
 			return false
-		})
-	})
+		}
+		more, ok = d.after(']')
+	}
+	return ok
+}
+
+func (d *decoder) identifier(m *chaperonev1.Identifier) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
+		switch string(name) {
+		case "system":
+			ok = once(&seen, 1) && d.into(&m.System)
+		case "value":
+			ok = once(&seen, 2) && d.into(&m.Value)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 func (d *decoder) codings(dst *[]*chaperonev1.Coding) bool {
-	return d.array(func() bool {
+	more, ok := d.open('[', ']')
+	for ok && more {
 		m := &chaperonev1.Coding{}
 		*dst = append(*dst, m)
-		return d.object(func(name []byte, seen *uint64) bool {
-			switch string(name) {
-			case "system":
-				return once(seen, 1) && d.into(&m.System)
-			case "code":
-				return once(seen, 2) && d.into(&m.Code)
-			}
+		if !d.coding(m) {
 			return false
-		})
-	})
+		}
+		more, ok = d.after(']')
+	}
+	return ok
+}
+
+func (d *decoder) coding(m *chaperonev1.Coding) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
+		switch string(name) {
+		case "system":
+			ok = once(&seen, 1) && d.into(&m.System)
+		case "code":
+			ok = once(&seen, 2) && d.into(&m.Code)
+		default:
+			return false
+		}
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 func (d *decoder) resource(m *chaperonev1.Resource) bool {
-	return d.object(func(name []byte, seen *uint64) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
 		switch string(name) {
 		case "type":
-			return once(seen, 1) && d.into(&m.Type)
+			ok = once(&seen, 1) && d.into(&m.Type)
 		case "id":
-			return once(seen, 2) && d.into(&m.Id)
+			ok = once(&seen, 2) && d.into(&m.Id)
 		case "patient":
-			return once(seen, 3) && d.into(&m.Patient)
+			ok = once(&seen, 3) && d.into(&m.Patient)
 		case "securityLabels", "security_labels":
-			return once(seen, 4) && d.codings(&m.SecurityLabels)
+			ok = once(&seen, 4) && d.codings(&m.SecurityLabels)
 		case "codes":
-			return once(seen, 5) && d.codings(&m.Codes)
+			ok = once(&seen, 5) && d.codings(&m.Codes)
 		case "categories":
-			return once(seen, 6) && d.codings(&m.Categories)
+			ok = once(&seen, 6) && d.codings(&m.Categories)
 		case "organization":
-			return once(seen, 7) && d.into(&m.Organization)
+			ok = once(&seen, 7) && d.into(&m.Organization)
 		case "author":
-			return once(seen, 8) && d.into(&m.Author)
+			ok = once(&seen, 8) && d.into(&m.Author)
 		case "date":
-			return once(seen, 9) && d.timestamp(&m.Date)
+			ok = once(&seen, 9) && d.timestamp(&m.Date)
 		case "profiles":
-			return once(seen, 10) && d.strings(&m.Profiles)
+			ok = once(&seen, 10) && d.strings(&m.Profiles)
+		default:
+			return false
 		}
-		return false
-	})
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 func (d *decoder) context(m *chaperonev1.Context) bool {
-	return d.object(func(name []byte, seen *uint64) bool {
+	var seen uint64
+	more, ok := d.open('{', '}')
+	for ok && more {
+		name, nok := d.name()
+		if !nok {
+			return false
+		}
 		switch string(name) {
 		case "time":
-			return once(seen, 1) && d.timestamp(&m.Time)
+			ok = once(&seen, 1) && d.timestamp(&m.Time)
 		case "breakGlassReason", "break_glass_reason":
-			return once(seen, 2) && d.into(&m.BreakGlassReason)
+			ok = once(&seen, 2) && d.into(&m.BreakGlassReason)
 		case "ip":
-			return once(seen, 3) && d.into(&m.Ip)
+			ok = once(&seen, 3) && d.into(&m.Ip)
 		case "networkZone", "network_zone":
-			return once(seen, 4) && d.into(&m.NetworkZone)
+			ok = once(&seen, 4) && d.into(&m.NetworkZone)
 		case "deviceTrust", "device_trust":
-			return once(seen, 5) && d.into(&m.DeviceTrust)
+			ok = once(&seen, 5) && d.into(&m.DeviceTrust)
 		case "correlationId", "correlation_id":
-			return once(seen, 6) && d.into(&m.CorrelationId)
+			ok = once(&seen, 6) && d.into(&m.CorrelationId)
 		case "phase":
-			return once(seen, 7) && d.into(&m.Phase)
+			ok = once(&seen, 7) && d.into(&m.Phase)
+		default:
+			return false
 		}
-		return false
-	})
+		if !ok {
+			return false
+		}
+		more, ok = d.after('}')
+	}
+	return ok
 }
 
 // Timestamp bounds of proto3 JSON: 0001-01-01T00:00:00Z to
