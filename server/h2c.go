@@ -10,6 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/grpchealth"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
 	"github.com/chaperone-pdp/chaperone/server/internal/h2c"
 )
 
@@ -74,6 +78,7 @@ func (s *Server) h2cServer(hs *http.Server) *h2c.Server {
 			ReadTimeout:    s.readTimeout,
 			IdleTimeout:    hs.IdleTimeout,
 			MaxHeaderBytes: hs.MaxHeaderBytes,
+			Inline:         unaryProcedures(append([]string{grpchealth.HealthV1ServiceName}, s.services...)),
 			BaseContext: func(nc net.Conn) context.Context {
 				ctx := context.WithValue(context.Background(), http.ServerContextKey, hs)
 				return context.WithValue(ctx, http.LocalAddrContextKey, nc.LocalAddr())
@@ -81,6 +86,31 @@ func (s *Server) h2cServer(hs *http.Server) *h2c.Server {
 		}
 	})
 	return s.h2c
+}
+
+// unaryProcedures returns whether a request is a POST to a unary
+// procedure of the named services (their descriptors are in the global
+// registry: generated code registers them). A service not found there
+// has none.
+func unaryProcedures(services []string) func(*http.Request) bool {
+	unary := make(map[string]bool)
+	for _, name := range services {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			continue
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			continue
+		}
+		for i := range sd.Methods().Len() {
+			m := sd.Methods().Get(i)
+			if !m.IsStreamingClient() && !m.IsStreamingServer() {
+				unary["/"+name+"/"+string(m.Name())] = true
+			}
+		}
+	}
+	return func(r *http.Request) bool { return r.Method == http.MethodPost && unary[r.URL.Path] }
 }
 
 // routeConn reads the first bytes of a connection: the HTTP/2 client

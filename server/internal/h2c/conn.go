@@ -40,6 +40,8 @@ type conn struct {
 	blockBytes  int    // bytes of the header block so far
 	pending     []*stream
 	sawSettings bool
+	inlineOK    bool       // see inlineCandidate
+	readerErr   chan error // the error that ended a handed-off frame reading
 	canon       map[string]string
 
 	maxClientID atomic.Uint32 // highest stream the client opened
@@ -62,7 +64,13 @@ type conn struct {
 	goAwaySent     bool
 	connConsumed   int64 // request bytes handlers read or dropped, not yet returned by WINDOW_UPDATE
 	deadlineAt     time.Time
+	flushTimer     *time.Timer // writes what a handler's Flush queued (see deferFlushLocked)
+	flushArmed     bool
 }
+
+// flushDelay is how long what a handler flushed may wait in the queue
+// for the handler's end (or another write) before it is written.
+const flushDelay = time.Millisecond
 
 // errStreamClosed: the stream was reset or its connection closed.
 var errStreamClosed = errors.New("h2c: stream closed")
@@ -82,6 +90,8 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader) *conn {
 		peerInitWindow: defaultWindow,
 		peerMaxFrame:   defaultMaxFrameSize,
 		canon:          make(map[string]string),
+		inlineOK:       true,
+		readerErr:      make(chan error, 1),
 	}
 	c.flow.L = &c.mu
 	base := context.Background()
@@ -121,6 +131,20 @@ func (c *conn) serve() (err error) {
 	}
 	_ = c.flushLocked()
 	c.mu.Unlock()
+	err = c.readFrames()
+	if err == errHandedOff {
+		err = <-c.readerErr // the goroutine reading now ends the connection
+	}
+	return err
+}
+
+// errHandedOff: the goroutine stopped reading frames; another one reads
+// them now.
+var errHandedOff = errors.New("h2c: frame reading handed off")
+
+// readFrames reads and acts on frames until the connection fails, or
+// until a handler it ran inline handed the reading to another goroutine.
+func (c *conn) readFrames() error {
 	for {
 		h, p, err := c.fr.next()
 		if err == nil {
@@ -135,20 +159,93 @@ func (c *conn) serve() (err error) {
 			return err
 		}
 		if len(c.pending) > 0 && !c.fr.frameReady() {
+			if st := c.inlineCandidate(); st != nil {
+				st.run()
+				if st.handedOff {
+					return errHandedOff
+				}
+				continue
+			}
 			c.dispatch()
 		}
 	}
 }
 
-// dispatch starts the handlers of the streams whose requests arrived.
-// They start once no further frame is buffered (so a unary request's
-// body is usually whole when its handler reads it).
-func (c *conn) dispatch() {
-	for i, st := range c.pending {
-		c.pending[i] = nil
-		c.srv.workers.run(st)
+// Unary requests of a connection without concurrent streams run inline.
+//
+// Handing a request to another goroutine costs a wake-up (and, with an
+// idle processor, a thread's): on a connection whose client waits for
+// each answer before it asks again (a grpc-go channel per Envoy worker, a
+// benchmark's connection per worker) that was most of what separated a
+// gRPC call from an HTTP/1.1 one. So when exactly one request is ready,
+// its body is whole, no other stream is open and Server.Inline says its
+// handler is unary, the reading goroutine runs it itself (and reads the
+// next frames after it). A connection that once had two requests ready
+// together runs every later one on workers: its client does not wait, and
+// a slow handler would hold the others up. A handler that must wait for
+// the client (flow control) first hands the frame reading to a new
+// goroutine (stream.handOff).
+func (c *conn) inlineCandidate() *stream {
+	if c.srv.Inline == nil || !c.inlineOK {
+		return nil
 	}
+	if len(c.pending) != 1 {
+		c.inlineOK = false
+		return nil
+	}
+	st := c.pending[0]
+	c.mu.Lock()
+	alone, reset := len(c.streams) == 1, st.reset
+	c.mu.Unlock()
+	if !alone {
+		c.inlineOK = false
+		return nil
+	}
+	if !st.unary || !st.remoteClosed || reset {
+		return nil
+	}
+	c.pending[0] = nil
 	c.pending = c.pending[:0]
+	st.inline = true
+	return st
+}
+
+// handOff starts a goroutine that reads the connection's frames in place
+// of the one running st inline.
+func (st *stream) handOff() {
+	if !st.inline || st.handedOff {
+		return
+	}
+	st.handedOff = true
+	c := st.c
+	go func() {
+		if err := c.readFrames(); err != errHandedOff {
+			c.readerErr <- err
+		}
+	}()
+}
+
+// dispatch starts the handlers of the streams whose requests arrived.
+// They start once no further frame is buffered; a unary request's
+// handler once its body is whole (or half the stream's window arrived:
+// the rest comes as the handler reads), so it never waits for the body.
+func (c *conn) dispatch() {
+	keep := c.pending[:0]
+	for _, st := range c.pending {
+		if st.ready() {
+			c.srv.workers.run(st)
+		} else {
+			keep = append(keep, st)
+		}
+	}
+	clear(c.pending[len(keep):])
+	c.pending = keep
+}
+
+// ready reports whether st's handler may start (see dispatch). Called by
+// the frame-reading goroutine, the only one that changes what it reads.
+func (st *stream) ready() bool {
+	return !st.unary || st.remoteClosed || st.received >= int64(st.c.srv.StreamWindow)/2 || st.reset
 }
 
 func (c *conn) handle(h frameHeader, p []byte) error {
@@ -692,6 +789,10 @@ func (c *conn) writeHeadersLocked(id uint32, fields []hpack.HeaderField, endStre
 // meanwhile, so answers that are ready together leave in one write. mu is
 // released while writing.
 func (c *conn) flushLocked() error {
+	if c.flushArmed && len(c.wbuf) > 0 && !c.flushing {
+		c.flushTimer.Stop()
+		c.flushArmed = false
+	}
 	for len(c.wbuf) > 0 && !c.flushing && c.werr == nil && !c.closed {
 		out := c.wbuf
 		c.wbuf, c.spare = c.spare[:0], nil
@@ -721,6 +822,32 @@ func (c *conn) flushLocked() error {
 		return net.ErrClosed
 	}
 	return c.werr
+}
+
+// deferFlushLocked has what is queued written within flushDelay unless
+// another write takes it first. connect-go flushes every message it
+// sends, unary answers too, before it writes the trailers: written at
+// once, a unary answer would take two writes; deferred, the handler's
+// end writes it with the trailers. A streaming answer's messages arrive
+// at most flushDelay late (and at once when its handler waits for the
+// client: see requestBody.Read).
+func (c *conn) deferFlushLocked() {
+	if len(c.wbuf) == 0 || c.flushArmed || c.closed {
+		return
+	}
+	c.flushArmed = true
+	if c.flushTimer == nil {
+		c.flushTimer = time.AfterFunc(flushDelay, c.timedFlush)
+	} else {
+		c.flushTimer.Reset(flushDelay)
+	}
+}
+
+func (c *conn) timedFlush() {
+	c.mu.Lock()
+	c.flushArmed = false
+	_ = c.flushLocked()
+	c.mu.Unlock()
 }
 
 // returnConn gives n bytes of the connection's window back to the client
@@ -794,6 +921,11 @@ func (c *conn) close() {
 	if c.idleTimer != nil {
 		c.idleTimer.Stop()
 	}
+	c.mu.Lock()
+	if c.flushTimer != nil {
+		c.flushTimer.Stop()
+	}
+	c.mu.Unlock()
 	_ = c.nc.Close()
 }
 

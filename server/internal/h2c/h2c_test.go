@@ -199,9 +199,18 @@ func (h *held) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "released")
 }
 
+// always runs every request inline where the connection allows it.
+func always(*http.Request) bool { return true }
+
 func TestEcho(t *testing.T) {
 	t.Parallel()
-	addr := serve(t, &h2c.Server{Handler: http.HandlerFunc(echo)})
+	for _, inline := range []func(*http.Request) bool{nil, always} {
+		addr := serve(t, &h2c.Server{Handler: http.HandlerFunc(echo), Inline: inline})
+		testEcho(t, addr)
+	}
+}
+
+func testEcho(t *testing.T, addr string) {
 	c := dial(t, addr).settings()
 	c.headers(1, false, c.block("/echo"))
 	if err := c.fr.WriteData(1, true, []byte("hello")); err != nil {
@@ -223,13 +232,25 @@ func TestEcho(t *testing.T) {
 func TestSmallClientWindow(t *testing.T) {
 	t.Parallel()
 	big := bytes.Repeat([]byte("0123456789"), 50000)
-	addr := serve(t, &h2c.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write(big)
-	})})
-	c := dial(t, addr).settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16384})
-	c.headers(1, true, c.block("/big"))
-	if a := c.read(1); a.status != "200" || !bytes.Equal(a.body, big) {
-		t.Fatalf("status %s, %d bytes", a.status, len(a.body))
+	for _, inline := range []func(*http.Request) bool{nil, always} {
+		addr := serve(t, &h2c.Server{Inline: inline, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write(big)
+		})})
+		c := dial(t, addr).settings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 16384})
+		for id := uint32(1); id <= 5; id += 2 { // inline, the frame reading handed off each time
+			c.headers(id, true, c.block("/big"))
+			if a := c.read(id); a.status != "200" || !bytes.Equal(a.body, big) {
+				t.Fatalf("stream %d: status %s, %d bytes", id, a.status, len(a.body))
+			}
+		}
+		// Two requests at once: the connection's later requests run on workers.
+		c.headers(7, true, c.block("/big"))
+		c.headers(9, true, c.block("/big"))
+		for _, id := range []uint32{7, 9} {
+			if a := c.read(id); a.status != "200" || !bytes.Equal(a.body, big) {
+				t.Fatalf("stream %d: status %s, %d bytes", id, a.status, len(a.body))
+			}
+		}
 	}
 }
 
@@ -433,4 +454,27 @@ func TestClientReset(t *testing.T) {
 	<-started
 	_ = c.fr.WriteRSTStream(1, http2.ErrCodeCancel)
 	<-canceled
+}
+
+// TestLargeUnaryBody: a request handled as unary (started once its body
+// is whole) with a body larger than the windows still starts (once half
+// the stream's window arrived) and is answered whole, with Go's client.
+func TestLargeUnaryBody(t *testing.T) {
+	t.Parallel()
+	addr := serve(t, &h2c.Server{Handler: http.HandlerFunc(echo), Inline: always, StreamWindow: 64 << 10, ConnWindow: 128 << 10})
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &p}, Timeout: 30 * time.Second}
+	body := bytes.Repeat([]byte("chaperone "), 300000) // 3 MB
+	for range 3 {
+		resp, err := client.Post("http://"+addr+"/echo", "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, body) || resp.Trailer.Get("X-Done") != "yes" {
+			t.Fatalf("%v: %d bytes back, trailer %v", err, len(got), resp.Trailer)
+		}
+	}
 }

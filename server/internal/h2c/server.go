@@ -41,6 +41,12 @@ type Server struct {
 	// body, and ConnWindow the connection's (0: 1 MiB each). They bound
 	// the request data held for handlers that have not read it.
 	StreamWindow, ConnWindow int32
+	// Inline, if set, says which requests' handlers return without
+	// waiting for the client (unary RPCs): on a connection whose client
+	// waits for each answer they run on the goroutine that read them
+	// (see conn.inlineCandidate). Their handlers must not wait for the
+	// request's context to end.
+	Inline func(*http.Request) bool
 	// BaseContext, if set, gives the context of a connection's requests.
 	BaseContext func(net.Conn) context.Context
 

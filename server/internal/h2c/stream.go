@@ -26,6 +26,10 @@ type stream struct {
 	start  time.Time
 	rw     responseWriter
 	body   requestBody
+	// inline: run by the frame-reading goroutine (see
+	// conn.inlineCandidate); handedOff: it then started another one.
+	inline, handedOff bool
+	unary             bool // Server.Inline says so: started once its body is whole
 
 	// Guarded by c.mu.
 	sendWindow int64
@@ -54,6 +58,7 @@ func newStream(c *conn, id uint32, req *http.Request, endStream bool) *stream {
 		recvAvail: int64(c.srv.StreamWindow),
 		declared:  req.ContentLength,
 	}
+	st.unary = c.srv.Inline != nil && c.srv.Inline(req)
 	st.ctx, st.cancel = context.WithCancel(c.ctx)
 	st.rw.st = st
 	st.body.st = st
@@ -220,6 +225,13 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		}
 		wake := st.wake
 		st.bmu.Unlock()
+		// The client may wait for what the handler flushed before it
+		// sends more.
+		st.c.mu.Lock()
+		if st.c.flushArmed {
+			_ = st.c.flushLocked()
+		}
+		st.c.mu.Unlock()
 		if timer == nil {
 			timer = time.NewTimer(time.Until(st.start.Add(st.c.srv.ReadTimeout)))
 		}
@@ -332,7 +344,7 @@ func (rw *responseWriter) Write(p []byte) (int, error) {
 	}
 	rw.out = append(rw.out, p...)
 	if len(rw.out) >= writeThreshold {
-		if err := rw.send(false); err != nil {
+		if err := rw.send(false, false); err != nil {
 			return 0, err
 		}
 	}
@@ -350,7 +362,7 @@ func (rw *responseWriter) FlushError() error {
 	if rw.sentHeader && len(rw.out) == 0 {
 		return nil
 	}
-	return rw.send(false)
+	return rw.send(false, true)
 }
 
 // finish ends the answer after the handler returned.
@@ -358,7 +370,7 @@ func (rw *responseWriter) finish() {
 	if !rw.wroteHeader {
 		rw.WriteHeader(http.StatusOK)
 	}
-	_ = rw.send(true)
+	_ = rw.send(true, false)
 }
 
 // trailers are the trailer fields: those the handler set with
@@ -388,8 +400,9 @@ func (rw *responseWriter) trailers() []hpack.HeaderField {
 }
 
 // send queues the header fields (once), the body held and, with end, the
-// trailers, the last frame ending the stream; then writes them.
-func (rw *responseWriter) send(end bool) error {
+// trailers, the last frame ending the stream; then writes them, or with
+// deferred has them written soon (see conn.deferFlushLocked).
+func (rw *responseWriter) send(end, deferred bool) error {
 	st, c := rw.st, rw.st.c
 	var trailers []hpack.HeaderField
 	if end {
@@ -423,6 +436,7 @@ func (rw *responseWriter) send(end bool) error {
 			if st.reset || c.closed || c.werr != nil {
 				return errStreamClosed
 			}
+			st.handOff() // the window grows by frames someone must read
 			c.flow.Wait()
 			continue
 		}
@@ -445,6 +459,10 @@ func (rw *responseWriter) send(end bool) error {
 			c.queueLocked(frameData, flagEndStream, st.id, nil)
 		}
 		st.ended = true
+	}
+	if deferred {
+		c.deferFlushLocked()
+		return nil
 	}
 	return c.flushLocked()
 }
