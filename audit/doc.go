@@ -5,7 +5,10 @@
 // labels, purpose of use), in which circumstance (ip, network zone,
 // correlation id, break-glass reason) and what was answered (decision,
 // reason codes, obligations, bundle revision, consents used). Records carry
-// identifiers only, never PHI payloads.
+// identifiers only, never PHI payloads, but every request field a decision
+// depends on (scopes, device trust, the resource's codes, …), so
+// [Record.CheckRequest] rebuilds the request for replaying it against
+// another bundle (chaperone audit export-requests, bundle diff).
 //
 // Records form a hash chain: each stored line is the JSON of the record with
 // its sequence number and the SHA-256 of the previous line ("prev"), followed

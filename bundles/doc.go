@@ -50,6 +50,12 @@
 // activation before it happens and can refuse it. [Loader.Run] polls the
 // source.
 //
-// [Diff] replays recorded CheckRequests against two bundles and reports the
-// decisions and obligations that changed ([Report.Markdown], JSON).
+// [Diff] replays recorded CheckRequests against two bundles and reports,
+// counting each request once, the decisions that changed, the same
+// decisions given for other reasons (another reason code or deciding
+// policy) and the same decisions with other obligations, grouped by old →
+// new decision and policy delta, with roles, resource types, reason and
+// consent deltas counted within a group and the obligations of new ALLOWs
+// ([Report.Markdown] with a legend of its notation; [Report.JSON], shape
+// [ReportVersion]).
 package bundles
