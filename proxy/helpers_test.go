@@ -118,6 +118,12 @@ type rig struct {
 
 func newRig(t *testing.T, answers map[string]string, pdpURL string) *rig {
 	t.Helper()
+	return newRigWith(t, answers, pdpURL, gateway.Options{})
+}
+
+// newRigWith is newRig with the gateway's options (its revocation list).
+func newRigWith(t *testing.T, answers map[string]string, pdpURL string, gopts gateway.Options) *rig {
+	t.Helper()
 	var rec *testkit.Recorder
 	if pdpURL == "" {
 		pdpURL, rec = pdp(t)
@@ -146,7 +152,7 @@ func newRig(t *testing.T, answers map[string]string, pdpURL string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(context.Background(), cfg, gateway.Options{})
+	g, err := gateway.New(context.Background(), cfg, gopts)
 	if err != nil {
 		t.Fatal(err)
 	}

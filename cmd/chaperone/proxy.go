@@ -27,6 +27,10 @@ func newProxyCmd(e *env) *cobra.Command {
 		insecure                                                            bool
 		pdpTimeout, upstreamTimeout, drain                                  time.Duration
 		maxRequest, maxResponse                                             int64
+		// Revocable end-user tokens: the revocation list in Redis.
+		revocationsRedis string
+		redisTimeout     time.Duration
+		requireJTI       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "proxy --upstream URL --pdp URL --gateway FILE [--addr 127.0.0.1:8788]",
@@ -69,7 +73,18 @@ SIGTERM or SIGINT stops it gracefully.`,
 			if err != nil {
 				return usageErrorf("--gateway: %v", err)
 			}
-			gw, err := gateway.New(ctx, gcfg, gateway.Options{})
+			gopts := gateway.Options{RequireJTI: requireJTI}
+			if revocationsRedis != "" {
+				list, closeList, err := openRevocations(ctx, revocationsRedis, redisTimeout, logger)
+				if err != nil {
+					return err
+				}
+				defer closeList()
+				gopts.Revocations = list
+			} else {
+				logger.Warn("no --redis: end users' tokens revoked with chaperone tokens revoke are accepted here until they expire")
+			}
+			gw, err := gateway.New(ctx, gcfg, gopts)
 			if err != nil {
 				return usageErrorf("--gateway: %v", err)
 			}
@@ -155,5 +170,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 	f.StringVar(&tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback --addr without TLS (behind a gateway that terminates TLS)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	// Revocable end-user tokens.
+	f.StringVar(&revocationsRedis, "redis", "", "the Redis store of the PDP (URL as for serve --redis): end users' tokens on its revocation list are refused (401); without it they are accepted until they expire")
+	f.DurationVar(&redisTimeout, "redis-timeout", 500*time.Millisecond, "bound of every Redis call (a token whose revocation state cannot be read is refused)")
+	f.BoolVar(&requireJTI, "require-jti", false, "refuse end users' tokens without a jti")
 	return cmd
 }

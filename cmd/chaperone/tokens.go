@@ -403,3 +403,25 @@ func (f *revokeFlags) guestLog(ctx context.Context) (*audit.Log, func(), error) 
 		closeSrc()
 	}, nil
 }
+
+// openRevocations opens the revocation list of the Redis store at url for
+// a process that only reads it (the proxy): its lookups are cached and
+// invalidated like serve's. close releases it.
+func openRevocations(ctx context.Context, url string, timeout time.Duration, logger *slog.Logger) (access.Revocations, func(), error) {
+	client, err := newRedisClient(url, timeout)
+	if err != nil {
+		return nil, nil, usageErrorf("--redis: %v", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
+	store, err := consentstore.NewRedis(client, consentstore.WithRedisTimeout(timeout), consentstore.WithRedisLogger(logger))
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, usageErrorf("%v", err)
+	}
+	return store, func() { _ = store.Close(); _ = client.Close() }, nil
+}
