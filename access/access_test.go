@@ -184,3 +184,10 @@ func TestNewRevocation(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryRevocationsProperty(t *testing.T) {
+	t.Parallel()
+	revocationtest.Property(t, func(_ *testing.T, c *revocationtest.Clock) access.Revocations {
+		return access.NewMemory(access.WithMemoryClock(c.Now))
+	})
+}

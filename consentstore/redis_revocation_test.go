@@ -173,3 +173,12 @@ func TestRedisRevocationUnavailable(t *testing.T) {
 		t.Errorf("RevokeToken with Redis down: %v", err)
 	}
 }
+
+func TestRedisRevocationsProperty(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	client, _ := newClient(t, addr)
+	revocationtest.Property(t, func(t *testing.T, c *revocationtest.Clock) access.Revocations {
+		return newRedis(t, client, "", consentstore.WithClock(c.Now))
+	})
+}

@@ -4,9 +4,12 @@ package revocationtest
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 
 	"github.com/chaperone-pdp/chaperone/access"
 )
@@ -144,4 +147,51 @@ func Run(t *testing.T, open Open) {
 			}
 		})
 	}
+}
+
+// Property checks a store against a model over random sequences of
+// revocations, clock steps and lookups: a token is refused exactly when
+// its jti or its hash was revoked with an until (plus the grace) still
+// ahead; a later revocation never shortens an earlier one.
+func Property(t *testing.T, open Open) {
+	t.Helper()
+	rapid.Check(t, func(rt *rapid.T) {
+		clock := NewClock(time.Now().Truncate(time.Millisecond))
+		s := open(t, clock)
+		ctx := context.Background()
+		model := map[string]time.Time{} // key → entry expiry
+		jtis := []string{"a", "b", "c", "h:" + strings.Repeat("1", 64)}
+		hashes := []string{strings.Repeat("1", 64), strings.Repeat("2", 64), strings.Repeat("3", 64)}
+		for range rapid.IntRange(1, 30).Draw(rt, "steps") {
+			switch rapid.IntRange(0, 2).Draw(rt, "op") {
+			case 0:
+				r := access.Revocation{Until: clock.Now().Add(time.Duration(rapid.IntRange(1, 7200).Draw(rt, "until s")) * time.Second)}
+				if rapid.Bool().Draw(rt, "by jti") {
+					r.JTI = rapid.SampledFrom(jtis).Draw(rt, "jti")
+				} else {
+					r.TokenSHA256 = rapid.SampledFrom(hashes).Draw(rt, "sha")
+				}
+				if _, err := s.RevokeToken(ctx, r); err != nil {
+					rt.Fatalf("RevokeToken(%+v): %v", r, err)
+				}
+				if r.Expires().After(model[r.Key()]) {
+					model[r.Key()] = r.Expires()
+				}
+			case 1:
+				clock.Advance(time.Duration(rapid.IntRange(0, 3600).Draw(rt, "advance s")) * time.Second)
+			default:
+				jti := rapid.SampledFrom(append([]string{""}, jtis...)).Draw(rt, "lookup jti")
+				sha := rapid.SampledFrom(append([]string{""}, hashes...)).Draw(rt, "lookup sha")
+				now := clock.Now()
+				want := (jti != "" && now.Before(model[access.JTIKey(jti)])) || (sha != "" && now.Before(model[access.HashKey(sha)]))
+				got, err := s.TokenRevoked(ctx, jti, sha)
+				if err != nil {
+					rt.Fatalf("TokenRevoked(%q, %q): %v", jti, sha, err)
+				}
+				if got != want {
+					rt.Fatalf("TokenRevoked(%q, %q) = %v at +%s, want %v (model %v)", jti, sha, got, now.Sub(time.Now()).Round(time.Second), want, model)
+				}
+			}
+		}
+	})
 }
