@@ -125,6 +125,48 @@ type TokenConfig struct {
 	Algorithms []string `yaml:"algorithms"`
 	// MaxLifetime caps exp - iat (a Go duration); "" means 24h.
 	MaxLifetime string `yaml:"maxLifetime"`
+	// Introspection, when set, also asks the issuer's OAuth 2.0 token
+	// introspection endpoint (RFC 7662) whether an end user's token is
+	// active.
+	Introspection *IntrospectionConfig `yaml:"introspection"`
+}
+
+// IntrospectionConfig is the issuer's token introspection endpoint and
+// Chaperone's client credentials for it.
+type IntrospectionConfig struct {
+	// URL is the endpoint (https, or http to a loopback host).
+	URL      string `yaml:"url"`
+	ClientID string `yaml:"clientId"`
+	// ClientSecretFile holds the client secret; a relative path is
+	// relative to the gateway file's directory.
+	ClientSecretFile string `yaml:"clientSecretFile"`
+	// Cache bounds how long an answer is reused (a Go duration), never
+	// past the token's exp; "" means 30s.
+	Cache string `yaml:"cache"`
+}
+
+func (i *IntrospectionConfig) cache() (time.Duration, error) {
+	if i.Cache == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(i.Cache)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("tokens.introspection.cache %q: want a positive duration such as 30s", i.Cache)
+	}
+	return d, nil
+}
+
+func (i *IntrospectionConfig) check() error {
+	switch {
+	case i.URL == "":
+		return errors.New("tokens.introspection.url is required")
+	case i.ClientID == "":
+		return errors.New("tokens.introspection.clientId is required")
+	case i.ClientSecretFile == "":
+		return errors.New("tokens.introspection.clientSecretFile is required")
+	}
+	_, err := i.cache()
+	return err
 }
 
 // ClaimNames name the claim of each subject field; an empty name leaves
@@ -150,7 +192,8 @@ type PurposeConfig struct {
 var ErrConfig = errors.New("gateway config")
 
 // Load reads and checks the gateway file at path. A relative tokens.jwks
-// file is relative to the file's directory.
+// file (and tokens.introspection.clientSecretFile) is relative to the
+// file's directory.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -162,6 +205,9 @@ func Load(path string) (*Config, error) {
 	}
 	if j := c.Tokens.JWKS; !strings.Contains(j, "://") && !filepath.IsAbs(j) {
 		c.Tokens.JWKS = filepath.Join(filepath.Dir(path), j)
+	}
+	if in := c.Tokens.Introspection; in != nil && !filepath.IsAbs(in.ClientSecretFile) {
+		in.ClientSecretFile = filepath.Join(filepath.Dir(path), in.ClientSecretFile)
 	}
 	return c, nil
 }
@@ -211,6 +257,11 @@ func (c *Config) check() error {
 	}
 	if _, err := c.maxLifetime(); err != nil {
 		return err
+	}
+	if t.Introspection != nil {
+		if err := t.Introspection.check(); err != nil {
+			return err
+		}
 	}
 	if c.Claims.ID == "" {
 		return errors.New("claims.id is required")

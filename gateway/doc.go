@@ -16,6 +16,11 @@
 //	  audience: https://fhir.example.org
 //	  algorithms: [RS256, ES256, EdDSA]   # optional subset; the default
 //	  maxLifetime: 24h              # optional; the default
+//	  introspection:                # optional: RFC 7662, fail closed
+//	    url: https://auth.example.org/introspect
+//	    clientId: chaperone
+//	    clientSecretFile: secret    # relative to the file; HTTP Basic
+//	    cache: 30s                  # the default; never past the token's exp
 //	claims:                         # claim name of each subject field
 //	  id: fhirUser
 //	  kind: kind

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -120,11 +121,18 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway tokens: %w", err)
 	}
-	v, err := callers.NewJWTVerifier(keys, callers.JWTConfig{
+	jcfg := callers.JWTConfig{
 		Issuer: cfg.Tokens.Issuer, Audience: []string{cfg.Tokens.Audience},
 		Algorithms: cfg.algorithms(), MaxLifetime: life, Now: o.Now, KeepClaims: true,
 		Revocations: o.Revocations, RequireJTI: o.RequireJTI,
-	})
+	}
+	if in := cfg.Tokens.Introspection; in != nil {
+		if jcfg.Introspection, err = newIntrospector(in, o.Now); err != nil {
+			_ = keys.Close(ctx)
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	v, err := callers.NewJWTVerifier(keys, jcfg)
 	if err != nil {
 		_ = keys.Close(ctx)
 		return nil, fmt.Errorf("gateway tokens: %w", err)
@@ -134,6 +142,21 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 		g.fetch = newFetcher(cfg, o)
 	}
 	return g, nil
+}
+
+// newIntrospector reads the client secret and builds the introspector of
+// the end users' tokens.
+func newIntrospector(in *IntrospectionConfig, now func() time.Time) (*callers.Introspector, error) {
+	b, err := os.ReadFile(in.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("tokens.introspection.clientSecretFile: %w", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return nil, fmt.Errorf("tokens.introspection.clientSecretFile %s is empty", in.ClientSecretFile)
+	}
+	ttl, _ := in.cache()
+	return callers.NewIntrospector(callers.IntrospectionConfig{URL: in.URL, ClientID: in.ClientID, ClientSecret: secret, CacheTTL: ttl, Now: now})
 }
 
 // Close stops the key set refreshes.
