@@ -3,6 +3,7 @@ package consentstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +181,50 @@ func TestRedisRevocationsProperty(t *testing.T) {
 	client, _ := newClient(t, addr)
 	revocationtest.Property(t, func(t *testing.T, c *revocationtest.Clock) access.Revocations {
 		return newRedis(t, client, "", consentstore.WithClock(c.Now))
+	})
+}
+
+// testTopologyRevocations runs the revocation suite on a topology
+// (Cluster, Sentinel) and checks that a revocation through one store
+// reaches the warm cache of another within a second, for jtis spread over
+// the slots, and that a warm lookup makes no round trip.
+func testTopologyRevocations(t *testing.T, topo topology) {
+	client, _ := topo.client(t)
+	revocationtest.Run(t, func(t *testing.T, c *revocationtest.Clock) access.Revocations {
+		return newRedis(t, client, "", consentstore.WithClock(c.Now))
+	})
+	ctx := context.Background()
+	prefix := fmt.Sprintf("rev%d", prefixSeq.Add(1))
+	ca, _ := topo.client(t)
+	cb, rtB := topo.client(t)
+	a, b := newRedis(t, ca, prefix), newRedis(t, cb, prefix)
+	const tokens = 20
+	for i := range tokens {
+		if got, err := b.TokenRevoked(ctx, fmt.Sprint("tok-", i), ""); err != nil || got {
+			t.Fatalf("before: TokenRevoked(tok-%d) = %v, %v", i, got, err)
+		}
+	}
+	before := rtB.n.Load()
+	for i := range tokens {
+		if got, err := b.TokenRevoked(ctx, fmt.Sprint("tok-", i), ""); err != nil || got {
+			t.Fatalf("warm: TokenRevoked(tok-%d) = %v, %v", i, got, err)
+		}
+	}
+	if n := rtB.n.Load() - before; n != 0 {
+		t.Errorf("%d warm lookups: %d round trips, want 0", tokens, n)
+	}
+	until := time.Now().Add(time.Hour)
+	for i := range tokens {
+		if _, err := a.RevokeToken(ctx, access.Revocation{JTI: fmt.Sprint("tok-", i), Until: until}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, time.Second, "every revocation seen by the other store", func() bool {
+		for i := range tokens {
+			if got, err := b.TokenRevoked(ctx, fmt.Sprint("tok-", i), ""); err != nil || !got {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -99,6 +99,10 @@ func TestRedisTopologies(t *testing.T) {
 				t.Parallel()
 				testTopologyWait(t, topo)
 			})
+			t.Run("token revocations", func(t *testing.T) {
+				t.Parallel()
+				testTopologyRevocations(t, topo) // redis_revocation_test.go
+			})
 		})
 	}
 }
