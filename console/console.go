@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -110,6 +111,10 @@ type Console struct {
 	csrf  *csrf
 	log   *slog.Logger
 	now   func() time.Time
+
+	verifyMu   sync.Mutex
+	verified   *chaperonev1.AuditServiceVerifyResponse // the last chain verification
+	verifiedAt time.Time
 }
 
 // New returns the console for cfg.

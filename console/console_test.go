@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"pgregory.net/rapid"
+
 	"github.com/chaperone-pdp/chaperone/audit"
 	"github.com/chaperone-pdp/chaperone/callers"
 )
@@ -99,6 +101,11 @@ func TestReviewFlow(t *testing.T) {
 	}
 	if _, rec := b.get("/console/record?id=" + id); !strings.Contains(rec, "justified: attending confirmed") {
 		t.Error("the record page does not show the review")
+	}
+
+	// The Decisions page shows the last verification until asked again.
+	if _, page := b.get("/console/decisions?verify=1"); !strings.Contains(page, "(1 decisions, 1 reviews)") || !strings.Contains(page, "intact") {
+		t.Error("the chain status does not count the decision and its review")
 	}
 
 	// On the chain: intact, with one review by the caller.
@@ -389,4 +396,42 @@ func errorLine(body string) string {
 		return m[1]
 	}
 	return ""
+}
+
+// TestCSRFProperty: a write passes the CSRF check only with the page's
+// own token and the console's own origin; any other token (a near miss
+// included) or origin is refused before the page runs.
+func TestCSRFProperty(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{})
+	b := e.browser(t)
+	tok := b.csrf("/console/decisions")
+	token := rapid.OneOf(
+		rapid.Just(tok),
+		rapid.Custom(func(t *rapid.T) string { // one character changed, cut or added
+			i := rapid.IntRange(0, len(tok)-1).Draw(t, "at")
+			switch rapid.IntRange(0, 2).Draw(t, "edit") {
+			case 0:
+				c := rapid.SampledFrom([]byte("ABCabc019-_")).Filter(func(c byte) bool { return c != tok[i] }).Draw(t, "char")
+				return tok[:i] + string(c) + tok[i+1:]
+			case 1:
+				return tok[:i]
+			default:
+				return tok + rapid.StringMatching(`[A-Za-z0-9_-]{1,3}`).Draw(t, "more")
+			}
+		}),
+		rapid.String(),
+	)
+	origin := rapid.OneOf(rapid.Just(e.url), rapid.Just(strings.Replace(e.url, "127.0.0.1", "localhost", 1)),
+		rapid.Just(e.url+"/"), rapid.Just("null"), rapid.StringMatching(`https?://[a-z0-9.:]{1,20}`))
+	rapid.Check(t, func(rt *rapid.T) {
+		tk, o := token.Draw(rt, "token"), origin.Draw(rt, "origin")
+		// A review of a decision that is not in the log: past the CSRF
+		// check the page answers 502 (not found), and nothing is written.
+		code, _, _ := b.postFrom(o, "/console/break-glass/review", url.Values{"csrf": {tk}, "decisionId": {"no-such-decision"}, "note": {"x"}})
+		pass := tk == tok && o == e.url
+		if pass != (code != http.StatusForbidden) {
+			rt.Fatalf("token %q origin %q: %d", tk, o, code)
+		}
+	})
 }

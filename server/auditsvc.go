@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/ed25519"
@@ -95,42 +96,100 @@ type loggedRecord struct {
 // errAuditRead answers a log that could not be read.
 var errAuditRead = errors.New("the audit log could not be read")
 
-// read decodes the records of the log (those that may be about patient,
-// when given and the fields are sealed) and opens their identifying
-// fields. A torn last line (a write in progress, or cut by a crash) is
-// left out.
-func (s *AuditService) read(ctx context.Context, patient string) ([]loggedRecord, error) {
-	var recs []audit.Record
-	lines := map[uint64][]byte{}
+// scan reads the log and returns the lines that may match: for every
+// group of needles, the line holds at least one of them. The needles are
+// cheap, conservative tests on the stored JSON (see [AuditService.quoted]);
+// the exact test runs on the decoded record. A torn last line (a write in
+// progress, or cut by a crash) is left out.
+func (s *AuditService) scan(ctx context.Context, groups ...[]string) ([][]byte, error) {
+	var out [][]byte
 	for e, err := range s.src(ctx) {
 		if err != nil {
 			s.logger.ErrorContext(ctx, "read audit log", "error", err)
 			return nil, connect.NewError(connect.CodeUnavailable, errAuditRead)
 		}
-		if e.Torn {
+		if e.Torn || !holdsAll(e.Line, groups) {
 			continue
 		}
-		var r audit.Record
-		if err := json.Unmarshal(e.Line, &r); err != nil {
-			s.logger.ErrorContext(ctx, "decode audit record", "where", e.Where, "error", err)
-			return nil, connect.NewError(connect.CodeDataLoss, errors.New("the audit log holds a line that is not a record (run chaperone audit verify)"))
-		}
-		recs = append(recs, r)
-		lines[r.Seq] = e.Line
-	}
-	if s.fields != nil && patient != "" {
-		recs = s.fields.MatchPatient(recs, patient)
-	}
-	if err := audit.OpenRecords(recs, s.fields); err != nil {
-		s.logger.ErrorContext(ctx, "open audit records", "error", err)
-		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("the audit log's identifying fields are encrypted under a key this server does not hold"))
-	}
-	out := make([]loggedRecord, len(recs))
-	for i := range recs {
-		out[i] = loggedRecord{Record: recs[i], line: lines[recs[i].Seq]}
+		out = append(out, e.Line)
 	}
 	return out, nil
 }
+
+func holdsAll(line []byte, groups [][]string) bool {
+	for _, g := range groups {
+		found := false
+		for _, n := range g {
+			if bytes.Contains(line, []byte(n)) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// decode reads a line's record and opens its sealed identifying fields.
+func (s *AuditService) decode(ctx context.Context, line []byte) (loggedRecord, error) {
+	var r audit.Record
+	if err := json.Unmarshal(line, &r); err != nil {
+		s.logger.ErrorContext(ctx, "decode audit record", "error", err)
+		return loggedRecord{}, connect.NewError(connect.CodeDataLoss, errors.New("the audit log holds a line that is not a record (run chaperone audit verify)"))
+	}
+	var err error
+	switch {
+	case s.fields != nil:
+		err = s.fields.Open(&r)
+	case audit.HasSealedFields(&r):
+		err = audit.ErrFieldKey
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "open audit record", "seq", r.Seq, "error", err)
+		return loggedRecord{}, connect.NewError(connect.CodeFailedPrecondition, errors.New("the audit log's identifying fields are encrypted under a key this server does not hold"))
+	}
+	return loggedRecord{Record: r, line: line}, nil
+}
+
+// records scans for the groups of needles and decodes what may match.
+func (s *AuditService) records(ctx context.Context, groups ...[]string) ([]loggedRecord, error) {
+	lines, err := s.scan(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
+	return s.decodeAll(ctx, lines)
+}
+
+// decodeAll decodes lines in order.
+func (s *AuditService) decodeAll(ctx context.Context, lines [][]byte) ([]loggedRecord, error) {
+	out := make([]loggedRecord, 0, len(lines))
+	for _, l := range lines {
+		r, err := s.decode(ctx, l)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// quoted are the needles of a value: its JSON string, and with sealed
+// fields its blind indexes too (a sealed record holds those instead).
+// Values are checked by the API's patterns to need no JSON escaping.
+func (s *AuditService) quoted(v string, identifying bool) []string {
+	out := []string{`"` + v + `"`}
+	if identifying && s.fields != nil {
+		for _, ix := range s.fields.Indexes(v) {
+			out = append(out, `"`+ix+`"`)
+		}
+	}
+	return out
+}
+
+// kind is the needle of a record kind.
+func kind(k audit.Kind) []string { return []string{`"kind":"` + string(k) + `"`} }
 
 // DefaultAuditSearchLimit is how many records Search returns unless asked.
 const DefaultAuditSearchLimit = 100
@@ -138,19 +197,42 @@ const DefaultAuditSearchLimit = 100
 // Search implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) Search(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceSearchRequest]) (*connect.Response[chaperonev1.AuditServiceSearchResponse], error) {
 	m := req.Msg
-	recs, err := s.read(ctx, m.GetPatient())
-	if err != nil {
-		return nil, err
-	}
 	limit := int(m.GetLimit())
 	if limit <= 0 {
 		limit = DefaultAuditSearchLimit
 	}
-	w := window(m.GetSince(), m.GetUntil())
 	resType, resID, _ := strings.Cut(m.GetResource(), "/")
+	groups := [][]string{kind(audit.KindDecision)}
+	if m.GetPatient() != "" {
+		groups = append(groups, s.quoted(m.GetPatient(), true))
+	}
+	if m.GetSubject() != "" {
+		groups = append(groups, s.quoted(m.GetSubject(), true))
+	}
+	if resType != "" {
+		groups = append(groups, []string{`"type":"` + resType + `"`})
+	}
+	if resID != "" && s.fields == nil {
+		groups = append(groups, s.quoted(resID, false))
+	}
+	if m.GetDecision() != "" {
+		groups = append(groups, []string{`"decision":"` + m.GetDecision() + `"`})
+	}
+	if m.GetReason() != "" {
+		groups = append(groups, s.quoted(m.GetReason(), false))
+	}
+	lines, err := s.scan(ctx, groups...)
+	if err != nil {
+		return nil, err
+	}
+	w := window(m.GetSince(), m.GetUntil())
 	resp := &chaperonev1.AuditServiceSearchResponse{}
-	for i := len(recs) - 1; i >= 0; i-- {
-		r := &recs[i]
+	// Newest first: decode from the end, only as far as needed.
+	for i := len(lines) - 1; i >= 0; i-- {
+		r, err := s.decode(ctx, lines[i])
+		if err != nil {
+			return nil, err
+		}
 		if r.Kind != audit.KindDecision || !w.Contains(r.Time) {
 			continue
 		}
@@ -175,18 +257,18 @@ func (s *AuditService) Search(ctx context.Context, req *connect.Request[chaperon
 			resp.Truncated = true
 			break
 		}
-		resp.Records = append(resp.Records, recordMsg(r))
+		resp.Records = append(resp.Records, recordMsg(&r))
 	}
 	return connect.NewResponse(resp), nil
 }
 
 // GetRecord implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) GetRecord(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceGetRecordRequest]) (*connect.Response[chaperonev1.AuditServiceGetRecordResponse], error) {
-	recs, err := s.read(ctx, "")
+	id := req.Msg.GetDecisionId()
+	recs, err := s.records(ctx, s.quoted(id, false))
 	if err != nil {
 		return nil, err
 	}
-	id := req.Msg.GetDecisionId()
 	resp := &chaperonev1.AuditServiceGetRecordResponse{}
 	for i := range recs {
 		r := &recs[i]
@@ -243,7 +325,7 @@ func (s *AuditService) Verify(ctx context.Context, _ *connect.Request[chaperonev
 
 // ListBreakGlass implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) ListBreakGlass(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceListBreakGlassRequest]) (*connect.Response[chaperonev1.AuditServiceListBreakGlassResponse], error) {
-	recs, err := s.read(ctx, "")
+	recs, err := s.records(ctx, []string{`"breakGlassReason"`, `"ETREAT"`, `"` + audit.BreakGlassTag + `"`, kind(audit.KindReview)[0]})
 	if err != nil {
 		return nil, err
 	}
@@ -275,11 +357,11 @@ func (s *AuditService) Review(ctx context.Context, req *connect.Request[chaperon
 	if s.reviewer == nil {
 		return nil, connect.NewError(connect.CodeUnimplemented, errors.New("reviews are not recorded by this server"))
 	}
-	recs, err := s.read(ctx, "")
+	id := req.Msg.GetDecisionId()
+	recs, err := s.records(ctx, kind(audit.KindDecision), s.quoted(id, false))
 	if err != nil {
 		return nil, err
 	}
-	id := req.Msg.GetDecisionId()
 	if !slices.ContainsFunc(recs, func(r loggedRecord) bool { return r.Kind == audit.KindDecision && r.DecisionID == id }) {
 		return nil, connect.NewError(connect.CodeNotFound, errors.New("decision_id: no such decision in the audit log"))
 	}
@@ -297,7 +379,7 @@ func (s *AuditService) Review(ctx context.Context, req *connect.Request[chaperon
 // Disclosures implements [chaperonev1connect.AuditServiceHandler].
 func (s *AuditService) Disclosures(ctx context.Context, req *connect.Request[chaperonev1.AuditServiceDisclosuresRequest]) (*connect.Response[chaperonev1.AuditServiceDisclosuresResponse], error) {
 	m := req.Msg
-	recs, err := s.read(ctx, m.GetPatient())
+	recs, err := s.records(ctx, kind(audit.KindDecision), []string{`"decision":"ALLOW"`}, s.quoted(m.GetPatient(), true))
 	if err != nil {
 		return nil, err
 	}

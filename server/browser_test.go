@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	"pgregory.net/rapid"
 
 	"github.com/chaperone-pdp/chaperone/callers"
 	"github.com/chaperone-pdp/chaperone/consentstore"
@@ -354,4 +355,59 @@ func TestSelfAuthorized(t *testing.T) {
 	if n := consentCalls.Load(); n != 0 {
 		t.Errorf("ConsentService reached %d times by a caller without the grant", n)
 	}
+}
+
+// TestCORSProperty: whatever Origin a request carries, the answer names
+// it in Access-Control-Allow-Origin only when it is, byte for byte, one of
+// the configured origins, and a preflight from any other origin is refused.
+func TestCORSProperty(t *testing.T) {
+	t.Parallel()
+	allowed := []string{"https://console.example.org", "http://localhost:5173"}
+	cors, err := server.NewCORS(allowed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cors.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	origin := rapid.OneOf(
+		rapid.SampledFrom(allowed),
+		// Near misses: case, ports, slashes, suffixes, prefixes.
+		rapid.Custom(func(t *rapid.T) string {
+			o := rapid.SampledFrom(allowed).Draw(t, "base")
+			switch rapid.IntRange(0, 5).Draw(t, "edit") {
+			case 0:
+				return strings.ToUpper(o)
+			case 1:
+				return o + "/"
+			case 2:
+				return o + rapid.StringMatching(`[a-z.:0-9]{1,6}`).Draw(t, "suffix")
+			case 3:
+				return rapid.StringMatching(`[a-z]{1,5}\.`).Draw(t, "prefix") + o
+			case 4:
+				return strings.Replace(o, "://", "://"+rapid.StringMatching(`[a-z]{1,5}@`).Draw(t, "user"), 1)
+			default:
+				return o[:rapid.IntRange(0, len(o)-1).Draw(t, "cut")]
+			}
+		}),
+		rapid.String(),
+	)
+	rapid.Check(t, func(rt *rapid.T) {
+		o := origin.Draw(rt, "origin")
+		preflight := rapid.Bool().Draw(rt, "preflight")
+		req := httptest.NewRequest(http.MethodPost, "/chaperone.v1.DecisionService/Check", nil)
+		if preflight {
+			req.Method = http.MethodOptions
+			req.Header.Set("Access-Control-Request-Method", "POST")
+		}
+		req.Header["Origin"] = []string{o}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		ok := o == allowed[0] || o == allowed[1]
+		got := rec.Header().Get("Access-Control-Allow-Origin")
+		if ok != (got != "") || (got != "" && got != o) {
+			rt.Fatalf("origin %q: Allow-Origin %q", o, got)
+		}
+		if preflight && !ok && rec.Code != http.StatusForbidden {
+			rt.Fatalf("preflight from %q answered %d", o, rec.Code)
+		}
+	})
 }
