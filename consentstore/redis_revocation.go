@@ -79,10 +79,10 @@ func (r *Redis) RevokeToken(ctx context.Context, rv access.Revocation) (access.R
 	ctx, cancel := r.call(ctx)
 	defer cancel()
 	defer r.revoked.invalidate(key)
-	got, err := revokeTokenScript.Run(ctx, r.client, []string{r.revokedKey(key)},
+	got, err := r.runScript(ctx, revokeTokenScript, []string{r.revokedKey(key)},
 		val, rv.Expires().UnixMilli(), rv.Until.UnixMilli(), r.channel, r.origin+"|t:"+key).Text()
 	if err != nil {
-		return access.Revocation{}, unavailable("revoke token", err)
+		return access.Revocation{}, r.unavailable("revoke token", err)
 	}
 	return decodeRevocation(got)
 }

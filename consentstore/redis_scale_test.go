@@ -186,7 +186,7 @@ func scale(t *testing.T, n int, newClient func() (redis.UniversalClient, *roundT
 	cc, crt := newClient()
 	coldStore := newRedis(t, cc, prefix, consentstore.WithCache(1, time.Hour))
 	coldEng := newEngine(t, coldStore)
-	coldEng.Check(ctx, checkRequest("Patient/0"))
+	coldEng.Check(ctx, checkRequest("Patient/none")) // opens a connection; not a sampled patient
 	lat = lat[:0]
 	const coldSamples = 20_000
 	before = crt.n.Load()

@@ -290,6 +290,10 @@ func testTopologyWait(t *testing.T, topo topology) {
 			_, err = two.PutGrant(ctx, g)
 			return err
 		}},
+		{"token revocation", func() error {
+			_, err := two.RevokeToken(ctx, access.Revocation{JTI: "jti-1", Until: time.Now().Add(time.Hour), RevokedBy: "admin", RevokedAt: time.Now()})
+			return err
+		}},
 		{"agreement", func() error {
 			_, err := two.PutAgreement(ctx, access.Agreement{ClientID: "app-2", Vendor: "V", BAASigned: true, BAAExpires: time.Now().Add(time.Hour)})
 			return err
