@@ -7,18 +7,20 @@
 # Starts the cluster (redis-server + redis-cli --cluster create, on ports
 # 17000-17005 and buses 27000-27005) and serve on 127.0.0.1:18790 in a
 # temporary directory, writes N consents (one deny restriction per
-# patient) as NDJSON, imports them with --concurrency C, reads INFO memory
+# patient) as NDJSON, imports them (PutBatch, --batch B, --concurrency C),
+# reads INFO memory
 # of every master, then asks serve one Check per patient for the first
 # min(N, 100000) patients and reads its RSS. Stops everything at exit.
 #
-# Environment: N (100000), C (64), REDIS_TIMEOUT (2s: a loaded machine
+# Environment: N (100000), B (500 consents per PutBatch), C (4 requests in flight), REDIS_TIMEOUT (2s: a loaded machine
 # delays replica acknowledgements), SKIP_BUILD=1. Not run by CI.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 N=${N:-100000}
-C=${C:-64}
+C=${C:-4}
+B=${B:-500}
 DIR=$(mktemp -d)
 pids=()
 cleanup() {
@@ -79,8 +81,8 @@ EOF
 
 before=$(used)
 rss0=$(awk '/VmRSS/ {print $2}' /proc/$serve/status)
-echo "import $N consents, $C in flight:"
-"$CHAP" consent import "$DIR/consents.ndjson" --to http://127.0.0.1:18790 --concurrency "$C" --progress 0
+echo "import $N consents, batches of $B, $C in flight (load average: $(cut -d' ' -f1-3 /proc/loadavg)):"
+"$CHAP" consent import "$DIR/consents.ndjson" --to http://127.0.0.1:18790 --batch "$B" --concurrency "$C" --progress 0
 after=$(used)
 echo "redis used_memory on the masters: +$(( (after - before) / 1048576 )) MiB, $(( (after - before) / N )) bytes per consent (sealed; one copy, the replicas hold another)"
 rss1=$(awk '/VmRSS/ {print $2}' /proc/$serve/status)
