@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -24,6 +27,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/keyset"
 	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/test/redistest"
 	"github.com/chaperone-pdp/chaperone/validation"
 )
 
@@ -457,4 +461,44 @@ func TestExportRequestsCommand(t *testing.T) {
 			t.Errorf("missing log: exit %d %s", code, stderr)
 		}
 	})
+}
+
+// TestExportRequestsRedis: export-requests --redis reads the decisions of
+// a Redis audit stream and writes what it writes for the same decisions in
+// a file log.
+func TestExportRequestsRedis(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	url := "redis://" + addr
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	af := addAuditFlags(fs)
+	if err := fs.Parse([]string{"--audit-redis", url, "--audit-stream", "chaperone:audit:r1", "--audit-instance", "r1", "--audit-ack", "durable"}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := af.open(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range sampleDecisions() {
+		req, resp := d.messages(i)
+		if err := l.Record(context.Background(), "", req, resp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := writeAuditLog(t, sampleDecisions())
+	code, want, stderr := runAudit(t, "audit", "export-requests", "--file", file)
+	if code != 0 {
+		t.Fatalf("file: %d %s", code, stderr)
+	}
+	code, got, stderr := runAudit(t, "audit", "export-requests", "--redis", url, "--sample", "4")
+	if n := strings.Count(got, "\n"); code != 0 || n != 4 || !strings.Contains(stderr, "exported 4 requests of 16 decisions") {
+		t.Errorf("--redis --sample 4: exit %d, %d lines, %s", code, n, stderr)
+	}
+	code, got, stderr = runAudit(t, "audit", "export-requests", "--redis", url, "--stream", "chaperone:audit:r1")
+	if code != 0 || got != want || !strings.Contains(stderr, "exported 16 requests of 16 decisions") {
+		t.Errorf("--redis: exit %d %s\n got %s\nwant %s", code, stderr, got, want)
+	}
 }
