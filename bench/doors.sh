@@ -13,7 +13,10 @@
 # CONNECTIONS (ext-authz: HTTP/2 connections the workers share; unset:
 # one per worker), SERVERS ("bin/chaperone": the binaries to serve; with several, e.g. a
 # build of an older commit and bin/chaperone, each round asks each of
-# them in turn, an A/B in one run). The generator is always bin/chaperone.
+# them in turn, an A/B in one run), RATE (unset: closed loop; set: every
+# door asked at RATE requests/s, open loop, so each server is compared at
+# the same load whatever its generator's own cost). The generator is
+# always bin/chaperone.
 # Prints one line per run and the ratio of each door to Connect JSON on
 # the same server in the same round.
 set -euo pipefail
@@ -62,14 +65,14 @@ done
 
 bench() { # ADDR PROTOCOL DURATION [--server-pid PID]
 	bin/chaperone bench --addr "$1" --scenario gateway --protocol "$2" --duration "$3" "${@:4}" \
-		--concurrency "$CONCURRENCY" --quiet --format json ${DISTINCT_IDS:+--distinct-ids} ${CONNECTIONS:+--connections "$CONNECTIONS"} \
+		--concurrency "$CONCURRENCY" --quiet --format json ${RATE:+--rate "$RATE"} ${DISTINCT_IDS:+--distinct-ids} ${CONNECTIONS:+--connections "$CONNECTIONS"} \
 		--gateway "$TMP/gw/gateway.yaml" --gateway-key "$TMP/gw/end-user-key.json"
 }
 
 for addr in "${addrs[@]}"; do
 	for p in $PROTOCOLS; do bench "$addr" "$p" "$WARMUP" >/dev/null; done
 done
-echo "# doors.sh $(date -u +%FT%TZ): $(nproc) CPUs, $DURATION per run, concurrency $CONCURRENCY, ${CONNECTIONS:+ext-authz over $CONNECTIONS connections, }${DISTINCT_IDS:+distinct resource ids, }load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# doors.sh $(date -u +%FT%TZ): $(nproc) CPUs, $DURATION per run, concurrency $CONCURRENCY, ${CONNECTIONS:+ext-authz over $CONNECTIONS connections, }${RATE:+open loop at $RATE/s, }${DISTINCT_IDS:+distinct resource ids, }load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-6s %-22s %-10s %10s %14s %7s %s\n' round server protocol checks/s server-µs/req ratio decisions
 for r in $(seq "$ROUNDS"); do
 	for i in "${!addrs[@]}"; do
