@@ -26,6 +26,14 @@
 // answers that are ready while another goroutine writes leave with that
 // goroutine's next write.
 //
+// Measured with bench/doors.sh against Go's HTTP/2 server in the same
+// run (same build, serve --h2c-server net/http), server CPU per decision
+// on a loaded 2-core machine: an ext_authz Check 119-137 µs → 92-94 µs
+// (1.75-1.80× a Connect JSON Check, from 2.27-2.75×), a gRPC Check
+// 117-126 µs → 72-78 µs (1.45-1.49× Connect protobuf over HTTP/1.1, from
+// 2.09-2.33×). Reading a request and writing its answer now cost about
+// 28 µs against HTTP/1.1's 20 µs; the rest of the gap is the handlers'.
+//
 // # What it implements
 //
 // The connection preface and SETTINGS (with ACK), PING, flow control in
