@@ -59,11 +59,11 @@ func (r Relationship) ActiveAt(t time.Time) bool {
 }
 
 var (
-	relIDPattern        = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
-	relPatientPattern   = regexp.MustCompile(`^Patient/[A-Za-z0-9.-]{1,64}$`)
-	relPractPattern     = regexp.MustCompile(`^(Practitioner|PractitionerRole)/[A-Za-z0-9.-]{1,64}$`)
-	relOrgPattern       = regexp.MustCompile(`^Organization/[A-Za-z0-9.-]{1,64}$`)
-	relSourcePattern    = regexp.MustCompile(`^(CareTeam|Encounter)/[A-Za-z0-9.-]{1,64}$`)
+	relIDPattern      = regexp.MustCompile(`^[A-Za-z0-9.-]{1,64}$`)
+	relPatientPattern = regexp.MustCompile(`^Patient/[A-Za-z0-9.-]{1,64}$`)
+	relPractPattern   = regexp.MustCompile(`^(Practitioner|PractitionerRole)/[A-Za-z0-9.-]{1,64}$`)
+	relOrgPattern     = regexp.MustCompile(`^Organization/[A-Za-z0-9.-]{1,64}$`)
+	relSourcePattern  = regexp.MustCompile(`^(CareTeam|Encounter)/[A-Za-z0-9.-]{1,64}$`)
 )
 
 // Validate checks the relationship; the error wraps [ErrInvalid] and names
