@@ -35,6 +35,9 @@ const (
 	ChangeAgreementRevoke ChangeAction = "agreement.revoke"
 	ChangeBundleActivate  ChangeAction = "bundle.activate"
 	ChangeTokenRevoke     ChangeAction = "token.revoke"
+	// Treating relationships (RelationshipService).
+	ChangeRelationshipPut    ChangeAction = "relationship.put"
+	ChangeRelationshipDelete ChangeAction = "relationship.delete"
 	// ChangeReview is not a Change record: [Changes] reports review
 	// records under this action.
 	ChangeReview ChangeAction = "break-glass.review"
@@ -104,6 +107,15 @@ type Change struct {
 	BAAExpires    *time.Time `json:"baaExpires,omitempty"`
 	Purposes      []string   `json:"purposes,omitempty"`
 	ResourceTypes []string   `json:"resourceTypes,omitempty"`
+
+	// Treating relationships: the relationship's id, kind, organization
+	// and period; Patient and Subject (the practitioner) above, its FHIR
+	// source resource in Source.
+	RelationshipID   string     `json:"relationshipId,omitempty"`
+	RelationshipKind string     `json:"relationshipKind,omitempty"`
+	Organization     string     `json:"organization,omitempty"`
+	Start            *time.Time `json:"start,omitempty"`
+	End              *time.Time `json:"end,omitempty"`
 
 	// Bundle activations: revision, name, digest and signers (key ids) of
 	// the bundle, where it came from, the revision it replaced, and

@@ -38,7 +38,8 @@ import (
 // ("chaperone.v1.ConsentService": all its methods, including ones added
 // later) or a method ("chaperone.v1.ConsentService/Put"). Everything not
 // open to any authenticated caller needs a grant: ConsentService (reads
-// too: consents are PHI), AccessService, AgreementService, BundleService
+// too: consents are PHI), AccessService, AgreementService,
+// RelationshipService, BundleService
 // and the AuthZEN door, authorized as the methods Evaluation, Evaluations
 // and Configuration of authzen.v1.AccessEvaluationService (see package
 // authzen).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -85,7 +86,10 @@ type Bundle struct {
 	roles          map[string]bool // nil: any role
 	labels         labelSet        // nil: any label
 	layers         []layer
-	files          []string
+	// readsRelationship: some policy names treatingRelationship, so the
+	// engine looks the fact up.
+	readsRelationship bool
+	files             []string
 }
 
 // Manifest returns the bundle's manifest.
@@ -174,6 +178,13 @@ func LoadBundle(fsys fs.FS) (*Bundle, error) {
 	}
 	if len(cedarFiles)+len(regoFiles) == 0 {
 		return nil, ErrNoPolicies
+	}
+	for _, file := range append(append([]string(nil), cedarFiles...), regoFiles...) {
+		src, err := fs.ReadFile(fsys, file)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", file, err)
+		}
+		b.readsRelationship = b.readsRelationship || bytes.Contains(src, []byte("treatingRelationship"))
 	}
 	model := NewPolicyModel()
 	model.Roles = m.Roles

@@ -91,8 +91,10 @@ type Engine struct {
 	consents   ConsentEvaluator
 	grants     GrantLookup
 	agreements AgreementLookup
-	logger     *slog.Logger
-	now        func() time.Time
+	// relationships answers context.treatingRelationship.
+	relationships RelationshipLookup
+	logger        *slog.Logger
+	now           func() time.Time
 	// requestTime: decide at req.context.time when it is set (offline
 	// tools); otherwise always at now.
 	requestTime bool
@@ -229,6 +231,9 @@ type FactsStep struct {
 	// Population: a search, history or export of a patient-compartment
 	// type with no patient named.
 	Population bool `json:"population"`
+	// TreatingRelationship: the practitioner has an active treating
+	// relationship with the patient.
+	TreatingRelationship bool `json:"treatingRelationship"`
 }
 
 // LayerStep is one policy layer's part of a [Trace].
@@ -258,8 +263,8 @@ func (t *Trace) String() string {
 		b.WriteString("\n")
 	}
 	if f := t.Facts; f != nil {
-		fmt.Fprintf(&b, "facts: breakGlassGrant=%v agreement=%v (active=%v covers=%v) scopes present=%v allow=%v sameOrganization=%v population=%v\n",
-			f.BreakGlassGrant, f.Agreement, f.AgreementActive, f.AgreementCovers, f.ScopesPresent, f.ScopesAllow, f.SameOrganization, f.Population)
+		fmt.Fprintf(&b, "facts: breakGlassGrant=%v agreement=%v (active=%v covers=%v) scopes present=%v allow=%v sameOrganization=%v population=%v treatingRelationship=%v\n",
+			f.BreakGlassGrant, f.Agreement, f.AgreementActive, f.AgreementCovers, f.ScopesPresent, f.ScopesAllow, f.SameOrganization, f.Population, f.TreatingRelationship)
 	}
 	for _, l := range t.Layers {
 		fmt.Fprintf(&b, "layer %s: %s", l.Layer, l.Effect)
@@ -334,7 +339,11 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 		}
 	}
 
-	if err := e.gatherAccessFacts(ctx, &f); err != nil {
+	err := e.gatherAccessFacts(ctx, &f)
+	if err == nil {
+		err = e.gatherRelationship(ctx, b, &f)
+	}
+	if err != nil {
 		var fe *factError
 		errors.As(err, &fe)
 		e.logger.LogAttrs(ctx, slog.LevelError, "access facts unavailable",
@@ -344,7 +353,7 @@ func (e *Engine) decide(ctx context.Context, req *chaperonev1.CheckRequest, trac
 	if trace != nil {
 		trace.Facts = &FactsStep{BreakGlassGrant: f.grant, Agreement: f.agreement.exists, AgreementActive: f.agreement.active,
 			AgreementCovers: f.agreement.covers, ScopesPresent: f.scopes.present, ScopesAllow: f.scopes.allows,
-			SameOrganization: f.sameOrganization, Population: f.population}
+			SameOrganization: f.sameOrganization, Population: f.population, TreatingRelationship: f.treating}
 	}
 
 	out, err := e.evaluateLayers(ctx, a, &f, trace)

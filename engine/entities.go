@@ -149,6 +149,7 @@ func newCedarEntities(f *facts, actions cedar.EntityMap, consts *constRecords, p
 		"consentRestrictsRecipient": cedar.Boolean(f.consentRestrictsRecipient),
 		"decidingConsent":           consts.deciding(&f.deciding),
 		"breakGlassGrant":           cedar.Boolean(f.grant),
+		"treatingRelationship":      cedar.Boolean(f.treating),
 		"sameOrganization":          cedar.Boolean(f.sameOrganization),
 		"population":                cedar.Boolean(f.population),
 		"scopes":                    consts.scopeFacts(&f.scopes),

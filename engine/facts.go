@@ -21,6 +21,20 @@ type AgreementLookup interface {
 	GetAgreement(ctx context.Context, clientID string) (access.Agreement, error)
 }
 
+// RelationshipLookup says whether a practitioner has a treating
+// relationship with a patient that holds at a time.
+type RelationshipLookup interface {
+	ActiveRelationship(ctx context.Context, practitioner, patient string, at time.Time) (bool, error)
+}
+
+// WithRelationships makes treating relationships visible to policies
+// (context.treatingRelationship in Cedar, input.facts.treatingRelationship
+// in Rego). They are looked up only for bundles whose policies name
+// treatingRelationship, for a subject of kind practitioner and a request
+// about a patient; a lookup that fails denies RELATIONSHIP_UNAVAILABLE.
+// Without a lookup the fact is false.
+func WithRelationships(r RelationshipLookup) Option { return func(e *Engine) { e.relationships = r } }
+
 // WithGrants makes active break-glass grants visible to policies
 // (context.breakGlassGrant in Cedar, input.facts.breakGlassGrant in Rego).
 func WithGrants(g GrantLookup) Option { return func(e *Engine) { e.grants = g } }
@@ -83,9 +97,27 @@ func (e *Engine) gatherAccessFacts(ctx context.Context, f *facts) error {
 	return nil
 }
 
+// gatherRelationship looks up the treating relationship of the request's
+// practitioner with its patient at the decision time, when the bundle's
+// policies read it.
+func (e *Engine) gatherRelationship(ctx context.Context, b *Bundle, f *facts) error {
+	req := f.req
+	if !b.readsRelationship || e.relationships == nil || req.GetSubject().GetKind() != "practitioner" ||
+		req.GetResource().GetPatient() == "" || req.GetSubject().GetId() == "" {
+		return nil
+	}
+	ok, err := e.relationships.ActiveRelationship(ctx, req.GetSubject().GetId(), req.GetResource().GetPatient(), f.exact)
+	if err != nil {
+		return &factError{"RELATIONSHIP_UNAVAILABLE", fmt.Errorf("treating relationships: %w", err)}
+	}
+	f.treating = ok
+	return nil
+}
+
 // appendFactsKey appends the access facts to a memo key.
 func appendFactsKey(buf []byte, f *facts) []byte {
 	buf = strconv.AppendBool(buf, f.grant)
+	buf = strconv.AppendBool(buf, f.treating)
 	buf = strconv.AppendBool(buf, f.scopes.present)
 	buf = strconv.AppendBool(buf, f.scopes.allows)
 	for _, l := range f.scopes.levels {

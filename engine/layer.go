@@ -49,6 +49,7 @@ type facts struct {
 	// deciding: the consent that decided (zero for NO_CONSENT).
 	deciding DecidingConsent
 	grant    bool // an active break-glass grant of the subject for the patient
+	treating bool // an active treating relationship of the practitioner with the patient
 	// sameOrganization: subject and resource name the same organization.
 	sameOrganization bool
 	// population: a search, history or export of a patient-compartment

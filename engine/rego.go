@@ -83,7 +83,7 @@ func (c *regoConsts) consentOf(f *facts) *ast.Term {
 
 func (c *regoConsts) factsOf(f *facts) *ast.Term {
 	a := &f.agreement
-	if !f.grant && len(f.scopes.levels) == 0 && !a.exists && !a.active && !a.covers &&
+	if !f.grant && !f.treating && len(f.scopes.levels) == 0 && !a.exists && !a.active && !a.covers &&
 		a.vendor == "" && a.tier == "" && len(a.purposes) == 0 && len(a.resourceTypes) == 0 {
 		return c.facts[b2i(f.scopes.present)][b2i(f.scopes.allows)][b2i(f.sameOrganization)][b2i(f.population)]
 	}
@@ -499,6 +499,7 @@ func decidingTerm(d *DecidingConsent) *ast.Term {
 func factsTerm(f *facts) *ast.Term {
 	return ast.ObjectTerm(
 		ast.Item(ast.InternedTerm("breakGlassGrant"), ast.InternedTerm(f.grant)),
+		ast.Item(ast.InternedTerm("treatingRelationship"), ast.InternedTerm(f.treating)),
 		ast.Item(ast.InternedTerm("sameOrganization"), ast.InternedTerm(f.sameOrganization)),
 		ast.Item(ast.InternedTerm("population"), ast.InternedTerm(f.population)),
 		ast.Item(ast.InternedTerm("scopes"), ast.ObjectTerm(

@@ -329,6 +329,9 @@ var regoLeaves = map[string]regoLeaf{
 	},
 	"facts":                 func(f *facts, c *regoConsts) ast.Value { return c.factsOf(f).Value },
 	"facts.breakGlassGrant": func(f *facts, _ *regoConsts) ast.Value { return ast.Boolean(f.grant) },
+	"facts.treatingRelationship": func(f *facts, _ *regoConsts) ast.Value {
+		return ast.Boolean(f.treating)
+	},
 	"facts.sameOrganization": func(f *facts, _ *regoConsts) ast.Value {
 		return ast.Boolean(f.sameOrganization)
 	},

@@ -82,6 +82,8 @@ func recordList(name, doc string, attrs ...Attr) Attr {
 	return Attr{Name: name, Type: Type{Kind: KindSet, Elem: &Type{Kind: KindRecord, Attrs: attrs}}, Doc: doc}
 }
 
+const treatingDoc = "the subject, a practitioner, has a treating relationship (CareTeam, Encounter) with the patient at the decision time"
+
 // NewPolicyModel returns the model of what this engine gives policies.
 func NewPolicyModel() *PolicyModel {
 	m := &PolicyModel{
@@ -165,6 +167,7 @@ func NewPolicyModel() *PolicyModel {
 		boolean("consentRestrictsRecipient", "the denying consent names the subject or its organization"),
 		record("decidingConsent", "the consent that decided a PERMIT or DENY (the most recent of those that stand)", deciding...),
 		boolean("breakGlassGrant", "an active break-glass grant of the subject for the patient"),
+		boolean("treatingRelationship", treatingDoc),
 		boolean("sameOrganization", "subject and resource name the same organization"),
 		boolean("population", "a search, history or export of a patient-compartment type naming no patient"),
 		record("scopes", "the subject's SMART scopes, evaluated in Go", scopes...),
@@ -227,6 +230,7 @@ func NewPolicyModel() *PolicyModel {
 		),
 		record("facts", "facts the engine gathered",
 			boolean("breakGlassGrant", "an active break-glass grant of the subject for the patient"),
+			boolean("treatingRelationship", treatingDoc),
 			boolean("sameOrganization", "subject and resource name the same organization"),
 			boolean("population", "a search, history or export of a patient-compartment type naming no patient"),
 			record("scopes", "the subject's SMART scopes, evaluated in Go", scopes...),

@@ -79,6 +79,7 @@ func genFacts(t *rapid.T) *facts {
 		consentNamesRecipient:     rapid.Bool().Draw(t, "namesRecipient"),
 		consentRestrictsRecipient: rapid.Bool().Draw(t, "restricts"),
 		grant:                     rapid.Bool().Draw(t, "grant"),
+		treating:                  rapid.Bool().Draw(t, "treating"),
 		sameOrganization:          rapid.Bool().Draw(t, "same"),
 		population:                rapid.Bool().Draw(t, "population"),
 		scopes: scopeFacts{

@@ -12,6 +12,7 @@
 //	  consents: [fixtures/consents/deny-52.json]   # FHIR Consent JSON, files or directories
 //	  grants: [fixtures/grants.yaml]               # break-glass grants
 //	  agreements: [fixtures/agreements.yaml]       # vendor agreements
+//	  relationships: [fixtures/relationships.yaml] # treating relationships
 //	tests:
 //	  - name: clinician with a reason overrides the consent deny
 //	    request: { ...a CheckRequest in its proto3 JSON shape, written as YAML... }

@@ -40,11 +40,25 @@ type agreementFixture struct {
 	Revoked       bool      `yaml:"revoked"`
 }
 
+// relationshipFixture is a treating relationship as written in a fixture
+// file (see [consentstore.Relationship]).
+type relationshipFixture struct {
+	ID           string    `yaml:"id"`
+	Kind         string    `yaml:"kind"`
+	Patient      string    `yaml:"patient"`
+	Practitioner string    `yaml:"practitioner"`
+	Organization string    `yaml:"organization"`
+	Start        time.Time `yaml:"start"`
+	End          time.Time `yaml:"end"`
+	Source       string    `yaml:"source"`
+}
+
 // stores are the in-memory stores of one suite.
 type stores struct {
-	consents   *consentstore.Memory
-	grants     *fixtureGrants
-	agreements *access.Memory
+	consents      *consentstore.Memory
+	grants        *fixtureGrants
+	agreements    *access.Memory
+	relationships *consentstore.MemoryRelationships
 }
 
 // fixtureGrants holds a suite's break-glass grants. [access.Memory] drops
@@ -67,7 +81,21 @@ func (f *fixtureGrants) ActiveGrant(_ context.Context, subject, patient string, 
 
 // loadFixtures fills fresh in-memory stores with a suite's fixtures.
 func loadFixtures(ctx context.Context, s *Suite) (*stores, error) {
-	st := &stores{consents: consentstore.NewMemory(), grants: &fixtureGrants{}, agreements: access.NewMemory()}
+	st := &stores{consents: consentstore.NewMemory(), grants: &fixtureGrants{}, agreements: access.NewMemory(),
+		relationships: consentstore.NewMemoryRelationships(nil)}
+	for _, path := range s.Fixtures.Relationships {
+		var rs []relationshipFixture
+		if err := decodeFixture(path, &rs); err != nil {
+			return nil, err
+		}
+		for i, r := range rs {
+			_, err := st.relationships.PutRelationship(ctx, consentstore.Relationship{ID: r.ID, Kind: r.Kind, Patient: r.Patient,
+				Practitioner: r.Practitioner, Organization: r.Organization, Start: r.Start, End: r.End, Source: r.Source})
+			if err != nil {
+				return nil, &SuiteError{File: path, Err: fmt.Errorf("relationship %d: %w", i, err)}
+			}
+		}
+	}
 	for _, path := range s.Fixtures.Consents {
 		if _, err := st.consents.Load(ctx, path); err != nil {
 			return nil, &SuiteError{File: s.File, Err: fmt.Errorf("fixture %s: %w", path, err)}

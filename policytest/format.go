@@ -9,6 +9,7 @@ fixtures:                           # optional: paths relative to this file
   consents: [fixtures/consents]     #   FHIR Consent JSON (R4/R5): files or directories
   grants: [fixtures/grants.yaml]    #   break-glass grants
   agreements: [fixtures/agreements.yaml]  # vendor agreements
+  relationships: [fixtures/relationships.yaml]  # treating relationships (CareTeam, Encounter)
 tests:
   - name: clinician with a reason overrides the consent deny   # required, unique in the suite
     skip: "why this case is parked"  # optional: counted as skipped, not run

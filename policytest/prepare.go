@@ -80,7 +80,7 @@ func (p *Prepared) engines(b *engine.Bundle) []*engine.Engine {
 	for i, s := range p.suites {
 		st, now := p.stores[i], s.Now
 		e := engine.New(engine.StoreConsents(st.consents),
-			engine.WithGrants(st.grants), engine.WithAgreements(st.agreements),
+			engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithRelationships(st.relationships),
 			engine.WithClock(func() time.Time { return now }), engine.WithRequestTime(),
 			engine.WithDecisionIDs(func() string { return "policytest" }),
 			engine.WithMemo(0))

@@ -51,6 +51,8 @@ type Fixtures struct {
 	Consents   []string
 	Grants     []string
 	Agreements []string
+	// Relationships are treating relationship files (YAML lists).
+	Relationships []string
 }
 
 // Case is one test of a suite.
@@ -297,7 +299,7 @@ func (p *parser) suite(doc *yaml.Node) *Suite {
 }
 
 func (p *parser) fixtures(n *yaml.Node) Fixtures {
-	f := p.fields(n, "fixtures", "consents", "grants", "agreements")
+	f := p.fields(n, "fixtures", "consents", "grants", "agreements", "relationships")
 	dir := filepath.Dir(p.file)
 	paths := func(key string) []string {
 		v, ok := f[key]
@@ -317,7 +319,7 @@ func (p *parser) fixtures(n *yaml.Node) Fixtures {
 		}
 		return out
 	}
-	return Fixtures{Consents: paths("consents"), Grants: paths("grants"), Agreements: paths("agreements")}
+	return Fixtures{Consents: paths("consents"), Grants: paths("grants"), Agreements: paths("agreements"), Relationships: paths("relationships")}
 }
 
 func (p *parser) test(n *yaml.Node) *Case {

@@ -26,8 +26,10 @@ type app struct {
 	// revocations is the token revocation list (nil: RevokeToken is
 	// unimplemented).
 	revocations access.Revocations
-	logger      *slog.Logger
-	closers     []func(context.Context) error
+	// relationships are the treating relationships (RelationshipService).
+	relationships consentstore.Relationships
+	logger        *slog.Logger
+	closers       []func(context.Context) error
 	// changes, when set, puts consent, grant and agreement changes on
 	// the audit chain (serve sets it to the decision log).
 	changes server.ChangeRecorder
@@ -43,8 +45,10 @@ type stores struct {
 	consents    consentstore.Store
 	grants      access.Grants
 	agreements  access.Agreements
-	revocations access.Revocations          // the token revocation list
-	close       func(context.Context) error // nil: nothing to release
+	revocations access.Revocations // the token revocation list
+	// relationships: nil means an in-memory store.
+	relationships consentstore.Relationships
+	close         func(context.Context) error // nil: nothing to release
 }
 
 // newApp loads the bundle (bundleDir, or the embedded reference bundle) and
@@ -75,12 +79,17 @@ func newAppWith(bundleDir string, st stores, logger *slog.Logger, opts ...engine
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	a := &app{consents: st.consents, grants: st.grants, agreements: st.agreements, revocations: st.revocations, logger: logger}
+	if st.relationships == nil {
+		st.relationships = consentstore.NewMemoryRelationships(nil)
+	}
+	a := &app{consents: st.consents, grants: st.grants, agreements: st.agreements, revocations: st.revocations,
+		relationships: st.relationships, logger: logger}
 	if st.close != nil {
 		a.closers = append(a.closers, st.close)
 	}
 	a.engine = engine.New(engine.StoreConsents(st.consents), append([]engine.Option{
-		engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithLogger(logger)}, opts...)...)
+		engine.WithGrants(st.grants), engine.WithAgreements(st.agreements), engine.WithRelationships(st.relationships),
+		engine.WithLogger(logger)}, opts...)...)
 	b, err := loadBundleDir(bundleDir)
 	if err != nil {
 		return nil, errors.Join(err, a.close(context.Background()))
@@ -131,10 +140,12 @@ func (a *app) serverOptions() []server.Option {
 	if a.revocations != nil {
 		ao = append(ao, server.WithRevocations(a.revocations))
 	}
+	rel := []server.RelationshipOption{server.WithRelationshipLogger(a.logger)}
 	if a.changes != nil {
 		co = append(co, server.WithConsentAudit(a.changes))
 		ao = append(ao, server.WithAccessAudit(a.changes))
 		agr = append(agr, server.WithAgreementAudit(a.changes))
+		rel = append(rel, server.WithRelationshipAudit(a.changes))
 	}
 	a.consentSvc = server.NewConsentService(a.consents, co...)
 	a.accessSvc = server.NewAccessService(a.grants, ao...)
@@ -142,6 +153,7 @@ func (a *app) serverOptions() []server.Option {
 		server.WithConsentService(a.consentSvc),
 		server.WithAccessService(a.accessSvc),
 		server.WithAgreementService(server.NewAgreementService(a.agreements, agr...)),
+		server.WithRelationshipService(server.NewRelationshipService(a.relationships, rel...)),
 	}
 }
 

@@ -973,6 +973,8 @@ func changeTarget(c audit.ChangeEntry) string {
 		return "grant " + c.GrantID
 	case c.ClientID != "":
 		return "agreement " + c.ClientID
+	case c.RelationshipID != "":
+		return "relationship " + c.RelationshipID
 	case c.Revision != "":
 		return "bundle " + c.Revision
 	case c.DecisionID != "":
@@ -1004,6 +1006,14 @@ func changeDetail(c audit.ChangeEntry) string {
 	}
 	add("vendor", c.Vendor)
 	add("tier", c.Tier)
+	add("kind", c.RelationshipKind)
+	add("organization", c.Organization)
+	if c.Start != nil {
+		add("start", c.Start.UTC().Format(time.RFC3339))
+	}
+	if c.End != nil {
+		add("end", c.End.UTC().Format(time.RFC3339))
+	}
 	if c.Action == audit.ChangeAgreementPut {
 		add("baa", strconv.FormatBool(c.BAASigned))
 	}

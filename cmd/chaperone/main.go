@@ -88,6 +88,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newServeCmd(e),
 		newCheckCmd(e),
 		newConsentCmd(e),
+		newRelationshipsCmd(e),
 		newTestCmd(e),
 		newBenchCmd(e),
 		newBundleCmd(e),

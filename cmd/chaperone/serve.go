@@ -55,7 +55,8 @@ func newServeCmd(e *env) *cobra.Command {
 		Long: `serve answers DecisionService (and the other services) on one port, over
 HTTP/1.1 and cleartext HTTP/2. With no flags it listens on 127.0.0.1:8787,
 decides with the embedded reference bundle and keeps consents in memory.
-With --redis, consents, break-glass grants and vendor agreements live in
+With --redis, consents, break-glass grants, vendor agreements and treating
+relationships (RelationshipService) live in
 Redis, shared by every replica, with a local cache per replica invalidated
 through Redis pub/sub; when Redis cannot be read, decisions about patients
 are denied (CONSENT_UNAVAILABLE).
@@ -176,7 +177,7 @@ SIGTERM or SIGINT stops it gracefully.`,
 					_ = m.ConsentCache(func() uint64 { return rs.Stats().Hits }, func() uint64 { return rs.Stats().Misses })
 					_ = m.RedisErrors(rerrs.n.Load)
 				}
-				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, revocations: rs, close: closeRedis}, logger, engineOpts...)
+				app, err = newAppWith("", stores{consents: rs, grants: rs, agreements: rs, revocations: rs, relationships: rs, close: closeRedis}, logger, engineOpts...)
 				if app != nil {
 					ttlEngine.Store(app.engine)
 				}

@@ -1,0 +1,6 @@
+package treating
+
+permit contains "rego-treating" if {
+	input.action == "search"
+	input.facts.treatingRelationship
+}
