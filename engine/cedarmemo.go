@@ -148,6 +148,7 @@ var cedarContextLeaves = map[string]cedarLeaf{
 	"consentNamesRecipient":     boolLeaf(func(f *facts) bool { return f.consentNamesRecipient }),
 	"consentRestrictsRecipient": boolLeaf(func(f *facts) bool { return f.consentRestrictsRecipient }),
 	"breakGlassGrant":           boolLeaf(func(f *facts) bool { return f.grant }),
+	"treatingRelationship":      boolLeaf(func(f *facts) bool { return f.treating }),
 	"sameOrganization":          boolLeaf(func(f *facts) bool { return f.sameOrganization }),
 	"population":                boolLeaf(func(f *facts) bool { return f.population }),
 	"decidingConsent": {
