@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 )
 
 // IntrospectionConfig configures an [Introspector].
@@ -45,12 +47,20 @@ const DefaultIntrospectionCache = 30 * time.Second
 // maxIntrospectionBytes bounds an introspection response.
 const maxIntrospectionBytes = 64 << 10
 
+// introspectionBackoff is how long, after two failed asks in a row, tokens
+// without a cached answer are refused at once instead of each waiting for
+// the endpoint's timeout.
+const introspectionBackoff = time.Second
+
 // Introspector asks an OAuth 2.0 token introspection endpoint (RFC 7662)
 // whether a token is active. Answers are cached per token (by its
 // SHA-256) for at most CacheTTL and never past the token's exp. It fails
 // closed: an endpoint that is down, answers an error status, or answers
 // anything but a JSON object with a boolean "active" refuses the token
-// (ReasonIntrospectionUnavailable); such failures are not cached.
+// (ReasonIntrospectionUnavailable); such failures are not cached, but
+// after two in a row tokens without a cached answer are refused at once
+// for a second before the endpoint is asked again. Concurrent asks about
+// one token share one request.
 type Introspector struct {
 	url          string
 	clientID     string
@@ -59,6 +69,11 @@ type Introspector struct {
 	client       *http.Client
 	now          func() time.Time
 	cache        *lru.Cache[string, introspection]
+	flight       singleflight.Group
+
+	mu       sync.Mutex
+	failures int       // failed asks in a row
+	openTill time.Time // refuse without asking until then
 }
 
 // introspection is a cached answer.
@@ -116,16 +131,47 @@ func (in *Introspector) Check(ctx context.Context, raw, sha string, exp time.Tim
 		}
 		in.cache.Remove(sha)
 	}
-	a, err := in.ask(ctx, raw)
+	if err := in.allow(now); err != nil {
+		return &TokenError{Reason: ReasonIntrospectionUnavailable, Err: err}
+	}
+	v, err, _ := in.flight.Do(sha, func() (any, error) { return in.ask(ctx, raw) })
+	in.done(in.now(), err)
 	if err != nil {
 		return &TokenError{Reason: ReasonIntrospectionUnavailable, Err: err}
 	}
+	a := v.(introspection)
 	a.until = now.Add(in.ttl)
 	if !exp.IsZero() && exp.Before(a.until) {
 		a.until = exp
 	}
 	in.cache.Add(sha, a)
 	return a.err()
+}
+
+// allow refuses at once while the endpoint is backed off.
+func (in *Introspector) allow(now time.Time) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if now.Before(in.openTill) {
+		return errors.New("introspection endpoint failing; backing off")
+	}
+	return nil
+}
+
+// done counts a failed ask, or resets the count.
+func (in *Introspector) done(now time.Time, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the caller went away: says nothing of the endpoint
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err == nil {
+		in.failures = 0
+		return
+	}
+	if in.failures++; in.failures >= 2 {
+		in.openTill = now.Add(introspectionBackoff)
+	}
 }
 
 func (a introspection) err() error {

@@ -347,3 +347,42 @@ func TestNewIntrospector(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospectionBackoff: after two failed asks in a row, tokens without
+// a cached answer are refused at once for a second (the endpoint is not
+// asked), then asked again; a success resets the count.
+func TestIntrospectionBackoff(t *testing.T) {
+	t.Parallel()
+	var failing atomic.Bool
+	failing.Store(true)
+	srv := newIntrospectionServer(t, func(w http.ResponseWriter, tok string) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		jsonAnswer(map[string]any{"active": true})(w, tok)
+	})
+	clock := revocationtest.NewClock(time.Now())
+	in := newIntrospector(t, srv.URL, 30*time.Second, clock.Now)
+	exp := clock.Now().Add(time.Hour)
+	ask := func(tok string) string { return reason(in.Check(t.Context(), tok, "", exp)) }
+	for i, tok := range []string{"t1", "t2", "t3", "t4"} {
+		if got := ask(tok); got != callers.ReasonIntrospectionUnavailable {
+			t.Fatalf("ask %d while failing: %q", i, got)
+		}
+	}
+	if n := srv.requests.Load(); n != 2 {
+		t.Errorf("%d requests for 4 asks, want 2 (then backing off)", n)
+	}
+	failing.Store(false)
+	if got := ask("t5"); got != callers.ReasonIntrospectionUnavailable {
+		t.Errorf("within the backoff: %q", got)
+	}
+	clock.Advance(time.Second)
+	if got := ask("t5"); got != "" {
+		t.Errorf("after the backoff, endpoint back: %q", got)
+	}
+	if n := srv.requests.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
