@@ -30,6 +30,7 @@ type Memory struct {
 	seq      uint64
 	records  map[string]Record
 	patients map[string]*Set
+	revoked  map[string]time.Time // when each revoked record was revoked (for PruneRevoked)
 }
 
 // MemoryOption configures a [Memory].
@@ -91,6 +92,7 @@ func (m *Memory) Put(ctx context.Context, c *fhirconsent.Consent, opts ...PutOpt
 	v := strconv.FormatUint(m.seq, 10)
 	rec := Record{Consent: c.WithID(id, v), Version: v}
 	m.records[id] = rec
+	delete(m.revoked, id)
 	m.rebuild(c.Patient, v)
 	return rec, nil
 }
@@ -148,6 +150,12 @@ func (m *Memory) Revoke(ctx context.Context, id string) (Record, error) {
 	rec, ok := m.records[id]
 	if !ok {
 		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
+	}
+	if !rec.Revoked {
+		if m.revoked == nil {
+			m.revoked = map[string]time.Time{}
+		}
+		m.revoked[id] = m.now()
 	}
 	m.seq++
 	v := strconv.FormatUint(m.seq, 10)

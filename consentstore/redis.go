@@ -314,12 +314,15 @@ local v = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], v .. '|0|' .. ARGV[2])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return v`)
-	// KEYS version, consents; ARGV id, channel, message. Nil when absent.
+	// KEYS version, consents, revoked; ARGV id, channel, message, now ms.
+	// Nil when absent. The revocation time goes into the revoked hash
+	// (id → ms) unless the record was revoked already.
 	revokeScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 if not cur then return false end
 local i = string.find(cur, '|', 1, true)
 local payload = string.sub(cur, i + 3)
+if KEYS[3] and string.sub(cur, i + 1, i + 1) ~= '1' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
 local v = redis.call('INCR', KEYS[1])
 local val = v .. '|1|' .. payload
 redis.call('HSET', KEYS[2], ARGV[1], val)
@@ -593,8 +596,8 @@ func (r *Redis) Revoke(ctx context.Context, id string) (Record, error) {
 		return Record{}, r.unavailable("revoke consent", err)
 	}
 	defer r.invalidatePatient(patient)
-	val, err := r.runScript(ctx, revokeScript, []string{r.versionKey(patient), r.consentsKey(patient)},
-		id, r.channel, r.patientMsg(patient)).Text()
+	val, err := r.runScript(ctx, revokeScript, []string{r.versionKey(patient), r.consentsKey(patient), r.revokedAtKey(patient)},
+		id, r.channel, r.patientMsg(patient), r.now().UnixMilli()).Text()
 	if errors.Is(err, redis.Nil) {
 		return Record{}, fmt.Errorf("revoke %q: %w", id, ErrNotFound)
 	}

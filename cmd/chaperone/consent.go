@@ -34,7 +34,7 @@ func newConsentCmd(e *env) *cobra.Command {
 		Use:   "consent",
 		Short: "Evaluate and import FHIR Consent resources",
 	}
-	cmd.AddCommand(newConsentEvalCmd(e), newConsentImportCmd(e), newConsentReencryptCmd(e))
+	cmd.AddCommand(newConsentEvalCmd(e), newConsentImportCmd(e), newConsentReencryptCmd(e), newConsentPruneCmd(e))
 	return cmd
 }
 

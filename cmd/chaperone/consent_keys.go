@@ -120,3 +120,64 @@ func writeCursor(path, cursor string) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// newConsentPruneCmd is "chaperone consent prune": remove revoked records
+// whose history is past retention from Redis.
+func newConsentPruneCmd(e *env) *cobra.Command {
+	var (
+		rf     redisFlags
+		before string
+		prefix string
+		dryRun bool
+	)
+	cmd := &cobra.Command{
+		Use:   "prune --redis URL --before DATE [--dry-run]",
+		Short: "Remove consents and vendor agreements revoked before DATE from Redis (history past retention)",
+		Long: `prune walks the Redis keys (SCAN, every master of a Cluster) and removes the
+consents and vendor agreements revoked before --before: their history is
+past retention (keep it six years, the HIPAA retention: --before the date
+six years ago). Consents in force are never touched; a consent id stays
+bound to its patient. Break-glass grants need no pruning: Redis drops each
+once it has expired. Consents revoked before revocation times were kept are
+"undated": kept, and dated now, so a prune past retention from now removes
+them. The audit log keeps the record of every revocation. Exit 0, 2 usage.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if rf.url == "" || before == "" {
+				return usageErrorf("--redis and --before are required")
+			}
+			t, err := parseDate(before)
+			if err != nil {
+				return usageErrorf("--before: %v", err)
+			}
+			client, err := newRedisClient(rf.url, rf.timeout)
+			if err != nil {
+				return usageErrorf("--redis: %v", err)
+			}
+			defer client.Close()
+			st, err := consentstore.NewRedis(client, consentstore.WithRedisPrefix(prefix), consentstore.WithRedisTimeout(rf.timeout),
+				consentstore.WithCache(0, 0), consentstore.WithRedisLogger(slog.New(slog.DiscardHandler)))
+			if err != nil {
+				return usageErrorf("%v", err)
+			}
+			defer st.Close()
+			rep, err := st.PruneRevoked(cmd.Context(), t, dryRun)
+			if err != nil {
+				return fmt.Errorf("consent prune: %w", err)
+			}
+			verb := "removed"
+			if dryRun {
+				verb = "would remove"
+			}
+			fmt.Fprintf(e.stdout, "%s: %d revoked consents, %d revoked agreements (revoked before %s); %d revoked consents undated, kept and dated now\n",
+				verb, rep.Consents, rep.Agreements, t.Format(time.RFC3339), rep.Undated)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&rf.url, "redis", "", "the Redis holding the records (same forms as serve --redis)")
+	cmd.Flags().DurationVar(&rf.timeout, "redis-timeout", 5*time.Second, "bound of every Redis call")
+	cmd.Flags().StringVar(&before, "before", "", "remove what was revoked before this date (2020-01-31) or RFC 3339 time")
+	cmd.Flags().StringVar(&prefix, "prefix", consentstore.DefaultRedisPrefix, "key prefix of the store")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count, remove nothing")
+	return cmd
+}

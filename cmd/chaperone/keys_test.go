@@ -124,3 +124,46 @@ func TestConsentReencryptCommand(t *testing.T) {
 		t.Errorf("reencrypt without a key set: exit %d, want 2", code)
 	}
 }
+
+// TestConsentPruneCommand: consent prune removes a consent revoked before
+// the date, keeps the one in force, and a dry run removes nothing.
+func TestConsentPruneCommand(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = client.Close() })
+	s, err := consentstore.NewRedis(client, consentstore.WithCache(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	for _, id := range []string{"c1", "c2"} {
+		c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"` + id + `","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Revoke(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	url := "redis://" + addr + "/0"
+	if code, out, stderr := runAudit(t, "consent", "prune", "--redis", url, "--before", "2000-01-01"); code != 0 || !strings.Contains(out, "removed: 0 revoked consents") {
+		t.Fatalf("prune before 2000: %d %s %s", code, out, stderr)
+	}
+	if code, out, stderr := runAudit(t, "consent", "prune", "--redis", url, "--before", "2999-01-01", "--dry-run"); code != 0 || !strings.Contains(out, "would remove: 1 revoked consents") {
+		t.Fatalf("dry run: %d %s %s", code, out, stderr)
+	}
+	if code, out, stderr := runAudit(t, "consent", "prune", "--redis", url, "--before", "2999-01-01"); code != 0 || !strings.Contains(out, "removed: 1 revoked consents") {
+		t.Fatalf("prune: %d %s %s", code, out, stderr)
+	}
+	if recs, _, err := s.List(ctx, "Patient/52"); err != nil || len(recs) != 1 || recs[0].Consent.ID != "c2" {
+		t.Errorf("after prune: %v %v", recs, err)
+	}
+	if code, _, _ := runAudit(t, "consent", "prune", "--redis", url); code != 2 {
+		t.Errorf("prune without --before: exit %d", code)
+	}
+}
