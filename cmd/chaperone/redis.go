@@ -140,7 +140,7 @@ func openRedis(ctx context.Context, f redisFlags, getenv func(string) string, lo
 	logger.Info("redis store", slog.String("redis", redactURL(f.url)), slog.String("encryption_key", primaryID(keys)),
 		slog.Int("cache_size", f.cacheSize), slog.Duration("cache_ttl", f.cacheTTL), slog.Int("min_replicas_ack", acks))
 	closer = func(context.Context) error { return errors.Join(store.Close(), client.Close()) }
-	ping = func(ctx context.Context) error { return client.Ping(ctx).Err() }
+	ping = func(ctx context.Context) error { return pingRedis(ctx, client) }
 	return store, closer, ping, nil
 }
 
@@ -220,4 +220,28 @@ func minReplicasAck(ctx context.Context, flag int, rawURL string, client redis.U
 		}
 	}
 	return 0, nil
+}
+
+// pingRedis is readiness: the server answers PING. On a Cluster it is
+// ready while any master answers: with one master down (failing over) the
+// patients of the other masters are still answered, and a replica taken
+// out of its load balancer would answer nobody. A plain PING would go to
+// the master of a random slot.
+func pingRedis(ctx context.Context, client redis.UniversalClient) error {
+	cc, ok := client.(*redis.ClusterClient)
+	if !ok {
+		return client.Ping(ctx).Err()
+	}
+	var answered atomic.Bool
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		if err := m.Ping(ctx).Err(); err != nil {
+			return err
+		}
+		answered.Store(true)
+		return nil
+	})
+	if answered.Load() {
+		return nil
+	}
+	return err
 }
