@@ -157,7 +157,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 {
-	echo "# compare.sh $(date -u +%FT%TZ) at $(git rev-parse --short HEAD 2>/dev/null || echo '?'): $(nproc) CPUs, $ROUNDS rounds, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, ${RATE:+open loop at $RATE/s}${RATE:-closed loop}${DISTINCT_IDS:+, distinct resource ids}"
+	echo "# compare.sh $(date -u +%FT%TZ) at $(git rev-parse --short HEAD 2>/dev/null || echo '?'): $(nproc) CPUs, $ROUNDS rounds, duration $DURATION, warmup $WARMUP, concurrency $CONCURRENCY, $(if [[ -n $RATE ]]; then echo "open loop at $RATE/s"; else echo "closed loop"; fi)${DISTINCT_IDS:+, distinct resource ids}"
 	echo "# load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 	python3 - "$OUT" "$ROUNDS" $TARGETS <<'PY'
 import json, statistics, sys
