@@ -45,7 +45,10 @@ type cedarPolicy struct {
 	forbid           bool
 	reason           string // forbid: reason code
 	overridesConsent bool
-	obligations      obligations
+	// obligationOnly: @obligation_only("true"): when it matches, its
+	// obligations join those of an ALLOW, but it permits nothing.
+	obligationOnly bool
+	obligations    obligations
 }
 
 // cedarPolicies is a pre-filtered list of policies; it satisfies
@@ -83,7 +86,7 @@ type cedarLayer struct {
 const principalMemoSize = 4096
 
 // knownAnnotations are the Cedar annotations the engine reads.
-var knownAnnotations = []string{"id", "mask", "audit_tag", "redact_label", "reason", "overrides_consent"}
+var knownAnnotations = []string{"id", "mask", "audit_tag", "redact_label", "reason", "overrides_consent", "obligation_only"}
 
 // compileCedar compiles the Cedar files; problems are what the static
 // checks found (validation against the schema of model when it is not nil,
@@ -245,8 +248,23 @@ func newCedarPolicy(file string, i int, pol *cedar.Policy, span policySpan) (*ce
 				bad(string(k), "%q: want \"true\" or \"false\"", val)
 			}
 			cp.overridesConsent = val == "true"
+		case "obligation_only":
+			if val != "true" && val != "false" {
+				bad(string(k), "%q: want \"true\" or \"false\"", val)
+			}
+			cp.obligationOnly = val == "true"
 		default:
 			bad(string(k), "unknown annotation (known: @%s)", strings.Join(knownAnnotations, ", @"))
+		}
+	}
+	if cp.obligationOnly {
+		switch {
+		case cp.forbid:
+			bad("obligation_only", "belongs on a permit policy (it adds obligations to an ALLOW)")
+		case cp.obligations.empty():
+			bad("obligation_only", "the policy has no obligations (@mask, @audit_tag or @redact_label)")
+		case cp.overridesConsent:
+			bad("obligation_only", "an obligation-only policy permits nothing, so it cannot override consent")
 		}
 	}
 	return cp, problems
@@ -407,11 +425,17 @@ func (l *cedarLayer) evaluate(_ context.Context, f *facts) (layerResult, error) 
 		}
 		return r, nil
 	}
-	r.effect = permit
 	for _, reason := range diag.Reasons {
 		p := l.byID[reason.PolicyID]
-		r.permits = append(r.permits, permitHit{id: string(p.id), overridesConsent: p.overridesConsent})
 		r.obligations.merge(&p.obligations)
+		if p.obligationOnly {
+			r.obligationOnly = append(r.obligationOnly, string(p.id))
+			continue
+		}
+		r.permits = append(r.permits, permitHit{id: string(p.id), overridesConsent: p.overridesConsent})
+	}
+	if len(r.permits) > 0 {
+		r.effect = permit
 	}
 	return r, nil
 }

@@ -91,7 +91,12 @@
 // timeResolution (default 1s). Annotations carry ids and obligations:
 // @id("policy-id"), @mask("Patient.telecom,Patient.address"),
 // @audit_tag("BREAK_GLASS"), @redact_label("system|code"),
-// @reason("CODE") on a forbid, @overrides_consent("true") on a permit.
+// @reason("CODE") on a forbid, @overrides_consent("true") on a permit,
+// @obligation_only("true") on a permit with obligations: an obligation-only
+// policy permits nothing; when it matches and the combined decision is
+// ALLOW (other policies permit), its obligations join the response (it is
+// not among the reasons; --explain lists it). It must be a permit, carry
+// @mask, @audit_tag or @redact_label, and not override consent.
 // Mask paths, in @mask and in Rego obligations, are checked against the
 // FHIR element index of package fhir/elements when the bundle compiles and,
 // for paths Rego computes, on every decision (see maskpaths.go for the
@@ -104,7 +109,10 @@
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and
 // obligations (an object {"maskPaths", "redactLabels", "auditTags"}, applied
-// when the package permits) takes part in the decision.
+// when the package permits) and obligations_only (an object of the same
+// shape, the Rego form of an obligation-only policy: whenever it is
+// defined and the combined decision is ALLOW, its obligations join the
+// response; it permits nothing, and a deny of its package drops it) takes part in the decision.
 //
 // # Static checks
 //

@@ -242,7 +242,10 @@ type LayerStep struct {
 	Effect  string   `json:"effect"`
 	Permits []string `json:"permits,omitempty"`
 	Denies  []string `json:"denies,omitempty"`
-	Error   string   `json:"error,omitempty"`
+	// ObligationOnly are the obligation-only policies that matched: their
+	// obligations join an ALLOW, they permit nothing.
+	ObligationOnly []string `json:"obligationOnly,omitempty"`
+	Error          string   `json:"error,omitempty"`
 }
 
 // String renders the trace for a person.
@@ -273,6 +276,9 @@ func (t *Trace) String() string {
 		}
 		if len(l.Denies) > 0 {
 			fmt.Fprintf(&b, "; denied by %s", strings.Join(l.Denies, ", "))
+		}
+		if len(l.ObligationOnly) > 0 {
+			fmt.Fprintf(&b, "; obligations of %s", strings.Join(l.ObligationOnly, ", "))
 		}
 		if l.Error != "" {
 			fmt.Fprintf(&b, "; error: %s", l.Error)
@@ -442,6 +448,7 @@ func (e *Engine) evaluateLayers(ctx context.Context, a *active, f *facts, trace 
 			for _, d := range r.denies {
 				step.Denies = append(step.Denies, d.id+" ("+d.code+")")
 			}
+			step.ObligationOnly = r.obligationOnly
 			trace.Layers = append(trace.Layers, step)
 		}
 		switch r.effect {
@@ -449,6 +456,10 @@ func (e *Engine) evaluateLayers(ctx context.Context, a *active, f *facts, trace 
 			out.denies = append(out.denies, r.denies...)
 		case permit:
 			out.permits = append(out.permits, r.permits...)
+			out.obl.merge(&r.obligations)
+		default:
+			// Obligation-only policies that matched: their obligations
+			// join an ALLOW that other policies make, and nothing else.
 			out.obl.merge(&r.obligations)
 		}
 	}

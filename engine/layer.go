@@ -74,10 +74,14 @@ type denyHit struct {
 
 // layerResult is one layer's answer.
 type layerResult struct {
-	effect      effect
-	permits     []permitHit
-	denies      []denyHit
-	obligations obligations
+	effect  effect
+	permits []permitHit
+	denies  []denyHit
+	// obligations are the permits' and the matching obligation-only
+	// policies' (those alone when effect is notApplicable): they count
+	// only when the combined decision is ALLOW.
+	obligations    obligations
+	obligationOnly []string // ids of the obligation-only policies that matched
 }
 
 // layer is one policy language's part of a bundle.

@@ -22,6 +22,10 @@ const (
 	regoPermit      = "permit"
 	regoDeny        = "deny"
 	regoObligations = "obligations"
+	// regoObligationsOnly is the obligation-only rule: an object like
+	// obligations whose obligations join an ALLOW whenever it is
+	// defined, without the package permitting anything.
+	regoObligationsOnly = "obligations_only"
 )
 
 // combinePackage is the package of the module the engine generates to read
@@ -133,7 +137,7 @@ func compileRego(fsys fs.FS, files, dataFiles []string, model *PolicyModel) (*re
 				continue
 			}
 			name := ref[0].Value.(ast.Var).String()
-			if name == regoPermit || name == regoDeny || name == regoObligations {
+			if name == regoPermit || name == regoDeny || name == regoObligations || name == regoObligationsOnly {
 				if rules[pkg] == nil {
 					rules[pkg] = map[string]bool{}
 				}
@@ -165,10 +169,13 @@ func compileRego(fsys fs.FS, files, dataFiles []string, model *PolicyModel) (*re
 			}
 			fmt.Fprintf(&b, "default o%d := {}\n\no%d := %s.%s if %s\n\n", i, i, ref, regoObligations, cond)
 		}
+		if rules[p][regoObligationsOnly] {
+			fmt.Fprintf(&b, "default oo%d := {}\n\noo%d := %s.%s\n\n", i, i, ref, regoObligationsOnly)
+		}
 	}
 	b.WriteString("result := [\n")
 	for i, p := range pkgs {
-		permitRef, denyRef, oblRef := "set()", "set()", "{}"
+		permitRef, denyRef, oblRef, onlyRef := "set()", "set()", "{}", "{}"
 		if rules[p][regoPermit] {
 			permitRef = "data." + p + "." + regoPermit
 		}
@@ -178,7 +185,10 @@ func compileRego(fsys fs.FS, files, dataFiles []string, model *PolicyModel) (*re
 		if rules[p][regoObligations] {
 			oblRef = fmt.Sprintf("o%d", i)
 		}
-		fmt.Fprintf(&b, "\t[%s, %s, %s],\n", permitRef, denyRef, oblRef)
+		if rules[p][regoObligationsOnly] {
+			onlyRef = fmt.Sprintf("oo%d", i)
+		}
+		fmt.Fprintf(&b, "\t[%s, %s, %s, %s],\n", permitRef, denyRef, oblRef, onlyRef)
 	}
 	b.WriteString("]\n")
 	combine, err := ast.ParseModuleWithOpts("chaperone-combine.rego", b.String(), ast.ParserOptions{RegoVersion: ast.RegoV1})
@@ -284,11 +294,17 @@ func (l *regoLayer) eval(ctx context.Context, input ast.Value) (layerResult, err
 				return layerResult{}, err
 			}
 		}
+		if only, ok := entry.Elem(3).Value.(ast.Object); !ok || only.Len() > 0 {
+			if err := regoObligationsInto(&r.obligations, pkg, entry.Elem(3).Value); err != nil {
+				return layerResult{}, fmt.Errorf("%w (obligations_only)", err)
+			}
+			r.obligationOnly = append(r.obligationOnly, pkg+"."+regoObligationsOnly)
+		}
 	}
 	switch {
 	case len(r.denies) > 0:
 		r.effect = deny
-		r.permits, r.obligations = nil, obligations{}
+		r.permits, r.obligations, r.obligationOnly = nil, obligations{}, nil
 	case len(r.permits) > 0:
 		r.effect = permit
 	}

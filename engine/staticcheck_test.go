@@ -37,6 +37,35 @@ when {
 			},
 		},
 		{
+			name: "obligation-only policies must be permits with obligations",
+			files: map[string]string{"p.cedar": `@id("oo-forbid")
+@obligation_only("true")
+@audit_tag("SENSITIVE")
+forbid (principal, action, resource);
+
+@id("oo-empty")
+@obligation_only("true")
+permit (principal, action, resource);
+
+@id("oo-consent")
+@obligation_only("true")
+@overrides_consent("true")
+@audit_tag("SENSITIVE")
+permit (principal, action, resource);
+
+@id("oo-value")
+@obligation_only("yes")
+@audit_tag("SENSITIVE")
+permit (principal, action, resource);
+`},
+			want: []engine.Problem{
+				{File: "p.cedar", Line: 2, Col: 1, Check: engine.CheckAnnotation, Message: `policy "oo-forbid": @obligation_only: belongs on a permit policy`},
+				{File: "p.cedar", Line: 7, Col: 1, Check: engine.CheckAnnotation, Message: `policy "oo-empty": @obligation_only: the policy has no obligations`},
+				{File: "p.cedar", Line: 11, Col: 1, Check: engine.CheckAnnotation, Message: `policy "oo-consent": @obligation_only: an obligation-only policy permits nothing, so it cannot override consent`},
+				{File: "p.cedar", Line: 17, Col: 1, Check: engine.CheckAnnotation, Message: `policy "oo-value": @obligation_only: "yes": want "true" or "false"`},
+			},
+		},
+		{
 			name: "cedar unknown context attribute",
 			files: map[string]string{"p.cedar": `@id("consent-typo")
 permit (principal, action == Action::"read", resource)
