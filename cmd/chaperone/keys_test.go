@@ -167,3 +167,60 @@ func TestConsentPruneCommand(t *testing.T) {
 		t.Errorf("prune without --before: exit %d", code)
 	}
 }
+
+// TestServeRedisEncryptedByDefault: serve's Redis store with no key file
+// given encrypts under a generated key: a dump of every value in Redis
+// holds no consent in clear text.
+func TestServeRedisEncryptedByDefault(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	ctx := context.Background()
+	home := t.TempDir()
+	env := func(k string) string {
+		if k == "HOME" {
+			return home
+		}
+		return ""
+	}
+	flags := redisFlags{url: "redis://" + addr + "/0", timeout: time.Second, cacheSize: 10, cacheTTL: time.Minute}
+	st, closeRedis, _, err := openRedis(ctx, flags, env, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRedis(ctx)
+	c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny","purpose":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActReason","code":"HRESCH"}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	keys, err := client.Keys(ctx, "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dump strings.Builder
+	for _, k := range keys {
+		switch client.Type(ctx, k).Val() {
+		case "hash":
+			for f, v := range client.HGetAll(ctx, k).Val() {
+				dump.WriteString(f + "=" + v + "\n")
+			}
+		case "string":
+			dump.WriteString(client.Get(ctx, k).Val() + "\n")
+		}
+	}
+	if !strings.Contains(dump.String(), "c1=") {
+		t.Fatalf("the consent is not in the dump: %q", dump.String())
+	}
+	for _, clear := range []string{"resourceType", "HRESCH", "provision", "v3-ActReason"} {
+		if strings.Contains(dump.String(), clear) {
+			t.Errorf("the Redis dump holds %q in clear text", clear)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, ".config", "chaperone", "encryption-keys.json")); err != nil {
+		t.Errorf("no generated key file: %v", err)
+	}
+}
