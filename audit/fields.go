@@ -101,7 +101,7 @@ type field struct {
 // identifying lists the identifying fields of r, copying the structures
 // that hold them first (r may share them with its writer's caller).
 func identifying(r *Record) []field {
-	var out []field
+	out := make([]field, 0, 12)
 	if s := r.Subject; s != nil {
 		c := *s
 		r.Subject = &c

@@ -38,7 +38,7 @@ var (
 		".Change.Version", ".Change.Status", ".Change.FHIRVersion", ".Change.GrantID", ".Change.ClientID", ".Change.Vendor",
 		".Change.Tier", ".Change.Purposes", ".Change.ResourceTypes", ".Change.Revision", ".Change.BundleName",
 		".Change.Digest", ".Change.Signers", ".Change.Source", ".Change.PreviousRevision",
-		".Change.JTI", ".Change.TokenSHA256",
+		".Change.JTI", ".Change.TokenSHA256", ".Change.RelationshipID", ".Change.RelationshipKind", ".Change.Organization",
 		".Index.Patient", ".Index.Subject", ".Prune.Archive", ".Prune.Segments", ".Prune.Head", ".Prune.KeyID",
 	}
 	indexRE = regexp.MustCompile(`\[\d+\]`)
