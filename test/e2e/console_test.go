@@ -112,8 +112,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
+	// Every form control of every page has a label (or is a button).
+	labelled := func(page string) {
+		t.Helper()
+		unlabelled, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("input:not([type=hidden]), select, textarea"))
+			.filter(el => el.labels.length === 0 && !el.getAttribute("aria-label")).map(el => el.name || el.id)`))
+		if err != nil || len(unlabelled) > 0 {
+			t.Errorf("%s: controls without a label: %v (%v)", page, unlabelled, err)
+		}
+	}
 	shot := func(name string) {
 		t.Helper()
+		labelled(name)
 		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
