@@ -151,6 +151,8 @@ func New(cfg Config) (*Console, error) {
 	c.mux.HandleFunc("POST "+Prefix+"patient/disclosures.csv", c.disclosuresCSV)
 	c.mux.HandleFunc("GET "+Prefix+"bundle", c.bundle)
 	c.mux.HandleFunc("POST "+Prefix+"bundle/diff", c.bundleDiff)
+	c.mux.HandleFunc("GET "+SignInPath, c.signIn)
+	c.mux.HandleFunc("POST "+SignInPath, c.signIn)
 	c.mux.HandleFunc("GET "+Prefix+"playground", c.playground)
 	c.mux.HandleFunc("POST "+Prefix+"playground", c.playground)
 	return c, nil
@@ -173,6 +175,11 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
+	if r.URL.Path == SignInPath {
+		// Public: it shows nothing and keeps only what it is given.
+		c.mux.ServeHTTP(w, r)
+		return
+	}
 	caller, ok := server.CallerFromContext(r.Context())
 	if !ok || caller == nil {
 		c.fail(w, r, http.StatusUnauthorized, "Sign-in required: the console needs an authenticated caller.")
@@ -242,7 +249,7 @@ func parsePages() (map[string]*template.Template, error) {
 		return nil, fmt.Errorf("console templates: %w", err)
 	}
 	pages := map[string]*template.Template{}
-	for _, p := range []string{"decisions", "record", "breakglass", "patient", "bundle", "playground", "error"} {
+	for _, p := range []string{"decisions", "record", "breakglass", "patient", "bundle", "playground", "error", "signin"} {
 		t, err := template.Must(base.Clone()).ParseFS(templateFS, "templates/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", p, err)

@@ -327,9 +327,13 @@ func TestGrants(t *testing.T) {
 			}
 		}
 	}
-	// Without a token: 401 from the guard, before the console.
-	if code, _ := e.browser(t).get("/console/decisions"); code != http.StatusUnauthorized {
-		t.Errorf("no token: %d, want 401", code)
+	// Without a token: a browser is sent to sign in; a write is refused
+	// by the guard, before the console.
+	if code, _ := e.browser(t).get("/console/decisions"); code != http.StatusSeeOther {
+		t.Errorf("no token: %d, want 303 to the sign-in page", code)
+	}
+	if code, _, _ := e.browser(t).post("/console/decisions", url.Values{"patient": {"Patient/53"}}); code != http.StatusUnauthorized {
+		t.Errorf("no token, a write: %d, want 401", code)
 	}
 	// The searcher cannot review, even with a valid form.
 	b := e.browser(t)
@@ -434,4 +438,67 @@ func TestCSRFProperty(t *testing.T) {
 			rt.Fatalf("token %q origin %q: %d", tk, o, code)
 		}
 	})
+}
+
+// TestSignIn: with bearer tokens, a browser signs in by pasting a token;
+// the console sends it for console pages only, the guard verifies it.
+func TestSignIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{callers: &callers.AuthzConfig{Callers: []callers.CallerGrant{
+		{Name: "officer", Subjects: []string{"officer"}, Allow: []string{"chaperone.v1.AuditService"}},
+	}}})
+	b := e.browser(t)
+	code, hdr, _ := b.do(mustRequest(t, http.MethodGet, e.url+"/console/decisions"))
+	if code != http.StatusSeeOther || hdr.Get("Location") != "/console/sign-in" {
+		t.Fatalf("not signed in: %d %q, want a redirect to the sign-in page", code, hdr.Get("Location"))
+	}
+	if code, body := b.get("/console/sign-in"); code != http.StatusOK || !strings.Contains(body, `name="token"`) {
+		t.Fatalf("sign-in page: %d", code)
+	}
+	tok := e.token(t, "officer")
+	for _, tc := range []struct {
+		name, origin, token string
+		want               int
+	}{
+		{"another site", "http://evil.example", tok, http.StatusForbidden},
+		{"not a token", e.url, "hunter2", http.StatusBadRequest},
+	} {
+		if code, _, _ := b.postFrom(tc.origin, "/console/sign-in", url.Values{"token": {tc.token}}); code != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.want)
+		}
+	}
+	if code, _, _ := b.post("/console/sign-in", url.Values{"token": {"Bearer " + tok}}); code != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", code)
+	}
+	if code, body := b.get("/console/decisions"); code != http.StatusOK || !strings.Contains(body, "Signed in as <strong>officer</strong>") {
+		t.Fatalf("signed in: %d", code)
+	}
+	// The cookie opens console pages only: the API wants the header.
+	req := mustRequest(t, http.MethodPost, e.url+"/chaperone.v1.AuditService/Search")
+	req.Header.Set("Content-Type", "application/json")
+	if code, _, _ := b.do(req); code != http.StatusUnauthorized {
+		t.Errorf("API call with the console's cookie: %d, want 401", code)
+	}
+	// A token the guard does not verify is refused as in the header.
+	forged := e.browser(t)
+	forged.post("/console/sign-in", url.Values{"token": {tok[:len(tok)-4] + "AAAA"}})
+	if code, _ := forged.get("/console/decisions"); code != http.StatusUnauthorized {
+		t.Errorf("forged token: %d, want 401", code)
+	}
+	// Signing out forgets the token.
+	if code, _, _ := b.post("/console/sign-in", url.Values{"signOut": {"1"}}); code != http.StatusOK {
+		t.Fatalf("sign out: %d", code)
+	}
+	if code, _, _ := b.do(mustRequest(t, http.MethodGet, e.url+"/console/decisions")); code != http.StatusSeeOther {
+		t.Errorf("signed out: %d, want a redirect to sign in", code)
+	}
+}
+
+func mustRequest(t *testing.T, method, url string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -113,7 +113,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 
 	gc := server.GuardConfig{LoopbackHosts: true, SelfAuthorized: []string{console.Prefix}}
 	if o.callers != nil {
-		gc = server.GuardConfig{SelfAuthorized: []string{console.Prefix}}
+		gc = server.GuardConfig{SelfAuthorized: []string{console.Prefix}, Public: append(server.DefaultPublicPaths(), console.SignInPath)}
 		gc.JWT = e.verifier(t, dir)
 		if gc.Authorizer, err = callers.NewAuthorizer(*o.callers); err != nil {
 			t.Fatal(err)
@@ -123,12 +123,17 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mw := []func(http.Handler) http.Handler{g.Middleware}
+	if o.callers != nil {
+		// Browsers sign in with a token, as serve --console --jwks does.
+		mw = []func(http.Handler) http.Handler{console.BearerCookie, g.Middleware}
+	}
 	var con *console.Console
 	srv := server.New(eng, v,
 		server.WithRecorder(e.log),
 		server.WithAuditService(auditSvc), server.WithConsentService(consentSvc), server.WithAccessService(accessSvc),
 		server.WithBundleService(loader),
-		server.WithMiddleware(g.Middleware), server.WithHandlerOptions(g.HandlerOptions()...),
+		server.WithMiddleware(mw...), server.WithHandlerOptions(g.HandlerOptions()...),
 		server.WithHTTPHandler(console.Prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { con.ServeHTTP(w, r) })),
 	)
 	con, err = console.New(console.Config{

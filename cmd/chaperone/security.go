@@ -45,6 +45,9 @@ type securityFlags struct {
 	// selfAuthorized are path prefixes whose handler authorizes requests
 	// itself (the web console); set by serve, not a flag.
 	selfAuthorized []string
+	// public are paths served without authentication beside the
+	// defaults (the console's sign-in page); set by serve, not a flag.
+	public []string
 	// tokens and revocations (set by serve) make callers' tokens
 	// revocable: the revocation list, --require-jti, introspection.
 	tokens      *tokenFlags
@@ -133,6 +136,9 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 	// host from no browser origin but a loopback one are answered (DNS
 	// rebinding, cross-origin pages).
 	cfg := server.GuardConfig{Logger: logger, MTLS: f.clientCA != "", LoopbackHosts: loopback && !authenticated, SelfAuthorized: f.selfAuthorized}
+	if len(f.public) > 0 {
+		cfg.Public = append(server.DefaultPublicPaths(), f.public...)
+	}
 	if useTLS {
 		tc, err := server.NewTLSConfig(server.TLSFiles{CertFile: f.tlsCert, KeyFile: f.tlsKey, ClientCAFile: f.clientCA})
 		if err != nil {

@@ -139,8 +139,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 				return err
 			}
 			if consoleOn {
-				// The console authorizes each page by the procedures it shows.
+				// The console authorizes each page by the procedures it shows;
+				// with bearer tokens, a browser signs in on a public page.
 				sf.selfAuthorized = []string{console.Prefix}
+				if sf.jwks != "" {
+					sf.public = []string{console.SignInPath}
+				}
 			}
 			cors, err := server.NewCORS(corsOrigins)
 			if err != nil {
@@ -244,6 +248,9 @@ SIGTERM or SIGINT stops it gracefully.`,
 			// Outermost (before the guard's): CORS answers preflights, which
 			// carry no credentials; gRPC-Web text is decoded to gRPC-Web.
 			opts = append(opts, server.WithMiddleware(cors.Middleware, server.GRPCWebText(int64(sf.maxRequestBytes)/3*4+8)))
+			if consoleOn && sf.jwks != "" {
+				opts = append(opts, server.WithMiddleware(console.BearerCookie))
+			}
 			opts = append(opts, server.WithDoor(authzenDoor(logger, int64(sf.maxRequestBytes))))
 			if gw != nil {
 				opts = append(opts, server.WithDoor(forwardDoor(gw, logger)))
