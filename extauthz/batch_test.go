@@ -12,6 +12,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // bundleOf is a batch or transaction Bundle of the entries' "METHOD url".
@@ -158,7 +159,8 @@ func TestCheckBatch(t *testing.T) {
 }
 
 // An entry whose target cannot be fetched (attributes.fhirServer down)
-// refuses the batch, named, before any decision.
+// refuses the batch, named, before any other entry is decided; the
+// refused entry is on the audit chain as a DENY naming why.
 func TestCheckBatchTargetUnavailable(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t)
@@ -188,7 +190,9 @@ func TestCheckBatchTargetUnavailable(t *testing.T) {
 	if codes, exprs := outcomeCodes(t, d.GetBody()), outcomeExpressions(t, d.GetBody()); !slices.Equal(codes, []string{gateway.ReasonTargetUnavailable}) || !slices.Equal(exprs, []string{"Bundle.entry[1]"}) {
 		t.Errorf("codes %v at %v, want TARGET_UNAVAILABLE at Bundle.entry[1]", codes, exprs)
 	}
-	if n := len(ts.recorder.All()); n != 0 {
-		t.Errorf("%d records", n)
+	all := ts.recorder.All()
+	if len(all) != 1 || all[0].Resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || all[0].Resp.GetReasons()[0].GetCode() != gateway.ReasonTargetUnavailable ||
+		all[0].Req.GetResource().GetId() != "o1" {
+		t.Errorf("%d records, want one DENY TARGET_UNAVAILABLE of Observation/o1", len(all))
 	}
 }

@@ -196,7 +196,8 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 			if status != http.StatusUnauthorized {
 				status = http.StatusForbidden
 			}
-			return deniedBody(status, "", gateway.OperationOutcomeAt(status, []string{ref.Code}, ref.Expression)), nil
+			id := ref.Record(ctx, d.decider) // a target refusal is recorded as a DENY
+			return deniedBody(status, id, gateway.OperationOutcomeAt(status, []string{ref.Code}, ref.Expression)), nil
 		}
 		d.logger.LogAttrs(ctx, slog.LevelError, "ext_authz mapping failed", slog.String("error", err.Error()))
 		return nil, fmt.Errorf("map: %w: %w", ErrUnavailable, err)

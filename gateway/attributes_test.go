@@ -145,7 +145,7 @@ func TestAttributes(t *testing.T) {
 		fetched           string // the path fetched, "" for none
 		status            int
 		code              string                // a reason code of a deny
-		phase             string                // of the recorded request; "" when nothing was decided
+		phase             string                // of the recorded request; "" when nothing was decided (a target that could not be read is recorded as a request-phase DENY naming why)
 		resource          *chaperonev1.Resource // of the recorded request, when phase is resource
 	}{
 		{"an own organization's observation is allowed at the door", "GET", "/fhir/Observation/o1", "/Observation/o1", 200, "", "resource",
@@ -170,22 +170,22 @@ func TestAttributes(t *testing.T) {
 		{"a gone target too", "PUT", "/fhir/Observation/gone", "/Observation/gone", 403, "", "request", nil},
 		{"a search is not fetched", "GET", "/fhir/Observation?patient=Patient/51", "", 403, gateway.ReasonNoResourceEnforcement, "request", nil},
 		{"a compartment search is not fetched", "GET", "/fhir/Patient/51/Observation", "", 403, gateway.ReasonNoResourceEnforcement, "request", nil},
-		{"two patients", "GET", "/fhir/Observation/two", "/Observation/two", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"two tenants", "GET", "/fhir/Observation/tenants", "/Observation/tenants", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"a subject by identifier only", "GET", "/fhir/Observation/ident", "/Observation/ident", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"a versioned patient reference", "GET", "/fhir/Observation/versioned", "/Observation/versioned", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"another id answered", "GET", "/fhir/Observation/another", "/Observation/another", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"another type answered", "GET", "/fhir/Observation/typed", "/Observation/typed", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"not JSON", "GET", "/fhir/Observation/garbage", "/Observation/garbage", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"two JSON values", "GET", "/fhir/Observation/twice", "/Observation/twice", 403, gateway.ReasonTargetInvalid, "", nil},
-		{"a member twice", "GET", "/fhir/Observation/dup", "/Observation/dup", 403, gateway.ReasonTargetInvalid, "", nil},
+		{"two patients", "GET", "/fhir/Observation/two", "/Observation/two", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"two tenants", "GET", "/fhir/Observation/tenants", "/Observation/tenants", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"a subject by identifier only", "GET", "/fhir/Observation/ident", "/Observation/ident", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"a versioned patient reference", "GET", "/fhir/Observation/versioned", "/Observation/versioned", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"another id answered", "GET", "/fhir/Observation/another", "/Observation/another", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"another type answered", "GET", "/fhir/Observation/typed", "/Observation/typed", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"not JSON", "GET", "/fhir/Observation/garbage", "/Observation/garbage", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"two JSON values", "GET", "/fhir/Observation/twice", "/Observation/twice", 403, gateway.ReasonTargetInvalid, "request", nil},
+		{"a member twice", "GET", "/fhir/Observation/dup", "/Observation/dup", 403, gateway.ReasonTargetInvalid, "request", nil},
 		{"a member in another case is not FHIR's", "GET", "/fhir/Observation/case", "/Observation/case", 200, "", "resource",
 			&chaperonev1.Resource{Type: "Observation", Id: "case", Organization: "Organization/o1"}},
-		{"a body over the bound", "GET", "/fhir/Observation/big", "/Observation/big", 403, gateway.ReasonTargetUnavailable, "", nil},
-		{"a server error", "GET", "/fhir/Observation/err", "/Observation/err", 403, gateway.ReasonTargetUnavailable, "", nil},
-		{"the server refuses the door", "PATCH", "/fhir/Observation/forbidden", "/Observation/forbidden", 403, gateway.ReasonTargetUnavailable, "", nil},
-		{"a redirect is not followed", "GET", "/fhir/Observation/moved", "/Observation/moved", 403, gateway.ReasonTargetUnavailable, "", nil},
-		{"no answer in time", "GET", "/fhir/Observation/slow", "/Observation/slow", 403, gateway.ReasonTargetUnavailable, "", nil},
+		{"a body over the bound", "GET", "/fhir/Observation/big", "/Observation/big", 403, gateway.ReasonTargetUnavailable, "request", nil},
+		{"a server error", "GET", "/fhir/Observation/err", "/Observation/err", 403, gateway.ReasonTargetUnavailable, "request", nil},
+		{"the server refuses the door", "PATCH", "/fhir/Observation/forbidden", "/Observation/forbidden", 403, gateway.ReasonTargetUnavailable, "request", nil},
+		{"a redirect is not followed", "GET", "/fhir/Observation/moved", "/Observation/moved", 403, gateway.ReasonTargetUnavailable, "request", nil},
+		{"no answer in time", "GET", "/fhir/Observation/slow", "/Observation/slow", 403, gateway.ReasonTargetUnavailable, "request", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,13 +218,17 @@ func TestAttributes(t *testing.T) {
 				return
 			}
 			var got *chaperonev1.CheckRequest
+			var resp *chaperonev1.CheckResponse
 			for _, x := range rec.All() {
 				if x.Resp.GetDecisionId() == id {
-					got = x.Req
+					got, resp = x.Req, x.Resp
 				}
 			}
 			if got == nil {
 				t.Fatalf("no record of decision %q", id)
+			}
+			if strings.HasPrefix(tc.code, "TARGET_") && (resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || len(resp.GetReasons()) != 1 || resp.GetReasons()[0].GetCode() != tc.code) {
+				t.Errorf("recorded %v, want a DENY %s", resp, tc.code)
 			}
 			if got.GetContext().GetPhase() != tc.phase {
 				t.Errorf("phase %q, want %q", got.GetContext().GetPhase(), tc.phase)
@@ -250,8 +254,13 @@ func TestAttributesServerDown(t *testing.T) {
 	if r.status != 403 || !slices.Contains(outcomeCodes(t, r), gateway.ReasonTargetUnavailable) {
 		t.Fatalf("status %d %s, want 403 %s", r.status, r.body, gateway.ReasonTargetUnavailable)
 	}
-	if n := len(rec.All()); n != 0 {
-		t.Errorf("%d records", n)
+	// The refusal is on the audit chain: a DENY naming why, with the
+	// decision id the answer carries.
+	all := rec.All()
+	if len(all) != 1 || all[0].Resp.GetDecision() != chaperonev1.Decision_DECISION_DENY ||
+		all[0].Resp.GetReasons()[0].GetCode() != gateway.ReasonTargetUnavailable ||
+		all[0].Resp.GetDecisionId() != r.header.Get(gateway.HeaderDecisionID) || all[0].Req.GetContext().GetPhase() != gateway.PhaseRequest {
+		t.Errorf("records %v, want one request-phase DENY %s with the answer's decision id", all, gateway.ReasonTargetUnavailable)
 	}
 }
 

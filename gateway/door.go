@@ -100,7 +100,7 @@ func (d *Door) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ref.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		}
-		writeOutcome(w, ref.Status, "", []string{ref.Code})
+		writeOutcome(w, ref.Status, ref.Record(ctx, d.d), []string{ref.Code})
 		return
 	}
 	resp, err := d.d.Decide(ctx, req.Check, d.g.Amend(req))

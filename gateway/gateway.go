@@ -53,6 +53,41 @@ type Refusal struct {
 	// Expression, when not "", is the FHIRPath of the part of the request
 	// refused: "Bundle.entry[i]" for an entry of a batch or transaction.
 	Expression string
+	// Request, for a refusal about the target (TARGET_UNAVAILABLE,
+	// TARGET_INVALID: the request was mapped and its user known, but the
+	// target's attributes could not be learnt), is the request-phase
+	// request refused. A door that decides records it as a DENY with
+	// Code ([Refusal.Record]), so the refusal is on the audit chain.
+	Request *Request
+}
+
+// Record has d decide and record ref's request as a DENY with ref's code
+// (the engine's answer replaced whatever it is: [DenyFor]), when ref is
+// about a target; it returns the DENY's decision id, "" when ref has no
+// request or the decision could not be made (the refusal stands either
+// way).
+func (ref *Refusal) Record(ctx context.Context, d Decider) string {
+	if ref.Request == nil || d == nil {
+		return ""
+	}
+	resp, err := d.Decide(ctx, ref.Request.Check, DenyFor(ref.Code, ref.Detail))
+	if err != nil {
+		return ""
+	}
+	return resp.GetDecisionId()
+}
+
+// DenyFor is an amendment (Decider.Decide's amend) that replaces any
+// answer by a DENY with one reason, code, keeping its decision id.
+func DenyFor(code, message string) func(*chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
+	return func(resp *chaperonev1.CheckResponse) *chaperonev1.CheckResponse {
+		return &chaperonev1.CheckResponse{
+			Decision:       chaperonev1.Decision_DECISION_DENY,
+			DecisionId:     resp.GetDecisionId(),
+			Reasons:        []*chaperonev1.Reason{{Code: code, Message: message}},
+			BundleRevision: resp.GetBundleRevision(),
+		}
+	}
 }
 
 func (r *Refusal) Error() string {
@@ -324,14 +359,14 @@ func (g *Gateway) resolve(ctx context.Context, r *Request) error {
 		if errors.As(err, &te) {
 			code = te.Code
 		}
-		return &Refusal{Status: http.StatusForbidden, Code: code, Detail: "the target's attributes could not be read", Err: err}
+		return &Refusal{Status: http.StatusForbidden, Code: code, Detail: "the target's attributes could not be read", Err: err, Request: r}
 	}
 	if !t.Found {
 		return nil
 	}
 	res := r.Check.Resource
 	if res.Patient != "" && res.Patient != t.Patient {
-		return &Refusal{Status: http.StatusForbidden, Code: ReasonTargetInvalid, Detail: "the target is not in the compartment of the path"}
+		return &Refusal{Status: http.StatusForbidden, Code: ReasonTargetInvalid, Detail: "the target is not in the compartment of the path", Request: r}
 	}
 	res.Patient = t.Patient
 	res.Organization = t.Organization
