@@ -70,6 +70,19 @@
 // whether it was applied (see [Change]). [Changes] reads the
 // administrative history back, with the reviews of decisions.
 //
+// With [WithFieldKeys] the identifying fields of every record (the
+// subject's id, the resource's id and patient, the IP, free-text reasons;
+// see [FieldKeys]) are sealed per field with AES-256-GCM under a
+// [keyset.Set] before the record is chained, with a blind index of the
+// patient and subject ([Index]); [FieldKeys.MatchPatient] finds a patient's
+// records through it and [OpenRecords] opens them for the reports. The
+// chain covers the sealed values, so verification needs no key.
+//
+// [PruneFile] removes, or archives, old rotated segments of a file log
+// behind signed [PruneAnchor] records (PATH.pruned, [ReadPruneAnchors]);
+// [VerifyOptions].Pruned lets verification start from the first record
+// kept, and [Log.RecordPrune] puts the prune on the chain.
+//
 // The reports a privacy officer reads ([Disclosures], [BreakGlass],
 // [Anomalies], [Recertify], [Changes]) work on the records read back with [ReadFiles]
 // or [ReadStream].
