@@ -64,6 +64,7 @@ type fetcher struct {
 	ttl       func() time.Duration
 	now       func() time.Time
 	cache     *targetCache
+	tokenFile string // attributes.bearerTokenFile, "" for none
 }
 
 func newFetcher(cfg *Config, o Options) *fetcher {
@@ -86,6 +87,7 @@ func newFetcher(cfg *Config, o Options) *fetcher {
 	return &fetcher{
 		base: strings.TrimSuffix(a.FHIRServer, "/"), client: &c, timeout: a.FetchTimeout(), maxBody: a.MaxBody(),
 		tagSystem: cfg.TenantTagSystem, ttl: ttl, now: now, cache: newTargetCache(a.Entries()),
+		tokenFile: a.BearerTokenFile,
 	}
 }
 
@@ -147,6 +149,13 @@ func (f *fetcher) get(ctx context.Context, m fhirrest.Mapped, path string) (targ
 		return target{}, unavailable("request: %w", err)
 	}
 	req.Header.Set("Accept", "application/fhir+json")
+	if f.tokenFile != "" {
+		tok, err := readBearerToken(f.tokenFile)
+		if err != nil {
+			return target{}, unavailable("bearer token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return target{}, unavailable("get: %w", err)

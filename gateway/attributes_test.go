@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -158,7 +161,9 @@ func TestAttributes(t *testing.T) {
 			&chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/51", Organization: "Organization/o2"}},
 		{"an absolute reference and a spelt-out tenant tag", "GET", "/fhir/Observation/abs", "/Observation/abs", 200, "", "resource",
 			&chaperonev1.Resource{Type: "Observation", Id: "abs", Patient: "Patient/52", Organization: "Organization/o1"}},
-		{"a security label", "GET", "/fhir/Observation/eth", "/Observation/eth", 200, "", "resource",
+		// The label reaches the decision: an ETH-labelled read needs a
+		// treating relationship the door's clinician does not have.
+		{"a security label", "GET", "/fhir/Observation/eth", "/Observation/eth", 403, "TREATING_RELATIONSHIP_REQUIRED", "resource",
 			&chaperonev1.Resource{Type: "Observation", Id: "eth", Patient: "Patient/51", Organization: "Organization/o1", SecurityLabels: labels("ETH")}},
 		{"a Patient is its own compartment, owned by its managing organization", "GET", "/fhir/Patient/51", "/Patient/51", 200, "", "resource",
 			&chaperonev1.Resource{Type: "Patient", Id: "51", Patient: "Patient/51", Organization: "Organization/o1"}},
@@ -313,4 +318,104 @@ func firstPartyClinician() map[string]any {
 	c := clinician()
 	c["client_id"] = "clinician-app"
 	return c
+}
+
+// With attributes.bearerTokenFile the door sends the file's token to the
+// FHIR server, read again for every fetch (a rotated token is used at
+// once); a file that cannot be read fails the fetch closed.
+func TestAttributesBearerToken(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	fs := newFHIRServer(t)
+	var want atomic.Value
+	want.Store("Bearer first")
+	guarded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != want.Load().(string) {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		fwd, err := http.NewRequestWithContext(r.Context(), http.MethodGet, fs.url+r.URL.Path, nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fwd.Header.Set("Accept", r.Header.Get("Accept"))
+		resp, err := http.DefaultClient.Do(fwd)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(guarded.Close)
+	tokenFile := filepath.Join(t.TempDir(), "fhir-token")
+	if err := os.WriteFile(tokenFile, []byte("first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := k.attributesGateway(t, guarded.URL, "  bearerTokenFile: "+tokenFile+"\n", gateway.Options{})
+	url, _ := serve(t, g)
+	tok := "Bearer " + k.sign(t, "ES256", firstPartyClinician())
+	ask := func() reply {
+		return forward(t, url, map[string]string{"X-Original-Method": "GET", "X-Original-URI": "/fhir/Observation/o1", "Authorization": tok})
+	}
+	if r := ask(); r.status != 200 {
+		t.Fatalf("with the token: %d %s", r.status, r.body)
+	}
+	want.Store("Bearer second") // the server now wants another token
+	if r := ask(); r.status != 403 || !slices.Contains(outcomeCodes(t, r), gateway.ReasonTargetUnavailable) {
+		t.Fatalf("old token: %d %s, want 403 TARGET_UNAVAILABLE", r.status, r.body)
+	}
+	if err := os.WriteFile(tokenFile, []byte("second"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask(); r.status != 200 {
+		t.Fatalf("rotated token: %d %s", r.status, r.body)
+	}
+	if err := os.Remove(tokenFile); err != nil {
+		t.Fatal(err)
+	}
+	if r := ask(); r.status != 403 || !slices.Contains(outcomeCodes(t, r), gateway.ReasonTargetUnavailable) {
+		t.Fatalf("no token file: %d %s, want 403 TARGET_UNAVAILABLE", r.status, r.body)
+	}
+}
+
+// A bearer token is never configured for a FHIR server reached in clear
+// text beyond loopback, nor from an empty file.
+func TestAttributesBearerTokenConfig(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good")
+	if err := os.WriteFile(good, []byte("tok"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, server, file string
+		ok                 bool
+	}{
+		{"https", "https://fhir.example.org/r4", good, true},
+		{"loopback http", "http://127.0.0.1:8080/r4", good, true},
+		{"remote http", "http://fhir.example.org/r4", good, false},
+		{"empty file", "https://fhir.example.org/r4", empty, false},
+		{"missing file", "https://fhir.example.org/r4", filepath.Join(dir, "none"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "gateway.yaml")
+			cfg := k.config(gateway.PhaseNone) + "attributes:\n  fhirServer: " + tc.server + "\n  bearerTokenFile: " + tc.file + "\n"
+			if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := gateway.Load(path)
+			if (err == nil) != tc.ok {
+				t.Fatalf("Load = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
 }

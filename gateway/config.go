@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -61,6 +62,13 @@ type AttributesConfig struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// CacheEntries bounds the cache of fetched attributes; 0 means 10000.
 	CacheEntries int `yaml:"cacheEntries"`
+	// BearerTokenFile, when set, is a file holding the token the door
+	// sends to the FHIR server (Authorization: Bearer). It is read again
+	// for every fetch, so a token rotated in place is used at once; a
+	// file that cannot be read or is empty fails the fetch
+	// (TARGET_UNAVAILABLE). Only with an https fhirServer, or one on a
+	// loopback address.
+	BearerTokenFile string `yaml:"bearerTokenFile"`
 }
 
 // Defaults of [AttributesConfig].
@@ -114,7 +122,37 @@ func (a *AttributesConfig) check() error {
 	if a.CacheEntries < 0 {
 		return fmt.Errorf("attributes.cacheEntries %d: want a positive count", a.CacheEntries)
 	}
+	if a.BearerTokenFile != "" {
+		if u.Scheme != "https" && !loopbackHost(u.Hostname()) {
+			return fmt.Errorf("attributes.bearerTokenFile: the token would cross the network in clear text to %q; use an https fhirServer", a.FHIRServer)
+		}
+	}
 	return nil
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readBearerToken reads the token of attributes.bearerTokenFile.
+func readBearerToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("%s holds more than one token", path)
+	}
+	return tok, nil
 }
 
 // TokenConfig says which end-user tokens are accepted.
@@ -192,7 +230,8 @@ type PurposeConfig struct {
 var ErrConfig = errors.New("gateway config")
 
 // Load reads and checks the gateway file at path. A relative tokens.jwks
-// file (and tokens.introspection.clientSecretFile) is relative to the
+// file (and tokens.introspection.clientSecretFile and
+// attributes.bearerTokenFile, which must hold a token) is relative to the
 // file's directory.
 func Load(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
@@ -208,6 +247,14 @@ func Load(path string) (*Config, error) {
 	}
 	if in := c.Tokens.Introspection; in != nil && !filepath.IsAbs(in.ClientSecretFile) {
 		in.ClientSecretFile = filepath.Join(filepath.Dir(path), in.ClientSecretFile)
+	}
+	if a := c.Attributes; a != nil && a.BearerTokenFile != "" {
+		if !filepath.IsAbs(a.BearerTokenFile) {
+			a.BearerTokenFile = filepath.Join(filepath.Dir(path), a.BearerTokenFile)
+		}
+		if _, err := readBearerToken(a.BearerTokenFile); err != nil {
+			return nil, fmt.Errorf("%s: %w: attributes.bearerTokenFile: %w", path, ErrConfig, err)
+		}
 	}
 	return c, nil
 }
