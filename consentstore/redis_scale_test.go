@@ -119,7 +119,8 @@ func scale(t *testing.T, n int, newClient func() (redis.UniversalClient, *roundT
 	ctx := context.Background()
 	// A loaded machine delays replies and replica acknowledgements.
 	newRedis := func(t *testing.T, c redis.UniversalClient, prefix string, opts ...consentstore.RedisOption) *consentstore.Redis {
-		return newRedis(t, c, prefix, append([]consentstore.RedisOption{consentstore.WithRedisTimeout(2 * time.Second)}, opts...)...)
+		return newRedis(t, c, prefix, append([]consentstore.RedisOption{consentstore.WithRedisTimeout(2 * time.Second),
+			consentstore.WithPingInterval(time.Second)}, opts...)...)
 	}
 	prefix := "scale"
 	loader, _ := newClient()
@@ -179,7 +180,7 @@ func scale(t *testing.T, n int, newClient func() (redis.UniversalClient, *roundT
 		lat = append(lat, time.Since(s))
 	}
 	warmTrips := float64(prt.n.Load()-before) / samples
-	t.Logf("Check warm: p50 %s p99 %s, %.3f round trips per Check", pct(lat, .5), pct(lat, .99), warmTrips)
+	t.Logf("Check warm: p50 %s p99 %s, %.3f round trips per Check, cache dropped %d times since the start", pct(lat, .5), pct(lat, .99), warmTrips, pdpStore.Stats().Flushes)
 
 	// Cold Checks (a one-entry cache and another patient each time: the
 	// consents and grants read in exactly 1 round trip), over all n patients.
