@@ -117,7 +117,7 @@ func (f *securityFlags) build(ctx context.Context, addr string, logger *slog.Log
 		return nil, usageErrorf("--read-timeout must be positive")
 	case f.maxTokenLife <= 0:
 		return nil, usageErrorf("--max-token-lifetime must be positive")
-	case f.jwks == "" && f.tokens != nil && f.tokens.introspectionURL != "":
+	case f.jwks == "" && f.tokens != nil && (f.tokens.introspectionURL != "" || f.tokens.clientID != "" || f.tokens.clientSecretFile != ""):
 		return nil, usageErrorf("--introspection-url introspects callers' bearer tokens: it needs --jwks")
 	}
 	authenticated := f.clientCA != "" || f.jwks != ""
