@@ -71,6 +71,9 @@ request the gateway is about to forward; with --callers, grant it as
 chaperone.gateway.v1.ForwardAuthService. The same file serves Envoy's
 ext_authz v3 door (envoy.service.auth.v3.Authorization/Check over gRPC,
 grant it by that service name).
+Every bearer token it accepts (callers' with --jwks, end users' at the
+gateway doors) is refused once it is on the token revocation list of its
+store (chaperone tokens revoke; shared by every replica with --redis).
 SIGTERM or SIGINT stops it gracefully.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
