@@ -46,6 +46,7 @@ type AuditService struct {
 	reviewer AuditReviewer
 	keys     []ed25519.PublicKey
 	fields   *audit.FieldKeys
+	pruned   func() ([]audit.PruneAnchor, error)
 	logger   *slog.Logger
 }
 
@@ -65,6 +66,12 @@ func WithAuditKeys(keys ...ed25519.PublicKey) AuditOption {
 // their blind index. Without it a log with sealed fields cannot be read.
 func WithAuditFieldKeys(fk *audit.FieldKeys) AuditOption {
 	return func(s *AuditService) { s.fields = fk }
+}
+
+// WithAuditPruned gives Verify the prune anchors of the log (a file log
+// pruned by retention starts from one; see [audit.ReadPruneAnchors]).
+func WithAuditPruned(read func() ([]audit.PruneAnchor, error)) AuditOption {
+	return func(s *AuditService) { s.pruned = read }
 }
 
 // WithAuditLogger sets the service's logger.
@@ -303,7 +310,15 @@ func (s *AuditService) Verify(ctx context.Context, _ *connect.Request[chaperonev
 			}
 		}
 	}
-	sum, err := audit.VerifyWith(entries, audit.VerifyOptions{Keys: s.keys, AllowOpenTail: true})
+	vo := audit.VerifyOptions{Keys: s.keys, AllowOpenTail: true}
+	if s.pruned != nil {
+		var perr error
+		if vo.Pruned, perr = s.pruned(); perr != nil {
+			s.logger.ErrorContext(ctx, "read audit prune anchors", "error", perr)
+			return nil, connect.NewError(connect.CodeUnavailable, errAuditRead)
+		}
+	}
+	sum, err := audit.VerifyWith(entries, vo)
 	var te *audit.TamperError
 	switch {
 	case errors.As(err, &te):

@@ -250,3 +250,12 @@ func (f *auditFlags) startRetention(ctx context.Context, logs auditLogs, logger 
 	go func() { defer close(done); j.run(ctx, t.C) }()
 	return func() { t.Stop(); cancel(); <-done }, nil
 }
+
+// pruneAnchors reads the prune anchors of serve's file log (none when the
+// log is a Redis stream).
+func (f *auditFlags) pruneAnchors(fileGiven bool) ([]audit.PruneAnchor, error) {
+	if f.redisURL != "" && !fileGiven {
+		return nil, nil
+	}
+	return audit.ReadPruneAnchors(f.file)
+}

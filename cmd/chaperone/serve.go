@@ -271,7 +271,8 @@ SIGTERM or SIGINT stops it gracefully.`,
 				return err
 			}
 			auditSvc := server.NewAuditService(auditSrc, auditLog, server.WithAuditKeys(auditKeys...),
-				server.WithAuditFieldKeys(auditFields), server.WithAuditLogger(logger))
+				server.WithAuditFieldKeys(auditFields), server.WithAuditLogger(logger),
+				server.WithAuditPruned(func() ([]audit.PruneAnchor, error) { return af.pruneAnchors(cmd.Flags().Changed("audit-file")) }))
 			opts = append(opts, server.WithAuditService(auditSvc))
 			// The console decides through the server it is mounted on: it
 			// is made once the server exists.
