@@ -71,7 +71,9 @@
 // same organization; never true when either is missing), population (a
 // search, history or export of a patient-compartment type naming no
 // patient), breakGlassGrant (an active grant of the subject for the
-// patient), scopes {present, allows, levels} (the subject's SMART scopes,
+// patient), treatingRelationship (the subject, a practitioner, has a
+// treating relationship with the patient at the decision time:
+// [WithRelationships]), scopes {present, allows, levels} (the subject's SMART scopes,
 // parsed in Go: present when any resource scope was given, allows when they
 // grant the interaction on the resource type) and agreement {exists,
 // active, covers, vendor, tier, purposes, resourceTypes} (the client app's
@@ -104,7 +106,7 @@
 //
 // Rego: input is the request in its proto3 JSON shape (every field present)
 // plus input.consent ({"decision", "namesSubject", "namesRecipient",
-// "restrictsRecipient", "deciding"}, deciding as decidingConsent in Cedar) and input.facts ({"breakGlassGrant",
+// "restrictsRecipient", "deciding"}, deciding as decidingConsent in Cedar) and input.facts ({"breakGlassGrant", "treatingRelationship",
 // "sameOrganization", "population", "scopes", "agreement"}, as in Cedar). Every package of the bundle that defines one of the
 // rules permit (a set of policy ids, or of objects {"id", "overridesConsent"}),
 // deny (a set of ids or of objects {"id", "code", "message"}) and

@@ -188,6 +188,13 @@ func involvedPolicies(resp *chaperonev1.CheckResponse, trace *engine.Trace) []st
 				id, _, _ := strings.Cut(d, " (")
 				add(id)
 			}
+			// An obligation-only policy is involved when its obligations
+			// join an ALLOW.
+			if resp.GetDecision() == chaperonev1.Decision_DECISION_ALLOW {
+				for _, o := range l.ObligationOnly {
+					add(o)
+				}
+			}
 		}
 	}
 	return ids
