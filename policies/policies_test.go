@@ -8,6 +8,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/policies"
 	"github.com/chaperone-pdp/chaperone/policytest"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 )
 
 // TestReferenceSuites runs every *_test.yaml suite of the reference bundle
@@ -41,23 +42,38 @@ func TestReferenceSuites(t *testing.T) {
 
 // TestEveryPolicyDecides checks that every policy id decides some test:
 // each permit allows and each forbid denies at least one request, as named
-// in the response's reasons (not only in the trace).
+// in the response's reasons (not only in the trace). An obligation-only
+// policy decides nothing: it must instead add its obligations to some
+// ALLOW (listed in the trace) and never be among the reasons.
 func TestEveryPolicyDecides(t *testing.T) {
 	t.Parallel()
 	sum, err := policytest.Run(context.Background(), ".", policytest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	decided := map[string]bool{}
+	decided, obligationOnly := map[string]bool{}, map[string]bool{}
 	for _, s := range sum.Suites {
 		for _, r := range s.Tests {
 			for _, reason := range r.Response.GetReasons() {
 				decided[reason.GetPolicyId()] = true
 			}
+			if r.Trace == nil || r.Response.GetDecision() != chaperonev1.Decision_DECISION_ALLOW {
+				continue
+			}
+			for _, l := range r.Trace.Layers {
+				for _, id := range l.ObligationOnly {
+					obligationOnly[id] = true
+				}
+			}
+		}
+	}
+	for id := range obligationOnly {
+		if decided[id] {
+			t.Errorf("obligation-only policy %s is among the reasons of a decision", id)
 		}
 	}
 	for _, p := range sum.Coverage.Policies {
-		if !decided[p.ID] {
+		if !decided[p.ID] && !obligationOnly[p.ID] {
 			t.Errorf("policy %s never appears in the reasons of a decision", p.ID)
 		}
 	}
