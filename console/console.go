@@ -49,6 +49,7 @@ const (
 	ProcDisclosures    = "/" + chaperonev1connect.AuditServiceName + "/Disclosures"
 	ProcConsentList    = "/" + chaperonev1connect.ConsentServiceName + "/List"
 	ProcGrantList      = "/" + chaperonev1connect.AccessServiceName + "/ListBreakGlass"
+	ProcRelationships  = "/" + chaperonev1connect.RelationshipServiceName + "/List"
 	ProcBundleStatus   = "/" + chaperonev1connect.BundleServiceName + "/Status"
 )
 
@@ -75,23 +76,33 @@ type BundleSource interface {
 	Archive() *bundles.Archive
 }
 
+// RelationshipLister lists a patient's treating relationships;
+// *server.RelationshipService is one.
+type RelationshipLister interface {
+	List(ctx context.Context, req *connect.Request[chaperonev1.RelationshipServiceListRequest]) (*connect.Response[chaperonev1.RelationshipServiceListResponse], error)
+}
+
 var (
-	_ Decider       = (*server.Server)(nil)
-	_ ConsentLister = (*server.ConsentService)(nil)
-	_ GrantLister   = (*server.AccessService)(nil)
-	_ BundleSource  = (*bundles.Loader)(nil)
+	_ RelationshipLister = (*server.RelationshipService)(nil)
+	_ Decider            = (*server.Server)(nil)
+	_ ConsentLister      = (*server.ConsentService)(nil)
+	_ GrantLister        = (*server.AccessService)(nil)
+	_ BundleSource       = (*bundles.Loader)(nil)
 )
 
 // Config is what the console shows and acts through. Decider, Audit,
-// Bundles and Validator are required; a nil Consents or Grants leaves that
+// Bundles and Validator are required; a nil Consents, Grants or
+// Relationships leaves that
 // part of the patient view out, saying so.
 type Config struct {
-	Decider   Decider
-	Audit     chaperonev1connect.AuditServiceHandler
-	Consents  ConsentLister
-	Grants    GrantLister
-	Bundles   BundleSource
-	Validator *validation.Validator
+	Decider  Decider
+	Audit    chaperonev1connect.AuditServiceHandler
+	Consents ConsentLister
+	Grants   GrantLister
+	// Relationships, when set, lists a patient's treating relationships.
+	Relationships RelationshipLister
+	Bundles       BundleSource
+	Validator     *validation.Validator
 	// Engine returns a new engine that decides with b over the server's
 	// own consent, grant and agreement stores: for draft policies and
 	// suites, never activated on the serving engine.

@@ -230,7 +230,7 @@ func testSearchAndPatient(t *testing.T, sealed bool) {
 	// as a disclosure (ETREAT is not TPO), exported as CSV.
 	code, _, body := b.post("/console/patient", url.Values{"csrf": {tok}, "patient": {"Patient/53"}})
 	if code != http.StatusOK || !strings.Contains(body, "deny-53") || !strings.Contains(body, "Denies") ||
-		!strings.Contains(body, "AllergyIntolerance/all-1") || !strings.Contains(body, "no relationship service") {
+		!strings.Contains(body, "AllergyIntolerance/all-1") || !strings.Contains(body, "Practitioner/p1 (Organization/o1): care team") {
 		t.Fatalf("patient view: %d\n%s", code, body)
 	}
 	code, hdr, csvBody := b.post("/console/patient/disclosures.csv", url.Values{"csrf": {tok}, "patient": {"Patient/53"}})
@@ -458,7 +458,7 @@ func TestSignIn(t *testing.T) {
 	tok := e.token(t, "officer")
 	for _, tc := range []struct {
 		name, origin, token string
-		want               int
+		want                int
 	}{
 		{"another site", "http://evil.example", tok, http.StatusForbidden},
 		{"not a token", e.url, "hunter2", http.StatusBadRequest},

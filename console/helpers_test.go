@@ -77,7 +77,12 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e.grants = access.NewMemory()
-	eng := engine.New(engine.StoreConsents(mem), engine.WithGrants(e.grants), engine.WithAgreements(e.grants))
+	rels := consentstore.NewMemoryRelationships(nil)
+	if _, err := rels.PutRelationship(ctx, consentstore.Relationship{Kind: consentstore.RelationshipCareTeam, Patient: "Patient/53",
+		Practitioner: "Practitioner/p1", Organization: "Organization/o1", Source: "CareTeam/ct-53"}); err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(engine.StoreConsents(mem), engine.WithGrants(e.grants), engine.WithAgreements(e.grants), engine.WithRelationships(rels))
 	loader := bundles.NewLoader(eng, bundles.DirSource("policies", os.DirFS(filepath.Join("..", "policies"))))
 	if err := loader.Load(ctx); err != nil {
 		t.Fatal(err)
@@ -110,6 +115,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	auditSvc := server.NewAuditService(func(context.Context) iter.Seq2[audit.Entry, error] { return audit.ReadFiles(path) }, e.log, svcOpts...)
 	consentSvc := server.NewConsentService(mem)
 	accessSvc := server.NewAccessService(e.grants)
+	relSvc := server.NewRelationshipService(rels)
 
 	gc := server.GuardConfig{LoopbackHosts: true, SelfAuthorized: []string{console.Prefix}}
 	if o.callers != nil {
@@ -137,9 +143,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 		server.WithHTTPHandler(console.Prefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { con.ServeHTTP(w, r) })),
 	)
 	con, err = console.New(console.Config{
-		Decider: srv, Audit: auditSvc, Consents: consentSvc, Grants: accessSvc, Bundles: loader, Validator: v,
+		Decider: srv, Audit: auditSvc, Consents: consentSvc, Grants: accessSvc, Relationships: relSvc, Bundles: loader, Validator: v,
 		Engine: func(b *engine.Bundle) *engine.Engine {
-			d := engine.New(engine.StoreConsents(mem), engine.WithGrants(e.grants), engine.WithAgreements(e.grants))
+			d := engine.New(engine.StoreConsents(mem), engine.WithGrants(e.grants), engine.WithAgreements(e.grants), engine.WithRelationships(rels))
 			d.Activate(b)
 			return d
 		},

@@ -18,6 +18,8 @@ type patientData struct {
 	ConsentErr  string
 	Grants      []*chaperonev1.BreakGlassGrant
 	GrantErr    string
+	Relations   []*chaperonev1.Relationship
+	RelationErr string
 	Disclosures []*chaperonev1.AuditRecord
 	DisclErr    string
 }
@@ -76,6 +78,19 @@ func (c *Console) patient(w http.ResponseWriter, r *http.Request) {
 			d.GrantErr = rpcMessage(err)
 		} else {
 			d.Grants = resp.Msg.GetGrants()
+		}
+	}
+	switch {
+	case c.cfg.Relationships == nil:
+		d.RelationErr = "not shown: this server has no relationship service"
+	case !allowed(ctx, ProcRelationships):
+		d.RelationErr = "not shown: needs a grant of chaperone.v1.RelationshipService/List"
+	default:
+		resp, err := c.cfg.Relationships.List(ctx, connect.NewRequest(&chaperonev1.RelationshipServiceListRequest{Patient: d.Patient}))
+		if err != nil {
+			d.RelationErr = rpcMessage(err)
+		} else {
+			d.Relations = resp.Msg.GetRelationships()
 		}
 	}
 	resp, err := c.cfg.Audit.Disclosures(ctx, connect.NewRequest(req))

@@ -36,8 +36,9 @@ type app struct {
 	// consentMaxBytes bounds a consent's JSON at ConsentService.Put (0: the default).
 	consentMaxBytes int
 	// The services serverOptions mounted (the web console reads through them).
-	consentSvc *server.ConsentService
-	accessSvc  *server.AccessService
+	consentSvc      *server.ConsentService
+	accessSvc       *server.AccessService
+	relationshipSvc *server.RelationshipService
 }
 
 // stores are what the engine and the services read and write.
@@ -149,11 +150,12 @@ func (a *app) serverOptions() []server.Option {
 	}
 	a.consentSvc = server.NewConsentService(a.consents, co...)
 	a.accessSvc = server.NewAccessService(a.grants, ao...)
+	a.relationshipSvc = server.NewRelationshipService(a.relationships, rel...)
 	return []server.Option{
 		server.WithConsentService(a.consentSvc),
 		server.WithAccessService(a.accessSvc),
 		server.WithAgreementService(server.NewAgreementService(a.agreements, agr...)),
-		server.WithRelationshipService(server.NewRelationshipService(a.relationships, rel...)),
+		server.WithRelationshipService(a.relationshipSvc),
 	}
 }
 

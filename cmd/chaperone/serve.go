@@ -285,11 +285,12 @@ SIGTERM or SIGINT stops it gracefully.`,
 			srv := server.New(app.engine, v, append(opts, sec.options...)...)
 			if consoleOn {
 				c, err := console.New(console.Config{
-					Decider: srv, Audit: auditSvc, Consents: app.consentSvc, Grants: app.accessSvc,
+					Decider: srv, Audit: auditSvc, Consents: app.consentSvc, Grants: app.accessSvc, Relationships: app.relationshipSvc,
 					Bundles: bf.loader, Validator: v, Logger: logger,
 					Engine: func(b *engine.Bundle) *engine.Engine {
 						e := engine.New(engine.StoreConsents(app.consents), engine.WithGrants(app.grants),
-							engine.WithAgreements(app.agreements), engine.WithLogger(logger), engine.WithMemo(0))
+							engine.WithAgreements(app.agreements), engine.WithRelationships(app.relationships),
+							engine.WithLogger(logger), engine.WithMemo(0))
 						e.Activate(b)
 						return e
 					},
