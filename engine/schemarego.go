@@ -113,9 +113,10 @@ type regoID struct {
 // regoKeys are the keys the engine reads of the objects a participating
 // rule yields.
 var regoKeys = map[string][]string{
-	regoPermit:      {"id", "overridesConsent"},
-	regoDeny:        {"id", "code", "message"},
-	regoObligations: {"maskPaths", "redactLabels", "auditTags"},
+	regoPermit:          {"id", "overridesConsent"},
+	regoDeny:            {"id", "code", "message"},
+	regoObligations:     {"maskPaths", "redactLabels", "auditTags"},
+	regoObligationsOnly: {"maskPaths", "redactLabels", "auditTags"},
 }
 
 // unknownKeys reports the keys of a literal object a rule yields that the
@@ -155,6 +156,10 @@ func checkRegoRules(file, pkg string, m *ast.Module, ids map[string][]regoID) []
 		name := ref[0].Value.(ast.Var).String()
 		if name == regoObligations && r.Head.Value != nil {
 			problems = append(problems, unknownKeys(file, pkg, name, r.Head.Value)...)
+			continue
+		}
+		if name == regoObligationsOnly {
+			problems = append(problems, obligationsOnlyProblems(file, pkg, r)...)
 			continue
 		}
 		if (name != regoPermit && name != regoDeny) || r.Head.Key == nil {
@@ -353,4 +358,34 @@ func regoUnknownRoles(file string, m *ast.Module, roles []string) []Problem {
 		return false
 	})
 	return problems
+}
+
+// obligationsOnlyProblems checks an obligations_only rule: it must yield an
+// object (obligations_only := {...}), not a set, with known keys and, when
+// written literally, some obligation.
+func obligationsOnlyProblems(file, pkg string, r *ast.Rule) []Problem {
+	bad := func(t *ast.Term, msg string) []Problem {
+		p := Problem{File: file, Check: CheckAnnotation, Message: fmt.Sprintf("%s.%s: %s", pkg, regoObligationsOnly, msg)}
+		loc := r.Location
+		if t != nil && t.Location != nil {
+			loc = t.Location
+		}
+		if loc != nil {
+			p.Line, p.Col = loc.Row, loc.Col
+		}
+		return []Problem{p}
+	}
+	if r.Head.Key != nil || r.Head.Value == nil {
+		return bad(r.Head.Key, "must be an object of obligations (obligations_only := {\"auditTags\": [...]})")
+	}
+	switch v := r.Head.Value.Value.(type) {
+	case ast.Object:
+		if v.Len() == 0 {
+			return bad(r.Head.Value, "yields no obligations (maskPaths, redactLabels or auditTags)")
+		}
+		return unknownKeys(file, pkg, regoObligationsOnly, r.Head.Value)
+	case ast.String, ast.Number, ast.Boolean, ast.Null, *ast.Array, ast.Set:
+		return bad(r.Head.Value, "must be an object of obligations, not "+ast.ValueName(v))
+	}
+	return nil
 }

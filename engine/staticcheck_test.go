@@ -66,6 +66,26 @@ permit (principal, action, resource);
 			},
 		},
 		{
+			name: "rego obligations_only must be an object of obligations",
+			files: map[string]string{"p.rego": `package s
+
+obligations_only := {"auditTag": ["X"]} if input.action == "read"
+
+obligations_only := {} if input.action == "search"
+
+obligations_only := "SENSITIVE" if input.action == "history"
+`, "q.rego": `package q
+
+obligations_only contains "SENSITIVE" if input.action == "read"
+`},
+			want: []engine.Problem{
+				{File: "p.rego", Line: 3, Col: 22, Check: engine.CheckAnnotation, Message: `s.obligations_only: unknown key "auditTag"`},
+				{File: "p.rego", Line: 5, Col: 21, Check: engine.CheckAnnotation, Message: `s.obligations_only: yields no obligations`},
+				{File: "p.rego", Line: 7, Col: 21, Check: engine.CheckAnnotation, Message: `s.obligations_only: must be an object of obligations, not string`},
+				{File: "q.rego", Line: 3, Col: 27, Check: engine.CheckAnnotation, Message: `q.obligations_only: must be an object of obligations`},
+			},
+		},
+		{
 			name: "cedar unknown context attribute",
 			files: map[string]string{"p.cedar": `@id("consent-typo")
 permit (principal, action == Action::"read", resource)
