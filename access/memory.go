@@ -15,7 +15,7 @@ type Memory struct {
 	mu          sync.RWMutex
 	grants      map[string]Grant // by id
 	agreements  map[string]Agreement
-	revocations map[string]Revocation // by [Revocation.Key]
+	revocations map[revocationKey]Revocation
 	now         func() time.Time
 }
 
@@ -39,7 +39,7 @@ func WithMemoryClock(now func() time.Time) MemoryOption {
 
 // NewMemory returns an empty store.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{grants: map[string]Grant{}, agreements: map[string]Agreement{}, revocations: map[string]Revocation{}, now: time.Now}
+	m := &Memory{grants: map[string]Grant{}, agreements: map[string]Agreement{}, revocations: map[revocationKey]Revocation{}, now: time.Now}
 	for _, o := range opts {
 		o(m)
 	}
@@ -159,11 +159,22 @@ func (m *Memory) RevokeToken(_ context.Context, r Revocation) (Revocation, error
 			delete(m.revocations, k)
 		}
 	}
-	if old, ok := m.revocations[r.Key()]; ok && old.Until.After(r.Until) {
+	k := revocationKey{r.TokenSHA256 != "" && r.JTI == "", r.JTI}
+	if k.hash {
+		k.v = r.TokenSHA256
+	}
+	if old, ok := m.revocations[k]; ok && old.Until.After(r.Until) {
 		r.Until = old.Until
 	}
-	m.revocations[r.Key()] = r
+	m.revocations[k] = r
 	return r, nil
+}
+
+// revocationKey is a jti, or a token hash: the two never collide, and
+// looking one up builds no string.
+type revocationKey struct {
+	hash bool
+	v    string
 }
 
 // TokenRevoked implements [Revocations]; an entry past its expiry is not
@@ -173,12 +184,12 @@ func (m *Memory) TokenRevoked(_ context.Context, jti, tokenSHA256 string) (bool,
 	defer m.mu.RUnlock()
 	now := m.now()
 	if jti != "" {
-		if r, ok := m.revocations[JTIKey(jti)]; ok && now.Before(r.Expires()) {
+		if r, ok := m.revocations[revocationKey{false, jti}]; ok && now.Before(r.Expires()) {
 			return true, nil
 		}
 	}
 	if tokenSHA256 != "" {
-		if r, ok := m.revocations[HashKey(tokenSHA256)]; ok && now.Before(r.Expires()) {
+		if r, ok := m.revocations[revocationKey{true, tokenSHA256}]; ok && now.Before(r.Expires()) {
 			return true, nil
 		}
 	}
