@@ -156,14 +156,16 @@ func subjectOf(r *Record) string {
 }
 
 // Seal replaces the identifying fields of r by their sealing under the
-// primary key and sets r.Index. Fields sealed already stay as they are.
+// primary key and sets r.Index. Every value is sealed, one that looks
+// sealed too: a caller's id spelt "enc:…" is its own value, opened back
+// as it was sent.
 func (fk *FieldKeys) Seal(r *Record) {
-	if p, s := patientOf(r), subjectOf(r); (p != "" && !isSealedField(p)) || (s != "" && !isSealedField(s)) {
+	if p, s := patientOf(r), subjectOf(r); p != "" || s != "" {
 		ix := &Index{}
-		if p != "" && !isSealedField(p) {
+		if p != "" {
 			ix.Patient = fk.index(fk.primary, p)
 		}
-		if s != "" && !isSealedField(s) {
+		if s != "" {
 			ix.Subject = fk.index(fk.primary, s)
 		}
 		r.Index = ix
@@ -179,7 +181,7 @@ func (fk *FieldKeys) Seal(r *Record) {
 	}
 	_, _ = rand.Read(nonces[:len(fields)*ns]) // never fails (crypto/rand)
 	for i, f := range fields {
-		if *f.p == "" || isSealedField(*f.p) {
+		if *f.p == "" {
 			continue
 		}
 		*f.p = k.seal(fk.primary, f.name, *f.p, nonces[i*ns:(i+1)*ns])

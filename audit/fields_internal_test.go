@@ -2,6 +2,8 @@ package audit
 
 import (
 	"encoding/json"
+	"errors"
+	"math/rand/v2"
 	"reflect"
 	"regexp"
 	"slices"
@@ -133,4 +135,70 @@ func deepCopyInternal(t *testing.T, r *Record) *Record {
 		t.Fatal(err)
 	}
 	return &out
+}
+
+// TestSealOpenProperty: for random decision and change records (every
+// escape, invalid UTF-8, empty fields), Open(Seal(r)) is r, the sealed
+// record's JSON shows no identifying value of length 8 or more, and a set
+// without the sealing key refuses to open it.
+func TestSealOpenProperty(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	fk, _ := testFieldKeys(t, "k1")
+	other, _ := testFieldKeys(t, "k2")
+	for i := range 3000 {
+		r := randDecision(rng)
+		if i%5 == 1 && r.Subject != nil {
+			r.Subject.ID = "enc:k1:" + r.Subject.ID // looks sealed: still sealed, opened back as sent
+		}
+		if i%3 == 0 {
+			r.Kind = KindChange
+			r.Change = &Change{ID: randString(rng), Action: ChangeGrant, Patient: randString(rng), Subject: randString(rng), Reason: randString(rng)}
+		}
+		want := deepCopyInternal(t, &r)
+		// The identifying values, unless a field that is not identifying
+		// holds them too (the generator reuses strings).
+		blank := deepCopyInternal(t, &r)
+		var secrets []string
+		for _, f := range identifying(blank) {
+			if len(*f.p) >= 8 && !strings.HasPrefix(*f.p, sealedFieldPrefix) { // a sealed value starts so too
+				secrets = append(secrets, *f.p)
+			}
+			*f.p = ""
+		}
+		rest, _ := json.Marshal(blank)
+		secrets = slices.DeleteFunc(secrets, func(s string) bool {
+			enc, _ := json.Marshal(s)
+			return strings.Contains(string(rest), string(enc[1:len(enc)-1]))
+		})
+		fk.Seal(&r)
+		for _, f := range identifying(deepCopyInternal(t, &r)) {
+			if *f.p != "" && !strings.HasPrefix(*f.p, sealedFieldPrefix) {
+				t.Fatalf("record %d: %s not sealed: %q", i, f.name, *f.p)
+			}
+		}
+		b, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			enc, _ := json.Marshal(s)
+			if strings.Contains(string(b), string(enc[1:len(enc)-1])) {
+				t.Fatalf("record %d: %q shows after Seal: %s", i, s, b)
+			}
+		}
+		sealed := deepCopyInternal(t, &r)
+		if HasSealedFields(sealed) {
+			if err := other.Open(sealed); !errors.Is(err, ErrFieldKey) {
+				t.Fatalf("record %d opened without its key: %v", i, err)
+			}
+		}
+		if err := fk.Open(&r); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		r.Index = nil
+		if got := deepCopyInternal(t, &r); !reflect.DeepEqual(got, want) {
+			t.Fatalf("record %d: Open(Seal(r)) != r\n got %+v\nwant %+v", i, got, want)
+		}
+	}
 }

@@ -112,3 +112,32 @@ func TestRotateDropRoundTrip(t *testing.T) {
 		t.Errorf("round trip:\n%s\n%s", m1, m2)
 	}
 }
+
+// FuzzParse: a key file is outside input; Parse never panics, and what it
+// accepts marshals and parses back to the same set.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(b64(1)))
+	f.Add([]byte(`{"primary":"k2","keys":{"k1":"` + b64(1) + `","k2":"` + b64(2) + `"}}`))
+	f.Add([]byte(`{"primary":"","keys":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := keyset.Parse(data)
+		if err != nil {
+			if !errors.Is(err, keyset.ErrKeySet) {
+				t.Fatalf("error not ErrKeySet: %v", err)
+			}
+			return
+		}
+		m, err := s.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := keyset.Parse(m)
+		if err != nil {
+			t.Fatalf("accepted set does not parse back: %v\n%s", err, m)
+		}
+		m2, _ := back.Marshal()
+		if !bytes.Equal(m, m2) {
+			t.Fatalf("round trip differs:\n%s\n%s", m, m2)
+		}
+	})
+}
