@@ -109,7 +109,7 @@ func newConn(s *Server, nc net.Conn, br *bufio.Reader) *conn {
 
 // serve reads the connection's frames until it ends.
 func (c *conn) serve() (err error) {
-	c.idleTimer = time.AfterFunc(c.srv.IdleTimeout, c.idleCheck)
+	c.idleTimer = time.AfterFunc(min(c.srv.IdleTimeout, c.srv.ReadTimeout), c.idleCheck)
 	defer func() {
 		c.close()
 		if err == io.EOF || errors.Is(err, net.ErrClosed) {
@@ -929,12 +929,27 @@ func (c *conn) close() {
 	_ = c.nc.Close()
 }
 
-// idleCheck closes the connection after IdleTimeout without streams.
+// idleCheck closes the connection after IdleTimeout without streams, or
+// when every stream it has is a request whose handler has not started
+// ReadTimeout after its HEADERS (a unary request starts once its body is
+// whole: a client that never ends it would hold the connection forever).
 func (c *conn) idleCheck() {
 	c.mu.Lock()
 	busy, closed := len(c.streams) > 0, c.closed
+	stalled := busy
+	for _, st := range c.streams {
+		if st.started.Load() || time.Since(st.start) < c.srv.ReadTimeout {
+			stalled = false
+			break
+		}
+	}
 	c.mu.Unlock()
 	if closed {
+		return
+	}
+	if stalled {
+		c.srv.logf(slog.LevelDebug, "http2 requests not received in time", slog.String("remote_addr", c.remoteAddr))
+		c.goAway(codeNo, true)
 		return
 	}
 	idle := time.Since(time.Unix(0, c.lastActive.Load()))
@@ -942,5 +957,5 @@ func (c *conn) idleCheck() {
 		c.goAway(codeNo, true)
 		return
 	}
-	c.idleTimer.Reset(max(c.srv.IdleTimeout-idle, time.Second))
+	c.idleTimer.Reset(min(c.srv.ReadTimeout, max(c.srv.IdleTimeout-idle, time.Second)))
 }

@@ -478,3 +478,21 @@ func TestLargeUnaryBody(t *testing.T) {
 		}
 	}
 }
+
+// TestStalledUnaryRequest: a unary request whose body never ends (its
+// handler waits for the whole body, so never starts) does not hold the
+// connection open past ReadTimeout.
+func TestStalledUnaryRequest(t *testing.T) {
+	t.Parallel()
+	addr := serve(t, &h2c.Server{Handler: http.HandlerFunc(echo), Inline: always, ReadTimeout: 50 * time.Millisecond})
+	c := dial(t, addr).settings()
+	c.headers(1, false, c.block("/echo"))
+	_ = c.fr.WriteData(1, false, []byte("and then nothing"))
+	a := c.read(0)
+	if a.goAway == nil {
+		t.Fatalf("want GOAWAY, got %+v", a)
+	}
+	if end := c.read(0); !end.ended {
+		t.Fatalf("connection open: %+v", end)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -29,7 +30,8 @@ type stream struct {
 	// inline: run by the frame-reading goroutine (see
 	// conn.inlineCandidate); handedOff: it then started another one.
 	inline, handedOff bool
-	unary             bool // Server.Inline says so: started once its body is whole
+	unary             bool        // Server.Inline says so: started once its body is whole
+	started           atomic.Bool // its handler began (see conn.idleCheck)
 
 	// Guarded by c.mu.
 	sendWindow int64
@@ -124,6 +126,7 @@ func (st *stream) onData(data []byte, n int64, end bool) error {
 
 // run serves the stream's request and ends the stream.
 func (st *stream) run() {
+	st.started.Store(true)
 	defer st.done()
 	defer func() {
 		if v := recover(); v != nil {
