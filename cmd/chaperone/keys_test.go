@@ -14,6 +14,7 @@ import (
 	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/fhirconsent"
 	"github.com/chaperone-pdp/chaperone/keyset"
+	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/test/redistest"
 )
 
@@ -222,5 +223,65 @@ func TestServeRedisEncryptedByDefault(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(home, ".config", "chaperone", "encryption-keys.json")); err != nil {
 		t.Errorf("no generated key file: %v", err)
+	}
+}
+
+// TestUnknownKeyDeniesConsentUnavailable: a replica whose key set does not
+// hold the key a patient's consent was sealed under decides DENY
+// CONSENT_UNAVAILABLE for that patient (never reads it as clear text, never
+// ignores it).
+func TestUnknownKeyDeniesConsentUnavailable(t *testing.T) {
+	t.Parallel()
+	addr, _ := redistest.Start(t)
+	ctx := context.Background()
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = client.Close() })
+	a, _ := keyset.Generate("A")
+	b, _ := keyset.Generate("B")
+	writer, err := consentstore.NewRedis(client, consentstore.WithKeySet(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	c, err := fhirconsent.Parse([]byte(`{"resourceType":"Consent","id":"c1","status":"active","patient":{"reference":"Patient/52"},"provision":{"type":"deny"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writer.Put(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ks   *keyset.Set
+		want string
+	}{
+		{"the key", a, ""},
+		{"another key", b, "CONSENT_UNAVAILABLE"},
+	} {
+		st, err := consentstore.NewRedis(client, consentstore.WithKeySet(tc.ks), consentstore.WithCache(0, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		app, err := newAppWith("", stores{consents: st, grants: st, agreements: st, close: func(context.Context) error { return st.Close() }}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := app.engine.Check(ctx, &chaperonev1.CheckRequest{
+			Subject:  &chaperonev1.Subject{Kind: "practitioner", Id: "Practitioner/p1", Roles: []string{"clinician"}, Organization: "Organization/o1"},
+			Action:   "read",
+			Resource: &chaperonev1.Resource{Type: "Observation", Id: "o1", Patient: "Patient/52", Organization: "Organization/o1"}, PurposeOfUse: "TREAT",
+		})
+		var codes []string
+		for _, r := range resp.GetReasons() {
+			codes = append(codes, r.GetCode())
+		}
+		got := strings.Join(codes, ",")
+		switch {
+		case tc.want == "" && strings.Contains(got, "CONSENT_UNAVAILABLE"):
+			t.Errorf("%s: %s", tc.name, got)
+		case tc.want != "" && (resp.GetDecision() != chaperonev1.Decision_DECISION_DENY || got != tc.want):
+			t.Errorf("%s: %v %s, want DENY %s", tc.name, resp.GetDecision(), got, tc.want)
+		}
+		_ = app.close(ctx)
 	}
 }
