@@ -21,6 +21,7 @@ import (
 
 	"github.com/chaperone-pdp/chaperone/authzen"
 	"github.com/chaperone-pdp/chaperone/callers"
+	"github.com/chaperone-pdp/chaperone/consentstore"
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/policies"
@@ -62,7 +63,14 @@ func door(s *server.Server) []server.Route {
 // is installed in front.
 func start(t *testing.T, guard *server.Guard, extra ...server.Option) *testServer {
 	t.Helper()
-	eng := engine.New(noConsents{})
+	// Practitioner/p1 treats Patient/52 (the reference bundle requires a
+	// treating relationship for a clinician's sensitive reads).
+	rels := consentstore.NewMemoryRelationships(nil)
+	if _, err := rels.PutRelationship(context.Background(), consentstore.Relationship{Kind: consentstore.RelationshipCareTeam,
+		Patient: "Patient/52", Practitioner: "Practitioner/p1", Source: "CareTeam/ct1"}); err != nil {
+		t.Fatal(err)
+	}
+	eng := engine.New(noConsents{}, engine.WithRelationships(rels))
 	b, err := engine.LoadBundle(policies.FS)
 	if err != nil {
 		t.Fatal(err)

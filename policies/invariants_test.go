@@ -439,3 +439,119 @@ func TestInvariantGeneratedGrantsAndTimes(t *testing.T) {
 	}
 	t.Logf("%d cross-organization ALLOWs by an active grant", crossedByGrant)
 }
+
+// Treating relationships: inside its own organization a clinician or nurse
+// never reads sensitive data for TREAT without a relationship with the
+// patient holding at the decision time (a missing, ended or not yet started
+// one never allows), and adding relationships never turns an ALLOW into a
+// DENY. Every ALLOW of a sensitive read carries SENSITIVE and NOREDISCLOSE
+// (the obligation-only segmentation-sensitive-disclosure-tags).
+func TestInvariantTreatingRelationship(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := engine.LoadBundle(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consents := consentstore.NewMemory()
+	if _, err := consents.Load(ctx, "fixtures/consents"); err != nil {
+		t.Fatal(err)
+	}
+	rels := consentstore.NewMemoryRelationships(nil)
+	holds := map[[2]string]bool{}
+	for _, r := range []struct {
+		practitioner, patient string
+		start, end            time.Duration // from invariantNow; 0: open
+		holds                 bool
+	}{
+		{"Practitioner/p1", "Patient/52", -time.Hour, 0, true},
+		{"Practitioner/p1", "Patient/51", -48 * time.Hour, -time.Hour, false}, // ended
+		{"Practitioner/p1", "Patient/53", time.Hour, 0, false},                // not started
+		{"Practitioner/p2", "Patient/55", -time.Hour, time.Nanosecond, true},  // ends right after now
+		{"Practitioner/p2", "Patient/60", -2 * time.Hour, 0, true},            // o2 practitioner
+		{"Practitioner/p9", "Patient/52", -time.Hour, 0, true},
+		{"Practitioner/p9", "Patient/54", -2 * time.Hour, -time.Nanosecond, false}, // ended just before now
+	} {
+		rel := consentstore.Relationship{Kind: "careteam", Patient: r.patient, Practitioner: r.practitioner, Source: "CareTeam/inv"}
+		if r.start != 0 {
+			rel.Start = invariantNow.Add(r.start)
+		}
+		if r.end != 0 {
+			rel.End = invariantNow.Add(r.end)
+		}
+		if _, err := rels.PutRelationship(ctx, rel); err != nil {
+			t.Fatal(err)
+		}
+		holds[[2]string{r.practitioner, r.patient}] = holds[[2]string{r.practitioner, r.patient}] || r.holds
+	}
+	mk := func(r engine.RelationshipLookup) *engine.Engine {
+		e := engine.New(engine.StoreConsents(consents), engine.WithRelationships(r), engine.WithAgreements(access.NewMemory()),
+			engine.WithClock(func() time.Time { return invariantNow }), engine.WithMemo(0))
+		e.Activate(b)
+		return e
+	}
+	with, without := mk(rels), mk(consentstore.NewMemoryRelationships(nil))
+	sensitiveRead := func(req *chaperonev1.CheckRequest) bool {
+		return sensitive(req.GetResource()) && slices.Contains([]string{"read", "vread", "search", "history"}, req.GetAction())
+	}
+	reached := 0
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(19, 23))
+	for n := 0; n < invariantRuns; {
+		req := genRequest(rnd)
+		if rnd.IntN(2) == 0 {
+			// Aim at the rule: a clinician or nurse of o1 reading an o1
+			// patient's sensitive resource for treatment.
+			req.Subject = &chaperonev1.Subject{Kind: "practitioner", Id: pick(rnd, "Practitioner/p1", "Practitioner/p2", "Practitioner/p9"),
+				Roles: pick(rnd, []string{"clinician"}, []string{"nurse"}, []string{"clinician", "nurse"}), Organization: pick(rnd, "Organization/o1", "Organization/o1", "Organization/o2")}
+			req.Resource.Organization = "Organization/o1"
+			req.Resource.Type = pick(rnd, "Observation", "Condition", "Encounter")
+			req.Resource.SecurityLabels = []*chaperonev1.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: pick(rnd, "HIV", "SUD", "PSY")}}
+			req.Action = pick(rnd, "read", "search", "vread", "history", "create")
+			req.PurposeOfUse = pick(rnd, "TREAT", "TREAT", "ETREAT")
+			req.Context = &chaperonev1.Context{NetworkZone: "clinic", DeviceTrust: "managed", Phase: pick(rnd, "", "resource", "request")}
+		}
+		if v.Validate(req) != nil {
+			continue
+		}
+		n++
+		a, b := with.Check(ctx, req), without.Check(ctx, req)
+		if allowed(b) && !allowed(a) {
+			t.Errorf("a relationship turned ALLOW into DENY %v", a.GetReasons())
+		}
+		s := req.GetSubject()
+		clinical := slices.Contains(s.GetRoles(), "clinician") || slices.Contains(s.GetRoles(), "nurse")
+		own := s.GetOrganization() != "" && s.GetOrganization() == req.GetResource().GetOrganization()
+		if clinical && own && req.GetPurposeOfUse() == "TREAT" && sensitiveRead(req) {
+			if allowed(b) {
+				t.Errorf("sensitive read without any relationship allowed: %v", b.GetReasons())
+			}
+			if allowed(a) && !holds[[2]string{s.GetId(), req.GetResource().GetPatient()}] {
+				t.Errorf("sensitive read allowed without a holding relationship: %v", a.GetReasons())
+			}
+			if allowed(a) {
+				reached++
+			}
+		}
+		for _, resp := range []*chaperonev1.CheckResponse{a, b} {
+			if allowed(resp) && sensitiveRead(req) && (!hasTag(resp, "SENSITIVE") || !hasTag(resp, "NOREDISCLOSE")) {
+				t.Errorf("a sensitive read allowed without SENSITIVE, NOREDISCLOSE: %v", resp.GetObligations())
+			}
+			for _, r := range resp.GetReasons() {
+				if r.GetPolicyId() == "segmentation-sensitive-disclosure-tags" {
+					t.Errorf("the obligation-only policy is a reason: %v", resp.GetReasons())
+				}
+			}
+		}
+		if t.Failed() {
+			t.Fatalf("request: %v", req)
+		}
+	}
+	if reached == 0 {
+		t.Error("no generated sensitive read was allowed with a relationship: the property holds vacuously")
+	}
+	t.Logf("%d sensitive reads allowed with a holding relationship", reached)
+}

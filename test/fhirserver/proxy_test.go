@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -257,6 +259,7 @@ func TestProxyInFrontOfMedplum(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
 	seed(t, s.upstream)
+	importCareTeams(t, s)
 	var ids []string
 	hc := &http.Client{Timeout: 30 * time.Second}
 	clin := &user{t: t, s: s, name: "clinician", ids: &ids, client: hc,
@@ -592,5 +595,28 @@ func TestProxyInFrontOfMedplum(t *testing.T) {
 			t.Fatalf("%d of %d decisions not in the audit log", missing, len(ids))
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// importCareTeams gives the PDP the treating relationships of the seeded
+// CareTeams (d1 treats p1 and p2, d2 treats p3) with the real
+// `chaperone relationships import`: the reference bundle lets a clinician
+// read sensitive data only of patients it treats.
+func importCareTeams(t testing.TB, s *stack) {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, p := range []struct{ id, doc string }{{"p1", "d1"}, {"p2", "d1"}, {"p3", "d2"}} {
+		entries = append(entries, `{"resource":{"resourceType":"CareTeam","id":"ct-`+p.id+`","status":"active","subject":{"reference":"Patient/`+p.id+`"},"participant":[{"member":{"reference":"Practitioner/`+p.doc+`"}}]}}`)
+	}
+	f := filepath.Join(t.TempDir(), "careteams.json")
+	if err := os.WriteFile(f, []byte(`{"resourceType":"Bundle","type":"collection","entry":[`+strings.Join(entries, ",")+`]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "relationships", "import", "--file", f, "--addr", s.pdp).CombinedOutput(); err != nil {
+		t.Fatalf("relationships import: %v: %s", err, out)
 	}
 }
