@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"unicode"
@@ -47,6 +48,9 @@ func TestRespeltInputNeverLoosens(t *testing.T) {
 		if after == before {
 			return // this respelling leaves this value as it is
 		}
+		if target.name == "purposeOfUse" && slices.Contains(purposes, after) {
+			return // another purpose (ETREAT without its E is TREAT), not a spelling of this one
+		}
 		target.set(after)
 		respelt++
 		got, err := decisionOf(ctx, client, req)
@@ -74,6 +78,10 @@ func TestRespeltInputNeverLoosens(t *testing.T) {
 		t.Fatal("no respelt request was invalid_argument: the generator does not reach the rules")
 	}
 }
+
+// purposes are the purposes of use the generated requests carry (TREAT
+// twice as often).
+var purposes = []string{"TREAT", "TREAT", "ETREAT", "HPAYMT", "HOPERAT", "HRESCH", "PATRQT"}
 
 // respellings turn a value into another spelling of it.
 var respellings = []struct {
@@ -207,7 +215,7 @@ func validRequest() *rapid.Generator[*chaperonev1.CheckRequest] {
 				Organization: rapid.SampledFrom([]string{"Organization/o1", "Organization/o1", "Organization/o2", ""}).Draw(t, "organization"),
 				Author:       rapid.SampledFrom([]string{"", "Practitioner/p1"}).Draw(t, "author"),
 			},
-			PurposeOfUse: rapid.SampledFrom([]string{"TREAT", "TREAT", "ETREAT", "HPAYMT", "HOPERAT", "HRESCH", "PATRQT"}).Draw(t, "purpose"),
+			PurposeOfUse: rapid.SampledFrom(purposes).Draw(t, "purpose"),
 		}
 		if req.Action != "search" {
 			req.Resource.Id = rapid.SampledFrom([]string{"obs1", "e-2.x"}).Draw(t, "id")
