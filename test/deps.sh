@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs when it is absent: redis-server for the
-# Redis store, audit and fault tests, nginx for the forward-auth gateway test,
+# Redis store, audit and fault tests (its Debian package brings redis-cli,
+# which joins the test Redis Cluster; Sentinel runs as redis-server --sentinel), nginx for the forward-auth gateway test,
 # chromium for the web console's browser test,
 # Node.js and the npm packages of the FHIR server test. Go modules and code generators come
 # through the Go module proxy on first use.
