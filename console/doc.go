@@ -14,8 +14,8 @@
 //     their reasons and grants; marking one reviewed writes a review record
 //     on the chain as the signed-in caller.
 //   - Patient: a patient's consents (active and revoked, their provisions
-//     in plain words), break-glass grants, and accounting of disclosures,
-//     exportable as CSV and printable.
+//     in plain words), break-glass grants, treating relationships, and
+//     accounting of disclosures, exportable as CSV and printable.
 //   - Bundle: active revision, digest, signers, last load error, and the
 //     decision-impact diff of a candidate bundle uploaded for review.
 //
@@ -27,7 +27,9 @@
 // names with [server.Authorize], so the --callers file that grants a
 // service grants its pages. The server's guard authenticates every request
 // first (mutual TLS, bearer token); with no caller authentication
-// configured only loopback clients are answered. Every write (every POST:
+// configured only loopback clients are answered. With bearer tokens a
+// browser signs in at [SignInPath] and [BearerCookie] sends its token on
+// console requests only. Every write (every POST:
 // searches too, so that patient identifiers stay out of URLs and browser
 // history) needs a CSRF token bound to a cookie and the caller, and an
 // Origin (or Referer) of the console's own origin.
