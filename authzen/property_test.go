@@ -11,26 +11,16 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/chaperone-pdp/chaperone/authzen"
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // inProcess is the server with the door as an http.Handler, for property
 // and fuzz tests that send thousands of requests.
 func inProcess(t testing.TB) http.Handler {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	return server.New(eng, v, server.WithRecorder(&recorder{}), server.WithDoor(door))
 }
 

@@ -17,12 +17,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // answer is what a gateway door said, in common terms.
@@ -53,16 +51,8 @@ func TestSameAnswersAsForwardAuth(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t)
 	g := iss.gateway(t, gateway.PhaseProxy)
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	rec := &recorder{}
 	hs := server.New(eng, v, server.WithRecorder(rec),
 		server.WithDoor(func(s *server.Server) []server.Route {

@@ -25,14 +25,11 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/chaperone-pdp/chaperone/callers"
-	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/internal/testkit"
-	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 type noConsents = testkit.NoConsents
@@ -129,16 +126,8 @@ type testServer struct {
 // guard (nil: none).
 func start(t *testing.T, m extauthz.Mapper, guard *server.Guard) *testServer {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	rec := &recorder{}
 	door := func(s *server.Server) func(...connect.HandlerOption) (string, http.Handler) {
 		return extauthz.New(m, s, nil).Handler

@@ -9,13 +9,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"pgregory.net/rapid"
 
-	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/fhirrest"
 	"github.com/chaperone-pdp/chaperone/gateway"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // Pieces of request targets: mappable ones and every kind fhirrest refuses.
@@ -34,16 +32,8 @@ var (
 func TestNeverAllowsWhatCannotBeMapped(t *testing.T) {
 	t.Parallel()
 	iss := newIssuer(t)
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	rec := &recorder{}
 	srv := server.New(eng, v, server.WithRecorder(rec))
 	door := extauthz.New(iss.mapper(t, gateway.PhaseProxy), srv, nil)

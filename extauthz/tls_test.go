@@ -26,12 +26,10 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/chaperone-pdp/chaperone/callers"
-	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/extauthz"
 	"github.com/chaperone-pdp/chaperone/gateway"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 type testCA struct {
@@ -124,16 +122,8 @@ func TestCheckOverMutualTLS(t *testing.T) {
 	}
 	iss := newIssuer(t)
 	m := iss.mapper(t, gateway.PhaseProxy)
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	rec := &recorder{}
 	hs := server.New(eng, v, server.WithRecorder(rec),
 		server.WithMiddleware(guard.Middleware), server.WithHandlerOptions(guard.HandlerOptions()...),

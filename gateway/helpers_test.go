@@ -22,12 +22,9 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
-	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/gateway"
 	"github.com/chaperone-pdp/chaperone/internal/testkit"
-	"github.com/chaperone-pdp/chaperone/policies"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 const (
@@ -187,16 +184,8 @@ type recorder = testkit.Recorder
 // front of the reference bundle.
 func serve(t *testing.T, g *gateway.Gateway, extra ...server.Option) (string, *recorder) {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	rec := &recorder{}
 	door := func(s *server.Server) []server.Route {
 		d := gateway.NewDoor(g, s, nil)

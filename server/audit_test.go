@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/audit"
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // downSink is an audit sink that cannot store anything.
@@ -24,16 +22,8 @@ func (downSink) Close() error                               { return nil }
 // startAudited serves the reference bundle recording decisions in l.
 func startAudited(t *testing.T, l *audit.Log) string {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	return serveSplit(t, server.New(eng, v, server.WithRecorder(l)))
 }
 

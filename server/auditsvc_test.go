@@ -14,12 +14,10 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/chaperone-pdp/chaperone/audit"
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // startAuditServer serves DecisionService recording to a durable file log
@@ -27,16 +25,8 @@ import (
 // path.
 func startAuditServer(t *testing.T) (string, string) {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	sink, err := audit.OpenFile(path)
 	if err != nil {

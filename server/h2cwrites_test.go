@@ -15,11 +15,9 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // countingListener counts the writes of the connections it accepts.
@@ -54,16 +52,8 @@ func (c countingConn) Write(p []byte) (int, error) {
 // touched.
 func TestH2CWrites(t *testing.T) {
 	t.Parallel()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	release := make(chan struct{})
 	large := bytes.Repeat([]byte("0123456789abcdef"), 20000) // 320 KB
 	srv := server.New(eng, v,

@@ -12,12 +12,10 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // TestBufferedListener: a server on a BufferedListener answers Connect
@@ -26,16 +24,8 @@ import (
 // read buffer, exactly as on the plain listener.
 func TestBufferedListener(t *testing.T) {
 	t.Parallel()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	serve := func(tlsCfg *tls.Config) string {
 		hs := server.New(eng, v).HTTPServer()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

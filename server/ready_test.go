@@ -14,10 +14,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/chaperone-pdp/chaperone/audit"
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -36,16 +34,8 @@ func get(t *testing.T, url string) (int, string) {
 // fails), /healthz stays liveness.
 func TestReadiness(t *testing.T) {
 	t.Parallel()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	var storeDown atomic.Bool
 	l := audit.New(downSink{}, audit.WithSyncDelay(0))
 	t.Cleanup(func() {

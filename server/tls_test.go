@@ -26,12 +26,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/chaperone-pdp/chaperone/callers"
-	"github.com/chaperone-pdp/chaperone/engine"
-	"github.com/chaperone-pdp/chaperone/policies"
+	"github.com/chaperone-pdp/chaperone/internal/testkit"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
 	"github.com/chaperone-pdp/chaperone/proto/chaperone/v1/chaperonev1connect"
 	"github.com/chaperone-pdp/chaperone/server"
-	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // testCA is a certificate authority made for one test.
@@ -170,16 +168,8 @@ func (g *guarded) sawCase(name string) bool {
 // /metrics behind a guard made from cfg, over TLS when tlsCfg is set.
 func startGuarded(t testing.TB, cfg server.GuardConfig, tlsCfg *tls.Config) *guarded {
 	t.Helper()
-	eng := engine.New(noConsents{})
-	b, err := engine.LoadBundle(policies.FS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.Activate(b)
-	v, err := validation.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := testkit.ReferenceEngine(t)
+	v := testkit.Validator(t)
 	g := &guarded{logs: &syncBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.Metrics == nil {

@@ -1,16 +1,20 @@
 // Package testkit holds the fakes that tests of several packages share: a
-// consent layer without consents and an audit recorder that keeps its
-// records in memory. It is imported by tests only.
+// consent layer without consents, an audit recorder that keeps its records
+// in memory, and the reference-bundle engine and validator most server and
+// door tests start from. It is imported by tests only.
 package testkit
 
 import (
 	"context"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/chaperone-pdp/chaperone/engine"
 	"github.com/chaperone-pdp/chaperone/engine/consent"
+	"github.com/chaperone-pdp/chaperone/policies"
 	chaperonev1 "github.com/chaperone-pdp/chaperone/proto/chaperone/v1"
+	"github.com/chaperone-pdp/chaperone/validation"
 )
 
 // NoConsents is an [engine.ConsentEvaluator] for a store without any
@@ -49,4 +53,27 @@ func (r *Recorder) All() []Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Record(nil), r.records...)
+}
+
+// ReferenceEngine is an engine without consents deciding with the embedded
+// reference bundle, the one most door and server tests ask.
+func ReferenceEngine(t testing.TB, opts ...engine.Option) *engine.Engine {
+	t.Helper()
+	eng := engine.New(NoConsents{}, opts...)
+	b, err := engine.LoadBundle(policies.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.Activate(b)
+	return eng
+}
+
+// Validator is the request validator every server runs.
+func Validator(t testing.TB) *validation.Validator {
+	t.Helper()
+	v, err := validation.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
