@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +50,19 @@ const (
 )
 
 // partialBodyHeader is set by Envoy when the body it sends is truncated.
-const partialBodyHeader = "x-envoy-auth-partial-body"
+// partialBodyKey is its canonical form, the key of an http.Header.
+const (
+	partialBodyHeader = "x-envoy-auth-partial-body"
+	partialBodyKey    = "X-Envoy-Auth-Partial-Body"
+)
+
+// firstValue is the first of vs, "" for none (http.Header.Get).
+func firstValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
 
 // Request is the HTTP request Envoy asks about.
 type Request struct {
@@ -185,7 +196,7 @@ func (d *Door) Check(ctx context.Context, in *authv3.CheckRequest) (*authv3.Chec
 	case hr.GetBody() != "":
 		r.Body = []byte(hr.GetBody())
 	}
-	if strings.EqualFold(r.Header.Get(partialBodyHeader), "true") {
+	if strings.EqualFold(firstValue(r.Header[partialBodyKey]), "true") {
 		return denied(http.StatusForbidden, "", []string{ReasonPartialBody}), nil
 	}
 	m, err := d.mapper.Map(ctx, r)
@@ -295,32 +306,66 @@ func allowed(decisionID string, obl *chaperonev1.Obligations) (*authv3.CheckResp
 	if obl == nil {
 		obl = &chaperonev1.Obligations{}
 	}
-	b, err := protojson.Marshal(obl)
-	if err != nil {
-		return nil, fmt.Errorf("obligations: %w: %w", ErrUnavailable, err)
+	enc, ok := obligationsHeader(obl)
+	if !ok {
+		// Not JSON-able (a string that is not UTF-8): protojson says why.
+		if _, err := protojson.Marshal(obl); err != nil {
+			return nil, fmt.Errorf("obligations: %w: %w", ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("obligations: %w: not UTF-8", ErrUnavailable)
 	}
-	return &authv3.CheckResponse{
-		Status: &status.Status{Code: int32(code.Code_OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers: []*corev3.HeaderValueOption{
-				header(HeaderDecisionID, decisionID),
-				header(HeaderObligations, base64.RawURLEncoding.EncodeToString(b)),
-			},
-			HeadersToRemove: []string{HeaderDecisionID, HeaderObligations},
-		}},
-	}, nil
+	// Every part of the answer in one allocation.
+	a := &struct {
+		resp    authv3.CheckResponse
+		status  status.Status
+		ok      authv3.CheckResponse_OkResponse
+		okResp  authv3.OkHttpResponse
+		opts    [2]corev3.HeaderValueOption
+		vals    [2]corev3.HeaderValue
+		optPtrs [2]*corev3.HeaderValueOption
+		remove  [2]string
+	}{remove: [2]string{HeaderDecisionID, HeaderObligations}}
+	a.status.Code = int32(code.Code_OK)
+	a.vals[0] = corev3.HeaderValue{Key: HeaderDecisionID, Value: decisionID}
+	a.vals[1] = corev3.HeaderValue{Key: HeaderObligations, Value: enc}
+	for i := range a.opts {
+		a.opts[i].Header = &a.vals[i]
+		a.opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		a.optPtrs[i] = &a.opts[i]
+	}
+	a.okResp.Headers = a.optPtrs[:]
+	a.okResp.HeadersToRemove = a.remove[:]
+	a.ok.OkResponse = &a.okResp
+	a.resp.Status = &a.status
+	a.resp.HttpResponse = &a.ok
+	return &a.resp, nil
 }
 
 // headers are the request's headers: the headers map, or header_map when
 // Envoy sends raw headers. HTTP/2 pseudo-headers (":path") are left out.
+// It is h.Add of every header, with the names Envoy usually sends
+// canonicalized by a table lookup and the first value of every name in
+// one shared array (cap 1 each, so a second value is appended elsewhere).
 func headers(hr *authv3.AttributeContext_HttpRequest) http.Header {
-	h := http.Header{}
-	for k, v := range hr.GetHeaders() {
+	hs, hm := hr.GetHeaders(), hr.GetHeaderMap().GetHeaders()
+	h := make(http.Header, len(hs)+len(hm))
+	vals := make([]string, 0, len(hs)+len(hm))
+	add := func(k, v string) {
+		k = canonicalKey(k)
+		if old, ok := h[k]; ok {
+			h[k] = append(old, v)
+			return
+		}
+		vals = append(vals, v)
+		n := len(vals)
+		h[k] = vals[n-1 : n : n]
+	}
+	for k, v := range hs {
 		if !strings.HasPrefix(k, ":") {
-			h.Add(k, v)
+			add(k, v)
 		}
 	}
-	for _, hv := range hr.GetHeaderMap().GetHeaders() {
+	for _, hv := range hm {
 		if strings.HasPrefix(hv.GetKey(), ":") {
 			continue
 		}
@@ -328,9 +373,41 @@ func headers(hr *authv3.AttributeContext_HttpRequest) http.Header {
 		if len(hv.GetRawValue()) > 0 {
 			v = string(hv.GetRawValue())
 		}
-		h.Add(hv.GetKey(), v)
+		add(hv.GetKey(), v)
 	}
 	return h
+}
+
+// canonicalKey is http.CanonicalHeaderKey(k), looked up in
+// commonHeaders when k is there (no allocation).
+func canonicalKey(k string) string {
+	if c, ok := commonHeaders[k]; ok {
+		return c
+	}
+	return http.CanonicalHeaderKey(k)
+}
+
+// commonHeaders maps header names as Envoy sends them (lower case) to
+// their canonical form.
+var commonHeaders = canonicalTable(
+	"accept", "accept-encoding", "accept-language", "authorization",
+	"cache-control", "content-length", "content-type", "cookie", "host",
+	"if-match", "if-modified-since", "if-none-exist", "if-none-match",
+	"origin", "prefer", "referer", "te", "traceparent", "tracestate",
+	"user-agent", "via", "x-b3-sampled", "x-b3-spanid", "x-b3-traceid",
+	"x-envoy-auth-partial-body", "x-envoy-expected-rq-timeout-ms",
+	"x-envoy-internal", "x-forwarded-client-cert", "x-forwarded-for",
+	"x-forwarded-host", "x-forwarded-proto", "x-http-method",
+	"x-http-method-override", "x-method-override", "x-purpose-of-use",
+	"x-real-ip", "x-request-id", HeaderDecisionID, HeaderObligations,
+)
+
+func canonicalTable(names ...string) map[string]string {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = http.CanonicalHeaderKey(n)
+	}
+	return m
 }
 
 func header(k, v string) *corev3.HeaderValueOption {

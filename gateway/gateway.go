@@ -119,6 +119,10 @@ type Gateway struct {
 	keys     *callers.JWKS
 	verifier *callers.JWTVerifier
 	fetch    *fetcher // nil without attributes
+	// purposeKey is the purpose of use header's name in canonical form
+	// ("" for none): h[purposeKey] is h.Values(name) without
+	// canonicalizing the name on every request.
+	purposeKey string
 }
 
 // Options tune [New].
@@ -173,6 +177,9 @@ func New(ctx context.Context, cfg *Config, o Options) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway tokens: %w", err)
 	}
 	g := &Gateway{cfg: cfg, mapper: m, keys: keys, verifier: v}
+	if name := cfg.PurposeOfUse.Header; name != "" {
+		g.purposeKey = http.CanonicalHeaderKey(name)
+	}
 	if cfg.Attributes != nil {
 		g.fetch = newFetcher(cfg, o)
 	}
@@ -215,8 +222,13 @@ type Request struct {
 	Resolved bool
 }
 
-// overrideHeaders are method override headers some servers honour.
-var overrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+// overrideHeaders are method override headers some servers honour, each
+// with its name in canonical form (the key of an http.Header).
+var overrideHeaders = []struct{ name, key string }{
+	{"X-HTTP-Method-Override", http.CanonicalHeaderKey("X-HTTP-Method-Override")},
+	{"X-HTTP-Method", http.CanonicalHeaderKey("X-HTTP-Method")},
+	{"X-Method-Override", http.CanonicalHeaderKey("X-Method-Override")},
+}
 
 // Map maps the request the gateway is about to forward (its method, its
 // request URI as sent: path and query, and its headers, which carry the
@@ -249,7 +261,8 @@ func (g *Gateway) MapAll(ctx context.Context, method, uri string, h http.Header,
 }
 
 func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header, body []byte, batches bool) ([]*Request, error) {
-	raw, ok := bearer(h.Values("Authorization"))
+	// Header names below are canonical: h[key] is h.Values(key).
+	raw, ok := bearer(h["Authorization"])
 	if !ok {
 		return nil, unauthenticated(callers.ReasonMissingToken, nil)
 	}
@@ -265,12 +278,12 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range overrideHeaders {
-		if len(h.Values(name)) > 0 {
-			return nil, forbidden(ReasonMethodOverride, name+" is not accepted")
+	for _, o := range overrideHeaders {
+		if len(h[o.key]) > 0 {
+			return nil, forbidden(ReasonMethodOverride, o.name+" is not accepted")
 		}
 	}
-	if len(h.Values("If-None-Exist")) > 0 {
+	if len(h["If-None-Exist"]) > 0 {
 		return nil, forbidden(string(fhirrest.ReasonConditional), "If-None-Exist is not accepted")
 	}
 	path, query, _ := strings.Cut(uri, "?")
@@ -294,8 +307,8 @@ func (g *Gateway) mapAll(ctx context.Context, method, uri string, h http.Header,
 		return nil, forbidden(string(fhirrest.ReasonBadPath), "the request cannot be mapped safely")
 	}
 	purpose := g.cfg.PurposeOfUse.Default
-	if name := g.cfg.PurposeOfUse.Header; name != "" {
-		switch vs := h.Values(name); len(vs) {
+	if g.purposeKey != "" {
+		switch vs := h[g.purposeKey]; len(vs) {
 		case 0:
 		case 1:
 			purpose = strings.TrimSpace(vs[0])
