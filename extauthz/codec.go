@@ -148,7 +148,8 @@ func countFields(b []byte, num protowire.Number) int {
 // is in proto.Unmarshal.
 func splitMerge(b []byte, m proto.Message, num protowire.Number, part func([]byte) error) error {
 	var rest []byte
-	var parts [][]byte
+	var partsArr [16][]byte // on the stack: one per header up to 16
+	parts := partsArr[:0]
 	for len(b) > 0 {
 		n, typ, tagLen := protowire.ConsumeTag(b)
 		if tagLen < 0 || n > maxValidFieldNum {
@@ -166,6 +167,10 @@ func splitMerge(b []byte, m proto.Message, num protowire.Number, part func([]byt
 			if rest == nil && len(parts) == 0 && len(field) == len(b) {
 				rest = b // the field is all there is
 			} else {
+				if rest == nil {
+					// What is left of b bounds the rest: one allocation.
+					rest = make([]byte, 0, len(b))
+				}
 				rest = append(rest, field...)
 			}
 		}

@@ -218,3 +218,32 @@ func BenchmarkUnmarshalCheckRequest(b *testing.B) {
 		})
 	}
 }
+
+// FuzzUnmarshalCheckRequest holds the door's decoder to proto.Unmarshal
+// on any input: the same message or an error for both, never a panic.
+func FuzzUnmarshalCheckRequest(f *testing.F) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 16 {
+		m := &authv3.CheckRequest{}
+		fill(r, m.ProtoReflect(), 4)
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(nest(protowire.AppendBytes(protowire.AppendTag(nil, 3, protowire.BytesType), []byte("\x0a\x01a\x12\x01b"))))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want := &authv3.CheckRequest{}
+		werr := proto.Unmarshal(b, want)
+		got := &authv3.CheckRequest{}
+		gerr := extauthz.UnmarshalCheckRequest(b, got)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("proto.Unmarshal error %v, door's %v", werr, gerr)
+		}
+		if werr == nil && !proto.Equal(got, want) {
+			t.Fatalf("door's decoder gives\n%v\nproto.Unmarshal\n%v", got, want)
+		}
+	})
+}
