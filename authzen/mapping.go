@@ -95,6 +95,28 @@ func members(obj jsontext.Value, at string, f func(name string, v jsontext.Value
 	if !present(obj) {
 		return nil
 	}
+	var buf [16]member
+	if ms, ok := plainMembers(obj, buf[:]); ok {
+		var first *refusal
+		for _, m := range ms {
+			name := string(m.name)
+			known, r := f(name, m.value)
+			if !known {
+				return &refusal{ReasonUnknownProperty, at + name + ": unknown property"}
+			}
+			if r != nil && first == nil {
+				r.message = at + r.message
+				first = r
+			}
+		}
+		return first
+	}
+	return slowMembers(obj, at, f)
+}
+
+// slowMembers is members through a jsontext.Decoder, for objects
+// plainMembers does not split.
+func slowMembers(obj jsontext.Value, at string, f func(name string, v jsontext.Value) (known bool, r *refusal)) *refusal {
 	dec := jsontext.NewDecoder(bytes.NewReader(obj))
 	if _, err := dec.ReadToken(); err != nil { // '{', checked by complete
 		return &refusal{ReasonInvalidRequest, strings.TrimSuffix(at, ".") + ": not an object"}
@@ -203,6 +225,10 @@ func contextMember(m *mapped, name string, v jsontext.Value) (bool, *refusal) {
 	case "time":
 		ctx().Time, r = timestamp(name, v)
 	case "supported_obligations":
+		if s, ok := plainStrings(v); ok {
+			m.supported = s
+			break
+		}
 		m.supported = []string{}
 		if err := json.Unmarshal(v, &m.supported); err != nil {
 			r = wrongType(name, "an array of obligation types")
@@ -215,6 +241,9 @@ func contextMember(m *mapped, name string, v jsontext.Value) (bool, *refusal) {
 
 // str reads a string; null is "".
 func str(name string, v jsontext.Value) (string, *refusal) {
+	if s, ok := plainString(v); ok {
+		return s, nil
+	}
 	var s string
 	if err := json.Unmarshal(v, &s); err != nil {
 		return "", wrongType(name, "a string")
@@ -228,6 +257,9 @@ func words(name string, v jsontext.Value) ([]string, *refusal) {
 	if v.Kind() == '"' {
 		s, r := str(name, v)
 		return strings.Fields(s), r
+	}
+	if out, ok := plainStrings(v); ok {
+		return out, nil
 	}
 	var out []string
 	if err := json.Unmarshal(v, &out); err != nil {
