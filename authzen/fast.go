@@ -1,6 +1,10 @@
 package authzen
 
-import "github.com/go-json-experiment/json/jsontext"
+import (
+	"bytes"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
 
 // Fast paths of the door's JSON, for the shapes requests and answers take
 // in practice: each either gives exactly what the general path (json)
@@ -308,4 +312,95 @@ func skipValue(v []byte, i int) (int, bool) {
 
 func bytesEnd(c byte) bool {
 	return c == ',' || c == '}' || c == ']' || c == ':' || c == '"' || c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '{' || c == '['
+}
+
+// plainEvaluation reads body into e as json.Unmarshal (decode) does, when
+// body is valid JSON of the plain shape: an object whose members and
+// those of subject, action and resource have names without escapes,
+// with plain strings or null for type, id and name. Else false, and e
+// is left as it was.
+func plainEvaluation(body []byte, e *evaluationJSON) bool {
+	if !jsontext.Value(body).IsValid() {
+		return false
+	}
+	var buf [16]member
+	ms, ok := plainMembers(body, buf[:])
+	if !ok {
+		return false
+	}
+	var out evaluationJSON
+	for _, m := range ms {
+		switch string(m.name) {
+		case "subject", "action", "resource":
+			if string(m.value) == "null" {
+				switch string(m.name) {
+				case "subject":
+					out.Subject = nil
+				case "action":
+					out.Action = nil
+				default:
+					out.Resource = nil
+				}
+				continue
+			}
+			var x plainEntity
+			if !x.read(m.value) {
+				return false
+			}
+			switch string(m.name) {
+			case "subject":
+				out.Subject = &subjectJSON{Type: x.typ, ID: x.id, Properties: x.properties}
+			case "action":
+				out.Action = &actionJSON{Name: x.name, Properties: x.properties}
+			default:
+				out.Resource = &resourceJSON{Type: x.typ, ID: x.id, Properties: x.properties}
+			}
+		case "context":
+			out.Context = bytes.Clone(m.value)
+		}
+	}
+	*e = out
+	return true
+}
+
+// plainEntity is the members of a subject, action or resource the door
+// reads (each reads those it has).
+type plainEntity struct {
+	typ, id, name *string
+	properties    jsontext.Value
+}
+
+// read reads the object v.
+func (x *plainEntity) read(v []byte) bool {
+	var buf [8]member
+	ms, ok := plainMembers(v, buf[:])
+	if !ok {
+		return false
+	}
+	for _, m := range ms {
+		var p **string
+		switch string(m.name) {
+		case "type":
+			p = &x.typ
+		case "id":
+			p = &x.id
+		case "name":
+			p = &x.name
+		case "properties":
+			x.properties = bytes.Clone(m.value)
+			continue
+		default:
+			continue
+		}
+		if string(m.value) == "null" {
+			*p = nil
+			continue
+		}
+		s, ok := plainString(m.value)
+		if !ok {
+			return false
+		}
+		*p = &s
+	}
+	return true
 }

@@ -6,6 +6,7 @@ package authzen
 
 import (
 	"bytes"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -248,4 +249,93 @@ func FuzzAppendDecision(f *testing.F) {
 		}
 		checkDecision(t, &d)
 	})
+}
+
+// bodies are evaluation requests, plain and not.
+var bodies = []string{
+	`{"subject": {"type": "practitioner", "id": "p1", "properties": {"roles": ["clinician"], "organization": "Organization/o1"}}, "action": {"name": "read"}, "resource": {"type": "Observation", "id": "o1", "properties": {"patient": "Patient/52"}}, "context": {"purposeOfUse": "TREAT"}}`,
+	`{"subject":{"type":"patient","id":"Patient/1","name":"x"},"action":{"name":"read","properties":null},"resource":{"type":"Patient","id":""},"context":null,"extra":[1,{"a":2}]}`,
+	`{"subject": null, "action": {"name": null}, "resource": {"type": "Observation", "id": null, "properties": []}, "context": "x"}`,
+	`{"Subject": {"Type": "practitioner", "ID": "p1"}, "ACTION": {"name": "r\u0065ad"}, "resource": {"type": 5, "id": true}}`,
+	`{"subject": "p1", "action": [], "resource": 5}`,
+	` { "subject" : { "type" : "device" , "id" : "d1" , "properties" : { } } , "evaluations" : [ ] } `,
+	`{"subject": {"type": "é", "id": "a\"b"}, "action": {"name": "<&>"}}`,
+	`{"context": {"purposeOfUse": "TREAT"}, "context": {}}`,
+	`[]`, `null`, `{}`, `{"subject": {}}x`,
+}
+
+// checkEvaluation: plainEvaluation reads body as json.Unmarshal does, or
+// falls back.
+func checkEvaluation(t fataler, body []byte) {
+	var fast evaluationJSON
+	if !plainEvaluation(body, &fast) {
+		return
+	}
+	var slow evaluationJSON
+	if err := decode(body, &slow); err != nil {
+		t.Fatalf("%q: read, json refuses it: %v", body, err)
+	}
+	if !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("%q: read as %s, json %s", body, show(&fast), show(&slow))
+	}
+}
+
+func show(e *evaluationJSON) string {
+	b, _ := json.Marshal(e)
+	return string(b)
+}
+
+func TestPlainEvaluation(t *testing.T) {
+	t.Parallel()
+	var ev evaluationJSON
+	if !plainEvaluation([]byte(bodies[0]), &ev) || !plainEvaluation([]byte(bodies[1]), &ev) {
+		t.Fatal("a plain body not on the fast path")
+	}
+	for _, b := range bodies {
+		checkEvaluation(t, []byte(b))
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		checkEvaluation(t, mutate(t, rapid.SampledFrom(bodies).Draw(t, "body")))
+	})
+	rapid.Check(t, func(t *rapid.T) {
+		// Entities of generated members, and members of every kind.
+		m := map[string]any{}
+		for _, name := range []string{"subject", "action", "resource", "context", "Subject", "x"} {
+			switch rapid.IntRange(0, 3).Draw(t, name) {
+			case 0:
+			case 1:
+				m[name] = nil
+			case 2:
+				m[name] = jsontext.Value(generated(t))
+			default:
+				e := map[string]any{}
+				for _, k := range []string{"type", "id", "name", "properties", "Type", "y"} {
+					switch rapid.IntRange(0, 4).Draw(t, k) {
+					case 0:
+					case 1:
+						e[k] = nil
+					case 2:
+						e[k] = rapid.String().Draw(t, "string")
+					case 3:
+						e[k] = rapid.StringMatching(`[a-z/0-9]{0,6}`).Draw(t, "plain")
+					default:
+						e[k] = jsontext.Value(generated(t))
+					}
+				}
+				m[name] = e
+			}
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkEvaluation(t, b)
+	})
+}
+
+func FuzzPlainEvaluation(f *testing.F) {
+	for _, b := range bodies {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { checkEvaluation(t, body) })
 }

@@ -126,9 +126,11 @@ func (h *Handler) ServeEvaluation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var ev evaluationJSON
-	if err := decode(body, &ev); err != nil {
-		h.fail(w, r, err)
-		return
+	if !plainEvaluation(body, &ev) {
+		if err := decode(body, &ev); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	if err := ev.complete(""); err != nil {
 		h.fail(w, r, err)
