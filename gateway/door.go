@@ -233,10 +233,73 @@ func operationOutcome(status int, codes, expression []string) []byte {
 	case http.StatusInternalServerError:
 		kind = "exception"
 	}
+	if b, ok := appendOutcome(nil, kind, codes, expression); ok {
+		return b
+	}
 	o := outcome{ResourceType: "OperationOutcome"}
 	for _, c := range codes {
 		o.Issue = append(o.Issue, issue{Severity: "error", Code: kind, Details: details{Coding: []coding{{System: ReasonSystem, Code: c}}, Text: c}, Expression: expression})
 	}
 	b, _ := json.Marshal(o) // strings only: cannot fail
 	return b
+}
+
+// appendOutcome writes the JSON json.Marshal writes for the outcome of
+// kind, codes and expression, byte for byte, without reflection, when
+// every string is plain (plainJSON); ok is false otherwise (json.Marshal
+// then writes it, escapes and all). A property test holds the two equal.
+func appendOutcome(b []byte, kind string, codes, expression []string) (_ []byte, ok bool) {
+	for _, c := range codes {
+		if !plainJSON(c) {
+			return nil, false
+		}
+	}
+	for _, e := range expression {
+		if !plainJSON(e) {
+			return nil, false
+		}
+	}
+	b = append(b, `{"resourceType":"OperationOutcome","issue":`...)
+	if len(codes) == 0 {
+		return append(b, "null}"...), true
+	}
+	b = append(b, '[')
+	for i, c := range codes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"severity":"error","code":"`...)
+		b = append(b, kind...)
+		b = append(b, `","details":{"coding":[{"system":"`+ReasonSystem+`","code":"`...)
+		b = append(b, c...)
+		b = append(b, `"}],"text":"`...)
+		b = append(b, c...)
+		b = append(b, `"}`...)
+		if len(expression) > 0 {
+			b = append(b, `,"expression":[`...)
+			for j, e := range expression {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '"')
+				b = append(b, e...)
+				b = append(b, '"')
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...), true
+}
+
+// plainJSON reports whether json.Marshal writes s as is between quotes:
+// printable ASCII other than the characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
