@@ -44,4 +44,10 @@
 // context.purposeOfUse, INVALID_REQUEST for a value of the wrong type or
 // a CheckRequest breaking the API's rules (a context.time too far from the
 // server's clock too), the field named in context.reason_admin.
+//
+// Requests of the plain shape (member names without escapes, strings of
+// printable ASCII) are read, and answers written, by hand rather than
+// by reflection; anything else takes the general json path, and the
+// answer is the same either way (fast.go, held to json by differential
+// tests and fuzz targets).
 package authzen
