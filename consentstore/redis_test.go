@@ -63,6 +63,11 @@ func newRedis(t testing.TB, client redis.UniversalClient, prefix string, opts ..
 	return s
 }
 
+// conformanceTimeout bounds each Redis operation of the conformance suites:
+// they are about answers, not timeouts, and a busy CI machine can take
+// longer than the 300 ms the fault tests use.
+var conformanceTimeout = consentstore.WithRedisTimeout(3 * time.Second)
+
 // waitFor polls cond every 5ms until it holds or d has passed.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -96,7 +101,7 @@ func TestRedis(t *testing.T) {
 	addr, _ := redistest.Start(t)
 	client, _ := newClient(t, addr)
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
-		return newRedis(t, client, "", consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now))
+		return newRedis(t, client, "", consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now), conformanceTimeout)
 	})
 }
 
@@ -106,7 +111,7 @@ func TestRedisEncrypted(t *testing.T) {
 	client, _ := newClient(t, addr)
 	key := []byte("0123456789abcdef0123456789abcdef")
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
-		return newRedis(t, client, "", consentstore.WithEncryptionKey(key), consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now))
+		return newRedis(t, client, "", consentstore.WithEncryptionKey(key), consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now), conformanceTimeout)
 	})
 
 	ctx := context.Background()

@@ -84,11 +84,7 @@ func TestRedisTopologies(t *testing.T) {
 				t.Parallel()
 				storetest.Run(t, func(t *testing.T, cfg storetest.Config) consentstore.Store {
 					return newRedis(t, client, "", consentstore.WithLimits(cfg.Limits), consentstore.WithClock(cfg.Now),
-						consentstore.WithMinReplicasAck(1),
-						// The model test is about answers, not timeouts: a write
-						// and its WAIT on a busy CI machine can take longer than
-						// the 300 ms the single-server tests use.
-						consentstore.WithRedisTimeout(3*time.Second))
+						consentstore.WithMinReplicasAck(1), conformanceTimeout)
 				})
 			})
 			t.Run("invalidation", func(t *testing.T) {
