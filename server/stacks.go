@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/chaperone-pdp/chaperone/internal/warmstack"
 )
 
 // HTTP/2 requests run on warm goroutines.
@@ -28,9 +30,6 @@ type warmStacks struct {
 	max  int32
 	idle time.Duration // a worker idle this long ends
 }
-
-// warmStackSize is the stack a worker grows to when it starts.
-const warmStackSize = 64 << 10
 
 func newWarmStacks(next http.Handler) *warmStacks {
 	return &warmStacks{
@@ -74,7 +73,7 @@ func (ws *warmStacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ws *warmStacks) worker(t *stackTask) {
-	growStack()
+	warmstack.Grow()
 	idle := time.NewTimer(ws.idle)
 	defer idle.Stop()
 	for {
@@ -104,19 +103,4 @@ func (t *stackTask) run() {
 	}()
 	t.owner.next.ServeHTTP(t.w, t.r)
 	returned = true
-}
-
-// growStack grows the calling goroutine's stack to about warmStackSize.
-//
-//go:noinline
-func growStack() {
-	var b [warmStackSize / 2]byte
-	stackSink(b[:])
-}
-
-//go:noinline
-func stackSink(b []byte) {
-	if len(b) > 0 {
-		b[0] = 1
-	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/chaperone-pdp/chaperone/internal/warmstack"
 )
 
 // Server serves cleartext HTTP/2 connections with an http.Handler. The
@@ -193,7 +195,7 @@ func (w *workers) run(st *stream) {
 }
 
 func (w *workers) worker(st *stream) {
-	growStack()
+	warmstack.Grow()
 	defer w.n.Add(-1) // also when a handler ends its goroutine (runtime.Goexit)
 	idle := time.NewTimer(w.idle)
 	defer idle.Stop()
@@ -205,21 +207,5 @@ func (w *workers) worker(st *stream) {
 		case <-idle.C:
 			return
 		}
-	}
-}
-
-// warmStackSize is the stack a worker grows to when it starts.
-const warmStackSize = 64 << 10
-
-//go:noinline
-func growStack() {
-	var b [warmStackSize / 2]byte
-	stackSink(b[:])
-}
-
-//go:noinline
-func stackSink(b []byte) {
-	if len(b) > 0 {
-		b[0] = 1
 	}
 }
