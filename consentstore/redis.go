@@ -699,11 +699,18 @@ func versionOf(cmd *redis.StringCmd) string {
 	return "0"
 }
 
+// cutFields splits a stored value "A|B|PAYLOAD", the layout of every
+// consent, grant and agreement record (the payload may hold "|" itself).
+func cutFields(val string) (a, b, payload string, ok bool) {
+	a, rest, ok1 := strings.Cut(val, "|")
+	b, payload, ok2 := strings.Cut(rest, "|")
+	return a, b, payload, ok1 && ok2
+}
+
 // splitRecord splits "VERSION|REVOKED|PAYLOAD".
 func splitRecord(val string) (version string, revoked bool, payload string, ok bool) {
-	version, rest, ok1 := strings.Cut(val, "|")
-	flag, payload, ok2 := strings.Cut(rest, "|")
-	if !ok1 || !ok2 || version == "" || (flag != "0" && flag != "1") {
+	version, flag, payload, ok := cutFields(val)
+	if !ok || version == "" || (flag != "0" && flag != "1") {
 		return "", false, "", false
 	}
 	return version, flag == "1", payload, true

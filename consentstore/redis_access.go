@@ -248,9 +248,8 @@ func (r *Redis) decodeGrants(patient string, vals map[string]string) ([]access.G
 }
 
 func (r *Redis) decodeGrant(patient, id, val string) (access.Grant, error) {
-	_, rest, ok1 := strings.Cut(val, "|")
-	flag, sealed, ok2 := strings.Cut(rest, "|")
-	if !ok1 || !ok2 {
+	_, flag, sealed, ok := cutFields(val)
+	if !ok {
 		return access.Grant{}, fmt.Errorf("malformed grant in redis: %w", ErrUnavailable)
 	}
 	doc, err := r.aead.open([]byte(sealed), grantAdditional(patient, id))
@@ -379,10 +378,9 @@ func (r *Redis) RevokeAgreement(ctx context.Context, clientID string) (access.Ag
 }
 
 func (r *Redis) decodeAgreement(clientID, val string) (access.Agreement, error) {
-	flag, rest, ok1 := strings.Cut(val, "|")
-	nanos, sealed, ok2 := strings.Cut(rest, "|")
+	flag, nanos, sealed, ok := cutFields(val)
 	n, err := strconv.ParseInt(nanos, 10, 64)
-	if !ok1 || !ok2 || err != nil {
+	if !ok || err != nil {
 		return access.Agreement{}, fmt.Errorf("malformed agreement in redis: %w", ErrUnavailable)
 	}
 	doc, err := r.aead.open([]byte(sealed), agreementAdditional(clientID))

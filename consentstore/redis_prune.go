@@ -144,8 +144,7 @@ func (r *Redis) pruneAgreement(ctx context.Context, c redis.UniversalClient, key
 	if err != nil {
 		return unavailable("prune", err)
 	}
-	flag, rest, _ := strings.Cut(val, "|")
-	nanos, _, _ := strings.Cut(rest, "|")
+	flag, nanos, _, _ := cutFields(val)
 	n, err := strconv.ParseInt(nanos, 10, 64)
 	if err != nil {
 		return fmt.Errorf("agreement %q: malformed record in redis: %w", clientID, ErrUnavailable)

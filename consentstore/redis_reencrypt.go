@@ -174,9 +174,8 @@ func (r *Redis) reencryptKey(ctx context.Context, c redis.UniversalClient, key s
 	}
 	if patient, ok := r.patientOfKey(key, "grants"); ok {
 		return r.reencryptHash(ctx, c, key, p, &p.Grants, func(id, val string) (string, string, bool) {
-			exp, rest, ok1 := strings.Cut(val, "|")
-			flag, payload, ok2 := strings.Cut(rest, "|")
-			return exp + "|" + flag + "|", payload, ok1 && ok2
+			exp, flag, payload, ok := cutFields(val)
+			return exp + "|" + flag + "|", payload, ok
 		}, func(id string) []byte { return grantAdditional(patient, id) })
 	}
 	if rest, ok := strings.CutPrefix(key, r.prefix+":agreement:{"); ok && strings.HasSuffix(rest, "}") {
@@ -190,9 +189,8 @@ func (r *Redis) reencryptKey(ctx context.Context, c redis.UniversalClient, key s
 		if err != nil {
 			return unavailable("reencrypt", err)
 		}
-		flag, rest, ok1 := strings.Cut(val, "|")
-		nanos, payload, ok2 := strings.Cut(rest, "|")
-		if !ok1 || !ok2 {
+		flag, nanos, payload, ok := cutFields(val)
+		if !ok {
 			return fmt.Errorf("agreement %q: malformed: %w", clientID, ErrUnavailable)
 		}
 		nv, changed, err := r.reseal(payload, agreementAdditional(clientID))
